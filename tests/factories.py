@@ -1,0 +1,48 @@
+"""Small builders for test data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from xwatch.model import Author, Bucket, Mention, Sentiment, SeriesKey
+
+T0 = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
+
+
+def mention(
+    text: str = "my kettlebird is great",
+    at: datetime | float = 0.0,
+    *,
+    id: str | None = None,
+    lang: str | None = "en",
+    followers: int = 100,
+    negative: bool | None = None,
+    brands: tuple[str, ...] = (),
+) -> Mention:
+    created = at if isinstance(at, datetime) else T0 + timedelta(seconds=at)
+    sentiment = None
+    if negative is not None:
+        sentiment = Sentiment("negative", -0.8) if negative else Sentiment("neutral", 0.0)
+    return Mention(
+        id=id or f"{created.timestamp():.3f}-{abs(hash(text)) % 10_000}",
+        text=text,
+        created_at=created,
+        source="test",
+        author=Author(id="1", handle="tester", followers=followers),
+        lang=lang,
+        brands=brands,
+        sentiment=sentiment,
+    )
+
+
+def bucket(
+    start: datetime, count: int, negative: int = 0, *, scale: int = 300, brand: str = "b"
+) -> Bucket:
+    return Bucket(
+        series=SeriesKey(brand, "", scale),
+        start=start,
+        end=start + timedelta(seconds=scale),
+        count=count,
+        negative=negative,
+        reach=0,
+    )

@@ -1,0 +1,169 @@
+"""Config, rule and playbook validation: every problem names file, line and key."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from xwatch.cli import main
+from xwatch.config import load_config
+from xwatch.errors import ConfigError
+from xwatch.settings import load_settings
+
+
+def problems_of(config: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_embedded_default_and_shipped_rules_are_valid(in_repo_root: Path) -> None:
+    settings = load_settings(None)
+    assert [b.id for b in settings.config.brands] == ["kettlebird"]
+    assert len(settings.rules.rules) >= 3
+    # every shipped rule links an existing playbook
+    assert all(r.playbook in settings.playbooks for r in settings.rules.rules)
+
+
+def test_relative_paths_resolve_against_the_config_file(project: Path) -> None:
+    config, name = load_config(project / "config.yaml")
+    assert config.rules_dir == project / "rules"
+    assert name == str(project / "config.yaml")
+
+
+def test_wrong_type_in_a_rule_names_file_line_and_key(project: Path) -> None:
+    rule_file = project / "rules" / "broken.yaml"
+    rule_file.write_text(
+        "rules:\n"
+        "  - id: too-sure\n"
+        "    title: x\n"
+        "    when:\n"
+        "      signal: volume_up\n"
+        "      likelihood: 1.5\n"
+        "    playbook: mention-spike\n",
+        "utf-8",
+    )
+    assert problems_of(project / "config.yaml") == [
+        f"{rule_file}:6: rules[0].when.likelihood: Input should be less than or equal to 1 "
+        "(found 1.5)"
+    ]
+
+
+def test_unknown_playbook_and_notifier_are_reported_where_they_are(project: Path) -> None:
+    rule_file = project / "rules" / "broken.yaml"
+    rule_file.write_text(
+        "rules:\n"
+        "  - id: orphan\n"
+        "    title: x\n"
+        "    when: {signal: volume_up}\n"
+        "    playbook: no-such-playbook\n"
+        "    notify: [pager]\n",
+        "utf-8",
+    )
+    found = problems_of(project / "config.yaml")
+    assert any(
+        p.startswith(f"{rule_file}:5: rules[0].playbook: no playbook with id 'no-such-playbook'")
+        for p in found
+    ), found
+    assert any(
+        p.startswith(f"{rule_file}:6: rules[0].notify: unknown notifier 'pager'") for p in found
+    ), found
+
+
+def test_unknown_key_missing_key_and_bad_signal(project: Path) -> None:
+    rule_file = project / "rules" / "broken.yaml"
+    rule_file.write_text(
+        "rules:\n"
+        "  - id: typo\n"
+        "    titel: x\n"
+        "    when: {signal: volume_sideways}\n"
+        "    playbook: mention-spike\n",
+        "utf-8",
+    )
+    found = problems_of(project / "config.yaml")
+    assert f"{rule_file}:2: rules[0].title: Field required" in found
+    assert any(p.startswith(f"{rule_file}:3: rules[0].titel: unknown key") for p in found)
+    assert any(
+        p.startswith(f"{rule_file}:4: rules[0].when.signal: Input should be 'volume_up'")
+        and "volume_sideways" in p
+        for p in found
+    ), found
+
+
+def test_invalid_yaml_and_duplicate_keys(project: Path) -> None:
+    (project / "rules" / "a.yaml").write_text("rules:\n  - id: [unclosed\n", "utf-8")
+    (project / "rules" / "b.yaml").write_text("rules: []\nrules: []\n", "utf-8")
+    found = problems_of(project / "config.yaml")
+    assert any(p.startswith(f"{project / 'rules' / 'a.yaml'}:3: not valid YAML") for p in found)
+    assert f"{project / 'rules' / 'b.yaml'}:2: rules: duplicate key" in found
+
+
+def test_duplicate_rule_ids_across_files(project: Path) -> None:
+    (project / "rules" / "zz.yaml").write_text(
+        "rules:\n"
+        "  - id: mention-volume-spike\n"
+        "    title: again\n"
+        "    when: {signal: volume_up}\n"
+        "    playbook: mention-spike\n",
+        "utf-8",
+    )
+    found = problems_of(project / "config.yaml")
+    assert any(
+        p.startswith(
+            f"{project / 'rules' / 'zz.yaml'}:2: rules[0].id: "
+            "'mention-volume-spike' is already defined"
+        )
+        for p in found
+    ), found
+
+
+def test_config_errors_name_the_line(project: Path) -> None:
+    config = project / "config.yaml"
+    text = config.read_text("utf-8").replace("port: 9464", "port: ninety")
+    config.write_text(text, "utf-8")
+    line = text.splitlines().index("  port: ninety") + 1
+    found = problems_of(config)
+    assert found == [
+        f"{config}:{line}: server.port: Input should be a valid integer, unable "
+        "to parse string as an integer (found 'ninety')"
+    ]
+
+
+def test_source_errors_name_the_source_item(project: Path) -> None:
+    config = project / "config.yaml"
+    text = config.read_text("utf-8").replace("speed: 15000", "speed: -1")
+    config.write_text(text, "utf-8")
+    found = problems_of(config)
+    assert (
+        len(found) == 1
+        and ": sources[0].speed: Input should be greater than or equal to 0" in found[0]
+    ), found
+
+
+def test_playbook_front_matter_is_validated(project: Path) -> None:
+    playbook = project / "playbooks" / "bad.md"
+    playbook.write_text("---\nid: bad\ntitle: Bad\n---\n# Bad\n", "utf-8")
+    found = problems_of(project / "config.yaml")
+    assert f"{playbook}:2: crisis_type: Field required" in found or any(
+        p.startswith(f"{playbook}:") and "crisis_type: Field required" in p for p in found
+    ), found
+
+
+def test_check_command_exit_codes(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-c", str(project / "config.yaml")]) == 0
+    assert "ok (1 brands" in capsys.readouterr().out
+
+    (project / "rules" / "broken.yaml").write_text("rules:\n  - id: X\n", "utf-8")
+    assert main(["check", "-c", str(project / "config.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert f"{project / 'rules' / 'broken.yaml'}:2: rules[0].id: String should match pattern" in err
+
+
+def test_check_reports_a_missing_config_file(tmp_path: Path) -> None:
+    err = io.StringIO()
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "nope.yaml")
+    print(caught.value, file=err)
+    assert f"{tmp_path / 'nope.yaml'}:1: cannot read" in err.getvalue()

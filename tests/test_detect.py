@@ -1,0 +1,179 @@
+"""Buckets in event time, count tails, and the detectors' contract."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from scipy import stats
+
+from tests.factories import T0, bucket, mention
+from xwatch.detect.buckets import Aggregator
+from xwatch.detect.share import NegativeShareDetector
+from xwatch.detect.tails import betabinom_sf, nbinom_cdf, nbinom_sf
+from xwatch.detect.volume import CountDetector
+from xwatch.model import Measure
+
+# --- tails --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("x", "mu", "alpha"),
+    [(0, 3, 0.1), (5, 3, 0.1), (40, 10, 0.5), (3, 0.2, 0.0), (15, 5.0, 0.0), (2, 2, 2.0)],
+)
+def test_nbinom_tails_match_scipy(x: int, mu: float, alpha: float) -> None:
+    if alpha == 0:
+        sf, cdf = stats.poisson.sf(x - 1, mu), stats.poisson.cdf(x, mu)
+    else:
+        r = 1 / alpha
+        sf, cdf = stats.nbinom.sf(x - 1, r, r / (r + mu)), stats.nbinom.cdf(x, r, r / (r + mu))
+    assert nbinom_sf(x, mu, alpha) == pytest.approx(sf, rel=1e-9, abs=1e-15)
+    assert nbinom_cdf(x, mu, alpha) == pytest.approx(cdf, rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p", "c"), [(1, 2, 0.1, 100), (30, 100, 0.2, 50), (0, 10, 0.3, 10), (10, 10, 0.5, 5)]
+)
+def test_betabinom_tail_matches_scipy(k: int, n: int, p: float, c: float) -> None:
+    expected = stats.betabinom.sf(k - 1, n, p * c, (1 - p) * c)
+    assert betabinom_sf(k, n, p, c) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+# --- buckets ------------------------------------------------------------------
+
+
+def test_buckets_close_by_event_time_including_empty_ones() -> None:
+    agg = Aggregator((60,))
+    agg.declare("b")
+    for seconds in (5, 10, 70):
+        assert agg.add(mention(at=seconds), "b")
+    assert agg.close_until(T0 + timedelta(seconds=59)) == []  # the first minute is still open
+    closed = agg.close_until(T0 + timedelta(seconds=240))
+    assert [(b.start - T0).seconds for b in closed] == [0, 60, 120, 180]
+    assert [b.count for b in closed] == [2, 1, 0, 0]
+
+
+def test_a_post_for_a_closed_bucket_is_late_and_not_counted() -> None:
+    agg = Aggregator((60, 300))
+    agg.declare("b")
+    agg.add(mention(at=0), "b")
+    agg.close_until(T0 + timedelta(seconds=120))
+    assert not agg.add(mention(at=30), "b")  # its minute closed
+    later = agg.close_until(T0 + timedelta(seconds=600))
+    five_minute = [b for b in later if b.series.scale_seconds == 300]
+    assert five_minute[0].count == 2  # still open at the 5-minute scale, so counted there
+
+
+def test_bucket_samples_put_negative_high_reach_posts_first() -> None:
+    agg = Aggregator((60,), samples=2)
+    agg.declare("b")
+    agg.add(mention("calm big", at=1, followers=10_000, negative=False, id="a"), "b")
+    agg.add(mention("angry small", at=2, followers=10, negative=True, id="b"), "b")
+    agg.add(mention("angry big", at=3, followers=5_000, negative=True, id="c"), "b")
+    [closed] = agg.close_until(T0 + timedelta(seconds=60))
+    assert [m.id for m in closed.samples] == ["c", "b"]
+    assert closed.negative == 2 and closed.count == 3
+
+
+# --- count detector -------------------------------------------------------------
+
+
+def poisson_series(rate: float, n: int, seed: int = 1) -> list[int]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        # Knuth's Poisson sampler: fine for the small rates used here
+        limit, k, p = pow(2.718281828459045, -rate), 0, 1.0
+        while True:
+            p *= rng.random()
+            if p <= limit:
+                break
+            k += 1
+        out.append(k)
+    return out
+
+
+def run_counts(
+    counts: list[int], scale: int = 300
+) -> tuple[CountDetector, list[float], list[bool]]:
+    detector = CountDetector(Measure.VOLUME, scale)
+    likelihoods, warming = [], []
+    for i, count in enumerate(counts):
+        b = bucket(T0 + timedelta(seconds=i * scale), count, scale=scale)
+        signal = detector.score_one(b)
+        likelihoods.append(signal.likelihood if signal.direction == "up" else 0.0)
+        warming.append(signal.warming_up)
+        detector.learn_one(b)
+    return detector, likelihoods, warming
+
+
+def test_no_alarm_during_warm_up() -> None:
+    _, _, warming = run_counts([5] * 10 + [500] + [5] * 400)
+    assert warming[10]  # the huge value comes before a day of history
+    assert all(warming[: 24 * 12]) and not any(warming[24 * 12 :])
+
+
+def test_a_10x_spike_is_flagged_in_its_first_bucket() -> None:
+    counts = poisson_series(20, 2 * 288, seed=3)
+    counts[-1] = 200
+    _, likelihoods, warming = run_counts(counts)
+    assert not warming[-1]
+    assert likelihoods[-1] > 0.99999
+    assert max(likelihoods[300:-1]) < 0.9999  # and the calm part before it stays calm
+
+
+def test_small_counts_are_judged_by_their_tail_not_a_z_score() -> None:
+    detector, _, _ = run_counts(poisson_series(2, 2 * 288, seed=4))
+    b6 = bucket(T0 + timedelta(days=2), 6)
+    b15 = bucket(T0 + timedelta(days=2), 15)
+    assert detector.score_one(b6).likelihood < 0.999  # 2 → 6 happens
+    assert detector.score_one(b15).likelihood > 0.99999  # 2 → 15 does not
+
+
+def test_likelihood_is_calibrated_on_a_stationary_poisson_stream() -> None:
+    counts = poisson_series(30, 12 * 288, seed=5)
+    _, likelihoods, warming = run_counts(counts)
+    judged = [lk for lk, w in zip(likelihoods, warming, strict=True) if not w]
+    rate = sum(lk >= 0.99 for lk in judged) / len(judged)
+    assert 0.005 <= rate <= 0.02  # nominal 1 % upward tail, within a factor 2
+
+
+def test_robust_learning_a_spike_does_not_become_the_baseline() -> None:
+    counts = poisson_series(20, 2 * 288, seed=6)
+    detector, _, _ = run_counts(counts)
+    before = detector.level
+    for i in range(6):  # half an hour of a 10x crisis
+        b = bucket(T0 + timedelta(days=2, seconds=300 * i), 200)
+        detector.score_one(b)
+        detector.learn_one(b)
+    assert detector.level < before * 1.5
+
+
+# --- negative share detector -------------------------------------------------------
+
+
+def share_detector_after(days: int, per_bucket: int, share: float) -> NegativeShareDetector:
+    detector = NegativeShareDetector(300)
+    rng = random.Random(7)
+    for i in range(days * 288):
+        k = sum(rng.random() < share for _ in range(per_bucket))
+        b = bucket(T0 + timedelta(seconds=300 * i), per_bucket, k)
+        detector.score_one(b)
+        detector.learn_one(b)
+    return detector
+
+
+def test_one_negative_out_of_two_is_not_a_crisis() -> None:
+    detector = share_detector_after(1, 10, 0.1)
+    signal = detector.score_one(bucket(T0 + timedelta(days=1), 2, 1))
+    assert not signal.warming_up
+    assert signal.likelihood < 0.9
+
+
+def test_a_negative_wave_is_flagged() -> None:
+    detector = share_detector_after(1, 10, 0.1)
+    signal = detector.score_one(bucket(T0 + timedelta(days=1), 40, 24))
+    assert signal.direction == "up"
+    assert signal.likelihood > 0.99999
+    assert signal.expected == pytest.approx(0.1, abs=0.03)

@@ -1,0 +1,438 @@
+"""Tests for xwatch.sentiment: language guess, routing, the VADER and Japanese scorers."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xwatch.model import Sentiment
+from xwatch.sentiment import (
+    JapaneseLexiconScorer,
+    LanguageRouter,
+    Scorer,
+    VaderScorer,
+    default_router,
+    guess_lang,
+    normalise_lang,
+    sentiment_from_score,
+)
+from xwatch.sentiment.japanese import load_lexicon
+
+ONE_MB = "Terrible service, I hate this airline. " * 27_000  # ~1 MB, all of it negative words
+
+AWKWARD_TEXTS = [
+    "",
+    " \n\t ",
+    "😀🎉🔥",
+    "🤬",
+    "\x00\x01\x07\x1b[31m\x7f",
+    "line\rbreak\u2028sep\u200b\ufeff",
+    "\ud800 lone surrogate \udfff",
+    "最悪\ud83d",
+    "ｶﾀｶﾅ ＦＵＬＬＷＩＤＴＨ ！！",  # noqa: RUF001 - half- and full-width forms on purpose
+    "!!!???...",
+    "no not never nope",
+    "ない ない ない",
+    ONE_MB,
+    "美味しくない" * 200_000,
+]
+
+
+@pytest.fixture(scope="module")
+def vader() -> VaderScorer:
+    return VaderScorer()
+
+
+@pytest.fixture(scope="module")
+def japanese() -> JapaneseLexiconScorer:
+    return JapaneseLexiconScorer()
+
+
+def assert_valid(sentiment: Sentiment) -> None:
+    """A Sentiment whose score is in -1..1 and whose label agrees with the default thresholds."""
+    assert isinstance(sentiment, Sentiment)
+    assert math.isfinite(sentiment.score)
+    assert -1.0 <= sentiment.score <= 1.0
+    assert sentiment.label == sentiment_from_score(sentiment.score).label
+
+
+def label_of(scorer: Scorer, text: str) -> str:
+    [sentiment] = scorer.score([text])
+    return sentiment.label
+
+
+# --- language guess -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("This airline lost my bag again", "en"),
+        ("Café très sympa", "en"),  # Latin script: the English scorer is the best we have
+        ("このラーメン美味しい", "ja"),
+        ("リコール", "ja"),  # katakana alone
+        ("ｶﾀｶﾅ", "ja"),  # half-width katakana
+        ("東京駅で購入しました", "ja"),  # mostly Han, with kana
+        ("정말 좋아요", "ko"),
+        ("这个产品很好用", "zh"),
+        ("😀🎉🔥", "und"),
+        ("", "und"),
+        ("12345 !!! 678", "und"),
+        ("Привет мир", "und"),
+        ("新しいiPhoneが最高", "ja"),  # Japanese naming an English product
+        ("I love ramen from ラーメン屋 near my office downtown", "en"),  # English quoting Japanese
+        ("新款iPhone太贵了", "zh"),
+        ("iPhone 새로 샀어요", "ko"),
+    ],
+)
+def test_guess_lang(text: str, expected: str) -> None:
+    assert guess_lang(text) == expected
+
+
+def test_guess_lang_reads_only_the_head_of_long_texts() -> None:
+    assert guess_lang("😀" * 500 + "これは日本語") == "und"
+    assert guess_lang("これは日本語です" * 25 + "a" * 1_000_000) == "ja"
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [("ja-JP", "ja"), ("EN", "en"), ("en-GB", "en"), ("zh_Hant", "zh"), (" ja ", "ja"), (None, "")],
+)
+def test_normalise_lang(tag: str | None, expected: str) -> None:
+    assert normalise_lang(tag) == expected
+
+
+# --- routing ------------------------------------------------------------------------------
+
+
+class RecordingScorer:
+    """A fake scorer that answers a fixed sentiment and records every batch it is given."""
+
+    def __init__(self, answer: Sentiment) -> None:
+        self.answer = answer
+        self.batches: list[list[str]] = []
+
+    def score(self, texts: Sequence[str]) -> list[Sentiment]:
+        self.batches.append(list(texts))
+        return [self.answer for _ in texts]
+
+
+EN_ANSWER = Sentiment("negative", -0.5)
+JA_ANSWER = Sentiment("positive", 0.5)
+
+
+@pytest.fixture
+def en() -> RecordingScorer:
+    return RecordingScorer(EN_ANSWER)
+
+
+@pytest.fixture
+def ja() -> RecordingScorer:
+    return RecordingScorer(JA_ANSWER)
+
+
+@pytest.fixture
+def router(en: RecordingScorer, ja: RecordingScorer) -> LanguageRouter:
+    return LanguageRouter({"en": en, "ja": ja}, fallback="en")
+
+
+def test_untagged_japanese_goes_to_the_japanese_scorer(
+    router: LanguageRouter, en: RecordingScorer, ja: RecordingScorer
+) -> None:
+    assert router.score(["配送が遅い"], [None]) == [JA_ANSWER]
+    assert ja.batches == [["配送が遅い"]]
+    assert en.batches == []
+
+
+@pytest.mark.parametrize("tag", ["und", "", "qme", "zxx"])
+def test_undetermined_tags_are_guessed(tag: str, router: LanguageRouter) -> None:
+    assert router.score(["配送が遅い"], [tag]) == [JA_ANSWER]
+
+
+def test_explicit_lang_wins_over_the_script(
+    router: LanguageRouter, en: RecordingScorer, ja: RecordingScorer
+) -> None:
+    assert router.score(["plain ascii text", "日本語です"], ["ja-JP", "EN"]) == [
+        JA_ANSWER,
+        EN_ANSWER,
+    ]
+    assert ja.batches == [["plain ascii text"]]
+    assert en.batches == [["日本語です"]]
+
+
+def test_languages_without_a_scorer_fall_back(en: RecordingScorer, ja: RecordingScorer) -> None:
+    router = LanguageRouter({"en": en, "ja": ja}, fallback="ja")
+    texts = ["Bonjour", "정말 좋아요", "这个产品很好用", "😀", "hello"]
+    assert router.score(texts, ["fr", None, None, None, "en"]) == [JA_ANSWER] * 4 + [EN_ANSWER]
+    assert ja.batches == [texts[:4]]
+
+
+def test_mixed_batch_keeps_input_order_with_one_call_per_scorer(
+    router: LanguageRouter, en: RecordingScorer, ja: RecordingScorer
+) -> None:
+    texts = ["a", "あ", "b", "い", "c", "う"]
+    langs: list[str | None] = [None, None, "en", "ja", None, None]
+    assert router.score(texts, langs) == [EN_ANSWER, JA_ANSWER] * 3
+    assert en.batches == [["a", "b", "c"]]
+    assert ja.batches == [["あ", "い", "う"]]
+
+
+def test_empty_batch_calls_no_scorer(
+    router: LanguageRouter, en: RecordingScorer, ja: RecordingScorer
+) -> None:
+    assert router.score([], []) == []
+    assert en.batches == ja.batches == []
+
+
+def test_router_rejects_a_fallback_without_scorer(en: RecordingScorer) -> None:
+    with pytest.raises(ValueError, match="fallback"):
+        LanguageRouter({"en": en}, fallback="ja")
+
+
+def test_router_rejects_mismatched_lengths(router: LanguageRouter) -> None:
+    with pytest.raises(ValueError, match="2 texts but 1"):
+        router.score(["a", "b"], [None])
+
+
+def test_default_router_scores_english_and_japanese() -> None:
+    texts = ["This is the worst airline, they lost my luggage!", "最高に美味しい、おすすめです"]
+    results = default_router().score(texts, [None, None])
+    assert [s.label for s in results] == ["negative", "positive"]
+
+
+# --- VADER --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I love this airline, the crew was wonderful!", "positive"),
+        ("Great service, thank you so much :)", "positive"),
+        ("This is the worst airline ever. Terrible service.", "negative"),
+        ("My phone is broken and support is useless, I hate it", "negative"),
+        ("The flight leaves at 5pm from gate 12.", "neutral"),
+        ("", "neutral"),
+    ],
+)
+def test_vader_labels_clear_cases(vader: VaderScorer, text: str, expected: str) -> None:
+    assert label_of(vader, text) == expected
+
+
+def test_vader_thresholds_are_configurable() -> None:
+    text = "it is ok I guess, kind of nice"
+    assert label_of(VaderScorer(), text) == "positive"
+    assert label_of(VaderScorer(positive_threshold=0.99), text) == "neutral"
+    with pytest.raises(ValueError, match="threshold"):
+        VaderScorer(positive_threshold=-0.1, negative_threshold=0.1)
+
+
+def test_vader_only_reads_max_chars() -> None:
+    assert label_of(
+        VaderScorer(max_chars=20), "The flight is at 5. Terrible, awful, I hate it"
+    ) == ("neutral")
+
+
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [(0.05, "positive"), (1.0, "positive"), (0.049, "neutral"), (0.0, "neutral"),
+     (-0.049, "neutral"), (-0.05, "negative"), (-1.0, "negative")],
+)  # fmt: skip
+def test_sentiment_from_score_thresholds(score: float, expected: str) -> None:
+    assert sentiment_from_score(score) == Sentiment(expected, score)  # type: ignore[arg-type]
+
+
+# --- Japanese lexicon ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "このラーメン最高!!",
+        "めっちゃ便利で助かる",
+        "新しいカフェ、美味しかった",
+        "届いて嬉しい",
+        "店員さんが親切で好きになった",
+        "これはおすすめです",
+        "ｵｽｽﾒ",  # half-width katakana, read through NFKC
+        "問題ないです、ありがとう",
+    ],
+)
+def test_japanese_positives(japanese: JapaneseLexiconScorer, text: str) -> None:
+    assert label_of(japanese, text) == "positive"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "不具合が多すぎる",
+        "買って一週間で故障した",
+        "届いた時点で壊れた状態だった",
+        "返金してほしい",
+        "注文したのに届かない",
+        "配送が遅い",
+        "最悪の対応",
+        "ひどい商品でした",
+        "また炎上してる",
+        "フライパンで火傷した",
+        "すぐ焦げる",
+        "リコール対象らしい",
+        "これ危ないよ",
+        "怖い",
+        "サポートの対応が悪い",
+        "もう二度と買わない",
+        "二度と買わなかった",  # i-adjective-like inflection of a ない phrase
+        "ﾘｺｰﾙ",  # half-width katakana
+        "店員さんが不親切",  # longest match: not 親切
+    ],
+)
+def test_japanese_negatives(japanese: JapaneseLexiconScorer, text: str) -> None:
+    assert label_of(japanese, text) == "negative"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("美味しくない", "negative"),
+        ("美味しくなかった", "negative"),
+        ("好きじゃない", "negative"),
+        ("便利ではない", "negative"),
+        ("良くない", "negative"),
+        ("問題ない", "positive"),
+        ("問題ありません", "positive"),
+        ("壊れてない", "positive"),
+        ("悪くない", "positive"),
+        ("嬉しくて思わず笑った", "positive"),  # ず after a kanji is not a negation of 嬉しく
+    ],
+)
+def test_japanese_negation_flips_polarity(
+    japanese: JapaneseLexiconScorer, text: str, expected: str
+) -> None:
+    assert label_of(japanese, text) == expected
+
+
+def test_japanese_neutral_and_shielded(japanese: JapaneseLexiconScorer) -> None:
+    assert label_of(japanese, "今日は東京に行きます") == "neutral"
+    assert label_of(japanese, "今日は機嫌がいい") != "negative"  # 機嫌 shields 嫌
+
+
+def test_japanese_score_grows_with_evidence(japanese: JapaneseLexiconScorer) -> None:
+    one, two, negated = japanese.score(["最悪", "最悪、不具合で返金", "最悪じゃない"])
+    assert -1.0 < two.score < one.score < 0.0 < negated.score
+
+
+def test_japanese_matches_report_terms_and_weights(japanese: JapaneseLexiconScorer) -> None:
+    assert japanese.matches("美味しくない") == [("美味しく", -0.75)]
+    assert japanese.matches("不親切") == [("不親切", -1.5)]
+
+
+def test_load_lexicon_parses_inflects_and_normalises() -> None:
+    lexicon = load_lexicon("# comment\n\n怖い\t-1.5\nｵｽｽﾒ\t1\nいい\t1\n")
+    assert lexicon["怖い"] == lexicon["怖く"] == lexicon["怖かっ"] == lexicon["怖さ"] == -1.5
+    assert lexicon["オススメ"] == 1.0
+    assert "いく" not in lexicon  # one-kana stems are not inflected (いい -> いく would be 行く)
+
+
+@pytest.mark.parametrize("line", ["no-tab-here", "term\t1\textra", "term\tnot-a-number", "x\tnan"])
+def test_load_lexicon_rejects_malformed_lines(line: str) -> None:
+    with pytest.raises(ValueError, match=r"ja_lexicon\.tsv:1:"):
+        load_lexicon(line)
+
+
+COMPLAINTS = [
+    "不具合",
+    "故障",
+    "壊れた",
+    "返金",
+    "届かない",
+    "遅い",
+    "最悪",
+    "ひどい",
+    "炎上",
+    "火傷",
+    "焦げ",
+    "リコール",
+    "危ない",
+    "怖い",
+    "対応が悪い",
+    "二度と買わない",
+]
+PRAISE = ["最高", "便利", "好き", "嬉しい", "おすすめ", "美味しい", "助かる"]
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [(word, "negative") for word in COMPLAINTS] + [(word, "positive") for word in PRAISE],
+)
+def test_core_vocabulary(japanese: JapaneseLexiconScorer, word: str, expected: str) -> None:
+    assert label_of(japanese, word) == expected
+
+
+def test_custom_lexicon() -> None:
+    scorer = JapaneseLexiconScorer({"ぴえん": -1.0})
+    assert label_of(scorer, "ぴえん") == "negative"
+    assert label_of(scorer, "最悪") == "neutral"
+    with pytest.raises(ValueError, match="empty"):
+        JapaneseLexiconScorer({})
+
+
+# --- robustness ---------------------------------------------------------------------------
+
+SCORERS = ["vader", "japanese"]
+
+
+@pytest.mark.parametrize("name", SCORERS)
+def test_scorers_survive_awkward_texts(name: str, request: pytest.FixtureRequest) -> None:
+    scorer: Scorer = request.getfixturevalue(name)
+    started = time.perf_counter()
+    results = scorer.score(AWKWARD_TEXTS)
+    assert time.perf_counter() - started < 2.0  # the length caps work: no stall on 1 MB texts
+    assert len(results) == len(AWKWARD_TEXTS)
+    for sentiment in results:
+        assert_valid(sentiment)
+
+
+def test_empty_and_emoji_only_are_neutral(
+    vader: VaderScorer, japanese: JapaneseLexiconScorer
+) -> None:
+    assert [s.label for s in japanese.score(["", "🎉🎉"])] == ["neutral", "neutral"]
+    assert label_of(vader, "") == "neutral"
+
+
+def test_one_megabyte_text_is_scored_from_its_head(
+    vader: VaderScorer, japanese: JapaneseLexiconScorer
+) -> None:
+    assert label_of(vader, ONE_MB) == "negative"
+    assert label_of(japanese, "最高" + "あ" * 1_000_000) == "positive"
+    assert label_of(japanese, "あ" * 1_000_000 + "最悪") == "neutral"  # beyond MAX_CHARS
+
+
+def test_router_survives_awkward_texts() -> None:
+    results = default_router().score(AWKWARD_TEXTS, [None] * len(AWKWARD_TEXTS))
+    assert len(results) == len(AWKWARD_TEXTS)
+    for sentiment in results:
+        assert_valid(sentiment)
+
+
+ANY_TEXT = st.lists(
+    st.one_of(
+        st.characters(categories=("L", "M", "N", "P", "S", "Z", "C")),  # incl. lone surrogates
+        st.sampled_from(["ない", "美味しく", "じゃ", "not", "good", " but ", "!!!", "😡", "ｶ"]),
+    ),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=ANY_TEXT, tag=st.sampled_from([None, "", "und", "ja", "en-US", "xx"]))
+def test_anything_gets_a_valid_sentiment(
+    vader: VaderScorer, japanese: JapaneseLexiconScorer, text: str, tag: str | None
+) -> None:
+    assert guess_lang(text) in {"en", "ja", "ko", "zh", "und"}
+    router = LanguageRouter({"en": vader, "ja": japanese}, fallback="en")
+    for sentiment in [*router.score([text], [tag]), *vader.score([text]), *japanese.score([text])]:
+        assert_valid(sentiment)

@@ -1,0 +1,3 @@
+from xwatch.cli import main
+
+raise SystemExit(main())

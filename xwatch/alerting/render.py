@@ -1,0 +1,80 @@
+"""Alerts as plain text that explains itself: what fired, the numbers, the posts, the playbook."""
+
+from __future__ import annotations
+
+import re
+
+from xwatch.model import Alert, AlertEvent, EventKind, Measure, Signal, format_scale
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+MEASURE_NAMES = {
+    Measure.VOLUME: "volume",
+    Measure.NEGATIVE_SHARE: "negative share",
+    Measure.NEGATIVE_VOLUME: "negative volume",
+}
+
+
+def clean(text: str, limit: int = 200) -> str:
+    """One line of untrusted text, safe for a terminal: no control or bidi characters."""
+    text = _CONTROL.sub(" ", text.replace("\n", " ").replace("\r", " "))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe(signal: Signal) -> str:
+    """``negative share 62% (usual 9%, band 4%-16%)`` or ``volume 143 (expected 31, ...)``."""
+    name = MEASURE_NAMES[signal.measure]
+    if signal.measure is Measure.NEGATIVE_SHARE:
+        return (
+            f"{name} {signal.observed:.0%} (usual {signal.expected:.0%}, "
+            f"band {signal.low:.0%}-{signal.high:.0%})"
+        )
+    return (
+        f"{name} {signal.observed:.0f} (expected {signal.expected:.1f}, "
+        f"band {signal.low:.0f}-{signal.high:.0f})"
+    )
+
+
+def headline(alert: Alert) -> str:
+    arrow = "up" if alert.signal.direction == "up" else "down"
+    return (
+        f"[{alert.severity.value.upper()}] {alert.series.brand}: {alert.title} "
+        f"({MEASURE_NAMES[alert.signal.measure]} {arrow})"
+    )
+
+
+def render_text(event: AlertEvent) -> str:
+    alert = event.alert
+    if event.kind is EventKind.RESOLVED:
+        return (
+            f"RESOLVED {headline(alert)}\n"
+            f"  calm since  {alert.signal.end:%Y-%m-%d %H:%M} UTC "
+            f"(resolved at {event.at:%Y-%m-%d %H:%M} UTC)\n"
+            f"  rule        {alert.rule_id}\n"
+        )
+    signal = alert.signal
+    lines = [
+        f"FIRING {headline(alert)}",
+        f"  when        {signal.start:%Y-%m-%d %H:%M}-{signal.end:%H:%M} UTC "
+        f"({format_scale(alert.series.scale_seconds)} buckets)",
+        f"  signal      {describe(signal)}, likelihood {signal.likelihood:.5f}",
+    ]
+    for other in alert.context:
+        if other.measure != signal.measure:
+            lines.append(f"  context     {describe(other)}")
+    topic = f" (posts matching rule {alert.series.topic!r})" if alert.series.topic else ""
+    lines.append(
+        f"  posts       {alert.bucket.count} in the bucket{topic}, {alert.bucket.negative} negative"
+    )
+    for mention in alert.bucket.samples:
+        label = mention.sentiment.label if mention.sentiment else "?"
+        who = clean(mention.author.handle, 40) or "?"
+        lines.append(
+            f"    - @{who} ({mention.author.followers:,} followers, {label}): "
+            f'"{clean(mention.text)}"'
+        )
+        if mention.url:
+            lines.append(f"      {clean(mention.url, 120)}")
+    lines.append(f"  playbook    {alert.playbook.title}: {alert.playbook.url}")
+    lines.append(f"  rule        {alert.rule_id}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,260 @@
+"""The ``xwatch`` command: run, check, backtest, sentiment."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from xwatch import __version__
+from xwatch.errors import ConfigError
+
+DESCRIPTION = """\
+xwatch watches what people post about your brands on X, learns each brand's
+normal volume and negative share, and alerts the PR team when a crisis starts,
+with the numbers, the posts behind it and the response playbook.
+
+Start with the bundled demo (a week of a fictional brand, with one crisis):
+    xwatch run
+Validate your own setup:
+    xwatch check -c config.yaml
+"""
+
+EPILOG = "Run 'xwatch COMMAND --help' for the options of a command."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xwatch",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"xwatch {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log on stderr (default: info)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config_help = (
+        "the config file (YAML); default: the embedded demo config, with rules/ "
+        "and playbooks/ taken from the current folder"
+    )
+
+    run = commands.add_parser(
+        "run",
+        help="run the daemon",
+        description="Run the daemon: read the configured sources, detect, alert, serve "
+        "/metrics, /healthz, /readyz and /playbooks/. Stops gracefully on Ctrl-C or SIGTERM.",
+    )
+    run.add_argument("-c", "--config", type=Path, help=config_help)
+    run.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="stop when every source has ended (a replay), instead of serving on",
+    )
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the config, rules and playbooks, then exit (like 'check')",
+    )
+
+    check = commands.add_parser(
+        "check",
+        help="validate config, rules and playbooks",
+        description="Validate the config, every rule file and every playbook. Prints "
+        "'file:line: message' for each problem and exits 1, or exits 0 when all is well.",
+    )
+    check.add_argument("-c", "--config", type=Path, help=config_help)
+
+    backtest = commands.add_parser(
+        "backtest",
+        help="replay history through the detectors and rules",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Replay history in event time through the same pipeline as the daemon.\n\n"
+        "  xwatch backtest -c config.yaml --input mentions.jsonl[.gz]\n"
+        "      prints the alerts the daemon would have sent (--json for JSON lines)\n"
+        "  xwatch backtest --format nab < series.csv\n"
+        "      reads 'timestamp,value' rows (value = mentions per bucket) and prints one\n"
+        "      anomaly score in [0, 1] per row, from the daemon's volume detector with its\n"
+        "      default parameters; row i's score depends on rows 0..i only.",
+    )
+    backtest.add_argument(
+        "--format",
+        choices=["mentions", "nab"],
+        default="mentions",
+        help="input format (default: mentions)",
+    )
+    backtest.add_argument("-c", "--config", type=Path, help=config_help)
+    backtest.add_argument(
+        "--input",
+        type=Path,
+        help="mentions file (JSON lines, optionally .gz); '-' or absent: stdin",
+    )
+    backtest.add_argument("--json", action="store_true", help="print alert events as JSON lines")
+
+    sentiment = commands.add_parser(
+        "sentiment",
+        help="score texts from stdin",
+        description='Read JSON lines {"text": ..., "lang": optional} on stdin; print '
+        'JSON lines {"label": "negative|neutral|positive", "score": float, "lang": ...}, '
+        "in order.",
+    )
+    sentiment.add_argument(
+        "--fallback-lang", default="en", help="scorer for languages without one (default: en)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "check" or (args.command == "run" and args.check):
+            return check(args.config, sys.stdout)
+        if args.command == "run":
+            return run(args.config, args.exit_when_done)
+        if args.command == "backtest":
+            if args.format == "nab":
+                return backtest_nab(sys.stdin, sys.stdout)
+            return backtest_mentions(args.config, args.input, args.json, sys.stdout)
+        if args.command == "sentiment":
+            return sentiment(sys.stdin, sys.stdout, args.fallback_lang)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def check(config_path: Path | None, out: TextIO) -> int:
+    from xwatch.settings import load_settings
+
+    settings = load_settings(config_path)  # ConfigError → problems printed by main
+    rules = settings.rules.rules
+    print(
+        f"{settings.config_file}: ok ({len(settings.config.brands)} brands, {len(rules)} "
+        f"rules, {len(settings.playbooks.playbooks)} playbooks)",
+        file=out,
+    )
+    return 0
+
+
+def run(config_path: Path | None, exit_when_done: bool) -> int:
+    from xwatch.daemon import Daemon
+    from xwatch.settings import load_settings
+
+    settings = load_settings(config_path)
+    try:
+        asyncio.run(Daemon(settings, exit_when_done=exit_when_done).run())
+    except OSError as exc:
+        logging.getLogger("xwatch").error("%s", exc)
+        return 1
+    return 0
+
+
+def backtest_mentions(
+    config_path: Path | None, input_path: Path | None, as_json: bool, out: TextIO
+) -> int:
+    from xwatch.alerting.render import render_text
+    from xwatch.backtest import replay_file
+    from xwatch.settings import load_settings
+
+    settings = load_settings(config_path)
+    events = asyncio.run(replay_file(settings, input_path))
+    for event in events:
+        if as_json:
+            from xwatch.backtest import event_to_json
+
+            out.write(json.dumps(event_to_json(event), ensure_ascii=False) + "\n")
+        else:
+            out.write(render_text(event) + "\n")
+    logging.getLogger("xwatch.backtest").info("%d alert events", len(events))
+    return 0
+
+
+def backtest_nab(stdin: TextIO, out: TextIO) -> int:
+    from xwatch.backtest import nab_scores
+
+    rows = []
+    reader = csv.reader(stdin)
+    header = next(reader, None)
+    if header is None or "timestamp" not in header or "value" not in header:
+        print("expected a CSV header with 'timestamp' and 'value'", file=sys.stderr)
+        return 1
+    t_col, v_col = header.index("timestamp"), header.index("value")
+    for line_no, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        try:
+            when = datetime.fromisoformat(row[t_col]).replace(tzinfo=UTC)
+            rows.append((when, float(row[v_col])))
+        except (ValueError, IndexError):
+            print(f"<stdin>:{line_no}: expected 'timestamp,value', found {row!r}", file=sys.stderr)
+            return 1
+    buffer = io.StringIO()
+    for score in nab_scores(rows):
+        buffer.write(f"{score:.9f}\n")
+    out.write(buffer.getvalue())
+    return 0
+
+
+def sentiment(stdin: TextIO, out: TextIO, fallback_lang: str) -> int:
+    from xwatch.sentiment.lang import guess_lang
+    from xwatch.sentiment.router import default_router
+
+    router = default_router(fallback_lang)
+    batch: list[tuple[str, str | None]] = []
+
+    def flush() -> None:
+        results = router.score([t for t, _ in batch], [lang for _, lang in batch])
+        for (text, lang), result in zip(batch, results, strict=True):
+            out.write(
+                json.dumps(
+                    {
+                        "label": result.label,
+                        "score": round(result.score, 4),
+                        "lang": lang or guess_lang(text),
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+        batch.clear()
+
+    for line_no, line in enumerate(stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text, lang = item["text"], item.get("lang")
+            if not isinstance(text, str) or not (lang is None or isinstance(lang, str)):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            print(
+                f'<stdin>:{line_no}: expected {{"text": string, "lang": optional string}}',
+                file=sys.stderr,
+            )
+            return 1
+        batch.append((text, lang))
+        if len(batch) >= 1000:
+            flush()
+    flush()
+    return 0

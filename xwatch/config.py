@@ -1,0 +1,179 @@
+"""The one validated settings model.
+
+A config file is YAML; it is read once at start (and on reload) into the frozen
+``Config`` below, and every problem is reported as ``file:line: key: message``.
+With no file, the embedded default (``xwatch/defaults/config.yaml``) is used: the
+bundled demo replayed fast, alerts on the console, metrics on 127.0.0.1:9464.
+
+Relative paths (``rules_dir``, ``playbooks_dir``, a replay ``path``) are resolved
+against the config file's folder; for the embedded default, against the current
+folder (run it from the repository root).
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from xwatch.yamlfile import YamlDocument, load_yaml
+
+DEFAULT_CONFIG_NAME = "<embedded default config>"
+_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Brand(Frozen):
+    """A brand to watch. ``terms`` find its mentions; ``accounts`` are its own handles."""
+
+    id: Annotated[str, Field(pattern=_ID)]
+    name: str
+    terms: Annotated[tuple[str, ...], Field(min_length=1)]
+    accounts: tuple[str, ...] = ()
+
+    @field_validator("terms")
+    @classmethod
+    def _terms_not_blank(cls, terms: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not term.strip() for term in terms):
+            raise ValueError("terms must not be blank")
+        return terms
+
+
+class ReplaySourceConfig(Frozen):
+    """JSON lines of mentions (xwatch's format or X API v2 payloads), optionally gzip'd."""
+
+    type: Literal["replay"]
+    name: str = "replay"
+    path: Path
+    speed: Annotated[float, Field(ge=0)] = 0.0  # 0: as fast as possible; 60: a minute per second
+
+
+class DemoSourceConfig(Frozen):
+    """The bundled demo stream: a week of a fictional brand, with one crisis."""
+
+    type: Literal["demo"]
+    name: str = "demo"
+    speed: Annotated[float, Field(ge=0)] = 15000.0
+
+
+SourceConfig = Annotated[ReplaySourceConfig | DemoSourceConfig, Field(discriminator="type")]
+
+
+class SentimentConfig(Frozen):
+    fallback_lang: str = "en"  # scorer for languages that have none
+
+
+class DetectConfig(Frozen):
+    scales_seconds: Annotated[tuple[int, ...], Field(min_length=1)] = (60, 300, 900)
+    allowed_lateness_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+    samples_per_bucket: Annotated[int, Field(ge=1, le=50)] = 5
+
+    @field_validator("scales_seconds")
+    @classmethod
+    def _scales_divide_a_day(cls, scales: tuple[int, ...]) -> tuple[int, ...]:
+        for scale in scales:
+            if scale < 10 or 86400 % scale:
+                raise ValueError(f"{scale} is not a bucket width that divides a day (>= 10 s)")
+        if len(set(scales)) != len(scales):
+            raise ValueError("scales must be distinct")
+        return tuple(sorted(scales))
+
+
+class AlertingConfig(Frozen):
+    resolve_after_seconds: Annotated[int, Field(ge=0)] = 1800  # calm this long → resolved
+
+
+class ConsoleNotifierConfig(Frozen):
+    type: Literal["console"]
+
+
+NotifierConfig = Annotated[ConsoleNotifierConfig, Field(discriminator="type")]
+
+
+class ServerConfig(Frozen):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+
+
+class Config(Frozen):
+    brands: Annotated[tuple[Brand, ...], Field(min_length=1)]
+    sources: Annotated[tuple[SourceConfig, ...], Field(min_length=1)]
+    sentiment: SentimentConfig = SentimentConfig()
+    detect: DetectConfig = DetectConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    notifiers: dict[str, NotifierConfig] = Field(
+        default_factory=lambda: {"console": ConsoleNotifierConfig(type="console")}
+    )
+    server: ServerConfig = ServerConfig()
+    rules_dir: Path = Path("rules")
+    playbooks_dir: Path = Path("playbooks")
+    playbook_base_url: str | None = None  # None: the daemon serves /playbooks/<id>
+    queue_size: Annotated[int, Field(ge=1)] = 10000
+    drain_timeout_seconds: Annotated[float, Field(ge=0)] = 10.0
+
+    @field_validator("brands")
+    @classmethod
+    def _unique_brands(cls, brands: tuple[Brand, ...]) -> tuple[Brand, ...]:
+        ids = [brand.id for brand in brands]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"brand ids must be unique, repeated: {', '.join(duplicates)}")
+        return brands
+
+    @field_validator("notifiers")
+    @classmethod
+    def _notifier_names(cls, notifiers: dict[str, NotifierConfig]) -> dict[str, NotifierConfig]:
+        for name in notifiers:
+            if not re.match(_ID, name):
+                raise ValueError(f"notifier name {name!r} must match {_ID}")
+        return notifiers
+
+    @property
+    def playbook_url_base(self) -> str:
+        if self.playbook_base_url:
+            return self.playbook_base_url.rstrip("/") + "/"
+        return f"http://{self.server.host}:{self.server.port}/playbooks/"
+
+
+def load_config(
+    path: Path | None = None, *, default_base: Path | None = None
+) -> tuple[Config, str]:
+    """Read and validate a config file (or the embedded default).
+
+    Returns the config, with relative paths resolved, and the name to use for it
+    in messages. Raises ``ConfigError`` naming file, line and key for each problem.
+    The embedded default resolves its paths against ``default_base`` (default: the
+    current folder).
+    """
+    if path is None:
+        text = resources.files("xwatch.defaults").joinpath("config.yaml").read_text("utf-8")
+        document = YamlDocument(text, DEFAULT_CONFIG_NAME)
+        base = default_base or Path.cwd()
+    else:
+        document = load_yaml(path)
+        base = path.parent
+    config = document.validate(Config)
+    return resolve_paths(config, base), document.file
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    sources = tuple(
+        source.model_copy(update={"path": base / source.path})
+        if isinstance(source, ReplaySourceConfig)
+        else source
+        for source in config.sources
+    )
+    return config.model_copy(
+        update={
+            "rules_dir": base / config.rules_dir,
+            "playbooks_dir": base / config.playbooks_dir,
+            "sources": sources,
+        }
+    )

@@ -1,0 +1,282 @@
+"""The daemon: sources → queue → pipeline → notifiers, plus the web server.
+
+Lifecycle: every long-running part is a task in one ``asyncio.TaskGroup``.
+SIGINT/SIGTERM (or ``stop``) start a graceful drain: sources stop, the mentions
+already queued go through the pipeline, pending notifications are delivered, all
+within ``drain_timeout_seconds``; then the web server closes.
+
+A finite source (a replay) ending is not a reason to stop: the pipeline is
+flushed (the last buckets close) and the daemon keeps serving metrics and
+playbooks until told to stop, or stops by itself with ``exit_when_done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Sequence
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from xwatch.alerting import Notifier
+from xwatch.alerting.console import ConsoleNotifier
+from xwatch.clock import Clock, WallClock
+from xwatch.metrics import Metrics
+from xwatch.model import AlertEvent, Mention
+from xwatch.pipeline import Pipeline
+from xwatch.sentiment.router import default_router
+from xwatch.settings import Settings
+from xwatch.sources import MetricsReport, Source, build_sources
+from xwatch.web import make_app
+
+log = logging.getLogger("xwatch.daemon")
+
+MAX_BATCH = 1000
+TICK_SECONDS = 1.0
+PROGRESS_SECONDS = 5.0
+
+
+class _EndOfSources:
+    """Queue marker: every finite source has ended."""
+
+
+class _Stop:
+    """Queue marker: drain what came before, then stop consuming."""
+
+
+QueueItem = Mention | _EndOfSources | _Stop
+
+
+def build_notifiers(settings: Settings) -> dict[str, Notifier]:
+    notifiers: dict[str, Notifier] = {}
+    for name in settings.config.notifiers:
+        notifiers[name] = ConsoleNotifier(name)
+    return notifiers
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        sources: Sequence[Source] | None = None,
+        notifiers: dict[str, Notifier] | None = None,
+        clock: Clock | None = None,
+        exit_when_done: bool = False,
+    ) -> None:
+        self.settings = settings
+        config = settings.config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.pipeline = Pipeline(
+            config,
+            settings.rules,
+            settings.playbooks,
+            default_router(config.sentiment.fallback_lang),
+            self.metrics,
+        )
+        self.sources = (
+            list(sources)
+            if sources is not None
+            else build_sources(config, MetricsReport(self.metrics))
+        )
+        self.notifiers = notifiers if notifiers is not None else build_notifiers(settings)
+        self.clock = clock or WallClock()
+        self.exit_when_done = exit_when_done
+        self.stop = asyncio.Event()
+        self.sources_done = asyncio.Event()
+        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(config.queue_size)
+        self.outboxes: dict[str, asyncio.Queue[AlertEvent]] = {
+            name: asyncio.Queue() for name in self.notifiers
+        }
+        self.ingested = 0
+        self.alerts = 0
+        self.web_url: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._install_signal_handlers()
+        runner = await self._start_web()
+        try:
+            async with asyncio.TaskGroup() as group:
+                consumer = group.create_task(self._consume(), name="pipeline")
+                workers = [
+                    group.create_task(self._deliver(notifier), name=f"notify:{name}")
+                    for name, notifier in self.notifiers.items()
+                ]
+                pumps = [
+                    group.create_task(self._pump(source), name=f"source:{source.name}")
+                    for source in self.sources
+                ]
+                helpers = [group.create_task(self._await_sources(pumps), name="sources-done")]
+                if any(source.live for source in self.sources):
+                    helpers.append(group.create_task(self._tick(), name="ticker"))
+                await self.stop.wait()
+                log.info(
+                    "stopping: draining the pipeline (at most %.0fs)",
+                    self.settings.config.drain_timeout_seconds,
+                )
+                for task in [*pumps, *helpers]:
+                    task.cancel()
+                await self._drain(consumer)
+                for task in workers:
+                    task.cancel()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            self._remove_signal_handlers()
+        log.info("stopped: %d mentions ingested, %d alert events", self.ingested, self.alerts)
+
+    async def _drain(self, consumer: asyncio.Task[None]) -> None:
+        try:
+            async with asyncio.timeout(self.settings.config.drain_timeout_seconds):
+                await self.queue.put(_Stop())
+                await consumer
+                for outbox in self.outboxes.values():
+                    await outbox.join()
+        except TimeoutError:
+            left = self.queue.qsize() + sum(o.qsize() for o in self.outboxes.values())
+            log.error("drain timed out: %d mentions or notifications were not processed", left)
+            consumer.cancel()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.stop.set)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+
+    async def _start_web(self) -> web.AppRunner | None:
+        server = self.settings.config.server
+        if not server.enabled:
+            return None
+        app = make_app(self.registry, self.settings.playbooks, self._ready)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, server.host, server.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(
+                f"cannot listen on {server.host}:{server.port}: {exc.strerror}; "
+                "set server.port in the config (0 picks a free port) or stop the other process"
+            ) from exc
+        port = runner.addresses[0][1] if runner.addresses else server.port
+        self.web_url = f"http://{server.host}:{port}"
+        log.info("serving %s/metrics, /healthz, /readyz and /playbooks/", self.web_url)
+        return runner
+
+    def _ready(self) -> tuple[bool, str]:
+        if self.stop.is_set():
+            return False, "stopping"
+        if self.queue.full():
+            return False, "overloaded: the pipeline queue is full"
+        return True, "ok"
+
+    # -- tasks -------------------------------------------------------------------------
+
+    async def _pump(self, source: Source) -> None:
+        """Move a source's mentions into the queue (waiting when it is full)."""
+        try:
+            async with source:
+                self.metrics.sources_running.inc()
+                try:
+                    async for mention in source:
+                        await self.queue.put(mention)
+                finally:
+                    self.metrics.sources_running.dec()
+            log.info("source %s ended", source.name)
+        except Exception:
+            log.exception("source %s failed; the other sources go on", source.name)
+
+    async def _await_sources(self, pumps: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*pumps)
+        await self.queue.put(_EndOfSources())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self._dispatch(self.pipeline.tick(self.clock.now()))
+
+    async def _consume(self) -> None:
+        last_progress = time.monotonic()
+        while True:
+            batch: list[Mention] = []
+            marker: _EndOfSources | _Stop | None = None
+            item = await self.queue.get()
+            while True:
+                if isinstance(item, Mention):
+                    batch.append(item)
+                else:
+                    marker = item
+                    break
+                if len(batch) >= MAX_BATCH or self.queue.empty():
+                    break
+                item = self.queue.get_nowait()
+            self.metrics.queue_depth.set(self.queue.qsize())
+            if batch:
+                with self.metrics.batch_seconds.time():
+                    self._dispatch(self.pipeline.ingest(batch))
+                self.ingested += len(batch)
+            for _ in range(len(batch) + (marker is not None)):
+                self.queue.task_done()
+            if isinstance(marker, _EndOfSources):
+                self._dispatch(self.pipeline.flush())
+                self.sources_done.set()
+                log.info(
+                    "all sources ended: %d mentions ingested, %d alert events%s",
+                    self.ingested,
+                    self.alerts,
+                    "" if self.exit_when_done else "; still serving, Ctrl-C to stop",
+                )
+                if self.exit_when_done:
+                    self.stop.set()
+            if isinstance(marker, _Stop):
+                return
+            if time.monotonic() - last_progress >= PROGRESS_SECONDS:
+                last_progress = time.monotonic()
+                self._log_progress()
+            await asyncio.sleep(0)  # a full queue never blocks get(): let the others run
+
+    def _log_progress(self) -> None:
+        newest = self.pipeline.clock.newest
+        at = f"{newest:%Y-%m-%d %H:%M} UTC" if newest else "-"
+        log.info(
+            "progress: event time %s, %d mentions ingested, %d alert events",
+            at,
+            self.ingested,
+            self.alerts,
+        )
+
+    def _dispatch(self, events: list[AlertEvent]) -> None:
+        for event in events:
+            self.alerts += 1
+            for channel in event.alert.channels:
+                outbox = self.outboxes.get(channel)
+                if outbox is not None:
+                    outbox.put_nowait(event)
+
+    async def _deliver(self, notifier: Notifier) -> None:
+        outbox = self.outboxes[notifier.name]
+        while True:
+            event = await outbox.get()
+            try:
+                await notifier.send(event)
+                self.metrics.notifications.labels(notifier.name, "sent").inc()
+            except Exception:
+                self.metrics.notifications.labels(notifier.name, "failed").inc()
+                log.exception("notifier %s failed to send %s", notifier.name, event.alert.identity)
+            finally:
+                outbox.task_done()

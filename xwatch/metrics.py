@@ -1,0 +1,149 @@
+"""Every Prometheus metric xwatch exports, on an injected registry.
+
+Label values are bounded: brands and rules come from the configuration, sources,
+channels and reasons from the code, never a post id or a user.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from xwatch import __version__
+from xwatch.model import Bucket, Signal, format_scale
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        Info("xwatch_build", "Version of the running xwatch.", registry=registry).info(
+            {"version": __version__}
+        )
+        # intake
+        self.received = Counter(
+            "xwatch_mentions_received_total",
+            "Mentions read from a source.",
+            ["source"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "xwatch_mentions_rejected_total",
+            "Payloads that could not become mentions, by reason.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.processed = Counter(
+            "xwatch_mentions_processed_total",
+            "Mentions counted into a brand's series.",
+            ["brand"],
+            registry=registry,
+        )
+        self.unmatched = Counter(
+            "xwatch_mentions_unmatched_total",
+            "Mentions that matched no configured brand.",
+            registry=registry,
+        )
+        self.late = Counter(
+            "xwatch_mentions_late_total",
+            "Mentions that arrived after their bucket had closed (older than the watermark).",
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "xwatch_queue_depth", "Mentions waiting for the pipeline.", registry=registry
+        )
+        self.sources_running = Gauge(
+            "xwatch_sources_running", "Sources currently producing mentions.", registry=registry
+        )
+        # pipeline
+        self.batch_seconds = Histogram(
+            "xwatch_pipeline_batch_seconds",
+            "Time to process one batch of mentions.",
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+            registry=registry,
+        )
+        self.watermark = Gauge(
+            "xwatch_watermark_timestamp_seconds",
+            "Event time up to which buckets are closed (Unix time).",
+            registry=registry,
+        )
+        self.buckets_closed = Counter(
+            "xwatch_buckets_closed_total",
+            "Buckets closed and judged, by time scale.",
+            ["scale"],
+            registry=registry,
+        )
+        # brands (what the wall screen shows)
+        self.brand_mentions = Gauge(
+            "xwatch_brand_mentions",
+            "Mentions in the brand's last closed bucket.",
+            ["brand", "scale"],
+            registry=registry,
+        )
+        self.brand_expected = Gauge(
+            "xwatch_brand_expected_mentions",
+            "Expected mentions in that bucket.",
+            ["brand", "scale"],
+            registry=registry,
+        )
+        self.brand_expected_high = Gauge(
+            "xwatch_brand_expected_mentions_high",
+            "Upper edge of the expected band.",
+            ["brand", "scale"],
+            registry=registry,
+        )
+        self.brand_negative_share = Gauge(
+            "xwatch_brand_negative_share_ratio",
+            "Share of negative mentions in the brand's last closed bucket.",
+            ["brand", "scale"],
+            registry=registry,
+        )
+        self.brand_usual_negative_share = Gauge(
+            "xwatch_brand_usual_negative_share_ratio",
+            "The brand's usual negative share.",
+            ["brand", "scale"],
+            registry=registry,
+        )
+        self.brand_likelihood = Gauge(
+            "xwatch_brand_anomaly_likelihood",
+            "Calibrated anomaly likelihood of the brand's last closed bucket.",
+            ["brand", "scale", "measure"],
+            registry=registry,
+        )
+        # alerting
+        self.alerts_fired = Counter(
+            "xwatch_alerts_fired_total",
+            "Alerts that started firing.",
+            ["rule", "severity"],
+            registry=registry,
+        )
+        self.alerts_resolved = Counter(
+            "xwatch_alerts_resolved_total",
+            "Alerts resolved.",
+            ["rule"],
+            registry=registry,
+        )
+        self.alerts_active = Gauge(
+            "xwatch_alerts_active", "Alerts currently firing.", registry=registry
+        )
+        self.notifications = Counter(
+            "xwatch_notifications_total",
+            "Notifications by channel and outcome.",
+            ["channel", "outcome"],
+            registry=registry,
+        )
+
+    def record_bucket(self, bucket: Bucket, signals: list[Signal]) -> None:
+        """Count a closed bucket; for a brand's own series, update the wall-screen gauges."""
+        scale = format_scale(bucket.series.scale_seconds)
+        self.buckets_closed.labels(scale).inc()
+        if bucket.series.topic:
+            return
+        brand = bucket.series.brand
+        self.brand_mentions.labels(brand, scale).set(bucket.count)
+        self.brand_negative_share.labels(brand, scale).set(bucket.negative_share)
+        for signal in signals:
+            self.brand_likelihood.labels(brand, scale, signal.measure.value).set(signal.likelihood)
+            if signal.measure == "volume":
+                self.brand_expected.labels(brand, scale).set(signal.expected)
+                self.brand_expected_high.labels(brand, scale).set(signal.high)
+            elif signal.measure == "negative_share":
+                self.brand_usual_negative_share.labels(brand, scale).set(signal.expected)

@@ -1,0 +1,186 @@
+"""The records that flow through xwatch, in the order they are made.
+
+    Mention --enrich--> Mention(sentiment, brands) --aggregate--> Bucket
+    Bucket --detect--> Signal --rules--> Alert --alerting--> AlertEvent
+
+Every record is a small frozen dataclass: stages never mutate what they are
+handed, they return new records.  Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+SentimentLabel = Literal["negative", "neutral", "positive"]
+Direction = Literal["up", "down"]
+
+
+def utc(ts: datetime) -> datetime:
+    """The same instant as an aware UTC datetime (naive values are taken as UTC)."""
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    id: str
+    handle: str = ""
+    followers: int = 0
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sentiment:
+    label: SentimentLabel
+    score: float  # -1 (most negative) .. +1 (most positive)
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """One post about one or more brands."""
+
+    id: str
+    text: str
+    created_at: datetime
+    source: str
+    author: Author
+    lang: str | None = None
+    url: str | None = None
+    likes: int = 0
+    reposts: int = 0
+    replies: int = 0
+    quotes: int = 0
+    brands: tuple[str, ...] = ()  # set by the source (e.g. MQTT topic) or by enrichment
+    sentiment: Sentiment | None = None  # set by enrichment
+
+    @property
+    def reach(self) -> int:
+        """How many people this post can plausibly reach: followers plus engagement."""
+        return self.author.followers + self.reposts * 100 + self.likes + self.replies + self.quotes
+
+    @property
+    def is_negative(self) -> bool:
+        return self.sentiment is not None and self.sentiment.label == "negative"
+
+
+class Measure(StrEnum):
+    """What a detector watches in a series."""
+
+    VOLUME = "volume"  # mentions per bucket
+    NEGATIVE_SHARE = "negative_share"  # negative mentions / mentions
+    NEGATIVE_VOLUME = "negative_volume"  # negative mentions per bucket
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SeriesKey:
+    """A brand, or one rule's topic within a brand, at one time scale."""
+
+    brand: str
+    topic: str = ""  # "" for the whole brand, else the id of the rule that defines the topic
+    scale_seconds: int = 300
+
+    def __str__(self) -> str:
+        name = f"{self.brand}/{self.topic}" if self.topic else self.brand
+        return f"{name}@{format_scale(self.scale_seconds)}"
+
+
+def format_scale(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One closed interval [start, end) of a series."""
+
+    series: SeriesKey
+    start: datetime
+    end: datetime
+    count: int
+    negative: int
+    reach: int
+    samples: tuple[Mention, ...] = ()  # the posts with the most reach, most first
+
+    @property
+    def negative_share(self) -> float:
+        return self.negative / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A detector's verdict on one bucket of one measure."""
+
+    series: SeriesKey
+    measure: Measure
+    start: datetime
+    end: datetime
+    observed: float
+    expected: float
+    low: float  # expected band, lower edge
+    high: float  # expected band, upper edge
+    likelihood: float  # calibrated: P(a value less extreme than this one | normal), in [0, 1]
+    direction: Direction
+    warming_up: bool = False
+    surprise: float = 0.0  # -log10 of the tail probability (1 - likelihood), kept precise
+
+    @staticmethod
+    def surprise_of(tail: float) -> float:
+        return -math.log10(max(tail, 1e-300))
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybookRef:
+    id: str
+    title: str
+    url: str
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A rule firing for a series: what fired, the numbers and the evidence."""
+
+    rule_id: str
+    title: str
+    severity: Severity
+    series: SeriesKey
+    signal: Signal  # the one that fired
+    bucket: Bucket  # the evidence: counts and sample posts
+    context: tuple[Signal, ...]  # every measure's signal for the same bucket
+    playbook: PlaybookRef
+    channels: tuple[str, ...]
+
+    def context_signal(self, measure: Measure) -> Signal | None:
+        return next((s for s in self.context if s.measure == measure), None)
+
+    @property
+    def identity(self) -> str:
+        """Re-firings of the same identity are one alert."""
+        return f"{self.rule_id}:{self.series.brand}/{self.series.topic}:{self.signal.direction}"
+
+
+class EventKind(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """What notifiers are told about."""
+
+    kind: EventKind
+    alert: Alert
+    at: datetime  # event time of the change

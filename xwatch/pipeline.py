@@ -1,0 +1,180 @@
+"""The pure pipeline: mentions in, alert events out. No I/O.
+
+    enrich     which brands a post is about, its sentiment
+    aggregate  into event-time buckets per series (brand, or a rule's topic in a brand)
+    detect     each closed bucket: volume, negative share, negative volume
+    rules      which rules those signals make fire
+    lifecycle  firing → (re-firing updates) → resolved
+
+The daemon, ``xwatch backtest`` and the tests all drive this same object: with
+``ingest`` (a batch of posts), ``tick`` (live wall time passing) and ``flush``
+(the end of a finite stream).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from xwatch.alerting.lifecycle import AlertBook
+from xwatch.clock import EventClock
+from xwatch.config import Config
+from xwatch.detect import Detector
+from xwatch.detect.buckets import Aggregator
+from xwatch.detect.share import NegativeShareDetector
+from xwatch.detect.volume import CountDetector
+from xwatch.metrics import Metrics
+from xwatch.model import Alert, AlertEvent, Bucket, EventKind, Measure, Mention, SeriesKey, Signal
+from xwatch.playbooks import PlaybookIndex
+from xwatch.rules import RuleSet, normalize, term_pattern
+from xwatch.sentiment.router import LanguageRouter
+
+
+def default_detectors(scale_seconds: int) -> list[Detector]:
+    """The detectors every series gets."""
+    return [
+        CountDetector(Measure.VOLUME, scale_seconds),
+        NegativeShareDetector(scale_seconds),
+        CountDetector(Measure.NEGATIVE_VOLUME, scale_seconds),
+    ]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        rules: RuleSet,
+        playbooks: PlaybookIndex,
+        scorer: LanguageRouter,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.rules = rules
+        self.playbooks = playbooks
+        self.scorer = scorer
+        self.metrics = metrics
+        self.clock = EventClock(timedelta(seconds=config.detect.allowed_lateness_seconds))
+        self.aggregator = Aggregator(config.detect.scales_seconds, config.detect.samples_per_bucket)
+        self.book = AlertBook(timedelta(seconds=config.alerting.resolve_after_seconds))
+        self.detectors: dict[SeriesKey, list[Detector]] = {}
+        self.brand_patterns: dict[str, re.Pattern[str]] = {}
+        for brand in config.brands:
+            pattern = term_pattern(brand.terms)
+            assert pattern is not None  # validated: at least one non-blank term
+            self.brand_patterns[brand.id] = pattern
+            self.aggregator.declare(brand.id)
+            for topic in rules.topics(brand.id):
+                self.aggregator.declare(brand.id, topic)
+
+    # -- the three ways in ---------------------------------------------------------
+
+    def ingest(self, mentions: Sequence[Mention]) -> list[AlertEvent]:
+        """Enrich and count a batch of posts; judge every bucket they let close."""
+        for mention in self.enrich(mentions):
+            self._aggregate(mention)
+        return self._close()
+
+    def tick(self, now: datetime) -> list[AlertEvent]:
+        """Live mode: wall time passed; close the buckets it lets close, even empty ones."""
+        self.clock.tick(now)
+        return self._close()
+
+    def flush(self) -> list[AlertEvent]:
+        """End of a finite stream: close every bucket that has data."""
+        if self.clock.newest is None:
+            return []
+        largest = max(self.config.detect.scales_seconds)
+        self.clock.observe(
+            self.clock.newest + self.clock.allowed_lateness + timedelta(seconds=largest)
+        )
+        return self._close()
+
+    # -- stages --------------------------------------------------------------------
+
+    def enrich(self, mentions: Sequence[Mention]) -> list[Mention]:
+        """Add brands (by term, unless the source said) and sentiment."""
+        if not mentions:
+            return []
+        sentiments = self.scorer.score([m.text for m in mentions], [m.lang for m in mentions])
+        enriched = []
+        for mention, sentiment in zip(mentions, sentiments, strict=True):
+            brands = mention.brands or self._brands_of(mention.text)
+            enriched.append(dataclasses.replace(mention, brands=brands, sentiment=sentiment))
+        return enriched
+
+    def _brands_of(self, text: str) -> tuple[str, ...]:
+        folded = normalize(text)
+        return tuple(b for b, pattern in self.brand_patterns.items() if pattern.search(folded))
+
+    def _aggregate(self, mention: Mention) -> None:
+        brands = [b for b in mention.brands if b in self.brand_patterns]
+        if not brands:
+            self.metrics.unmatched.inc()
+            return
+        on_time = True
+        folded = normalize(mention.text)
+        for brand in brands:
+            self.metrics.processed.labels(brand).inc()
+            on_time = self.aggregator.add(mention, brand) and on_time
+            for topic in self.rules.topics_of(mention, folded, brand):
+                self.aggregator.add(mention, brand, topic)
+        if not on_time:
+            self.metrics.late.inc()
+        self.clock.observe(mention.created_at)
+
+    def _close(self) -> list[AlertEvent]:
+        watermark = self.clock.watermark
+        if watermark is None:
+            return []
+        events: list[AlertEvent] = []
+        # Bucket by bucket, in event-time order, so that the alerts (and their
+        # resolution) do not depend on how the posts were batched.
+        for bucket in self.aggregator.close_until(watermark):
+            signals = self._judge(bucket)
+            self.metrics.record_bucket(bucket, signals)
+            events.extend(self.book.observe(self._alerts(bucket, signals), bucket.end))
+        events.extend(self.book.observe([], watermark))
+        self.metrics.watermark.set(watermark.timestamp())
+        for event in events:
+            if event.kind is EventKind.FIRING:
+                self.metrics.alerts_fired.labels(
+                    event.alert.rule_id, event.alert.severity.value
+                ).inc()
+            else:
+                self.metrics.alerts_resolved.labels(event.alert.rule_id).inc()
+        self.metrics.alerts_active.set(len(self.book.active))
+        return events
+
+    def _judge(self, bucket: Bucket) -> list[Signal]:
+        detectors = self.detectors.get(bucket.series)
+        if detectors is None:
+            detectors = self.detectors[bucket.series] = default_detectors(
+                bucket.series.scale_seconds
+            )
+        signals = [detector.score_one(bucket) for detector in detectors]
+        for detector in detectors:
+            detector.learn_one(bucket)
+        return signals
+
+    def _alerts(self, bucket: Bucket, signals: list[Signal]) -> list[Alert]:
+        alerts = []
+        for signal in signals:
+            for rule in self.rules.fired_by(signal, bucket):
+                playbook = self.playbooks.get(rule.playbook)
+                assert playbook is not None  # validated when the rules were loaded
+                alerts.append(
+                    Alert(
+                        rule_id=rule.id,
+                        title=rule.title,
+                        severity=rule.severity,
+                        series=bucket.series,
+                        signal=signal,
+                        bucket=bucket,
+                        context=tuple(signals),
+                        playbook=playbook.ref(self.config.playbook_url_base),
+                        channels=rule.notify,
+                    )
+                )
+        return alerts

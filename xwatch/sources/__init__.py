@@ -1,0 +1,93 @@
+"""Sources: where mentions come from. One module per source.
+
+A source is an async context (connect / close) and an async iterator of
+mentions. It never raises on bad input: it tells its ``SourceReport`` and goes on.
+``live`` says whether its posts arrive in real time (then the daemon ticks the
+event clock with wall time so that quiet buckets close).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Protocol, Self
+
+from xwatch.config import Config, DemoSourceConfig, ReplaySourceConfig
+from xwatch.metrics import Metrics
+from xwatch.model import Mention
+
+log = logging.getLogger("xwatch.sources")
+
+
+class SourceReport(Protocol):
+    def received(self, source: str) -> None: ...
+
+    def rejected(self, source: str, reason: str, detail: str) -> None: ...
+
+
+class Source(Protocol):
+    name: str
+    live: bool
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[Mention]: ...
+
+
+class MetricsReport:
+    """Counts every mention and rejection; logs each rejection reason at most once a minute."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+        every_seconds: float = 60.0,
+    ) -> None:
+        self.metrics = metrics
+        self.clock = clock
+        self.every = every_seconds
+        self._last_logged: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+
+    def received(self, source: str) -> None:
+        self.metrics.received.labels(source).inc()
+
+    def rejected(self, source: str, reason: str, detail: str) -> None:
+        self.metrics.rejected.labels(source, reason).inc()
+        key = (source, reason)
+        now = self.clock()
+        last = self._last_logged.get(key)
+        if last is not None and now - last < self.every:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last_logged[key] = now
+        more = self._suppressed.pop(key, 0)
+        log.warning(
+            "rejected payload source=%s reason=%s detail=%r%s",
+            source,
+            reason,
+            detail,
+            f" (+{more} more since the last line)" if more else "",
+        )
+
+
+def build_sources(config: Config, report: SourceReport) -> list[Source]:
+    from xwatch.demo.generate import bundled_demo_path
+    from xwatch.sources.replay import ReplaySource
+
+    sources: list[Source] = []
+    for source in config.sources:
+        if isinstance(source, ReplaySourceConfig):
+            sources.append(ReplaySource(source.path, source.name, source.speed, report))
+        elif isinstance(source, DemoSourceConfig):
+            sources.append(ReplaySource(bundled_demo_path(), source.name, source.speed, report))
+    return sources

@@ -1,0 +1,206 @@
+"""Turn one raw payload (bytes) into mentions, or say precisely why not.
+
+Two shapes are accepted:
+
+* xwatch's own mention JSON::
+
+    {"id": "1", "text": "...", "created_at": "2026-11-16T09:00:12Z", "lang": "en",
+     "author": {"id": "42", "handle": "sam", "followers": 340, "verified": false},
+     "url": "https://x.com/sam/status/1", "brands": ["acme"],
+     "metrics": {"likes": 3, "reposts": 0, "replies": 1, "quotes": 0}}
+
+  (only ``id``, ``text`` and ``created_at`` are required);
+
+* an X API v2 post payload ``{"data": {...} | [...], "includes": {"users": [...]}}``
+  as the filtered stream and recent search return it.
+
+Anything else raises ``PayloadError`` with a short reason (for metrics) and a detail
+(for the log line).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from xwatch.errors import PayloadError
+from xwatch.model import Author, Mention, utc
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+def parse_payload(raw: bytes, source: str) -> list[Mention]:
+    """Mentions in one payload (one JSON document); raises ``PayloadError``."""
+    if not raw.strip():
+        raise PayloadError("empty", "empty payload")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise PayloadError("too_large", f"{len(raw)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("invalid_utf8", f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise PayloadError("not_json", str(exc)[:200]) from None
+    if not isinstance(document, dict):
+        raise PayloadError("wrong_type", f"expected a JSON object, found {_kind(document)}")
+    if "data" in document:
+        return mentions_from_x(document, source)
+    return [mention_from_json(document, source)]
+
+
+def mention_from_json(obj: Mapping[str, Any], source: str) -> Mention:
+    author = obj.get("author", {})
+    if not isinstance(author, dict):
+        raise PayloadError("wrong_type", f"author: expected an object, found {_kind(author)}")
+    metrics = obj.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise PayloadError("wrong_type", f"metrics: expected an object, found {_kind(metrics)}")
+    brands = obj.get("brands", [])
+    if "brand" in obj:
+        brands = [obj["brand"]]
+    if not isinstance(brands, list) or not all(isinstance(b, str) for b in brands):
+        raise PayloadError("wrong_type", "brands: expected a list of strings")
+    return Mention(
+        id=_id(obj, "id"),
+        text=_str(obj, "text", required=True),
+        created_at=_time(obj, "created_at"),
+        source=source,
+        lang=_str(obj, "lang") or None,
+        url=_str(obj, "url") or None,
+        author=Author(
+            id=_id(author, "id", "author.") if "id" in author else "",
+            handle=_str(author, "handle", prefix="author."),
+            followers=_count(author, "followers", "author."),
+            verified=_bool(author, "verified", "author."),
+        ),
+        likes=_count(metrics, "likes", "metrics."),
+        reposts=_count(metrics, "reposts", "metrics."),
+        replies=_count(metrics, "replies", "metrics."),
+        quotes=_count(metrics, "quotes", "metrics."),
+        brands=tuple(brands),
+    )
+
+
+def mentions_from_x(document: Mapping[str, Any], source: str) -> list[Mention]:
+    """Mentions in an X API v2 payload (``data`` one post or a list, ``includes.users``)."""
+    data = document["data"]
+    posts = data if isinstance(data, list) else [data]
+    includes = document.get("includes", {})
+    users_list = includes.get("users") if isinstance(includes, dict) else None
+    users = {
+        u["id"]: u
+        for u in (users_list if isinstance(users_list, list) else [])
+        if isinstance(u, dict) and isinstance(u.get("id"), str)
+    }
+    mentions = []
+    for post in posts:
+        if not isinstance(post, dict):
+            raise PayloadError("wrong_type", f"data: expected objects, found {_kind(post)}")
+        author_id = post.get("author_id")
+        if author_id is not None and not isinstance(author_id, str):
+            raise PayloadError(
+                "wrong_type", f"data.author_id: expected a string, found {_kind(author_id)}"
+            )
+        user = users.get(author_id, {})
+        handle = user.get("username", "") if isinstance(user.get("username"), str) else ""
+        metrics = post.get("public_metrics", {})
+        user_metrics = user.get("public_metrics", {})
+        if not isinstance(metrics, dict) or not isinstance(user_metrics, dict):
+            raise PayloadError("wrong_type", "public_metrics: expected an object")
+        post_id = _id(post, "id", "data.")
+        mentions.append(
+            Mention(
+                id=post_id,
+                text=_str(post, "text", required=True, prefix="data."),
+                created_at=_time(post, "created_at", "data."),
+                source=source,
+                lang=_str(post, "lang", prefix="data.") or None,
+                url=f"https://x.com/{handle or 'i'}/status/{post_id}",
+                author=Author(
+                    id=author_id or "",
+                    handle=handle,
+                    followers=_count(user_metrics, "followers_count", "user."),
+                    verified=bool(user.get("verified", False)),
+                ),
+                likes=_count(metrics, "like_count", "public_metrics."),
+                reposts=_count(metrics, "retweet_count", "public_metrics."),
+                replies=_count(metrics, "reply_count", "public_metrics."),
+                quotes=_count(metrics, "quote_count", "public_metrics."),
+            )
+        )
+    return mentions
+
+
+# --- field readers: each names the field and what was found ------------------------
+
+
+def _kind(value: object) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _id(obj: Mapping[str, Any], key: str, prefix: str = "") -> str:
+    if key not in obj:
+        raise PayloadError("missing_field", f"{prefix}{key} is missing")
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        raise PayloadError(
+            "wrong_type", f"{prefix}{key}: expected a string id, found {_kind(value)}"
+        )
+    return str(value)
+
+
+def _str(obj: Mapping[str, Any], key: str, *, required: bool = False, prefix: str = "") -> str:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise PayloadError("missing_field", f"{prefix}{key} is missing")
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError("wrong_type", f"{prefix}{key}: expected a string, found {_kind(value)}")
+    return value
+
+
+def _count(obj: Mapping[str, Any], key: str, prefix: str = "") -> int:
+    value = obj.get(key, 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PayloadError(
+            "wrong_type", f"{prefix}{key}: expected a count >= 0, found {_kind(value)}"
+        )
+    return value
+
+
+def _bool(obj: Mapping[str, Any], key: str, prefix: str = "") -> bool:
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise PayloadError(
+            "wrong_type", f"{prefix}{key}: expected true/false, found {_kind(value)}"
+        )
+    return value
+
+
+def _time(obj: Mapping[str, Any], key: str, prefix: str = "") -> datetime:
+    value = obj.get(key)
+    if value is None:
+        raise PayloadError("missing_field", f"{prefix}{key} is missing")
+    if not isinstance(value, str):
+        raise PayloadError(
+            "bad_timestamp", f"{prefix}{key}: expected an ISO 8601 string, found {_kind(value)}"
+        )
+    try:
+        return utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise PayloadError(
+            "bad_timestamp", f"{prefix}{key}: not an ISO 8601 time: {value[:40]!r}"
+        ) from None

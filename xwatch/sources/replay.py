@@ -1,0 +1,96 @@
+"""Replay a file of mentions: JSON lines (xwatch's format or X API v2 payloads), gzip or not.
+
+``speed`` paces the replay by the posts' own times: 60 plays a minute of posts
+per second of wall time; 0 plays as fast as the pipeline takes them. A malformed
+line is reported (counted, logged) and skipped; the replay goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self, cast
+
+from xwatch.errors import PayloadError
+from xwatch.model import Mention
+from xwatch.sources import SourceReport
+from xwatch.sources.payload import parse_payload
+
+MIN_SLEEP_SECONDS = 0.005  # pacing sleeps shorter than this are batched
+YIELD_EVERY_LINES = 500  # let the rest of the daemon run while replaying at full speed
+
+
+class ReplaySource:
+    live = False
+
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        speed: float,
+        report: SourceReport,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.name = name
+        self.speed = speed
+        self.report = report
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._file: IO[bytes] | None = None
+
+    async def __aenter__(self) -> Self:
+        if self.path.suffix == ".gz":
+            self._file = cast(IO[bytes], gzip.open(self.path))  # noqa: SIM115 - closed in __aexit__
+        else:
+            self._file = self.path.open("rb")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __aiter__(self) -> AsyncIterator[Mention]:
+        return self._replay()
+
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        if self._file is None:
+            raise RuntimeError("ReplaySource used outside 'async with'")
+        yield from enumerate(self._file, start=1)
+
+    async def _replay(self) -> AsyncIterator[Mention]:
+        first_event: float | None = None
+        started = self._monotonic()
+        for line_no, line in self._lines():
+            if line_no % YIELD_EVERY_LINES == 0:
+                await asyncio.sleep(0)
+            if not line.strip():
+                continue  # blank lines separate nothing; not an error
+            try:
+                mentions = parse_payload(line, self.name)
+            except PayloadError as exc:
+                self.report.rejected(self.name, exc.reason, f"{self.path}:{line_no}: {exc.detail}")
+                continue
+            for mention in mentions:
+                self.report.received(self.name)
+                if self.speed > 0:
+                    event = mention.created_at.timestamp()
+                    if first_event is None:
+                        first_event = event
+                    due = started + (event - first_event) / self.speed
+                    delay = due - self._monotonic()
+                    if delay >= MIN_SLEEP_SECONDS:
+                        await self._sleep(delay)
+                yield mention
