@@ -1,0 +1,87 @@
+"""The command-line contracts other tools rely on (DESIGN.md)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from xwatch.backtest import nab_scores
+from xwatch.cli import backtest_nab, main, sentiment
+
+
+def nab_csv(values: list[int], gap_seconds: int = 300) -> str:
+    start = datetime(2015, 2, 26, 21, 42, 53)
+    rows = [
+        (start + timedelta(seconds=gap_seconds * i)).strftime("%Y-%m-%d %H:%M:%S")
+        for i in range(len(values))
+    ]
+    return "timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(rows, values, strict=True))
+
+
+def test_backtest_nab_prints_one_score_in_0_1_per_row() -> None:
+    values = [20 + (i % 7) for i in range(600)] + [400] + [21] * 50
+    out = io.StringIO()
+    assert backtest_nab(io.StringIO(nab_csv(values)), out) == 0
+    scores = [float(line) for line in out.getvalue().splitlines()]
+    assert len(scores) == len(values)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert scores[600] == max(scores)  # the spike is the most anomalous row
+
+
+def test_backtest_nab_has_no_look_ahead() -> None:
+    values = [20 + (i * 7919) % 11 for i in range(700)]
+    start = datetime(2015, 2, 26, tzinfo=UTC)
+    rows = [(start + timedelta(minutes=5 * i), float(v)) for i, v in enumerate(values)]
+    full = nab_scores(rows)
+    changed = nab_scores(rows[:500] + [(t, v * 10) for t, v in rows[500:]])
+    assert full[:500] == changed[:500]  # row i depends on rows 0..i only
+
+
+def test_backtest_nab_rejects_a_bad_row(capsys: pytest.CaptureFixture[str]) -> None:
+    assert backtest_nab(io.StringIO("timestamp,value\n2015-01-01 00:00:00,x\n"), io.StringIO()) == 1
+    assert "<stdin>:2:" in capsys.readouterr().err
+
+
+def test_backtest_nab_through_the_console_script() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "xwatch", "backtest", "--format", "nab"],
+        input=nab_csv([5, 6, 5, 7]),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert len(result.stdout.splitlines()) == 4
+
+
+def test_sentiment_contract_in_order_with_language() -> None:
+    lines = [
+        {"text": "I love my new kettle, best purchase ever!"},
+        {"text": "Worst customer service. Still waiting for my refund.", "lang": "en"},
+        {"text": "ケトルが壊れた。最悪"},
+        {"text": "The kettle arrived."},
+    ]
+    out = io.StringIO()
+    assert sentiment(io.StringIO("\n".join(json.dumps(x) for x in lines) + "\n"), out, "en") == 0
+    results = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["label"] for r in results] == ["positive", "negative", "negative", "neutral"]
+    assert [r["lang"] for r in results] == ["en", "en", "ja", "en"]
+    assert all(-1.0 <= r["score"] <= 1.0 for r in results)
+
+
+def test_sentiment_rejects_a_line_without_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert sentiment(io.StringIO('{"txt": "x"}\n'), io.StringIO(), "en") == 1
+    assert "<stdin>:1:" in capsys.readouterr().err
+
+
+def test_help_teaches_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for command in ("run", "check", "backtest", "sentiment"):
+        assert command in text
+    assert "xwatch run" in text  # an example to start with
