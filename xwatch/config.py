@@ -62,7 +62,64 @@ class DemoSourceConfig(Frozen):
     speed: Annotated[float, Field(ge=0)] = 15000.0
 
 
-SourceConfig = Annotated[ReplaySourceConfig | DemoSourceConfig, Field(discriminator="type")]
+class MqttSourceConfig(Frozen):
+    """Mentions published to an MQTT broker, one post per message (xwatch JSON or X v2).
+
+    QoS 1 and a persistent session (fixed client id; MQTT 5 ``clean_start=False`` with a
+    session expiry, or 3.1.1 ``clean_session=False``), so what is published while xwatch
+    is down arrives when it is back. Credentials come from the environment.
+    """
+
+    type: Literal["mqtt"]
+    name: str = "mqtt"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    topics: Annotated[tuple[str, ...], Field(min_length=1)] = ("xwatch/mentions/#",)
+    qos: Literal[0, 1, 2] = 1
+    client_id: Annotated[str, Field(min_length=1, max_length=64)] = "xwatch"
+    protocol: Literal["3.1.1", "5"] = "5"
+    session_expiry_seconds: Annotated[int, Field(ge=0)] = 7 * 86400  # MQTT 5 only
+    shared_group: str | None = None  # MQTT 5: subscribe to $share/<group>/<topic>
+    brand_from_topic: bool = True  # xwatch/mentions/<brand>: the last topic level names it
+    tls: bool = False
+    ca_file: Path | None = None
+    username_env: str = "XWATCH_MQTT_USERNAME"  # read from the environment when set
+    password_env: str = "XWATCH_MQTT_PASSWORD"
+    reconnect_min_seconds: Annotated[float, Field(gt=0)] = 0.5
+    reconnect_max_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+
+class XStreamSourceConfig(Frozen):
+    """The X API v2 filtered stream, with rules derived from the brands and backfill by search."""
+
+    type: Literal["x_stream"]
+    name: str = "x"
+    base_url: str = "https://api.x.com"
+    bearer_token_env: str = "XWATCH_X_BEARER_TOKEN"
+    sync_rules: bool = True  # make the stream's rules match the brands at start
+    backfill: bool = True  # after a gap, fetch what was missed through recent search
+    backfill_max_seconds: Annotated[float, Field(gt=0)] = 6 * 3600.0
+    stall_seconds: Annotated[float, Field(gt=0)] = 20.0  # no data nor keep-alive: reconnect
+
+
+class WebhookSourceConfig(Frozen):
+    """``POST /ingest`` on the daemon's server, signed with HMAC-SHA256."""
+
+    type: Literal["webhook"]
+    name: str = "webhook"
+    secret_env: str = "XWATCH_WEBHOOK_SECRET"
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
+    tolerance_seconds: Annotated[int, Field(ge=1)] = 300
+
+
+SourceConfig = Annotated[
+    ReplaySourceConfig
+    | DemoSourceConfig
+    | MqttSourceConfig
+    | XStreamSourceConfig
+    | WebhookSourceConfig,
+    Field(discriminator="type"),
+]
 
 
 class SentimentConfig(Frozen):

@@ -47,6 +47,37 @@ class Metrics:
             "Mentions that arrived after their bucket had closed (older than the watermark).",
             registry=registry,
         )
+        self.duplicates = Counter(
+            "xwatch_mentions_duplicate_total",
+            "Mentions dropped because the same post was already ingested.",
+            ["source"],
+            registry=registry,
+        )
+        self.ingest_lag = Histogram(
+            "xwatch_ingest_lag_seconds",
+            "Time from a post's creation to its ingestion by xwatch.",
+            ["source"],
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+            registry=registry,
+        )
+        self.source_up = Gauge(
+            "xwatch_source_up",
+            "1 while the source is connected to its peer, else 0.",
+            ["source"],
+            registry=registry,
+        )
+        self.source_reconnects = Counter(
+            "xwatch_source_reconnects_total",
+            "Reconnections scheduled by a source.",
+            ["source"],
+            registry=registry,
+        )
+        self.source_problems = Counter(
+            "xwatch_source_problems_total",
+            "Operational problems of a source, by kind (http_429, network, stall, ...).",
+            ["source", "kind"],
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "xwatch_queue_depth", "Mentions waiting for the pipeline.", registry=registry
         )

@@ -22,9 +22,23 @@ log = logging.getLogger("xwatch.sources")
 
 
 class SourceReport(Protocol):
-    def received(self, source: str) -> None: ...
+    """What a source tells the rest of the daemon (metrics and logs), never raising."""
 
-    def rejected(self, source: str, reason: str, detail: str) -> None: ...
+    def received(self, source: str) -> None:
+        """One mention read (before deduplication)."""
+
+    def rejected(self, source: str, reason: str, detail: str) -> None:
+        """A payload that is not a mention; ``reason`` is one of ``PayloadError.REASONS``."""
+
+    def connected(self, source: str, up: bool) -> None:
+        """The connection to the peer is up (or down)."""
+
+    def reconnecting(self, source: str, delay_seconds: float, why: str) -> None:
+        """The source will reconnect after ``delay_seconds`` because of ``why``."""
+
+    def problem(self, source: str, kind: str, detail: str) -> None:
+        """An operational problem; ``kind`` is a short bounded label (``http_429``,
+        ``http_5xx``, ``network``, ``stall``, ``stream_error``, ``rule_cap``, ...)."""
 
 
 class Source(Protocol):
@@ -63,7 +77,23 @@ class MetricsReport:
 
     def rejected(self, source: str, reason: str, detail: str) -> None:
         self.metrics.rejected.labels(source, reason).inc()
-        key = (source, reason)
+        self._log_limited("rejected payload", source, reason, detail)
+
+    def connected(self, source: str, up: bool) -> None:
+        self.metrics.source_up.labels(source).set(1 if up else 0)
+        log.info("source %s %s", source, "connected" if up else "disconnected")
+
+    def reconnecting(self, source: str, delay_seconds: float, why: str) -> None:
+        self.metrics.source_reconnects.labels(source).inc()
+        self._log_limited("reconnecting", source, f"in {delay_seconds:.2f}s", why)
+
+    def problem(self, source: str, kind: str, detail: str) -> None:
+        self.metrics.source_problems.labels(source, kind).inc()
+        self._log_limited("source problem", source, kind, detail)
+
+    def _log_limited(self, what: str, source: str, reason: str, detail: str) -> None:
+        """Log at most one line per (source, reason) per ``every_seconds``; count the rest."""
+        key = (source, f"{what}:{reason}")
         now = self.clock()
         last = self._last_logged.get(key)
         if last is not None and now - last < self.every:
@@ -72,7 +102,8 @@ class MetricsReport:
         self._last_logged[key] = now
         more = self._suppressed.pop(key, 0)
         log.warning(
-            "rejected payload source=%s reason=%s detail=%r%s",
+            "%s source=%s reason=%s detail=%r%s",
+            what,
             source,
             reason,
             detail,
