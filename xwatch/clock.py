@@ -29,6 +29,7 @@ class EventClock:
     def __init__(self, allowed_lateness: timedelta) -> None:
         self.allowed_lateness = allowed_lateness
         self.newest: datetime | None = None  # the newest event time seen (or ticked)
+        self.hold: datetime | None = None  # never past this (see LiveCompleteness)
 
     def observe(self, event_time: datetime) -> None:
         if self.newest is None or event_time > self.newest:
@@ -40,4 +41,57 @@ class EventClock:
 
     @property
     def watermark(self) -> datetime | None:
-        return None if self.newest is None else self.newest - self.allowed_lateness
+        if self.newest is None:
+            return None
+        mark = self.newest - self.allowed_lateness
+        return mark if self.hold is None else min(mark, self.hold)
+
+
+class LiveCompleteness:
+    """How far in event time the live sources have delivered everything.
+
+    A live source that is down may still deliver posts from its gap once it is back:
+    an MQTT broker redelivers what it kept for the session, the X stream backfills
+    through search. Until then the buckets after the gap's start must stay open, or
+    those posts would arrive late and the gap would look like a fall in volume.
+
+    A source is complete again once it delivers a fresh post (created after it
+    reconnected, less the allowed lateness) or ``catch_up`` after reconnecting,
+    whichever comes first. At start every live source is "down since now".
+    """
+
+    def __init__(self, allowed_lateness: timedelta, catch_up: timedelta) -> None:
+        self.allowed_lateness = allowed_lateness
+        self.catch_up = catch_up
+        self._gap_start: dict[str, datetime] = {}  # sources that may owe posts
+        self._reconnected: dict[str, datetime] = {}
+
+    def started(self, source: str, now: datetime) -> None:
+        self._gap_start[source] = now
+        self._reconnected.pop(source, None)
+
+    def connected(self, source: str, up: bool, now: datetime) -> None:
+        if up:
+            if source in self._gap_start:
+                self._reconnected[source] = now
+        else:
+            self._gap_start.setdefault(source, now)
+            self._reconnected.pop(source, None)
+
+    def delivered(self, source: str, created_at: datetime) -> None:
+        back = self._reconnected.get(source)
+        if back is not None and created_at >= back - self.allowed_lateness:
+            self._complete(source)
+
+    def hold(self, now: datetime) -> datetime | None:
+        """The latest event time buckets may close at, or None when nothing is owed."""
+        for source, back in list(self._reconnected.items()):
+            if now - back >= self.catch_up:
+                self._complete(source)
+        if not self._gap_start:
+            return None
+        return min(self._gap_start.values()) - self.allowed_lateness
+
+    def _complete(self, source: str) -> None:
+        self._gap_start.pop(source, None)
+        self._reconnected.pop(source, None)

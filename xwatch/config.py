@@ -49,7 +49,7 @@ class ReplaySourceConfig(Frozen):
     """JSON lines of mentions (xwatch's format or X API v2 payloads), optionally gzip'd."""
 
     type: Literal["replay"]
-    name: str = "replay"
+    name: Annotated[str, Field(pattern=_ID)] = "replay"
     path: Path
     speed: Annotated[float, Field(ge=0)] = 0.0  # 0: as fast as possible; 60: a minute per second
 
@@ -58,7 +58,7 @@ class DemoSourceConfig(Frozen):
     """The bundled demo stream: a week of a fictional brand, with one crisis."""
 
     type: Literal["demo"]
-    name: str = "demo"
+    name: Annotated[str, Field(pattern=_ID)] = "demo"
     speed: Annotated[float, Field(ge=0)] = 15000.0
 
 
@@ -71,7 +71,7 @@ class MqttSourceConfig(Frozen):
     """
 
     type: Literal["mqtt"]
-    name: str = "mqtt"
+    name: Annotated[str, Field(pattern=_ID)] = "mqtt"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     topics: Annotated[tuple[str, ...], Field(min_length=1)] = ("xwatch/mentions/#",)
@@ -93,7 +93,7 @@ class XStreamSourceConfig(Frozen):
     """The X API v2 filtered stream, with rules derived from the brands and backfill by search."""
 
     type: Literal["x_stream"]
-    name: str = "x"
+    name: Annotated[str, Field(pattern=_ID)] = "x"
     base_url: str = "https://api.x.com"
     bearer_token_env: str = "XWATCH_X_BEARER_TOKEN"
     sync_rules: bool = True  # make the stream's rules match the brands at start
@@ -106,7 +106,7 @@ class WebhookSourceConfig(Frozen):
     """``POST /ingest`` on the daemon's server, signed with HMAC-SHA256."""
 
     type: Literal["webhook"]
-    name: str = "webhook"
+    name: Annotated[str, Field(pattern=_ID)] = "webhook"
     secret_env: str = "XWATCH_WEBHOOK_SECRET"
     max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
     tolerance_seconds: Annotated[int, Field(ge=1)] = 300
@@ -173,6 +173,7 @@ class Config(Frozen):
     playbooks_dir: Path = Path("playbooks")
     playbook_base_url: str | None = None  # None: the daemon serves /playbooks/<id>
     queue_size: Annotated[int, Field(ge=1)] = 10000
+    dedup_capacity: Annotated[int, Field(ge=1)] = 200_000  # ids remembered to drop duplicates
     drain_timeout_seconds: Annotated[float, Field(ge=0)] = 10.0
 
     @field_validator("brands")
@@ -183,6 +184,19 @@ class Config(Frozen):
         if duplicates:
             raise ValueError(f"brand ids must be unique, repeated: {', '.join(duplicates)}")
         return brands
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, sources: tuple[SourceConfig, ...]) -> tuple[SourceConfig, ...]:
+        names = [source.name for source in sources]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"source names must be unique (set 'name:'), repeated: {', '.join(repeated)}"
+            )
+        if sum(isinstance(s, WebhookSourceConfig) for s in sources) > 1:
+            raise ValueError("at most one webhook source: it is the daemon's POST /ingest")
+        return sources
 
     @field_validator("notifiers")
     @classmethod

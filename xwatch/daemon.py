@@ -18,19 +18,22 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from xwatch.alerting import Notifier
 from xwatch.alerting.console import ConsoleNotifier
-from xwatch.clock import Clock, WallClock
+from xwatch.clock import Clock, LiveCompleteness, WallClock
+from xwatch.config import WebhookSourceConfig
 from xwatch.metrics import Metrics
 from xwatch.model import AlertEvent, Mention
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings
 from xwatch.sources import MetricsReport, Source, build_sources
+from xwatch.sources.webhook import WebhookIngest
 from xwatch.web import make_app
 
 log = logging.getLogger("xwatch.daemon")
@@ -38,6 +41,8 @@ log = logging.getLogger("xwatch.daemon")
 MAX_BATCH = 1000
 TICK_SECONDS = 1.0
 PROGRESS_SECONDS = 5.0
+MAX_FUTURE_SKEW = timedelta(minutes=5)  # a live post "from the future" beyond this is refused
+CATCH_UP_SECONDS = 300.0  # after a reconnect, wait this long at most for a source's backlog
 
 
 class _EndOfSources:
@@ -73,6 +78,11 @@ class Daemon:
         config = settings.config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
+        self.completeness = LiveCompleteness(
+            timedelta(seconds=config.detect.allowed_lateness_seconds),
+            timedelta(seconds=CATCH_UP_SECONDS),
+        )
+        self.report = MetricsReport(self.metrics, on_connection=self._connection_changed)
         self.pipeline = Pipeline(
             config,
             settings.rules,
@@ -80,16 +90,18 @@ class Daemon:
             default_router(config.sentiment.fallback_lang),
             self.metrics,
         )
-        self.sources = (
-            list(sources)
-            if sources is not None
-            else build_sources(config, MetricsReport(self.metrics))
-        )
+        self.sources = list(sources) if sources is not None else build_sources(config, self.report)
+        self.webhook = self._webhook()
         self.notifiers = notifiers if notifiers is not None else build_notifiers(settings)
         self.clock = clock or WallClock()
+        for source in self.sources:
+            if source.live:
+                self.completeness.started(source.name, self.clock.now())
         self.exit_when_done = exit_when_done
+        self.completeness_matters = any(source.live for source in self.sources)
         self.stop = asyncio.Event()
         self.sources_done = asyncio.Event()
+        self.serving = asyncio.Event()  # the web server listens (web_url is set)
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(config.queue_size)
         self.outboxes: dict[str, asyncio.Queue[AlertEvent]] = {
             name: asyncio.Queue() for name in self.notifiers
@@ -161,7 +173,12 @@ class Daemon:
         server = self.settings.config.server
         if not server.enabled:
             return None
-        app = make_app(self.registry, self.settings.playbooks, self._ready)
+        app = make_app(
+            self.registry,
+            self.settings.playbooks,
+            self._ready,
+            ingest=self.webhook.handle if self.webhook is not None else None,
+        )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port)
@@ -175,6 +192,7 @@ class Daemon:
             ) from exc
         port = runner.addresses[0][1] if runner.addresses else server.port
         self.web_url = f"http://{server.host}:{port}"
+        self.serving.set()
         log.info("serving %s/metrics, /healthz, /readyz and /playbooks/", self.web_url)
         return runner
 
@@ -183,17 +201,47 @@ class Daemon:
             return False, "stopping"
         if self.queue.full():
             return False, "overloaded: the pipeline queue is full"
+        down = [s.name for s in self.sources if s.live and not self.report.up.get(s.name)]
+        if down:
+            return False, f"not connected: {', '.join(down)}"
         return True, "ok"
+
+    def _webhook(self) -> WebhookIngest | None:
+        config = next(
+            (s for s in self.settings.config.sources if isinstance(s, WebhookSourceConfig)), None
+        )
+        return None if config is None else WebhookIngest(config, self.report, self._offer)
+
+    def _offer(self, mentions: list[Mention]) -> bool:
+        """Queue all of these mentions, or none (the webhook answers 503 then)."""
+        room = self.queue.maxsize - self.queue.qsize()
+        if self.stop.is_set() or len(mentions) > room:
+            return False
+        for mention in mentions:
+            self.queue.put_nowait(mention)
+        return True
 
     # -- tasks -------------------------------------------------------------------------
 
     async def _pump(self, source: Source) -> None:
         """Move a source's mentions into the queue (waiting when it is full)."""
+        lag = self.metrics.ingest_lag.labels(source.name)
         try:
             async with source:
                 self.metrics.sources_running.inc()
                 try:
                     async for mention in source:
+                        if source.live:
+                            now = self.clock.now()
+                            if mention.created_at - now > MAX_FUTURE_SKEW:
+                                self.report.rejected(
+                                    source.name,
+                                    "bad_timestamp",
+                                    f"post {mention.id} is from the future: {mention.created_at}",
+                                )
+                                continue
+                            lag.observe(max(0.0, (now - mention.created_at).total_seconds()))
+                            self.completeness.delivered(source.name, mention.created_at)
                         await self.queue.put(mention)
                 finally:
                     self.metrics.sources_running.dec()
@@ -208,7 +256,12 @@ class Daemon:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            self._dispatch(self.pipeline.tick(self.clock.now()))
+            now = self.clock.now()
+            self.pipeline.clock.hold = self.completeness.hold(now)
+            self._dispatch(self.pipeline.tick(now))
+
+    def _connection_changed(self, source: str, up: bool) -> None:
+        self.completeness.connected(source, up, self.clock.now())
 
     async def _consume(self) -> None:
         last_progress = time.monotonic()
@@ -227,6 +280,8 @@ class Daemon:
                 item = self.queue.get_nowait()
             self.metrics.queue_depth.set(self.queue.qsize())
             if batch:
+                if self.completeness_matters:
+                    self.pipeline.clock.hold = self.completeness.hold(self.clock.now())
                 with self.metrics.batch_seconds.time():
                     self._dispatch(self.pipeline.ingest(batch))
                 self.ingested += len(batch)

@@ -9,12 +9,13 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from xwatch import __version__
-from xwatch.model import Bucket, Signal, format_scale
+from xwatch.model import Bucket, Measure, SeriesKey, Signal, format_scale
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._series_gauges: dict[SeriesKey, _SeriesGauges] = {}
         Info("xwatch_build", "Version of the running xwatch.", registry=registry).info(
             {"version": __version__}
         )
@@ -164,17 +165,42 @@ class Metrics:
 
     def record_bucket(self, bucket: Bucket, signals: list[Signal]) -> None:
         """Count a closed bucket; for a brand's own series, update the wall-screen gauges."""
-        scale = format_scale(bucket.series.scale_seconds)
-        self.buckets_closed.labels(scale).inc()
+        series = self._series_gauges.get(bucket.series)
+        if series is None:
+            series = self._series_gauges[bucket.series] = _SeriesGauges(self, bucket.series)
+        series.closed.inc()
         if bucket.series.topic:
             return
-        brand = bucket.series.brand
-        self.brand_mentions.labels(brand, scale).set(bucket.count)
-        self.brand_negative_share.labels(brand, scale).set(bucket.negative_share)
+        series.mentions.set(bucket.count)
+        series.negative_share.set(bucket.negative_share)
         for signal in signals:
-            self.brand_likelihood.labels(brand, scale, signal.measure.value).set(signal.likelihood)
-            if signal.measure == "volume":
-                self.brand_expected.labels(brand, scale).set(signal.expected)
-                self.brand_expected_high.labels(brand, scale).set(signal.high)
-            elif signal.measure == "negative_share":
-                self.brand_usual_negative_share.labels(brand, scale).set(signal.expected)
+            series.likelihood(signal.measure).set(signal.likelihood)
+            if signal.measure is Measure.VOLUME:
+                series.expected.set(signal.expected)
+                series.expected_high.set(signal.high)
+            elif signal.measure is Measure.NEGATIVE_SHARE:
+                series.usual_negative_share.set(signal.expected)
+
+
+class _SeriesGauges:
+    """The labelled children for one series, looked up once (``labels()`` is not free)."""
+
+    def __init__(self, metrics: Metrics, key: SeriesKey) -> None:
+        scale = format_scale(key.scale_seconds)
+        brand = key.brand
+        self.closed = metrics.buckets_closed.labels(scale)
+        self.mentions = metrics.brand_mentions.labels(brand, scale)
+        self.expected = metrics.brand_expected.labels(brand, scale)
+        self.expected_high = metrics.brand_expected_high.labels(brand, scale)
+        self.negative_share = metrics.brand_negative_share.labels(brand, scale)
+        self.usual_negative_share = metrics.brand_usual_negative_share.labels(brand, scale)
+        self._likelihood = metrics.brand_likelihood
+        self._brand, self._scale = brand, scale
+        self._by_measure: dict[Measure, Gauge] = {}
+
+    def likelihood(self, measure: Measure) -> Gauge:
+        gauge = self._by_measure.get(measure)
+        if gauge is None:
+            gauge = self._likelihood.labels(self._brand, self._scale, measure.value)
+            self._by_measure[measure] = gauge
+        return gauge

@@ -1,5 +1,6 @@
 """The pure pipeline: mentions in, alert events out. No I/O.
 
+    dedup      drop a post already ingested (two sources, a redelivery)
     enrich     which brands a post is about, its sentiment
     aggregate  into event-time buckets per series (brand, or a rule's topic in a brand)
     detect     each closed bucket: volume, negative share, negative volume
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from xwatch.alerting.lifecycle import AlertBook
 from xwatch.clock import EventClock
 from xwatch.config import Config
+from xwatch.dedup import Deduplicator
 from xwatch.detect import Detector
 from xwatch.detect.buckets import Aggregator
 from xwatch.detect.share import NegativeShareDetector
@@ -58,6 +60,7 @@ class Pipeline:
         self.clock = EventClock(timedelta(seconds=config.detect.allowed_lateness_seconds))
         self.aggregator = Aggregator(config.detect.scales_seconds, config.detect.samples_per_bucket)
         self.book = AlertBook(timedelta(seconds=config.alerting.resolve_after_seconds))
+        self.dedup = Deduplicator(config.dedup_capacity)
         self.detectors: dict[SeriesKey, list[Detector]] = {}
         self.brand_patterns: dict[str, re.Pattern[str]] = {}
         for brand in config.brands:
@@ -72,7 +75,13 @@ class Pipeline:
 
     def ingest(self, mentions: Sequence[Mention]) -> list[AlertEvent]:
         """Enrich and count a batch of posts; judge every bucket they let close."""
-        for mention in self.enrich(mentions):
+        fresh = []
+        for mention in mentions:
+            if self.dedup.first_time(mention.id):
+                fresh.append(mention)
+            else:
+                self.metrics.duplicates.labels(mention.source).inc()
+        for mention in self.enrich(fresh):
             self._aggregate(mention)
         return self._close()
 

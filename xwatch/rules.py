@@ -97,13 +97,21 @@ def normalize(text: str) -> str:
 
 
 def term_pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex that finds any of ``terms``; Latin words only as whole words."""
+    """One regex that finds any of ``terms``; Latin words only as whole words.
+
+    Whole-word terms share one pair of lookarounds (a regex with one lookbehind per
+    alternative is several times slower on every post).
+    """
+    folded = sorted({normalize(t) for t in terms if t.strip()}, key=len, reverse=True)
+    words = [re.escape(t) for t in folded if t.isascii() and t[0].isalnum()]
+    tagged = [re.escape(t) for t in folded if t.isascii() and not t[0].isalnum()]  # @x, #x
+    anywhere = [re.escape(t) for t in folded if not t.isascii()]
     parts = []
-    for term in sorted({normalize(t) for t in terms if t.strip()}, key=len, reverse=True):
-        escaped = re.escape(term)
-        if term.isascii():
-            escaped = rf"(?<![\w@#]){escaped}(?!\w)" if term[0].isalnum() else rf"{escaped}(?!\w)"
-        parts.append(escaped)
+    if words:
+        parts.append(rf"(?<![\w@#])(?:{'|'.join(words)})(?!\w)")
+    if tagged:
+        parts.append(rf"(?:{'|'.join(tagged)})(?!\w)")
+    parts.extend(anywhere)
     return re.compile("|".join(parts)) if parts else None
 
 

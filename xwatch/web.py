@@ -5,12 +5,13 @@ GET /healthz            200 while the process is alive and its loop turns
 GET /readyz             200 when it is ready to take mentions, else 503 with why
 GET /playbooks/         the playbook index
 GET /playbooks/<id>     one playbook (Markdown as text)
+POST /ingest            the signed webhook source, when one is configured
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -23,10 +24,15 @@ ReadyCheck = Callable[[], tuple[bool, str]]
 READY_KEY: web.AppKey[ReadyCheck] = web.AppKey("ready")
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 def make_app(
     registry: CollectorRegistry,
     playbooks: PlaybookIndex,
     ready: Callable[[], tuple[bool, str]],
+    *,
+    ingest: Handler | None = None,
 ) -> web.Application:
     app = web.Application()
     app[REGISTRY_KEY] = registry
@@ -38,6 +44,8 @@ def make_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/playbooks/", playbook_index)
     app.router.add_get("/playbooks/{id}", playbook)
+    if ingest is not None:
+        app.router.add_post("/ingest", ingest)
     return app
 
 

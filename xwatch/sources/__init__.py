@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Protocol, Self
 
-from xwatch.config import Config, DemoSourceConfig, ReplaySourceConfig
+from xwatch.config import (
+    Config,
+    DemoSourceConfig,
+    MqttSourceConfig,
+    ReplaySourceConfig,
+    XStreamSourceConfig,
+)
 from xwatch.metrics import Metrics
 from xwatch.model import Mention
 
@@ -65,12 +71,15 @@ class MetricsReport:
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         every_seconds: float = 60.0,
+        on_connection: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.metrics = metrics
+        self.on_connection = on_connection
         self.clock = clock
         self.every = every_seconds
         self._last_logged: dict[tuple[str, str], float] = {}
         self._suppressed: dict[tuple[str, str], int] = {}
+        self.up: dict[str, bool] = {}  # connection state by source, for /readyz
 
     def received(self, source: str) -> None:
         self.metrics.received.labels(source).inc()
@@ -81,6 +90,9 @@ class MetricsReport:
 
     def connected(self, source: str, up: bool) -> None:
         self.metrics.source_up.labels(source).set(1 if up else 0)
+        self.up[source] = up
+        if self.on_connection is not None:
+            self.on_connection(source, up)
         log.info("source %s %s", source, "connected" if up else "disconnected")
 
     def reconnecting(self, source: str, delay_seconds: float, why: str) -> None:
@@ -112,8 +124,14 @@ class MetricsReport:
 
 
 def build_sources(config: Config, report: SourceReport) -> list[Source]:
+    """The configured sources that produce mentions by themselves.
+
+    The webhook is not among them: it is an endpoint of the daemon's web server.
+    """
     from xwatch.demo.generate import bundled_demo_path
+    from xwatch.sources.mqtt import MqttSource
     from xwatch.sources.replay import ReplaySource
+    from xwatch.sources.x_stream import XStreamSource
 
     sources: list[Source] = []
     for source in config.sources:
@@ -121,4 +139,8 @@ def build_sources(config: Config, report: SourceReport) -> list[Source]:
             sources.append(ReplaySource(source.path, source.name, source.speed, report))
         elif isinstance(source, DemoSourceConfig):
             sources.append(ReplaySource(bundled_demo_path(), source.name, source.speed, report))
+        elif isinstance(source, MqttSourceConfig):
+            sources.append(MqttSource(source, report))
+        elif isinstance(source, XStreamSourceConfig):
+            sources.append(XStreamSource(source, config.brands, report))
     return sources

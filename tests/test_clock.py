@@ -1,0 +1,90 @@
+"""Event time: the watermark, and holding it while a live source owes posts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from tests.factories import T0, mention
+from xwatch.clock import EventClock, LiveCompleteness
+from xwatch.metrics import Metrics
+from xwatch.pipeline import Pipeline
+from xwatch.sentiment.router import default_router
+from xwatch.settings import load_settings
+
+LATE = timedelta(seconds=60)
+
+
+def test_watermark_is_the_newest_event_less_the_lateness_and_never_past_a_hold() -> None:
+    clock = EventClock(LATE)
+    assert clock.watermark is None
+    clock.observe(T0 + timedelta(minutes=10))
+    clock.observe(T0 + timedelta(minutes=5))  # older posts do not move it back
+    assert clock.watermark == T0 + timedelta(minutes=9)
+    clock.hold = T0 + timedelta(minutes=3)
+    assert clock.watermark == T0 + timedelta(minutes=3)
+
+
+def test_a_source_that_is_down_holds_event_time_at_the_start_of_its_gap() -> None:
+    live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
+    live.started("mqtt", T0)
+    assert live.hold(T0) == T0 - LATE  # nothing delivered yet
+    live.connected("mqtt", True, T0)
+    live.delivered("mqtt", T0 + timedelta(seconds=1))  # a fresh post: caught up
+    assert live.hold(T0 + timedelta(seconds=1)) is None
+
+    gap = T0 + timedelta(minutes=10)
+    live.connected("mqtt", False, gap)
+    assert live.hold(gap + timedelta(minutes=30)) == gap - LATE  # held while down
+    back = gap + timedelta(minutes=30)
+    live.connected("mqtt", True, back)
+    live.delivered("mqtt", gap + timedelta(minutes=1))  # the backlog: still owed
+    assert live.hold(back + timedelta(seconds=5)) == gap - LATE
+    live.delivered("mqtt", back + timedelta(seconds=2))  # fresh again
+    assert live.hold(back + timedelta(seconds=5)) is None
+
+
+def test_a_quiet_source_is_released_after_the_catch_up_time() -> None:
+    live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
+    live.started("x", T0)
+    live.connected("x", True, T0)
+    assert live.hold(T0 + timedelta(minutes=4)) == T0 - LATE
+    assert live.hold(T0 + timedelta(minutes=5)) is None
+
+
+def test_the_earliest_gap_of_several_sources_wins() -> None:
+    live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
+    live.connected("a", False, T0 + timedelta(minutes=20))
+    live.connected("b", False, T0 + timedelta(minutes=10))
+    assert live.hold(T0 + timedelta(hours=1)) == T0 + timedelta(minutes=10) - LATE
+
+
+def test_posts_backfilled_after_a_gap_are_counted_not_late(project: Path) -> None:
+    """While a source is down the ticks do not close its gap; the backfill fills it."""
+    settings = load_settings(project / "config.yaml")
+    registry = CollectorRegistry()
+    pipeline = Pipeline(
+        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
+    )
+    live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
+    live.started("x", T0)
+    live.connected("x", True, T0)
+    pipeline.ingest([mention("kettlebird", at=0, id="1")])
+    live.delivered("x", T0)
+    gap = T0 + timedelta(minutes=2)
+    live.connected("x", False, gap)
+    for minute in range(3, 30):  # wall time passes while the stream is down
+        now = T0 + timedelta(minutes=minute)
+        pipeline.clock.hold = live.hold(now)
+        pipeline.tick(now)
+    back = T0 + timedelta(minutes=30)
+    live.connected("x", True, back)
+    backfill = [mention("kettlebird", at=60 * m, id=f"b{m}") for m in range(3, 30)]
+    pipeline.clock.hold = live.hold(back)
+    pipeline.ingest(backfill)
+    assert registry.get_sample_value("xwatch_mentions_late_total") == 0
+    assert registry.get_sample_value(
+        "xwatch_mentions_processed_total", {"brand": "kettlebird"}
+    ) == 1 + len(backfill)

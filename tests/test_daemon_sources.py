@@ -1,0 +1,211 @@
+"""The daemon with its live sources, end to end against real protocol peers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.brokers import Mosquitto, no_binary
+from tests.fake_x import TOKEN, FakeX, Send
+from xwatch.daemon import Daemon
+from xwatch.settings import load_settings
+from xwatch.sources.webhook import sign
+
+
+def write_config(project: Path, sources_yaml: str) -> Path:
+    config = project / "config.yaml"
+    text = config.read_text("utf-8").replace("port: 9464", "port: 0")
+    text = text.replace(
+        "  - type: demo\n    speed: 15000        # a week in about 40 seconds", sources_yaml
+    )
+    config.write_text(text, "utf-8")
+    return config
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    binary = Mosquitto.find()
+    if binary is None:
+        no_binary("the daemon's MQTT test")
+    broker = Mosquitto(binary, tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def metric(text: str, name: str, labels: str = "") -> float | None:
+    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+@pytest.mark.timeout(60)
+def test_xwatch_run_ingests_what_mosquitto_pub_publishes(
+    project: Path, mosquitto: Mosquitto
+) -> None:
+    config = write_config(
+        project,
+        (
+            f"  - type: mqtt\n    host: 127.0.0.1\n    port: {mosquitto.port}\n"
+            f"    client_id: xwatch-e2e-{os.getpid()}"
+        ),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xwatch", "run", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stderr is not None
+        url = ""
+        for line in process.stderr:
+            if found := re.search(r"serving (http://\S+)/metrics", line):
+                url = found.group(1)
+            if "source mqtt connected" in line:
+                break
+        assert url, "the daemon did not say where it serves"
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for i in range(3):
+            payload = json.dumps({"id": f"e2e-{i}", "text": "my kettle smokes", "created_at": now})
+            subprocess.run(
+                [
+                    "mosquitto_pub",
+                    "-p",
+                    str(mosquitto.port),
+                    "-q",
+                    "1",
+                    "-t",
+                    "xwatch/mentions/kettlebird",
+                    "-m",
+                    payload,
+                ],
+                check=True,
+            )
+        subprocess.run(
+            [
+                "mosquitto_pub",
+                "-p",
+                str(mosquitto.port),
+                "-q",
+                "1",
+                "-t",
+                "xwatch/mentions/kettlebird",
+                "-m",
+                "{not json",
+            ],
+            check=True,
+        )
+        deadline = time.monotonic() + 20
+        text = ""
+        while time.monotonic() < deadline:
+            text = _get(f"{url}/metrics")
+            if metric(text, "xwatch_mentions_processed_total", '{brand="kettlebird"}') == 3:
+                break
+            time.sleep(0.1)  # polling a separate process; there is no event to wait on
+        assert metric(text, "xwatch_mentions_processed_total", '{brand="kettlebird"}') == 3
+        assert (
+            metric(text, "xwatch_mentions_rejected_total", '{reason="not_json",source="mqtt"}') == 1
+        )
+        assert metric(text, "xwatch_source_up", '{source="mqtt"}') == 1
+        assert json.loads(_get(f"{url}/readyz"))["ready"] is True
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+
+
+def processed(daemon: Daemon) -> float:
+    value = daemon.registry.get_sample_value(
+        "xwatch_mentions_processed_total", {"brand": "kettlebird"}
+    )
+    return value or 0.0
+
+
+def _get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: bytes = response.read()
+        return body.decode()
+
+
+@pytest.mark.asyncio
+async def test_the_webhook_ingests_signed_batches_and_refuses_forged_ones(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XWATCH_WEBHOOK_SECRET", "s3cret")
+    settings = load_settings(write_config(project, "  - type: webhook"))
+    daemon = Daemon(settings)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.serving.wait(), 10)
+        now = int(time.time())
+        body = "\n".join(
+            json.dumps(
+                {
+                    "id": f"w{i}",
+                    "text": "kettlebird <!channel>",
+                    "created_at": "2026-11-20T13:00:00Z",
+                }
+            )
+            for i in range(5)
+        )
+        async with aiohttp.ClientSession() as http:
+            forged = {"X-Xwatch-Timestamp": str(now), "X-Xwatch-Signature": "sha256=" + "0" * 64}
+            async with http.post(f"{daemon.web_url}/ingest", data=body, headers=forged) as r:
+                assert r.status == 401
+            signed = {
+                "X-Xwatch-Timestamp": str(now),
+                "X-Xwatch-Signature": sign(b"s3cret", now, body.encode()),
+            }
+            async with http.post(f"{daemon.web_url}/ingest", data=body, headers=signed) as r:
+                assert r.status == 202
+                assert (await r.json())["accepted"] == 5
+        await asyncio.wait_for(daemon.queue.join(), 10)
+        processed = daemon.registry.get_sample_value(
+            "xwatch_mentions_processed_total", {"brand": "kettlebird"}
+        )
+        assert processed == 5
+    finally:
+        daemon.stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_the_x_stream_feeds_the_daemon(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XWATCH_X_BEARER_TOKEN", TOKEN)
+    async with FakeX() as x:
+        settings = load_settings(
+            write_config(project, f"  - type: x_stream\n    base_url: {x.url}\n    backfill: false")
+        )
+        now = datetime.now(UTC)
+        x.script(*[Send(x.publish(f"Kettlebird kettle number {i}", now)) for i in range(4)])
+        daemon = Daemon(settings)
+        task = asyncio.create_task(daemon.run())
+        try:
+            async with asyncio.timeout(15):
+                while processed(daemon) < 4:  # noqa: ASYNC110 - a counter another task moves
+                    await asyncio.sleep(0.05)
+            assert daemon.registry.get_sample_value("xwatch_source_up", {"source": "x"}) == 1
+            rules = x.rules.values()
+            assert [r.tag for r in rules] == ["kettlebird"]  # synced from the brand's terms
+        finally:
+            daemon.stop.set()
+            await asyncio.wait_for(task, 10)

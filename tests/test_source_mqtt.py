@@ -1,0 +1,529 @@
+"""The MQTT source against a real mosquitto: delivery, restarts, sessions, sharing, backoff.
+
+Each test starts its own mosquitto on a free port (see ``tests/brokers.py``) and publishes
+with a plain aiomqtt client at QoS 1. Waits are bounded by ``asyncio.timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import pytest_asyncio
+
+from tests.brokers import (
+    HOST,
+    ExternalBroker,
+    Mosquitto,
+    accepts_connections,
+    free_port,
+    no_binary,
+    password_line,
+)
+from xwatch.config import MqttSourceConfig
+from xwatch.model import Mention
+from xwatch.sources.mqtt import QOS0_QUEUE_LIMIT, MqttSource, _Inbox
+
+Broker = Mosquitto | ExternalBroker
+WAIT_SECONDS = 20.0
+
+
+# --- a broker, a report, a consumer ----------------------------------------------------
+
+
+def _mosquitto(folder: Path, *, started: bool) -> Iterator[Broker]:
+    binary = Mosquitto.find()
+    if binary is None:
+        if accepts_connections(HOST, 1883):
+            yield ExternalBroker()
+            return
+        no_binary("every test")  # fails
+    broker = Mosquitto(binary, folder)
+    if started:
+        broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A running broker."""
+    yield from _mosquitto(tmp_path, started=True)
+
+
+@pytest.fixture
+def stopped_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker on a known port, not started yet."""
+    yield from _mosquitto(tmp_path, started=False)
+
+
+@pytest.fixture
+def configured_broker(tmp_path: Path) -> Iterator[Callable[[list[str]], Mosquitto]]:
+    """Start our own mosquitto with extra config lines (an external one cannot do that)."""
+    started: list[Mosquitto] = []
+
+    def start(extra: list[str]) -> Mosquitto:
+        binary = Mosquitto.find() or no_binary("a broker with its own configuration")
+        started.append(Mosquitto(binary, tmp_path, extra=extra))
+        started[-1].start()
+        return started[-1]
+
+    yield start
+    for broker in started:
+        broker.stop()
+
+
+class FakeReport:
+    def __init__(self) -> None:
+        self.received_count = 0
+        self.rejections: list[tuple[str, str]] = []
+        self.ups: list[bool] = []
+        self.waits: list[tuple[float, str]] = []
+        self.problems: list[tuple[str, str]] = []
+
+    def received(self, source: str) -> None:
+        self.received_count += 1
+
+    def rejected(self, source: str, reason: str, detail: str) -> None:
+        self.rejections.append((reason, detail))
+
+    def connected(self, source: str, up: bool) -> None:
+        self.ups.append(up)
+
+    def reconnecting(self, source: str, delay_seconds: float, why: str) -> None:
+        self.waits.append((delay_seconds, why))
+
+    def problem(self, source: str, kind: str, detail: str) -> None:
+        self.problems.append((kind, detail))
+
+    @property
+    def up(self) -> bool:
+        return bool(self.ups) and self.ups[-1]
+
+
+class Consumer:
+    """Runs a source as the daemon does; ``gate`` cleared holds the mention just taken."""
+
+    def __init__(self, source: MqttSource) -> None:
+        self.source = source
+        self.mentions: list[Mention] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async with self.source:
+            async for mention in self.source:
+                self.mentions.append(mention)
+                await self.gate.wait()
+
+    @property
+    def ids(self) -> list[str]:
+        return [m.id for m in self.mentions]
+
+    async def stop(self) -> None:
+        """Stop iterating and leave ``async with`` (which disconnects)."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+@pytest_asyncio.fixture
+async def run() -> AsyncIterator[Callable[[MqttSource], Consumer]]:
+    consumers: list[Consumer] = []
+
+    def start(source: MqttSource) -> Consumer:
+        consumers.append(Consumer(source))
+        return consumers[-1]
+
+    yield start
+    for consumer in consumers:
+        await consumer.stop()
+
+
+async def until(predicate: Callable[[], bool], *consumers: Consumer) -> None:
+    """Poll until ``predicate()``; the caller's ``asyncio.timeout`` bounds the wait."""
+    while not predicate():
+        for consumer in consumers:
+            if consumer.task.done():
+                await consumer.task  # raises what ended it
+                pytest.fail("the source ended")
+        await asyncio.sleep(0.01)
+
+
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def config(broker: Broker, root: str, **overrides: Any) -> MqttSourceConfig:
+    fields: dict[str, Any] = {
+        "type": "mqtt",
+        "name": "mqtt-test",
+        "host": broker.host,
+        "port": broker.port,
+        "topics": (f"{root}/xwatch/mentions/#",),
+        "client_id": f"xwatch-{root}",
+        "reconnect_min_seconds": 0.05,
+        "reconnect_max_seconds": 0.4,
+        "session_expiry_seconds": 300,  # long enough for a test, short on a shared broker
+    }
+    return MqttSourceConfig.model_validate(fields | overrides)
+
+
+def post(id: str, **extra: Any) -> bytes:
+    return json.dumps(
+        {"id": id, "text": f"kettlebird post {id}", "created_at": "2026-11-16T09:00:00Z"} | extra
+    ).encode()
+
+
+async def publish(
+    broker: Broker, messages: Iterable[tuple[str, bytes]], **client_options: Any
+) -> None:
+    async with aiomqtt.Client(broker.host, broker.port, **client_options) as client:
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=1)
+
+
+class MaxJitter(random.Random):
+    """Always the top of the jitter range: the delays are the backoff ceilings."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+# --- the tests -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_mentions_arrive_with_brands_from_the_topic_and_bad_payloads_are_skipped(
+    broker: Broker, run: Callable[[MqttSource], Consumer]
+) -> None:
+    root = unique()
+    topic = f"{root}/xwatch/mentions"
+    report = FakeReport()
+    x_payload = {
+        "data": [
+            {"id": "3", "text": "@initech hi", "created_at": "2026-11-16T09:00:01Z"},
+            {"id": "4", "text": "@initech again", "created_at": "2026-11-16T09:00:02Z"},
+        ]
+    }
+    async with asyncio.timeout(WAIT_SECONDS):
+        consumer = run(MqttSource(config(broker, root), report))
+        await until(lambda: report.up, consumer)
+        await publish(
+            broker,
+            [
+                (f"{topic}/acme", post("1")),
+                (f"{topic}/acme", b"{not json"),
+                (f"{topic}/acme", post("2", brands=["globex"])),
+                (f"{topic}/acme", b"\xff\xfe garbage"),
+                (f"{topic}/acme", b""),
+                (f"{topic}/initech", json.dumps(x_payload).encode()),
+                (f"{topic}/acme", post("5")),
+            ],
+        )
+        await until(lambda: len(consumer.mentions) >= 5, consumer)
+    assert consumer.ids == ["1", "2", "3", "4", "5"]
+    assert [m.brands for m in consumer.mentions] == [
+        ("acme",),
+        ("globex",),  # the payload's own brands win over the topic
+        ("initech",),
+        ("initech",),
+        ("acme",),
+    ]
+    assert {m.source for m in consumer.mentions} == {"mqtt-test"}
+    assert [reason for reason, _ in report.rejections] == ["not_json", "invalid_utf8", "empty"]
+    assert all(detail.startswith(f"{topic}/acme: ") for _, detail in report.rejections)
+    assert report.received_count == 5
+    assert report.ups == [True] and report.waits == []
+
+
+@pytest.mark.asyncio
+async def test_a_broker_restart_mid_stream_loses_nothing(
+    broker: Broker, run: Callable[[MqttSource], Consumer]
+) -> None:
+    if isinstance(broker, ExternalBroker):
+        no_binary("a broker restart")
+    root = unique()
+    topic = f"{root}/xwatch/mentions/acme"
+    before = [f"a{i}" for i in range(30)]
+    after = [f"b{i}" for i in range(30)]
+    report = FakeReport()
+    async with asyncio.timeout(WAIT_SECONDS):
+        consumer = run(MqttSource(config(broker, root), report, rng=MaxJitter()))
+        consumer.gate.clear()  # takes one mention and holds it: the rest waits in memory
+        await until(lambda: report.up, consumer)
+        await publish(broker, [(topic, post(i)) for i in before])
+        await until(lambda: len(consumer.mentions) == 1, consumer)
+
+        broker.stop()
+        consumer.gate.set()
+        await until(lambda: not report.up and len(report.waits) >= 2, consumer)
+        broker.start()
+        await until(lambda: report.up, consumer)
+        await publish(broker, [(topic, post(i)) for i in after])
+        await until(lambda: set(consumer.ids) >= {*before, *after}, consumer)
+
+    assert set(consumer.ids) == {*before, *after}
+    # The mention held when the broker went away had not been acknowledged: sent again.
+    assert consumer.ids.count("a0") == 2
+    assert report.ups == [True, False, True]
+    delays = [delay for delay, _ in report.waits]
+    assert delays == [min(0.4, 0.05 * 2**n) for n in range(len(delays))]  # while it is down
+    assert all(why for _, why in report.waits)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_mentions_published_while_stopped_arrive_after_a_start(
+    broker: Broker, run: Callable[[MqttSource], Consumer], protocol: str
+) -> None:
+    root = unique()
+    topic = f"{root}/xwatch/mentions/acme"
+    ids = [str(i) for i in range(20)]
+    first, second = FakeReport(), FakeReport()
+    async with asyncio.timeout(WAIT_SECONDS):
+        consumer = run(MqttSource(config(broker, root, protocol=protocol), first))
+        await until(lambda: first.up, consumer)  # the session exists now
+        await consumer.stop()
+        assert first.ups == [True, False]
+
+        await publish(broker, [(topic, post(i)) for i in ids])
+        consumer = run(MqttSource(config(broker, root, protocol=protocol), second))
+        await until(lambda: set(consumer.ids) >= set(ids), consumer)
+    assert consumer.ids == ids
+
+
+@pytest.mark.asyncio
+async def test_mentions_not_yet_taken_when_the_source_stops_are_sent_again(
+    broker: Broker, run: Callable[[MqttSource], Consumer]
+) -> None:
+    """QoS 1 messages are acknowledged only once the consumer has taken their mentions."""
+    root = unique()
+    topic = f"{root}/xwatch/mentions/acme"
+    ids = [str(i) for i in range(20)]
+    report = FakeReport()
+    async with asyncio.timeout(WAIT_SECONDS):
+        consumer = run(MqttSource(config(broker, root), report))
+        consumer.gate.clear()
+        await until(lambda: report.up, consumer)
+        await publish(broker, [(topic, post(i)) for i in ids])
+        await until(lambda: len(consumer.mentions) == 1, consumer)
+        await consumer.stop()  # 1 held by the consumer, the others received or queued
+
+        consumer = run(MqttSource(config(broker, root), FakeReport()))
+        await until(lambda: set(consumer.ids) >= set(ids), consumer)
+    assert consumer.ids == ids  # "0" again too: it was never acknowledged
+
+
+@pytest.mark.asyncio
+async def test_a_shared_group_splits_the_messages(
+    broker: Broker, run: Callable[[MqttSource], Consumer]
+) -> None:
+    root = unique()
+    topic = f"{root}/xwatch/mentions/acme"
+    ids = [str(i) for i in range(40)]
+    reports = FakeReport(), FakeReport()
+    async with asyncio.timeout(WAIT_SECONDS):
+        consumers = [
+            run(
+                MqttSource(
+                    config(broker, root, client_id=f"xwatch-{root}-{n}", shared_group="g"),
+                    report,
+                )
+            )
+            for n, report in enumerate(reports)
+        ]
+        await until(lambda: all(r.up for r in reports), *consumers)
+        await publish(broker, [(topic, post(i)) for i in ids])
+        await until(lambda: len({*consumers[0].ids, *consumers[1].ids}) == len(ids), *consumers)
+        for consumer in consumers:
+            await consumer.stop()
+    first, second = consumers[0].ids, consumers[1].ids
+    assert first and second
+    assert sorted(first + second, key=int) == ids  # all of them, none twice
+    assert all(m.brands == ("acme",) for c in consumers for m in c.mentions)
+
+
+def _recording_sleep(
+    delays: list[float], *, stop_after: int, on: Callable[[int], None] = lambda n: None
+) -> tuple[Callable[[float], Awaitable[None]], asyncio.Event]:
+    """A ``sleep`` that records the delays, returns at once and parks after ``stop_after``."""
+    enough = asyncio.Event()
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+        on(len(delays))
+        if len(delays) >= stop_after:
+            enough.set()
+            await asyncio.Event().wait()  # until cancelled
+        await asyncio.sleep(0)
+
+    return sleep, enough
+
+
+async def _backoff_delays(rng: random.Random, attempts: int) -> tuple[list[float], FakeReport]:
+    port = free_port()  # nothing listens there: every connection is refused
+    source_config = MqttSourceConfig(
+        type="mqtt",
+        port=port,
+        client_id=f"xwatch-{unique()}",
+        reconnect_min_seconds=0.5,
+        reconnect_max_seconds=8.0,
+    )
+    delays: list[float] = []
+    sleep, enough = _recording_sleep(delays, stop_after=attempts)
+    report = FakeReport()
+    consumer = Consumer(MqttSource(source_config, report, sleep=sleep, rng=rng))
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            await enough.wait()
+    finally:
+        await consumer.stop()
+    return delays, report
+
+
+@pytest.mark.asyncio
+async def test_backoff_grows_is_capped_and_jittered_while_the_broker_is_down() -> None:
+    ceilings = [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0]
+
+    top, report = await _backoff_delays(MaxJitter(), len(ceilings))
+    assert top == ceilings  # exponential from reconnect_min, capped at reconnect_max
+    assert report.ups == [False]  # down once, not once per attempt
+    assert [delay for delay, _ in report.waits] == top
+    assert all("refused" in why.lower() for _, why in report.waits)
+
+    jittered, _ = await _backoff_delays(random.Random(7), len(ceilings))
+    assert all(0.0 <= d <= c for d, c in zip(jittered, ceilings, strict=True))  # full jitter
+    assert jittered != ceilings and len(set(jittered)) == len(jittered)
+    again, _ = await _backoff_delays(random.Random(7), len(ceilings))
+    assert again == jittered  # the injected rng decides
+
+
+@pytest.mark.asyncio
+async def test_backoff_resets_after_a_successful_connection(
+    stopped_broker: Broker, run: Callable[[MqttSource], Consumer]
+) -> None:
+    if isinstance(stopped_broker, ExternalBroker):
+        no_binary("starting the broker on a chosen port")
+    delays: list[float] = []
+
+    def start_broker_after_three(attempts: int) -> None:
+        if attempts == 3:
+            stopped_broker.start()
+
+    sleep, enough = _recording_sleep(delays, stop_after=6, on=start_broker_after_three)
+    source_config = config(
+        stopped_broker, unique(), reconnect_min_seconds=0.5, reconnect_max_seconds=8.0
+    )
+    report = FakeReport()
+    async with asyncio.timeout(WAIT_SECONDS):
+        consumer = run(MqttSource(source_config, report, sleep=sleep, rng=MaxJitter()))
+        await until(lambda: report.up, consumer)
+        stopped_broker.stop()
+        await enough.wait()
+    assert delays == [0.5, 1.0, 2.0, 0.5, 1.0, 2.0]
+    assert report.ups == [False, True, False]
+
+
+@pytest.mark.asyncio
+async def test_credentials_come_from_the_environment(
+    configured_broker: Callable[[list[str]], Mosquitto],
+    tmp_path: Path,
+    run: Callable[[MqttSource], Consumer],
+) -> None:
+    passwords = tmp_path / "passwd"
+    passwords.write_text(password_line("alice", "s3cret") + "\n", "utf-8")
+    broker = configured_broker(["allow_anonymous false", f"password_file {passwords}"])
+    root = unique()
+    source_config = config(broker, root, username_env="MQ_USER", password_env="MQ_PASS")
+    good, bad = FakeReport(), FakeReport()
+    async with asyncio.timeout(WAIT_SECONDS):
+        wrong = MqttSource(source_config, bad, environ={"MQ_USER": "alice", "MQ_PASS": "nope"})
+        rejected = run(wrong)
+        await until(lambda: len(bad.waits) >= 2, rejected)
+        await rejected.stop()
+
+        right = {"MQ_USER": "alice", "MQ_PASS": "s3cret"}
+        consumer = run(MqttSource(source_config, good, environ=right))
+        await until(lambda: good.up, consumer)
+        message = (f"{root}/xwatch/mentions/acme", post("1"))
+        await publish(broker, [message], username="alice", password="s3cret")
+        await until(lambda: len(consumer.mentions) == 1, consumer)
+    assert bad.ups == [False] and all("nope" not in why for _, why in bad.waits)
+    assert any("not authori" in why.lower() for _, why in bad.waits), bad.waits
+    assert consumer.ids == ["1"]
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-nodes", "-days", "2", "-subj", f"/CN={HOST}"),
+            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-addext", f"subjectAltName=IP:{HOST}", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+# paho-mqtt 2.2 does not close the socket of a failed TLS handshake (Client._ssl_wrap_socket):
+# the garbage collector does, with a ResourceWarning.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <ssl.SSLSocket:pytest.PytestUnraisableExceptionWarning"
+)
+@pytest.mark.asyncio
+async def test_tls_verifies_the_broker_with_the_ca_file(
+    configured_broker: Callable[[list[str]], Mosquitto],
+    certificate: tuple[Path, Path],
+    run: Callable[[MqttSource], Consumer],
+) -> None:
+    cert, key = certificate
+    broker = configured_broker([f"certfile {cert}", f"keyfile {key}"])
+    root = unique()
+    trusted, untrusted = FakeReport(), FakeReport()
+    async with asyncio.timeout(WAIT_SECONDS):
+        stranger = run(MqttSource(config(broker, root, tls=True), untrusted))  # system CAs
+        await until(lambda: len(untrusted.waits) >= 2, stranger)
+        await stranger.stop()
+
+        consumer = run(MqttSource(config(broker, root, tls=True, ca_file=cert), trusted))
+        await until(lambda: trusted.up, consumer)
+        tls = aiomqtt.TLSParameters(ca_certs=str(cert))
+        await publish(broker, [(f"{root}/xwatch/mentions/acme", post("1"))], tls_params=tls)
+        await until(lambda: len(consumer.mentions) == 1, consumer)
+    assert untrusted.ups == [False]
+    assert any("certificate" in why.lower() for _, why in untrusted.waits), untrusted.waits
+    assert consumer.ids == ["1"]
+
+
+def test_the_inbox_bounds_qos0_messages_only() -> None:
+    def message(qos: int) -> aiomqtt.Message:
+        return aiomqtt.Message("t", b"", qos=qos, retain=False, mid=0, properties=None)
+
+    inbox = _Inbox(maxsize=QOS0_QUEUE_LIMIT)
+    for _ in range(QOS0_QUEUE_LIMIT):
+        inbox.put_nowait(message(0))
+    with pytest.raises(asyncio.QueueFull):
+        inbox.put_nowait(message(0))  # aiomqtt logs it and drops it: QoS 0 allows that
+    inbox.put_nowait(message(1))  # not acknowledged yet: the broker's window bounds these
+    assert inbox.qsize() == QOS0_QUEUE_LIMIT + 1

@@ -1,0 +1,275 @@
+"""Mentions from an MQTT broker: one post per message, xwatch JSON or an X API v2 payload.
+
+Like every source::
+
+    async with MqttSource(config, report) as source:
+        async for mention in source:
+            ...
+
+What it does
+    Connects with aiomqtt (paho-mqtt underneath), subscribes to ``topics`` and turns each
+    message into mentions with ``parse_payload``. A message that is not a mention is
+    reported (``report.rejected``, the detail starts with the topic), acknowledged and
+    skipped: bad input never ends the iteration. With ``brand_from_topic``, a message on
+    ``<prefix>/<brand>`` (the last topic level, in lower case) says which brand it is about,
+    unless the payload names brands itself.
+
+    The broker being down, at start or later, is not an error: the source reconnects
+    forever, waiting a capped exponential backoff with full jitter (a delay drawn
+    uniformly from [0, min(reconnect_max_seconds, reconnect_min_seconds * 2**attempt)]),
+    reset once a connection is up. Each connection subscribes again. ``report.connected``
+    says when it is up (subscribed) or down, ``report.reconnecting`` when it waits and why.
+
+Config keys (``MqttSourceConfig``, ``type: mqtt``)
+    ``name``; ``host``, ``port``; ``topics`` (filters, default ``xwatch/mentions/#``);
+    ``qos`` (default 1; see below); ``client_id`` (fixed: it names the session);
+    ``protocol`` ``"5"`` or ``"3.1.1"``; ``session_expiry_seconds`` (MQTT 5);
+    ``shared_group`` (subscribe to ``$share/<group>/<topic>``: the sources of a group, each
+    with its own ``client_id``, split the messages; mosquitto goes on handing a share to a
+    member that is down with its session kept, and that share waits for it);
+    ``brand_from_topic``; ``tls`` and ``ca_file`` (else the system CAs);
+    ``username_env`` and ``password_env`` (names of environment variables, read when set,
+    never logged); ``reconnect_min_seconds``, ``reconnect_max_seconds``.
+
+Guarantees
+    * Persistent session: the client id is fixed and the session is never cleaned (MQTT 5
+      ``clean_start=False``, also on the first connect, with a ``SessionExpiryInterval`` of
+      ``session_expiry_seconds``; MQTT 3.1.1 ``clean_session=False``). What is published
+      at QoS >= 1 while xwatch is down is queued by the broker and arrives when it is back,
+      within the broker's own limits (mosquitto keeps ``max_queued_messages``, 1000 by
+      default, per client: size it for the longest outage to survive).
+    * With ``qos: 1``, at least once up to the consumer: a QoS 1 message is acknowledged
+      (PUBACK) only once the consumer has taken every mention in it, that is when it asks
+      for the next one; rejected payloads are acknowledged at once. Acks go in the order
+      the messages arrived, on the connection they arrived on. A message received but not
+      yet taken when the connection drops or the source stops is not acknowledged, and the
+      broker sends it again on the next connection: expect duplicates (the daemon
+      deduplicates by id), not losses. The guarantee ends at the hand-over: a mention the
+      consumer has taken is the consumer's (the daemon's queue is in memory).
+    * Backpressure: unacknowledged messages count against the broker's in-flight window
+      (MQTT 5: we announce ``Receive Maximum`` = ``RECEIVE_MAXIMUM``; MQTT 3.1.1: the
+      broker's setting, mosquitto ``max_inflight_messages``, 20 by default), so a slow
+      consumer makes the broker hold messages rather than this process. Those messages are
+      never dropped here; QoS 0 messages beyond ``QOS0_QUEUE_LIMIT`` waiting are dropped
+      (aiomqtt logs it), as QoS 0 allows.
+
+Limitations
+    * aiomqtt 2.5.1 has no manual-ack API (aiomqtt issue #345, PR #346 unmerged), so we use
+      the paho client underneath it (``client._client``): ``manual_ack_set`` before
+      connecting, ``ack(mid, qos)`` after the hand-over. Re-check when upgrading aiomqtt.
+    * ``qos: 2`` keeps aiomqtt's automatic acks (paho, with manual acks, never completes a
+      PUBREL for a message that a previous connection received, which would stall the
+      broker's window): a message is then acknowledged on receipt, before the hand-over,
+      and one received but not yet taken when the connection drops or the process stops
+      is lost. ``qos: 0`` is at most once. Prefer ``qos: 1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
+from dataclasses import replace
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from xwatch.config import MqttSourceConfig
+from xwatch.errors import PayloadError
+from xwatch.model import Mention
+from xwatch.sources import SourceReport
+from xwatch.sources.payload import parse_payload
+
+RECEIVE_MAXIMUM = 100  # MQTT 5: unacknowledged QoS 1/2 messages the broker may send us
+QOS0_QUEUE_LIMIT = 1000  # QoS 0 messages waiting in memory beyond this are dropped
+MAX_SESSION_EXPIRY = 0xFFFFFFFF  # MQTT 5: the session never expires
+
+
+class MqttSource:
+    live = True
+
+    def __init__(
+        self,
+        config: MqttSourceConfig,
+        report: SourceReport,
+        *,
+        environ: Mapping[str, str] = os.environ,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.report = report
+        self._environ = environ
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._manual_ack = config.qos == 1
+        self._up: bool | None = None  # None: not known yet
+        self._streams: list[AsyncGenerator[Mention, None]] = []
+
+    async def __aenter__(self) -> Self:
+        return self  # connecting happens while iterating: a broker down is not an error
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # An abandoned iterator still holds its connection: close it (and disconnect) now.
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            await stream.aclose()
+
+    def __aiter__(self) -> AsyncIterator[Mention]:
+        stream = self._stream()
+        self._streams.append(stream)
+        return stream
+
+    async def _stream(self) -> AsyncGenerator[Mention, None]:
+        attempt = 0
+        try:
+            while True:
+                try:
+                    async with self._client() as client:
+                        await self._subscribe(client)
+                        self._set_up(True)
+                        attempt = 0
+                        async for message in client.messages:
+                            for mention in self._mentions(message):
+                                self.report.received(self.name)
+                                yield mention
+                            # The consumer has taken them all (it asks for more): ack.
+                            if self._manual_ack:
+                                client._client.ack(message.mid, message.qos)
+                    why = "the connection ended"
+                except aiomqtt.MqttError as exc:
+                    why = str(exc) or type(exc).__name__
+                self._set_up(False)
+                ceiling = min(
+                    self.config.reconnect_max_seconds,
+                    self.config.reconnect_min_seconds * 2 ** min(attempt, 64),
+                )
+                delay = self._rng.uniform(0.0, ceiling)
+                attempt += 1
+                self.report.reconnecting(self.name, delay, why)
+                await self._sleep(delay)
+        finally:
+            if self._up:
+                self._set_up(False)
+
+    def _client(self) -> aiomqtt.Client:
+        """A new client for each connection: acks must go to the connection a message came on."""
+        config = self.config
+        v5 = config.protocol == "5"
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = min(
+                config.session_expiry_seconds, MAX_SESSION_EXPIRY
+            )
+            properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        username = self._environ.get(config.username_env)
+        client = aiomqtt.Client(
+            config.host,
+            config.port,
+            identifier=config.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            clean_session=None if v5 else False,
+            clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+            username=username,
+            password=self._environ.get(config.password_env) if username is not None else None,
+            tls_params=(
+                aiomqtt.TLSParameters(ca_certs=str(config.ca_file) if config.ca_file else None)
+                if config.tls
+                else None
+            ),
+            queue_type=_Inbox,
+            max_queued_incoming_messages=QOS0_QUEUE_LIMIT,
+        )
+        # Before connecting: the session's queued messages arrive right after CONNACK.
+        client._client.manual_ack_set(self._manual_ack)
+        return client
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        config = self.config
+        filters = [
+            f"$share/{config.shared_group}/{topic}" if config.shared_group else topic
+            for topic in config.topics
+        ]
+        if config.protocol == "5":
+            # Retained messages only for a new subscription, not on every reconnect.
+            options = SubscribeOptions(
+                qos=config.qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+            )
+            _check_granted(filters, await client.subscribe([(f, options) for f in filters]))
+        else:
+            qos = int(config.qos)
+            _check_granted(filters, await client.subscribe([(f, qos) for f in filters]))
+
+    def _mentions(self, message: aiomqtt.Message) -> list[Mention]:
+        topic = message.topic.value
+        try:
+            mentions = parse_payload(_as_bytes(message.payload), self.name)
+        except PayloadError as exc:
+            self.report.rejected(self.name, exc.reason, f"{topic}: {exc.detail}")
+            return []
+        levels = topic.split("/")
+        if self.config.brand_from_topic and len(levels) > 1 and levels[-1]:
+            brand = (levels[-1].lower(),)  # brand ids are lower case
+            mentions = [m if m.brands else replace(m, brands=brand) for m in mentions]
+        return mentions
+
+    def _set_up(self, up: bool) -> None:
+        if self._up is not up:
+            self._up = up
+            self.report.connected(self.name, up)
+
+
+class _Inbox(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's incoming queue: ``maxsize`` bounds the QoS 0 messages only.
+
+    QoS 1/2 messages are always kept: the broker's in-flight window bounds them, and one
+    dropped here would never be acknowledged, holding a slot of that window for good.
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__()
+        self.qos0_limit = maxsize
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        if item.qos == 0 and 0 < self.qos0_limit <= self.qsize():
+            raise asyncio.QueueFull
+        super().put_nowait(item)
+
+
+def _check_granted(filters: Sequence[str], granted: Sequence[int | ReasonCode]) -> None:
+    for topic, code in zip(filters, granted, strict=False):
+        if code.is_failure if isinstance(code, ReasonCode) else code >= 0x80:
+            raise aiomqtt.MqttError(f"subscription to {topic!r} refused: {code}")
+
+
+def _as_bytes(payload: object) -> bytes:
+    """The payload as bytes: aiomqtt declares bytes, yet publishing accepts str, bytearray..."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray | memoryview):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode("utf-8")
