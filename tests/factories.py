@@ -46,3 +46,36 @@ def bucket(
         negative=negative,
         reach=0,
     )
+
+
+class RecordingReport:
+    """A ``SourceReport`` that records every call, for the source tests."""
+
+    def __init__(self) -> None:
+        self.received_count = 0
+        self.rejections: list[tuple[str, str]] = []  # (reason, detail)
+        self.ups: list[bool] = []
+        self.reconnects: list[tuple[float, str]] = []  # (delay, why)
+        self.problems: list[tuple[str, str]] = []  # (kind, detail)
+
+    def received(self, source: str) -> None:
+        self.received_count += 1
+
+    def rejected(self, source: str, reason: str, detail: str) -> None:
+        self.rejections.append((reason, detail))
+
+    def connected(self, source: str, up: bool) -> None:
+        self.ups.append(up)
+
+    def reconnecting(self, source: str, delay_seconds: float, why: str) -> None:
+        self.reconnects.append((delay_seconds, why))
+
+    def problem(self, source: str, kind: str, detail: str) -> None:
+        self.problems.append((kind, detail))
+
+    @property
+    def up(self) -> bool:
+        return bool(self.ups) and self.ups[-1]
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.problems]

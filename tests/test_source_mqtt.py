@@ -30,6 +30,7 @@ from tests.brokers import (
     no_binary,
     password_line,
 )
+from tests.factories import RecordingReport
 from xwatch.config import MqttSourceConfig
 from xwatch.model import Mention
 from xwatch.sources.mqtt import QOS0_QUEUE_LIMIT, MqttSource, _Inbox
@@ -83,34 +84,6 @@ def configured_broker(tmp_path: Path) -> Iterator[Callable[[list[str]], Mosquitt
     yield start
     for broker in started:
         broker.stop()
-
-
-class FakeReport:
-    def __init__(self) -> None:
-        self.received_count = 0
-        self.rejections: list[tuple[str, str]] = []
-        self.ups: list[bool] = []
-        self.waits: list[tuple[float, str]] = []
-        self.problems: list[tuple[str, str]] = []
-
-    def received(self, source: str) -> None:
-        self.received_count += 1
-
-    def rejected(self, source: str, reason: str, detail: str) -> None:
-        self.rejections.append((reason, detail))
-
-    def connected(self, source: str, up: bool) -> None:
-        self.ups.append(up)
-
-    def reconnecting(self, source: str, delay_seconds: float, why: str) -> None:
-        self.waits.append((delay_seconds, why))
-
-    def problem(self, source: str, kind: str, detail: str) -> None:
-        self.problems.append((kind, detail))
-
-    @property
-    def up(self) -> bool:
-        return bool(self.ups) and self.ups[-1]
 
 
 class Consumer:
@@ -212,7 +185,7 @@ async def test_mentions_arrive_with_brands_from_the_topic_and_bad_payloads_are_s
 ) -> None:
     root = unique()
     topic = f"{root}/xwatch/mentions"
-    report = FakeReport()
+    report = RecordingReport()
     x_payload = {
         "data": [
             {"id": "3", "text": "@initech hi", "created_at": "2026-11-16T09:00:01Z"},
@@ -247,7 +220,7 @@ async def test_mentions_arrive_with_brands_from_the_topic_and_bad_payloads_are_s
     assert [reason for reason, _ in report.rejections] == ["not_json", "invalid_utf8", "empty"]
     assert all(detail.startswith(f"{topic}/acme: ") for _, detail in report.rejections)
     assert report.received_count == 5
-    assert report.ups == [True] and report.waits == []
+    assert report.ups == [True] and report.reconnects == []
 
 
 @pytest.mark.asyncio
@@ -260,7 +233,7 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
     topic = f"{root}/xwatch/mentions/acme"
     before = [f"a{i}" for i in range(30)]
     after = [f"b{i}" for i in range(30)]
-    report = FakeReport()
+    report = RecordingReport()
     async with asyncio.timeout(WAIT_SECONDS):
         consumer = run(MqttSource(config(broker, root), report, rng=MaxJitter()))
         consumer.gate.clear()  # takes one mention and holds it: the rest waits in memory
@@ -270,7 +243,7 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
 
         broker.stop()
         consumer.gate.set()
-        await until(lambda: not report.up and len(report.waits) >= 2, consumer)
+        await until(lambda: not report.up and len(report.reconnects) >= 2, consumer)
         broker.start()
         await until(lambda: report.up, consumer)
         await publish(broker, [(topic, post(i)) for i in after])
@@ -280,9 +253,9 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
     # The mention held when the broker went away had not been acknowledged: sent again.
     assert consumer.ids.count("a0") == 2
     assert report.ups == [True, False, True]
-    delays = [delay for delay, _ in report.waits]
+    delays = [delay for delay, _ in report.reconnects]
     assert delays == [min(0.4, 0.05 * 2**n) for n in range(len(delays))]  # while it is down
-    assert all(why for _, why in report.waits)
+    assert all(why for _, why in report.reconnects)
 
 
 @pytest.mark.asyncio
@@ -293,7 +266,7 @@ async def test_mentions_published_while_stopped_arrive_after_a_start(
     root = unique()
     topic = f"{root}/xwatch/mentions/acme"
     ids = [str(i) for i in range(20)]
-    first, second = FakeReport(), FakeReport()
+    first, second = RecordingReport(), RecordingReport()
     async with asyncio.timeout(WAIT_SECONDS):
         consumer = run(MqttSource(config(broker, root, protocol=protocol), first))
         await until(lambda: first.up, consumer)  # the session exists now
@@ -314,7 +287,7 @@ async def test_mentions_not_yet_taken_when_the_source_stops_are_sent_again(
     root = unique()
     topic = f"{root}/xwatch/mentions/acme"
     ids = [str(i) for i in range(20)]
-    report = FakeReport()
+    report = RecordingReport()
     async with asyncio.timeout(WAIT_SECONDS):
         consumer = run(MqttSource(config(broker, root), report))
         consumer.gate.clear()
@@ -323,7 +296,7 @@ async def test_mentions_not_yet_taken_when_the_source_stops_are_sent_again(
         await until(lambda: len(consumer.mentions) == 1, consumer)
         await consumer.stop()  # 1 held by the consumer, the others received or queued
 
-        consumer = run(MqttSource(config(broker, root), FakeReport()))
+        consumer = run(MqttSource(config(broker, root), RecordingReport()))
         await until(lambda: set(consumer.ids) >= set(ids), consumer)
     assert consumer.ids == ids  # "0" again too: it was never acknowledged
 
@@ -335,7 +308,7 @@ async def test_a_shared_group_splits_the_messages(
     root = unique()
     topic = f"{root}/xwatch/mentions/acme"
     ids = [str(i) for i in range(40)]
-    reports = FakeReport(), FakeReport()
+    reports = RecordingReport(), RecordingReport()
     async with asyncio.timeout(WAIT_SECONDS):
         consumers = [
             run(
@@ -374,7 +347,7 @@ def _recording_sleep(
     return sleep, enough
 
 
-async def _backoff_delays(rng: random.Random, attempts: int) -> tuple[list[float], FakeReport]:
+async def _backoff_delays(rng: random.Random, attempts: int) -> tuple[list[float], RecordingReport]:
     port = free_port()  # nothing listens there: every connection is refused
     source_config = MqttSourceConfig(
         type="mqtt",
@@ -385,7 +358,7 @@ async def _backoff_delays(rng: random.Random, attempts: int) -> tuple[list[float
     )
     delays: list[float] = []
     sleep, enough = _recording_sleep(delays, stop_after=attempts)
-    report = FakeReport()
+    report = RecordingReport()
     consumer = Consumer(MqttSource(source_config, report, sleep=sleep, rng=rng))
     try:
         async with asyncio.timeout(WAIT_SECONDS):
@@ -402,8 +375,8 @@ async def test_backoff_grows_is_capped_and_jittered_while_the_broker_is_down() -
     top, report = await _backoff_delays(MaxJitter(), len(ceilings))
     assert top == ceilings  # exponential from reconnect_min, capped at reconnect_max
     assert report.ups == [False]  # down once, not once per attempt
-    assert [delay for delay, _ in report.waits] == top
-    assert all("refused" in why.lower() for _, why in report.waits)
+    assert [delay for delay, _ in report.reconnects] == top
+    assert all("refused" in why.lower() for _, why in report.reconnects)
 
     jittered, _ = await _backoff_delays(random.Random(7), len(ceilings))
     assert all(0.0 <= d <= c for d, c in zip(jittered, ceilings, strict=True))  # full jitter
@@ -428,7 +401,7 @@ async def test_backoff_resets_after_a_successful_connection(
     source_config = config(
         stopped_broker, unique(), reconnect_min_seconds=0.5, reconnect_max_seconds=8.0
     )
-    report = FakeReport()
+    report = RecordingReport()
     async with asyncio.timeout(WAIT_SECONDS):
         consumer = run(MqttSource(source_config, report, sleep=sleep, rng=MaxJitter()))
         await until(lambda: report.up, consumer)
@@ -449,11 +422,11 @@ async def test_credentials_come_from_the_environment(
     broker = configured_broker(["allow_anonymous false", f"password_file {passwords}"])
     root = unique()
     source_config = config(broker, root, username_env="MQ_USER", password_env="MQ_PASS")
-    good, bad = FakeReport(), FakeReport()
+    good, bad = RecordingReport(), RecordingReport()
     async with asyncio.timeout(WAIT_SECONDS):
         wrong = MqttSource(source_config, bad, environ={"MQ_USER": "alice", "MQ_PASS": "nope"})
         rejected = run(wrong)
-        await until(lambda: len(bad.waits) >= 2, rejected)
+        await until(lambda: len(bad.reconnects) >= 2, rejected)
         await rejected.stop()
 
         right = {"MQ_USER": "alice", "MQ_PASS": "s3cret"}
@@ -462,8 +435,8 @@ async def test_credentials_come_from_the_environment(
         message = (f"{root}/xwatch/mentions/acme", post("1"))
         await publish(broker, [message], username="alice", password="s3cret")
         await until(lambda: len(consumer.mentions) == 1, consumer)
-    assert bad.ups == [False] and all("nope" not in why for _, why in bad.waits)
-    assert any("not authori" in why.lower() for _, why in bad.waits), bad.waits
+    assert bad.ups == [False] and all("nope" not in why for _, why in bad.reconnects)
+    assert any("not authori" in why.lower() for _, why in bad.reconnects), bad.reconnects
     assert consumer.ids == ["1"]
 
 
@@ -500,10 +473,10 @@ async def test_tls_verifies_the_broker_with_the_ca_file(
     cert, key = certificate
     broker = configured_broker([f"certfile {cert}", f"keyfile {key}"])
     root = unique()
-    trusted, untrusted = FakeReport(), FakeReport()
+    trusted, untrusted = RecordingReport(), RecordingReport()
     async with asyncio.timeout(WAIT_SECONDS):
         stranger = run(MqttSource(config(broker, root, tls=True), untrusted))  # system CAs
-        await until(lambda: len(untrusted.waits) >= 2, stranger)
+        await until(lambda: len(untrusted.reconnects) >= 2, stranger)
         await stranger.stop()
 
         consumer = run(MqttSource(config(broker, root, tls=True, ca_file=cert), trusted))
@@ -512,7 +485,9 @@ async def test_tls_verifies_the_broker_with_the_ca_file(
         await publish(broker, [(f"{root}/xwatch/mentions/acme", post("1"))], tls_params=tls)
         await until(lambda: len(consumer.mentions) == 1, consumer)
     assert untrusted.ups == [False]
-    assert any("certificate" in why.lower() for _, why in untrusted.waits), untrusted.waits
+    assert any("certificate" in why.lower() for _, why in untrusted.reconnects), (
+        untrusted.reconnects
+    )
     assert consumer.ids == ["1"]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.factories import RecordingReport
 from tests.fake_x import (
     TOKEN,
     Drop,
@@ -79,35 +80,6 @@ class Sleeps:
         if self.stop_after is not None and len(self.delays) >= self.stop_after:
             raise Enough
         await asyncio.sleep(0)
-
-
-class RecordingReport:
-    """A SourceReport that records everything."""
-
-    def __init__(self) -> None:
-        self.received_count = 0
-        self.rejections: list[tuple[str, str]] = []
-        self.ups: list[bool] = []
-        self.reconnects: list[tuple[float, str]] = []
-        self.problems: list[tuple[str, str]] = []
-
-    def received(self, source: str) -> None:
-        self.received_count += 1
-
-    def rejected(self, source: str, reason: str, detail: str) -> None:
-        self.rejections.append((reason, detail))
-
-    def connected(self, source: str, up: bool) -> None:
-        self.ups.append(up)
-
-    def reconnecting(self, source: str, delay_seconds: float, why: str) -> None:
-        self.reconnects.append((delay_seconds, why))
-
-    def problem(self, source: str, kind: str, detail: str) -> None:
-        self.problems.append((kind, detail))
-
-    def kinds(self) -> list[str]:
-        return [kind for kind, _ in self.problems]
 
 
 @pytest.fixture
