@@ -85,3 +85,14 @@ def test_help_teaches_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("run", "check", "backtest", "sentiment"):
         assert command in text
     assert "xwatch run" in text  # an example to start with
+
+
+def test_backtest_nab_scores_the_onset_of_a_burst_not_every_bucket() -> None:
+    start = datetime(2015, 3, 2, tzinfo=UTC)
+    values = [20 + (i * 7919) % 9 for i in range(700)]
+    values[650:656] = [400] * 6  # a half-hour burst
+    scores = nab_scores(
+        [(start + timedelta(minutes=5 * i), float(v)) for i, v in enumerate(values)]
+    )
+    assert scores[650] == max(scores)  # the burst's first bucket starts the alert
+    assert max(scores[651:656]) < scores[650] / 2  # the rest of it adds little

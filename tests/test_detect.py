@@ -177,3 +177,14 @@ def test_a_negative_wave_is_flagged() -> None:
     assert signal.direction == "up"
     assert signal.likelihood > 0.99999
     assert signal.expected == pytest.approx(0.1, abs=0.03)
+
+
+def test_a_step_change_alerts_at_once_then_becomes_the_new_normal() -> None:
+    before, after = poisson_series(20, 2 * 288, seed=8), poisson_series(60, 2 * 288, seed=9)
+    _, likelihoods, _ = run_counts(before + after)
+    step = len(before)
+    alarming = [i for i, lk in enumerate(likelihoods[step:], start=step) if lk >= 0.9999]
+    assert alarming[0] == step  # the first bucket of the new level
+    # one episode: within a few hours the new level is adopted and the alarms stop
+    assert alarming[-1] - step < 6 * 12
+    assert max(likelihoods[step + 6 * 12 :]) < 0.9999

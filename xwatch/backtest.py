@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from xwatch.detect.volume import CountDetector
 from xwatch.metrics import Metrics
-from xwatch.model import AlertEvent, Bucket, Measure, SeriesKey
+from xwatch.model import AlertEvent, Bucket, Measure, SeriesKey, Signal
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings
@@ -53,22 +53,50 @@ async def replay_file(settings: Settings, path: Path | None) -> list[AlertEvent]
     return events
 
 
+EPISODE_HALFLIFE_SECONDS = 6 * 3600.0
+
+
 def nab_scores(rows: Iterable[tuple[datetime, float]]) -> list[float]:
-    """Anomaly scores for a series of (bucket start, count), oldest first."""
+    """Anomaly scores for a series of (bucket start, count), oldest first.
+
+    A score says how strongly a bucket should *start* an alert, as the daemon sends
+    one alert per episode rather than one per bucket: it is the bucket's surprise
+    above the bar left by the surprises just before it (the bar halves every
+    ``EPISODE_HALFLIFE_SECONDS``). The first bucket of a burst scores its full
+    surprise; the next buckets of the same burst score only what they add.
+    """
+    rows = list(rows)
+    if not rows:
+        return []
+    decay = 0.5 ** (_bucket_width(rows) / EPISODE_HALFLIFE_SECONDS)
+    bar = 0.0
+    scores = []
+    for signal in nab_signals(rows):
+        surprise = 0.0 if signal.warming_up else signal.surprise
+        scores.append(nab_score(max(0.0, surprise - bar)))
+        bar = max(bar * decay, surprise)
+    return scores
+
+
+def nab_signals(rows: Iterable[tuple[datetime, float]]) -> list[Signal]:
+    """The volume detector's signal for each (bucket start, count), oldest first.
+
+    The daemon's detector with its default parameters, score before learn: row i's
+    signal depends on rows 0..i only. ``nab_scores`` and the backtest report use it.
+    """
     rows = list(rows)
     if not rows:
         return []
     width = _bucket_width(rows)
     key = SeriesKey("nab", "", width)
     detector = CountDetector(Measure.VOLUME, width)
-    scores = []
+    signals = []
     for start, value in rows:
         count = max(0, round(value))
         bucket = Bucket(key, start, start + timedelta(seconds=width), count, 0, 0)
-        signal = detector.score_one(bucket)
-        scores.append(0.0 if signal.warming_up else nab_score(signal.surprise))
+        signals.append(detector.score_one(bucket))
         detector.learn_one(bucket)
-    return scores
+    return signals
 
 
 def nab_score(surprise: float) -> float:

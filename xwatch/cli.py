@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  xwatch backtest --format nab < series.csv\n"
         "      reads 'timestamp,value' rows (value = mentions per bucket) and prints one\n"
         "      anomaly score in [0, 1] per row, from the daemon's volume detector with its\n"
-        "      default parameters; row i's score depends on rows 0..i only.",
+        "      default parameters; row i's score depends on rows 0..i only.\n"
+        "  xwatch backtest --format nab --report OUT_DIR --labels windows.json FILE.csv ...\n"
+        "      reads the CSV files instead of stdin, turns the detector's signals into the\n"
+        "      alerts the daemon would send and judges them against the labelled windows:\n"
+        "      writes OUT_DIR/report.md, report.json and a chart per file and per window,\n"
+        "      and prints the summary table.",
     )
     backtest.add_argument(
         "--format",
@@ -103,6 +108,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="mentions file (JSON lines, optionally .gz); '-' or absent: stdin",
     )
     backtest.add_argument("--json", action="store_true", help="print alert events as JSON lines")
+    backtest.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE.csv", help="with --report: NAB CSV files"
+    )
+    backtest.add_argument(
+        "--report",
+        type=Path,
+        metavar="OUT_DIR",
+        help="with --format nab: write a report on FILE.csv against --labels to OUT_DIR",
+    )
+    backtest.add_argument(
+        "--labels", type=Path, help="with --report: NAB windows file (windows.json)"
+    )
+    backtest.add_argument(
+        "--likelihood",
+        type=float,
+        default=0.9999,
+        help="with --report: alert threshold on the likelihood (default: 0.9999)",
+    )
+    backtest.add_argument(
+        "--resolve-after",
+        type=float,
+        default=7200.0,
+        metavar="SECONDS",
+        help="with --report: calm time that ends an alert (default: 7200)",
+    )
 
     sentiment = commands.add_parser(
         "sentiment",
@@ -130,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return run(args.config, args.exit_when_done)
         if args.command == "backtest":
+            if args.report is not None or args.files or args.labels is not None:
+                return backtest_report(args, sys.stdout)
             if args.format == "nab":
                 return backtest_nab(sys.stdin, sys.stdout)
             return backtest_mentions(args.config, args.input, args.json, sys.stdout)
@@ -213,6 +245,36 @@ def backtest_nab(stdin: TextIO, out: TextIO) -> int:
     for score in nab_scores(rows):
         buffer.write(f"{score:.9f}\n")
     out.write(buffer.getvalue())
+    return 0
+
+
+def backtest_report(args: argparse.Namespace, out: TextIO) -> int:
+    """``backtest --format nab --report OUT_DIR --labels windows.json FILE.csv ...``"""
+    from xwatch.report import ReportInputError, ReportParams, build_report, render_table
+
+    if args.format != "nab" or args.report is None or args.labels is None or not args.files:
+        print(
+            "usage: xwatch backtest --format nab --report OUT_DIR --labels windows.json "
+            "FILE.csv [FILE.csv ...]",
+            file=sys.stderr,
+        )
+        return 2
+    if not 0.0 < args.likelihood <= 1.0 or args.resolve_after < 0:
+        print("--likelihood must be in (0, 1] and --resolve-after >= 0", file=sys.stderr)
+        return 2
+    params = ReportParams(args.likelihood, args.resolve_after, str(args.labels))
+    try:
+        report = build_report(
+            args.files,
+            args.labels,
+            args.report,
+            params,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    except ReportInputError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    out.write(render_table(report.results))
     return 0
 
 

@@ -5,9 +5,9 @@ A config file is YAML; it is read once at start (and on reload) into the frozen
 With no file, the embedded default (``xwatch/defaults/config.yaml``) is used: the
 bundled demo replayed fast, alerts on the console, metrics on 127.0.0.1:9464.
 
-Relative paths (``rules_dir``, ``playbooks_dir``, a replay ``path``) are resolved
-against the config file's folder; for the embedded default, against the current
-folder (run it from the repository root).
+Relative paths (``rules_dir``, ``playbooks_dir``, a replay ``path``, ``store.path``)
+are resolved against the config file's folder; for the embedded default, against
+the current folder (run it from the repository root).
 """
 
 from __future__ import annotations
@@ -159,6 +159,14 @@ class ServerConfig(Frozen):
     port: Annotated[int, Field(ge=0, le=65535)] = 9464
 
 
+class StoreConfig(Frozen):
+    """The embedded SQLite store where detector state is checkpointed (see ``xwatch.store``)."""
+
+    enabled: bool = True
+    path: Path = Path("xwatch.sqlite3")  # relative to the config's folder; ":memory:" for tests
+    checkpoint_interval_seconds: Annotated[float, Field(gt=0)] = 300.0  # wall time
+
+
 class Config(Frozen):
     brands: Annotated[tuple[Brand, ...], Field(min_length=1)]
     sources: Annotated[tuple[SourceConfig, ...], Field(min_length=1)]
@@ -169,6 +177,7 @@ class Config(Frozen):
         default_factory=lambda: {"console": ConsoleNotifierConfig(type="console")}
     )
     server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
     rules_dir: Path = Path("rules")
     playbooks_dir: Path = Path("playbooks")
     playbook_base_url: str | None = None  # None: the daemon serves /playbooks/<id>
@@ -246,5 +255,12 @@ def resolve_paths(config: Config, base: Path) -> Config:
             "rules_dir": base / config.rules_dir,
             "playbooks_dir": base / config.playbooks_dir,
             "sources": sources,
+            "store": resolve_store_path(config.store, base),
         }
     )
+
+
+def resolve_store_path(store: StoreConfig, base: Path) -> StoreConfig:
+    if str(store.path) == ":memory:":
+        return store
+    return store.model_copy(update={"path": base / store.path})

@@ -8,6 +8,11 @@ within ``drain_timeout_seconds``; then the web server closes.
 A finite source (a replay) ending is not a reason to stop: the pipeline is
 flushed (the last buckets close) and the daemon keeps serving metrics and
 playbooks until told to stop, or stops by itself with ``exit_when_done``.
+
+State: with ``store.enabled``, the detectors are restored from the store's
+checkpoint before the first batch, checkpointed every
+``store.checkpoint_interval_seconds`` (the SQLite write runs in a worker thread)
+and once more at a graceful stop, after the drain.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ from xwatch.alerting import Notifier
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.clock import Clock, LiveCompleteness, WallClock
 from xwatch.config import WebhookSourceConfig
+from xwatch.detect.state import CheckpointError
 from xwatch.metrics import Metrics
-from xwatch.model import AlertEvent, Mention
+from xwatch.model import AlertEvent, Mention, SeriesKey
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings
 from xwatch.sources import MetricsReport, Source, build_sources
 from xwatch.sources.webhook import WebhookIngest
+from xwatch.store import Store, StoreError
 from xwatch.web import make_app
 
 log = logging.getLogger("xwatch.daemon")
@@ -109,10 +116,18 @@ class Daemon:
         self.ingested = 0
         self.alerts = 0
         self.web_url: str | None = None
+        self.store: Store | None = None  # open while ``run`` runs, with store.enabled
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
+        await self._open_store()
+        try:
+            await self._run()
+        finally:
+            await self._close_store()
+
+    async def _run(self) -> None:
         self._install_signal_handlers()
         runner = await self._start_web()
         try:
@@ -129,6 +144,8 @@ class Daemon:
                 helpers = [group.create_task(self._await_sources(pumps), name="sources-done")]
                 if any(source.live for source in self.sources):
                     helpers.append(group.create_task(self._tick(), name="ticker"))
+                if self.store is not None:
+                    helpers.append(group.create_task(self._checkpoints(), name="checkpoints"))
                 await self.stop.wait()
                 log.info(
                     "stopping: draining the pipeline (at most %.0fs)",
@@ -139,6 +156,8 @@ class Daemon:
                 await self._drain(consumer)
                 for task in workers:
                     task.cancel()
+                if self.store is not None:
+                    await self._checkpoint(final=True)
         finally:
             if runner is not None:
                 await runner.cleanup()
@@ -156,6 +175,76 @@ class Daemon:
             left = self.queue.qsize() + sum(o.qsize() for o in self.outboxes.values())
             log.error("drain timed out: %d mentions or notifications were not processed", left)
             consumer.cancel()
+
+    # -- the store -------------------------------------------------------------------
+
+    async def _open_store(self) -> None:
+        """Open the store and restore the detectors from its checkpoint."""
+        config = self.settings.config.store
+        if not config.enabled:
+            return
+        store = await asyncio.to_thread(Store.open, config.path)
+        try:
+            checkpoints = await asyncio.to_thread(store.load_checkpoints)
+            self.metrics.store_size.set(await asyncio.to_thread(store.size_bytes))
+        except BaseException:
+            await asyncio.to_thread(store.close)
+            raise
+        self.store = store
+        for outcome in ("saved", "failed"):
+            self.metrics.checkpoints.labels(outcome)
+        if not checkpoints:
+            log.info("store %s: no checkpoint yet, every series starts fresh", store.path)
+            return
+        restored, refused = self.pipeline.restore(checkpoints, self._refused)
+        saved_at = max((c.saved_at for c in checkpoints if c.saved_at is not None), default=None)
+        log.info(
+            "store %s: restored %d series from the checkpoint saved %s, %d refused (started fresh)",
+            store.path,
+            restored,
+            f"{saved_at:%Y-%m-%d %H:%M:%S} UTC" if saved_at else "at an unknown time",
+            refused,
+        )
+
+    @staticmethod
+    def _refused(series: SeriesKey, error: CheckpointError) -> None:
+        log.warning("series %s: checkpoint refused, the series starts fresh: %s", series, error)
+
+    async def _checkpoints(self) -> None:
+        interval = self.settings.config.store.checkpoint_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            await self._checkpoint()
+
+    async def _checkpoint(self, *, final: bool = False) -> None:
+        """Save every detector's state; a failure is logged and counted, never fatal."""
+        assert self.store is not None
+        started = time.perf_counter()
+        try:
+            items = self.pipeline.checkpoint()  # on the loop: a consistent snapshot
+            await asyncio.to_thread(self.store.save_checkpoints, items)
+            size = await asyncio.to_thread(self.store.size_bytes)
+        except (StoreError, CheckpointError) as exc:
+            self.metrics.checkpoints.labels("failed").inc()
+            log.error("checkpoint failed: %s", exc)
+            return
+        except Exception:
+            self.metrics.checkpoints.labels("failed").inc()
+            log.exception("checkpoint failed")
+            return
+        elapsed = time.perf_counter() - started
+        self.metrics.checkpoint_seconds.observe(elapsed)
+        self.metrics.checkpoints.labels("saved").inc()
+        self.metrics.store_size.set(size)
+        series = len({item.series for item in items})
+        (log.info if final else log.debug)(
+            "checkpoint saved: %d detectors of %d series in %.3fs", len(items), series, elapsed
+        )
+
+    async def _close_store(self) -> None:
+        if self.store is not None:
+            store, self.store = self.store, None
+            await asyncio.to_thread(store.close)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

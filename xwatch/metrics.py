@@ -162,6 +162,24 @@ class Metrics:
             ["channel", "outcome"],
             registry=registry,
         )
+        # the store
+        self.checkpoint_seconds = Histogram(
+            "xwatch_checkpoint_seconds",
+            "Time to save a checkpoint of every detector to the store.",
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+        self.checkpoints = Counter(
+            "xwatch_checkpoints_total",
+            "Checkpoints of the detectors' state, by outcome (saved, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.store_size = Gauge(
+            "xwatch_store_size_bytes",
+            "Size of the embedded store's database.",
+            registry=registry,
+        )
 
     def record_bucket(self, bucket: Bucket, signals: list[Signal]) -> None:
         """Count a closed bucket; for a brand's own series, update the wall-screen gauges."""

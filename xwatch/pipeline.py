@@ -9,14 +9,16 @@
 
 The daemon, ``xwatch backtest`` and the tests all drive this same object: with
 ``ingest`` (a batch of posts), ``tick`` (live wall time passing) and ``flush``
-(the end of a finite stream).
+(the end of a finite stream). ``checkpoint`` and ``restore`` carry the detectors'
+state across a restart (the daemon keeps it in ``xwatch.store``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from xwatch.alerting.lifecycle import AlertBook
@@ -26,6 +28,7 @@ from xwatch.dedup import Deduplicator
 from xwatch.detect import Detector
 from xwatch.detect.buckets import Aggregator
 from xwatch.detect.share import NegativeShareDetector
+from xwatch.detect.state import Checkpoint, CheckpointError, restore_series
 from xwatch.detect.volume import CountDetector
 from xwatch.metrics import Metrics
 from xwatch.model import Alert, AlertEvent, Bucket, EventKind, Measure, Mention, SeriesKey, Signal
@@ -99,6 +102,47 @@ class Pipeline:
             self.clock.newest + self.clock.allowed_lateness + timedelta(seconds=largest)
         )
         return self._close()
+
+    # -- state across restarts -----------------------------------------------------
+
+    def checkpoint(self) -> list[Checkpoint]:
+        """Every series' detectors as plain data: a snapshot that later learning leaves alone."""
+        return [
+            Checkpoint.of(series, detector)
+            for series, detectors in sorted(self.detectors.items())
+            for detector in detectors
+        ]
+
+    def restore(
+        self,
+        items: Iterable[Checkpoint],
+        on_refused: Callable[[SeriesKey, CheckpointError], None] | None = None,
+    ) -> tuple[int, int]:
+        """Put checkpointed detectors in place of fresh ones; return (restored, refused) series.
+
+        A series is restored whole or not at all: when one of its checkpoints is
+        refused (another state version, an unknown class, other fields), or the
+        series is not in the config any more, ``on_refused`` is told why and the
+        series starts fresh.
+        """
+        by_series: dict[SeriesKey, list[Checkpoint]] = {}
+        for item in items:
+            by_series.setdefault(item.series, []).append(item)
+        restored = refused = 0
+        for series, checkpoints in sorted(by_series.items()):
+            try:
+                if series not in self.aggregator.series:
+                    raise CheckpointError(
+                        "the series is not in the config any more (brand, rule topic or scale)"
+                    )
+                fresh = functools.partial(default_detectors, series.scale_seconds)
+                self.detectors[series] = restore_series(checkpoints, fresh)
+                restored += 1
+            except CheckpointError as exc:
+                refused += 1
+                if on_refused is not None:
+                    on_refused(series, exc)
+        return restored, refused
 
     # -- stages --------------------------------------------------------------------
 

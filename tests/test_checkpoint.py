@@ -1,0 +1,571 @@
+"""Detector checkpoints: exact restores, clear refusals, and the daemon across a restart.
+
+Nothing here depends on a detector's particular fields: states are compared as
+whole ``to_state`` documents and detectors by the signals they give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import random
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tests.factories import T0, bucket
+from xwatch.alerting.console import ConsoleNotifier
+from xwatch.daemon import Daemon
+from xwatch.detect import Detector
+from xwatch.detect.state import (
+    DETECTORS,
+    STATE_VERSION,
+    Checkpoint,
+    CheckpointError,
+    from_state,
+    to_state,
+)
+from xwatch.errors import XwatchError
+from xwatch.metrics import Metrics
+from xwatch.model import Bucket, Measure, Mention, SeriesKey, Signal
+from xwatch.pipeline import Pipeline, default_detectors
+from xwatch.sentiment.router import default_router
+from xwatch.settings import Settings, load_settings
+from xwatch.sources import MetricsReport
+from xwatch.sources.replay import ReplaySource
+from xwatch.store import Store, StoreError
+
+HOUR = 3600
+DAY = 24 * HOUR
+
+# -- data ----------------------------------------------------------------------------
+
+
+def rhythm(seconds: float) -> float:
+    """Posts per hour: busy afternoons, quiet nights."""
+    hour = (seconds % DAY) / HOUR
+    return 40.0 if 12 <= hour < 20 else 20.0 if 7 <= hour < 12 else 4.0
+
+
+def buckets(
+    scale: int, days: float, seed: int, spike_at: float | None = None, brand: str = "b"
+) -> list[Bucket]:
+    """A brand's buckets: a daily rhythm, some negatives, and maybe a spike."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(int(days * DAY / scale)):
+        start = T0 + timedelta(seconds=i * scale)
+        mean = rhythm(i * scale) * scale / HOUR
+        count = sum(rng.random() < mean / 20 for _ in range(20))
+        negative = sum(rng.random() < 0.15 for _ in range(count))
+        if spike_at is not None and spike_at <= i * scale < spike_at + HOUR:
+            count, negative = count + 25, negative + 20
+        out.append(bucket(start, count, negative, scale=scale, brand=brand))
+    return out
+
+
+CALM = (
+    "loving my kettlebird this morning",
+    "anyone tried the new kettlebird aero?",
+    "kettlebird customer service was quick and kind",
+    "kettlebird support is terrible, worst experience ever",
+)
+DEFECT = "my kettlebird overheated and the base melted, awful and dangerous"
+
+
+def traffic(
+    start: float, end: float, seed: int, spike_at: float | None = None
+) -> list[dict[str, str]]:
+    """Posts (replay JSON) from ``start`` to ``end`` seconds after T0, the last one at ``end``."""
+    rng = random.Random(seed)
+    times = []
+    t = start
+    while t < end:
+        times.append(t)
+        t += rng.expovariate(rhythm(t) / HOUR)
+    times.append(end)
+    if spike_at is not None:  # an overheating scandal: 60 defect posts in half an hour
+        times.extend(spike_at + i * 30 for i in range(60))
+    posts = []
+    for i, at in enumerate(sorted(times)):
+        in_spike = spike_at is not None and spike_at <= at < spike_at + 1800
+        text = DEFECT if in_spike or rng.random() < 0.05 else rng.choice(CALM)
+        created = T0 + timedelta(seconds=at)
+        posts.append(
+            {
+                "id": f"{seed}-{i}",
+                "text": text,
+                "lang": "en",
+                "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+    return posts
+
+
+def write_replay(path: Path, posts: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(p) + "\n" for p in posts), "utf-8")
+    return path
+
+
+async def read_replay(path: Path) -> list[Mention]:
+    source = ReplaySource(path, "replay", 0.0, MetricsReport(Metrics(CollectorRegistry())))
+    async with source:
+        return [m async for m in source]
+
+
+# Phase 1 ends with a post exactly on a 15-minute boundary, so that its flush closes
+# every scale's buckets up to T1 + 15 min, where phase 2 begins: a pipeline that goes
+# on and one restored from the checkpoint then see exactly the same buckets.
+T1 = 30 * HOUR
+T2 = T1 + 900
+
+
+def phase_one(seed: int = 1) -> list[dict[str, str]]:
+    return traffic(0, T1, seed)
+
+
+def phase_two(seed: int = 2) -> list[dict[str, str]]:
+    return traffic(T2, T2 + 8 * HOUR, seed, spike_at=T2 + 4 * HOUR)
+
+
+# -- one detector --------------------------------------------------------------------
+
+
+def states(detectors: list[Detector]) -> list[dict[str, Any]]:
+    return [to_state(d) for d in detectors]
+
+
+def keyed(items: list[Checkpoint]) -> dict[tuple[SeriesKey, str], dict[str, Any]]:
+    """Checkpoint states by series and measure, whatever order they come in."""
+    return {(c.series, c.measure): c.state for c in items}
+
+
+def test_every_registered_detector_class_is_a_default_detector() -> None:
+    """So that the tests below, over the default detectors, cover every class."""
+    assert {type(d).__name__ for d in default_detectors(300)} == set(DETECTORS)
+
+
+@pytest.mark.parametrize("scale", [300, 900])
+@pytest.mark.parametrize("measure", list(Measure), ids=str)
+def test_a_restored_detector_scores_exactly_like_the_original(scale: int, measure: Measure) -> None:
+    [original] = [d for d in default_detectors(scale) if d.measure is measure]
+    # more than a week before the checkpoint (weekly factors move), a spike after it
+    history = buckets(scale, days=10, seed=scale, spike_at=9 * DAY + 14 * HOUR)
+    learned, ahead = history[: 8 * DAY // scale], history[8 * DAY // scale :]
+    for b in learned:
+        original.score_one(b)
+        original.learn_one(b)
+
+    restored = from_state(json.loads(json.dumps(to_state(original))))  # as the store keeps it
+
+    assert type(restored) is type(original)
+    signals: list[Signal] = []
+    for b in ahead:
+        expected = original.score_one(b)
+        assert restored.score_one(b) == expected  # every float exactly equal
+        signals.append(expected)
+        original.learn_one(b)
+        restored.learn_one(b)
+    assert to_state(restored) == to_state(original)
+    assert any(not s.warming_up for s in signals)
+    assert max(s.likelihood for s in signals) > 0.999  # the spike is in what was compared
+
+
+def test_a_state_is_plain_json_data() -> None:
+    for detector in default_detectors(300):
+        state = to_state(detector)
+        assert json.loads(json.dumps(state, allow_nan=False)) == state
+        assert state["detector"] == type(detector).__name__
+        assert state["version"] == STATE_VERSION
+
+
+# -- refusals ------------------------------------------------------------------------
+
+
+def refusal(state: dict[str, Any]) -> str:
+    with pytest.raises(CheckpointError) as caught:
+        from_state(state)
+    assert isinstance(caught.value, XwatchError)
+    return str(caught.value)
+
+
+def learned_state() -> dict[str, Any]:
+    detector = default_detectors(300)[0]
+    for b in buckets(300, days=1, seed=7):
+        detector.learn_one(b)
+    return to_state(detector)
+
+
+def test_another_state_version_is_refused() -> None:
+    state = learned_state() | {"version": STATE_VERSION + 1}
+    message = refusal(state)
+    assert f"state version {STATE_VERSION + 1}" in message
+    assert f"reads version {STATE_VERSION}" in message
+
+
+def test_an_unknown_detector_class_is_refused() -> None:
+    message = refusal(learned_state() | {"detector": "ProphetDetector"})
+    assert "unknown detector class 'ProphetDetector'" in message
+    for name in DETECTORS:
+        assert name in message
+
+
+def test_a_state_with_other_fields_is_refused_naming_them() -> None:
+    state = learned_state()
+    fields = dict(state["fields"])
+    gone = next(iter(fields))
+    del fields[gone]
+    fields["retired_knob"] = 1.5
+    # what a class with other fields would have written: another fingerprint
+    message = refusal(state | {"fields": fields, "fingerprint": "0123456789abcdef"})
+    assert "fields have changed" in message
+    assert f"expected {gone} (not in the checkpoint)" in message
+    assert "found retired_knob (unknown to this xwatch)" in message
+
+
+def test_a_field_of_the_wrong_type_is_refused() -> None:
+    state = learned_state()
+    name = next(k for k, v in state["fields"].items() if isinstance(v, int | float))
+    message = refusal(state | {"fields": state["fields"] | {name: "1e9; import os"}})
+    assert f".{name}: expected" in message
+    assert "found '1e9; import os' (str)" in message
+
+
+def test_a_detector_that_cannot_be_saved_says_which_field() -> None:
+    detector = default_detectors(300)[0]
+    name = next(iter(to_state(detector)["fields"]))
+    object.__setattr__(detector, name, object())
+    with pytest.raises(CheckpointError, match=f"{name}: cannot checkpoint a object"):
+        to_state(detector)
+
+
+@pytest.mark.parametrize("garbage", [None, [], {"detector": "CountDetector"}, "{}"])
+def test_what_is_not_a_state_is_refused(garbage: object) -> None:
+    with pytest.raises(CheckpointError, match="not a detector state"):
+        from_state(garbage)
+
+
+# -- a whole pipeline ---------------------------------------------------------------
+
+
+class RecordingPipeline(Pipeline):
+    """A pipeline that keeps every signal its detectors give."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings.config,
+            settings.rules,
+            settings.playbooks,
+            default_router("en"),
+            Metrics(CollectorRegistry()),
+        )
+        self.signals: list[Signal] = []
+
+    def _judge(self, bucket: Bucket) -> list[Signal]:
+        signals = super()._judge(bucket)
+        self.signals.extend(signals)
+        return signals
+
+    def feed(self, mentions: list[Mention], batch: int = 250) -> None:
+        for i in range(0, len(mentions), batch):
+            self.ingest(mentions[i : i + batch])
+        self.flush()
+
+
+@pytest.fixture
+def settings(project: Path) -> Settings:
+    return load_settings(project / "config.yaml")
+
+
+@pytest.fixture
+def replays(tmp_path: Path) -> tuple[Path, Path]:
+    return (
+        write_replay(tmp_path / "one.jsonl", phase_one()),
+        write_replay(tmp_path / "two.jsonl", phase_two()),
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_restored_pipeline_scores_exactly_like_the_original(
+    settings: Settings, replays: tuple[Path, Path], tmp_path: Path
+) -> None:
+    one, two = [await read_replay(path) for path in replays]
+    original = RecordingPipeline(settings)
+    original.feed(one)
+    with Store.open(tmp_path / "xwatch.sqlite3") as store:
+        store.save_checkpoints(original.checkpoint())
+    with Store.open(tmp_path / "xwatch.sqlite3") as store:
+        items = store.load_checkpoints()
+
+    restarted = RecordingPipeline(settings)
+    restored, refused = restarted.restore(items)
+
+    assert (restored, refused) == (len(original.detectors), 0)
+    assert any(series.topic for series in original.detectors)  # rule topics are series too
+    original.signals.clear()
+    original.feed(two)
+    restarted.feed(two)
+    assert restarted.signals == original.signals  # every float exactly equal
+    assert len(original.signals) > 1000
+    assert max(s.likelihood for s in original.signals) > 0.999
+    assert keyed(restarted.checkpoint()) == keyed(original.checkpoint())
+
+
+def test_a_checkpoint_is_a_snapshot(settings: Settings) -> None:
+    pipeline = RecordingPipeline(settings)
+    pipeline.restore(checkpoints_of(pipeline, buckets(300, days=1, seed=3)))
+    items = pipeline.checkpoint()
+    before = json.dumps([c.state for c in items])
+    for b in buckets(300, days=1, seed=4, brand="kettlebird"):
+        pipeline._judge(b)  # the restored detectors learn on
+    assert keyed(pipeline.checkpoint()) != keyed(items)
+    assert json.dumps([c.state for c in items]) == before
+
+
+def checkpoints_of(pipeline: Pipeline, history: list[Bucket]) -> list[Checkpoint]:
+    """Checkpoints of the brand's 5-minute series after learning ``history``."""
+    series = SeriesKey(pipeline.config.brands[0].id, "", 300)
+    detectors = default_detectors(300)
+    for b in history:
+        for detector in detectors:
+            detector.learn_one(Bucket(series, b.start, b.end, b.count, b.negative, b.reach))
+    return [Checkpoint.of(series, d) for d in detectors]
+
+
+def test_a_refused_series_starts_fresh_and_the_others_are_restored(settings: Settings) -> None:
+    pipeline = RecordingPipeline(settings)
+    brand = settings.config.brands[0].id
+    good = checkpoints_of(pipeline, buckets(300, days=1, seed=5))
+    moved = [
+        Checkpoint(SeriesKey(brand, "", 900), c.measure, c.detector, c.version, c.state, c.saved_at)
+        for c in good
+    ]
+    # one detector of the 15-minute series is from another version: the whole series is refused
+    moved[1] = Checkpoint(
+        moved[1].series,
+        moved[1].measure,
+        moved[1].detector,
+        moved[1].version,
+        moved[1].state | {"version": 0},
+        moved[1].saved_at,
+    )
+    gone = [
+        Checkpoint(SeriesKey("acme", "", 300), c.measure, c.detector, c.version, c.state)
+        for c in good
+    ]
+    refusals: list[tuple[SeriesKey, str]] = []
+
+    restored, refused = pipeline.restore(
+        [*good, *moved, *gone], lambda series, exc: refusals.append((series, str(exc)))
+    )
+
+    assert (restored, refused) == (1, 2)
+    assert states(pipeline.detectors[good[0].series]) == [c.state for c in good]
+    fifteen = SeriesKey(brand, "", 900)
+    assert states(pipeline.detectors.get(fifteen, default_detectors(900))) == states(
+        default_detectors(900)
+    )
+    assert SeriesKey("acme", "", 300) not in pipeline.detectors
+    assert refusals[0][0] == SeriesKey("acme", "", 300)
+    assert "not in the config any more" in refusals[0][1]
+    assert refusals[1][0] == fifteen
+    assert "state version 0" in refusals[1][1]
+
+
+# -- the daemon ----------------------------------------------------------------------
+
+
+def daemon_config(project: Path, replay: Path, *, interval: float = 3600.0) -> Path:
+    config = project / "daemon.yaml"
+    config.write_text(
+        "brands:\n"
+        "  - id: kettlebird\n"
+        "    name: Kettlebird\n"
+        '    terms: ["kettlebird"]\n'
+        "sources:\n"
+        "  - type: replay\n"
+        f"    path: {replay}\n"
+        "server:\n"
+        "  enabled: false\n"
+        "store:\n"
+        "  path: state/xwatch.sqlite3\n"
+        f"  checkpoint_interval_seconds: {interval}\n",
+        "utf-8",
+    )
+    (project / "state").mkdir(exist_ok=True)
+    return config
+
+
+async def run_daemon(config: Path) -> Daemon:
+    daemon = Daemon(
+        load_settings(config),
+        exit_when_done=True,
+        notifiers={"console": ConsoleNotifier("console", io.StringIO())},
+    )
+    await asyncio.wait_for(daemon.run(), 30)
+    return daemon
+
+
+def saved(daemon: Daemon) -> float | None:
+    return daemon.registry.get_sample_value("xwatch_checkpoints_total", {"outcome": "saved"})
+
+
+@pytest.mark.asyncio
+async def test_the_daemon_restores_its_detectors_on_restart(
+    project: Path, replays: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="xwatch.daemon")
+    one, two = replays
+    first = await run_daemon(daemon_config(project, one))
+    assert "no checkpoint yet, every series starts fresh" in caplog.text
+    assert saved(first) == 1  # at the graceful stop (the interval is an hour)
+    with Store.open(project / "state" / "xwatch.sqlite3") as store:
+        assert keyed(store.load_checkpoints()) == keyed(first.pipeline.checkpoint())
+
+    second = await run_daemon(daemon_config(project, two))
+
+    series = len(first.pipeline.detectors)
+    assert f"restored {series} series from the checkpoint saved" in caplog.text
+    assert "0 refused" in caplog.text
+    # the same as one pipeline restored in-process from the first run's state ...
+    settings = load_settings(project / "daemon.yaml")
+    reference = RecordingPipeline(settings)
+    reference.feed(await read_replay(one))
+    restarted = RecordingPipeline(settings)
+    restarted.restore(reference.checkpoint())
+    restarted.feed(await read_replay(two))
+    assert keyed(second.pipeline.checkpoint()) == keyed(restarted.checkpoint())
+    # ... and not what the second week alone would have taught
+    fresh = RecordingPipeline(settings)
+    fresh.feed(await read_replay(two))
+    assert keyed(second.pipeline.checkpoint()) != keyed(fresh.checkpoint())
+    size = second.registry.get_sample_value("xwatch_store_size_bytes")
+    assert size is not None and size > 0
+
+
+@pytest.mark.asyncio
+async def test_the_daemon_refuses_a_stale_checkpoint_and_starts_that_series_fresh(
+    project: Path, replays: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    one, _ = replays
+    config = daemon_config(project, one)
+    series = SeriesKey("kettlebird", "", 300)
+    stale = [
+        Checkpoint(c.series, c.measure, c.detector, 0, c.state | {"version": 0})
+        for c in checkpoints_of(
+            RecordingPipeline(load_settings(config)), buckets(300, days=1, seed=6)
+        )
+    ]
+    with Store.open(project / "state" / "xwatch.sqlite3") as store:
+        store.save_checkpoints(stale)
+    caplog.set_level(logging.INFO, logger="xwatch.daemon")
+
+    daemon = await run_daemon(config)
+
+    warnings = [
+        r for r in caplog.records if r.name == "xwatch.daemon" and r.levelno == logging.WARNING
+    ]
+    [warning] = [r.getMessage() for r in warnings]  # one per series, not per detector
+    assert warning.startswith(f"series {series}: checkpoint refused, the series starts fresh: ")
+    assert warning.endswith(
+        f"state version 0: this xwatch reads version {STATE_VERSION} "
+        "(the detector's state changed meaning)"
+    )
+    assert "restored 0 series from the checkpoint saved" in caplog.text
+    assert "1 refused (started fresh)" in caplog.text
+    # it went on from fresh detectors, and its stop saved them in place of the stale ones
+    with Store.open(project / "state" / "xwatch.sqlite3") as store:
+        assert {c.version for c in store.load_checkpoints()} == {STATE_VERSION}
+    assert series in daemon.pipeline.detectors
+
+
+class EndlessSource:
+    """A source that sends a few posts and then stays open, like a quiet live feed."""
+
+    live = False
+    name = "endless"
+
+    def __init__(self, mentions: list[Mention]) -> None:
+        self.mentions = mentions
+
+    async def __aenter__(self) -> EndlessSource:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __aiter__(self) -> EndlessSource:
+        self._left = iter(self.mentions)
+        return self
+
+    async def __anext__(self) -> Mention:
+        for mention in self._left:
+            return mention
+        await asyncio.Event().wait()  # until cancelled
+        raise StopAsyncIteration
+
+
+@pytest.mark.asyncio
+async def test_the_daemon_checkpoints_every_interval_while_it_runs(
+    project: Path, replays: tuple[Path, Path]
+) -> None:
+    one, _ = replays
+    settings = load_settings(daemon_config(project, one, interval=0.05))
+    daemon = Daemon(
+        settings,
+        sources=[EndlessSource(await read_replay(one))],
+        notifiers={"console": ConsoleNotifier("console", io.StringIO())},
+    )
+    task = asyncio.create_task(daemon.run())
+    try:
+        async with asyncio.timeout(20):
+            while (saved(daemon) or 0) < 3:  # noqa: ASYNC110 - a counter another task moves
+                await asyncio.sleep(0.02)
+        with Store.open(project / "state" / "xwatch.sqlite3") as store:  # a second reader
+            assert store.load_checkpoints()
+    finally:
+        daemon.stop.set()
+        await asyncio.wait_for(task, 10)
+    assert daemon.registry.get_sample_value("xwatch_checkpoints_total", {"outcome": "failed"}) == 0
+    count = daemon.registry.get_sample_value("xwatch_checkpoint_seconds_count")
+    assert count is not None and count == saved(daemon)
+
+
+@pytest.mark.asyncio
+async def test_the_daemon_stops_at_start_when_the_store_cannot_be_opened(
+    project: Path, replays: tuple[Path, Path]
+) -> None:
+    config = daemon_config(project, replays[0])
+    config.write_text(
+        config.read_text("utf-8").replace("state/xwatch.sqlite3", "nowhere/xwatch.sqlite3")
+    )
+    daemon = Daemon(load_settings(config), exit_when_done=True)
+    with pytest.raises(StoreError, match=r"nowhere does not exist"):
+        await asyncio.wait_for(daemon.run(), 10)
+    assert daemon.ingested == 0
+
+
+@pytest.mark.asyncio
+async def test_a_failed_checkpoint_is_counted_and_logged_and_the_daemon_goes_on(
+    project: Path,
+    replays: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def disk_full(self: Store, items: object, saved_at: object = None) -> None:
+        raise StoreError(f"cannot save the checkpoint to {self.path}: database or disk is full")
+
+    monkeypatch.setattr(Store, "save_checkpoints", disk_full)
+
+    daemon = await run_daemon(daemon_config(project, replays[0]))
+
+    assert daemon.registry.get_sample_value("xwatch_checkpoints_total", {"outcome": "failed"}) == 1
+    assert saved(daemon) == 0
+    assert daemon.ingested > 0
+    assert "checkpoint failed: cannot save the checkpoint" in caplog.text
+    assert "database or disk is full" in caplog.text

@@ -1,0 +1,171 @@
+"""The embedded store: schema and migrations, checkpoint round trips, clear refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.factories import T0, bucket
+from xwatch.config import load_config
+from xwatch.detect.state import Checkpoint
+from xwatch.model import SeriesKey
+from xwatch.pipeline import default_detectors
+from xwatch.store import MEMORY, SCHEMA_VERSION, Store, StoreError
+
+SAVED_AT = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)
+
+
+def checkpoints(*series: SeriesKey) -> list[Checkpoint]:
+    """Real detector checkpoints (each detector has learned one bucket) for these series."""
+    items = []
+    for key in series:
+        for detector in default_detectors(key.scale_seconds):
+            detector.learn_one(bucket(T0, 12, 3, scale=key.scale_seconds, brand=key.brand))
+            items.append(Checkpoint.of(key, detector))
+    return items
+
+
+def by_key(item: Checkpoint) -> tuple[SeriesKey, str]:
+    return item.series, item.measure
+
+
+def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read the file with a connection of its own, as an operator's sqlite3 shell would."""
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_a_fresh_file_gets_the_schema_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "xwatch.sqlite3"
+    with Store.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.load_checkpoints() == []
+        assert store.size_bytes() > 0
+    assert rows(path, "PRAGMA journal_mode") == [("wal",)]
+    tables = {name for (name,) in rows(path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"schema_version", "detector_checkpoints"} <= tables
+    assert [v for (v,) in rows(path, "SELECT version FROM schema_version")] == list(
+        range(1, SCHEMA_VERSION + 1)
+    )
+
+
+def test_reopening_applies_no_migration_twice(tmp_path: Path) -> None:
+    path = tmp_path / "xwatch.sqlite3"
+    Store.open(path).close()
+    Store.open(path).close()
+    assert len(rows(path, "SELECT version FROM schema_version")) == SCHEMA_VERSION
+
+
+def test_checkpoints_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "xwatch.sqlite3"
+    items = checkpoints(SeriesKey("b", "", 300), SeriesKey("b", "defects", 900))
+    with Store.open(path) as store:
+        store.save_checkpoints(items, saved_at=SAVED_AT)
+    with Store.open(path) as store:
+        loaded = store.load_checkpoints()
+    expected = [
+        Checkpoint(c.series, c.measure, c.detector, c.version, c.state, SAVED_AT) for c in items
+    ]
+    assert sorted(loaded, key=by_key) == sorted(expected, key=by_key)
+    # the columns an operator reads say the same as the states
+    assert rows(path, "SELECT DISTINCT detector FROM detector_checkpoints ORDER BY 1") == [
+        ("CountDetector",),
+        ("NegativeShareDetector",),
+    ]
+
+
+def test_a_save_replaces_the_whole_checkpoint(tmp_path: Path) -> None:
+    kept, dropped = SeriesKey("b", "", 300), SeriesKey("gone", "", 300)
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        store.save_checkpoints(checkpoints(kept, dropped))
+        store.save_checkpoints(checkpoints(kept))
+        assert {c.series for c in store.load_checkpoints()} == {kept}
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> None:
+    before = checkpoints(SeriesKey("b", "", 300))
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        store.save_checkpoints(before, saved_at=SAVED_AT)
+        clash = checkpoints(SeriesKey("c", "", 300)) * 2  # the same keys twice: fails midway
+        with pytest.raises(StoreError, match="cannot save the checkpoint"):
+            store.save_checkpoints(clash)
+        assert [c.state for c in store.load_checkpoints()] == [
+            c.state for c in sorted(before, key=by_key)
+        ]
+
+
+def test_in_memory_store_for_tests() -> None:
+    with Store.open(MEMORY) as store:
+        store.save_checkpoints(checkpoints(SeriesKey("b")))
+        assert len(store.load_checkpoints()) == 3
+
+
+@pytest.mark.asyncio
+async def test_writes_from_a_worker_thread(tmp_path: Path) -> None:
+    store = await asyncio.to_thread(Store.open, tmp_path / "s.sqlite3")
+    try:
+        await asyncio.to_thread(store.save_checkpoints, checkpoints(SeriesKey("b")))
+        assert len(await asyncio.to_thread(store.load_checkpoints)) == 3
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+def test_a_store_from_a_newer_xwatch_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    Store.open(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO schema_version VALUES (99, '2030-01-01T00:00:00+00:00')")
+    with pytest.raises(StoreError, match=r"schema version 99, written by a newer xwatch"):
+        Store.open(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing/xwatch.sqlite3", "the folder .*missing does not exist"),
+        ("a-folder", "it is a folder, not a file"),
+        ("not-sqlite.sqlite3", "file is not a database"),
+    ],
+)
+def test_a_store_that_cannot_be_opened_says_why(tmp_path: Path, name: str, message: str) -> None:
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "not-sqlite.sqlite3").write_text("these are not the pages you are looking for\n")
+    with pytest.raises(StoreError, match=message) as caught:
+        Store.open(tmp_path / name)
+    assert str(tmp_path / name) in str(caught.value)
+    assert isinstance(caught.value, OSError)  # `xwatch run` reports it in one line, exit 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+def test_a_read_only_store_is_refused_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    Store.open(path).close()
+    path.chmod(0o444)
+    with pytest.raises(StoreError, match="attempt to write a readonly database"):
+        Store.open(path)
+
+
+def test_the_store_path_resolves_against_the_config_folder(project: Path) -> None:
+    config_file = project / "config.yaml"
+    text = config_file.read_text("utf-8").replace(
+        "store:\n  enabled: false", "store:\n  path: state/x.sqlite3"
+    )
+    config_file.write_text(text, "utf-8")
+    config, _ = load_config(config_file)
+    assert config.store.enabled
+    assert config.store.path == project / "state" / "x.sqlite3"
+    assert config.store.checkpoint_interval_seconds == 300
+
+    config_file.write_text(text.replace("state/x.sqlite3", '":memory:"'), "utf-8")
+    config, _ = load_config(config_file)
+    assert str(config.store.path) == MEMORY
+
+
+def test_the_embedded_demo_config_keeps_no_state(in_repo_root: Path) -> None:
+    config, _ = load_config(None)
+    assert not config.store.enabled

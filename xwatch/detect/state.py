@@ -1,0 +1,381 @@
+"""Detector state as plain JSON data, and back: what a checkpoint holds.
+
+A detector's state is its dataclass fields, nothing else. ``to_state`` walks them
+with ``dataclasses.fields`` (recursively into nested dataclasses such as a frozen
+params record) and keeps only JSON values: None, bool, int, float, str, lists,
+dicts with string keys, enums by value. ``from_state`` rebuilds the detector from
+the class's own type hints, so it only ever makes the registered detector classes
+and the types their fields declare: nothing in a checkpoint names code to run
+(never pickle).
+
+Every state carries ``STATE_VERSION`` and a fingerprint of the class's field
+names. A state is refused with a ``CheckpointError`` that says what was expected
+and what was found when its version differs (bump ``STATE_VERSION`` whenever a
+detector's state changes meaning), when its class is not registered, or when the
+fields differ; it is never half-loaded. The caller starts that series fresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+from xwatch.detect import Detector
+from xwatch.detect.share import NegativeShareDetector
+from xwatch.detect.volume import CountDetector
+from xwatch.errors import XwatchError
+from xwatch.model import SeriesKey
+
+STATE_VERSION = 1  # bump whenever a detector's state changes meaning
+
+JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
+
+
+class CheckpointError(XwatchError):
+    """A detector state that cannot be saved, or is refused on load."""
+
+
+DETECTORS: dict[str, type[Any]] = {}  # class name -> detector class
+
+D = TypeVar("D", bound=type[Any])
+
+
+def register(cls: D) -> D:
+    """Make a dataclass detector checkpointable (usable as a class decorator)."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__name__} is not a dataclass: its state cannot be checkpointed")
+    DETECTORS[cls.__name__] = cls
+    return cls
+
+
+register(CountDetector)
+register(NegativeShareDetector)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One detector's saved state, keyed by its series and measure."""
+
+    series: SeriesKey
+    measure: str  # a Measure's value
+    detector: str  # class name
+    version: int  # STATE_VERSION when saved
+    state: dict[str, Any]  # what ``to_state`` returned
+    saved_at: datetime | None = None  # set by the store
+
+    @classmethod
+    def of(cls, series: SeriesKey, detector: Detector) -> Checkpoint:
+        return cls(
+            series,
+            detector.measure.value,
+            type(detector).__name__,
+            STATE_VERSION,
+            to_state(detector),
+        )
+
+
+# -- saving ------------------------------------------------------------------------
+
+
+def to_state(detector: Detector) -> dict[str, Any]:
+    """The detector's state as JSON data: class, version, fingerprint and fields."""
+    cls = type(detector)
+    if DETECTORS.get(cls.__name__) is not cls:
+        raise CheckpointError(
+            f"{cls.__name__} is not a registered detector class "
+            f"(registered: {', '.join(sorted(DETECTORS))})"
+        )
+    return {
+        "detector": cls.__name__,
+        "version": STATE_VERSION,
+        "fingerprint": fingerprint(cls),
+        "fields": _encode_fields(detector, cls.__name__),
+    }
+
+
+def _encode_fields(obj: object, where: str) -> dict[str, Any]:
+    return {
+        f.name: _encode(getattr(obj, f.name), f"{where}.{f.name}")
+        for f in dataclasses.fields(obj)  # type: ignore[arg-type]
+    }
+
+
+_PLAIN = frozenset({type(None), bool, int, float, str})  # exact types: JSON as they are
+
+
+def _encode(value: object, where: str) -> JsonValue:
+    if isinstance(value, Enum):  # first: a StrEnum is a str, an IntEnum an int
+        return _encode(value.value, where)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _encode_fields(value, where)
+    if isinstance(value, list | tuple):
+        if all(type(item) in _PLAIN for item in value):  # the common case, fast
+            return list(value)
+        return [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _encode(item, f"{where}[{key!r}]") for key, item in value.items()}
+    raise CheckpointError(f"{where}: cannot checkpoint a {type(value).__name__}")
+
+
+# -- the fingerprint -----------------------------------------------------------------
+
+
+def field_names(cls: type[Any]) -> list[str]:
+    """The class's field names, nested dataclass fields as ``params.x``, sorted."""
+    names: list[str] = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        names.append(f.name)
+        for nested in _dataclasses_in(hints[f.name]):
+            names.extend(f"{f.name}.{name}" for name in field_names(nested))
+    return sorted(names)
+
+
+_FINGERPRINTS: dict[type[Any], str] = {}
+
+
+def fingerprint(cls: type[Any]) -> str:
+    """A short hash of ``field_names(cls)``: states with other fields have another one."""
+    value = _FINGERPRINTS.get(cls)
+    if value is None:
+        value = hashlib.sha256(",".join(field_names(cls)).encode()).hexdigest()[:16]
+        _FINGERPRINTS[cls] = value
+    return value
+
+
+def _found_names(cls: type[Any], data: Mapping[str, Any]) -> list[str]:
+    """The field names a saved state has, read the way ``field_names`` reads the class."""
+    names: list[str] = []
+    hints = _hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        names.append(name)
+        nested = _dataclasses_in(hints[name]) if name in known else []
+        if len(nested) == 1 and isinstance(value, Mapping):
+            names.extend(f"{name}.{inner}" for inner in _found_names(nested[0], value))
+    return sorted(names)
+
+
+def _dataclasses_in(hint: Any) -> list[type[Any]]:
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return [hint]
+    return [cls for arg in typing.get_args(hint) for cls in _dataclasses_in(arg)]
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+# -- loading -------------------------------------------------------------------------
+
+
+def from_state(data: object) -> Detector:
+    """Rebuild a detector from ``to_state``'s output, or raise ``CheckpointError``."""
+    if not isinstance(data, Mapping) or not {"detector", "version", "fingerprint", "fields"} <= set(
+        data
+    ):
+        raise CheckpointError(
+            "not a detector state: expected an object with detector, version, fingerprint "
+            f"and fields, found {_show(data)}"
+        )
+    name = data["detector"]
+    cls = DETECTORS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise CheckpointError(
+            f"unknown detector class {name!r} (this xwatch knows: {', '.join(sorted(DETECTORS))})"
+        )
+    if not _is_int(data["version"]) or data["version"] != STATE_VERSION:
+        raise CheckpointError(
+            f"{name} state version {data['version']!r}: this xwatch reads version "
+            f"{STATE_VERSION} (the detector's state changed meaning)"
+        )
+    fields = data["fields"]
+    if not isinstance(fields, Mapping):
+        raise CheckpointError(f"{name}: fields must be an object, found {_show(fields)}")
+    if data["fingerprint"] != fingerprint(cls):
+        raise CheckpointError(f"{name} fields have changed: {_fields_diff(cls, fields)}")
+    detector: Detector = _build(cls, fields, name)
+    return detector
+
+
+def _fields_diff(cls: type[Any], fields: Mapping[str, Any]) -> str:
+    expected, found = field_names(cls), _found_names(cls, fields)
+    missing = [n for n in expected if n not in found]
+    unexpected = [n for n in found if n not in expected]
+    if not missing and not unexpected:
+        return f"the fingerprint {fingerprint(cls)} differs, the field names do not"
+    parts = []
+    if missing:
+        parts.append(f"expected {', '.join(missing)} (not in the checkpoint)")
+    if unexpected:
+        parts.append(f"found {', '.join(unexpected)} (unknown to this xwatch)")
+    return "; ".join(parts)
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
+    """A dataclass with exactly the saved fields (``__post_init__`` changes nothing)."""
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"{where}: expected an object, found {_show(data)}")
+    declared = dataclasses.fields(cls)
+    names = {f.name for f in declared}
+    missing = [f.name for f in declared if f.name not in data]
+    unexpected = [key for key in data if key not in names]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: expected fields {', '.join(sorted(names))}; missing: "
+            f"{', '.join(missing) or 'none'}; unexpected: {', '.join(unexpected) or 'none'}"
+        )
+    hints = _hints(cls)
+    values = {f.name: _decode(data[f.name], hints[f.name], f"{where}.{f.name}") for f in declared}
+    try:
+        obj = cls(**{f.name: values[f.name] for f in declared if f.init})
+    except Exception as exc:
+        raise CheckpointError(f"{where}: {cls.__name__} refused its saved fields: {exc}") from exc
+    for name, value in values.items():  # what __post_init__ may have changed
+        object.__setattr__(obj, name, value)
+    return obj
+
+
+_PLAIN_ITEMS: dict[Any, tuple[type, ...]] = {  # the JSON types an item of this hint may be
+    float: (int, float),
+    int: (int,),
+    str: (str,),
+    bool: (bool,),
+}
+
+
+def _decode(value: object, hint: Any, where: str) -> Any:
+    """``value`` as the type ``hint`` declares, or ``CheckpointError`` saying where it differs."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _decode_union(value, typing.get_args(hint), where)
+    if hint is type(None):
+        return _expect(value, value is None, "null", where)
+    if hint is bool:
+        return _expect(value, isinstance(value, bool), "a boolean", where)
+    if hint is int:
+        return _expect(value, _is_int(value), "an integer", where)
+    if hint is float:
+        return _expect(value, _is_int(value) or isinstance(value, float), "a number", where)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            known = ", ".join(repr(m.value) for m in hint)
+            raise CheckpointError(
+                f"{where}: expected a {hint.__name__} ({known}), found {_show(value)}"
+            ) from None
+    if hint is str:
+        return _expect(value, isinstance(value, str), "a string", where)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, _expect(value, isinstance(value, Mapping), "an object", where), where)
+    args = typing.get_args(hint)
+    if origin in (list, tuple, Sequence) and isinstance(value, list):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise CheckpointError(f"{where}: expected {len(args)} items, found {len(value)}")
+            return tuple(
+                _decode(v, a, f"{where}[{i}]")
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
+        plain = _PLAIN_ITEMS.get(args[0])
+        if plain is not None and all(type(v) in plain for v in value):  # the common case, fast
+            items = list(value)
+        else:
+            items = [_decode(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping) and isinstance(value, Mapping):
+        return {str(k): _decode(v, args[1], f"{where}[{k!r}]") for k, v in value.items()}
+    if origin is typing.Literal:
+        return _expect(value, value in args, " or ".join(map(repr, args)), where)
+    raise CheckpointError(f"{where}: expected a {_type_name(hint)}, found {_show(value)}")
+
+
+def _decode_union(value: object, arms: tuple[Any, ...], where: str) -> Any:
+    if value is None and type(None) in arms:
+        return None
+    others = [arm for arm in arms if arm is not type(None)]
+    if len(others) == 1:  # X | None: say what is wrong inside the X
+        return _decode(value, others[0], where)
+    for arm in others:
+        try:
+            return _decode(value, arm, where)
+        except CheckpointError:
+            continue
+    expected = " or ".join(_type_name(a) for a in arms)
+    raise CheckpointError(f"{where}: expected {expected}, found {_show(value)}")
+
+
+def _expect(value: object, ok: bool, expected: str, where: str) -> Any:
+    if not ok:
+        raise CheckpointError(f"{where}: expected {expected}, found {_show(value)}")
+    return value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_name(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    return hint.__name__ if isinstance(hint, type) else str(hint)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+# -- a series' detectors -------------------------------------------------------------
+
+
+def restore_series(
+    checkpoints: Sequence[Checkpoint], fresh: Callable[[], list[Detector]]
+) -> list[Detector]:
+    """A series' detectors: the fresh set, each replaced by its restored checkpoint.
+
+    All or nothing: if any checkpoint is refused, or holds a measure or a class
+    that no fresh detector matches, ``CheckpointError`` says which, and nothing is
+    restored. A fresh detector without a checkpoint (a new measure) stays fresh.
+    """
+    detectors = fresh()
+    by_measure = {d.measure.value: i for i, d in enumerate(detectors)}
+    for checkpoint in checkpoints:
+        restored = from_state(checkpoint.state)
+        if restored.measure.value != checkpoint.measure:
+            raise CheckpointError(
+                f"the checkpoint for {checkpoint.measure} holds a {restored.measure.value} detector"
+            )
+        index = by_measure.get(checkpoint.measure)
+        if index is None:
+            raise CheckpointError(
+                f"no detector judges {checkpoint.measure} any more "
+                f"(measures judged: {', '.join(by_measure)})"
+            )
+        expected = type(detectors[index])
+        if type(restored) is not expected:
+            raise CheckpointError(
+                f"{checkpoint.measure} is judged by {expected.__name__} now, "
+                f"the checkpoint holds a {type(restored).__name__}"
+            )
+        detectors[index] = restored
+    return detectors
