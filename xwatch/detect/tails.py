@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from scipy.special import betainc, betaln, gammainc, gammaincc
+from scipy.special import betainc, betaln, gammainc, gammaincc, gammaincinv
 
 _MIN_ALPHA = 1e-6
 
@@ -73,7 +73,16 @@ def _betabinom_pmf(j: int, n: int, a: float, b: float) -> float:
     return math.exp(log_choose + float(betaln(j + a, n - j + b)) - float(betaln(a, b)))
 
 
-def nbinom_band(mu: float, alpha: float, z: float = 2.576) -> tuple[float, float]:
-    """An approximate central band for NB(mu, alpha): mean +/- z standard deviations."""
-    sd = math.sqrt(max(mu, 0.0) + alpha * mu * mu)
-    return max(0.0, mu - z * sd), mu + z * sd
+def nbinom_band(mu: float, alpha: float, coverage: float = 0.99) -> tuple[float, float]:
+    """The central ``coverage`` band of NB(mu, alpha), from a gamma with the same mean and
+    variance: skewed like counts are, so its lower edge is not stuck at 0 (which a
+    symmetric mean +/- z sd band would be for every mean below a few dozen)."""
+    if mu <= 0:
+        return 0.0, 0.0
+    variance = mu + alpha * mu * mu
+    shape, scale = mu * mu / variance, variance / mu
+    tail = (1.0 - coverage) / 2.0
+    return (
+        float(gammaincinv(shape, tail)) * scale,
+        float(gammaincinv(shape, 1.0 - tail)) * scale,
+    )

@@ -43,6 +43,9 @@ class CountParams:
     initial_dispersion: float = 0.05
     warmup_seconds: float = DAY  # no alarm before a day of rhythm has been seen
     adopt_after_seconds: float = 3 * 3600.0  # a change that lasts this long is the new normal
+    factor_evidence_posts: float = (
+        30.0  # a seasonal factor resting on this many posts: half-trusted
+    )
 
 
 def _alpha(halflife_in_steps: float) -> float:
@@ -81,7 +84,20 @@ class CountDetector:
 
     def expected(self, start: datetime) -> float:
         hour, weekday = self._slots(start)
-        return max(self.level * self.daily[hour] * self.weekly[weekday], 1e-3)
+        daily = self._trusted(self.daily[hour], self.daily_seen[hour])
+        weekly = self._trusted(self.weekly[weekday], self.weekly_seen[weekday])
+        return max(self.level * daily * weekly, 1e-3)
+
+    def _trusted(self, factor: float, seen: int) -> float:
+        """A seasonal factor shrunk towards 1 by how many posts it rests on.
+
+        A factor learned from a handful of posts is mostly noise (Poisson noise of
+        ``1/sqrt(posts)``); it counts fully only once it rests on many more than
+        ``params.factor_evidence_posts`` posts.
+        """
+        posts = seen * self.level  # buckets learned in this slot x posts per bucket
+        weight = posts / (posts + self.params.factor_evidence_posts)
+        return 1.0 + (factor - 1.0) * weight
 
     def _value(self, bucket: Bucket) -> int:
         return bucket.negative if self.measure is Measure.NEGATIVE_VOLUME else bucket.count
@@ -91,31 +107,35 @@ class CountDetector:
             return True
         return start.timestamp() - self.first_start < self.params.warmup_seconds
 
-    def _robust(self, value: float, mu: float, start: datetime) -> float:
-        """What to learn from a value: an outlier counts as if it sat on the band's edge.
+    def _robust(self, value: float, mu: float, start: datetime) -> tuple[float, float]:
+        """What to learn from a value: (for the level, for the rhythm).
 
-        Not while warming up (there is no band to trust yet), and not once the values
-        have stayed on the same side outside the band for ``adopt_after_seconds``: a
-        lasting change of level becomes the new normal.
+        An outlier counts as if it sat on the band's edge, so a crisis does not teach
+        the baseline that crises are normal. Not while warming up (there is no band to
+        trust yet). Once the values have stayed on the same side outside the band for
+        ``adopt_after_seconds``, the level takes them as they are (a lasting change is
+        the new normal), while the hour-of-day and weekday factors still learn the
+        clipped value: a long crisis must not become tomorrow's expected rhythm.
         """
-        low, high = nbinom_band(mu, self.dispersion, BAND_Z)
+        low, high = nbinom_band(mu, self.dispersion)
         side = 1 if value > high else -1 if value < low else 0
         if side == 0 or side != self.outlier_side:
             self.outlier_run = 0
         self.outlier_side = side
         if side == 0 or self._warming_up(start):
-            return value
+            return value, value
         self.outlier_run += 1
+        clipped = min(max(value, low), high)
         if self.outlier_run * self.width_seconds > self.params.adopt_after_seconds:
-            return value
-        return min(max(value, low), high)
+            return value, clipped
+        return clipped, clipped
 
     # -- river's contract ----------------------------------------------------------
 
     def score_one(self, bucket: Bucket) -> Signal:
         observed = self._value(bucket)
         mu = self.expected(bucket.start)
-        low, high = nbinom_band(mu, self.dispersion, BAND_Z)
+        low, high = nbinom_band(mu, self.dispersion)
         if observed >= mu:
             direction: Direction = "up"
             tail = nbinom_sf(observed, mu, self.dispersion)
@@ -144,7 +164,7 @@ class CountDetector:
         width = float(self.width_seconds)
         p = self.params
         mu = self.expected(bucket.start)
-        value = self._robust(float(self._value(bucket)), mu, bucket.start)
+        value, rhythm_value = self._robust(float(self._value(bucket)), mu, bucket.start)
 
         season = self.daily[hour] * self.weekly[weekday]
         deseasonalised = value / season
@@ -152,13 +172,14 @@ class CountDetector:
         # Fast start: plain averages until the half-life's own weight takes over.
         a_level = max(_alpha(p.level_halflife_seconds / width), 1.0 / self.learned)
         if self.learned > 1 and mu >= 1.0:
-            raw = ((value - mu) ** 2 - mu) / (mu * mu)
+            raw = ((rhythm_value - mu) ** 2 - mu) / (mu * mu)
             a_disp = max(_alpha(p.dispersion_halflife_seconds / width), 1.0 / self.learned)
             self.dispersion = min(
                 1.0, max(0.001, self.dispersion + a_disp * (raw - self.dispersion))
             )
+        level_before = self.level
         self.level += a_level * (deseasonalised - self.level)
-        if self.level <= 0:
+        if self.level <= 0 or level_before <= 0:
             return
 
         if self.width_seconds < DAY:
@@ -166,7 +187,7 @@ class CountDetector:
             self.daily_seen[hour] += 1
             # the starting factor of 1 counts as one observation (a first zero is no rhythm)
             a_daily = max(_alpha(per_day * p.daily_halflife_days), 1 / (self.daily_seen[hour] + 1))
-            target = value / (self.level * self.weekly[weekday])
+            target = rhythm_value / (level_before * self.weekly[weekday])
             self.daily[hour] = max(
                 MIN_FACTOR, self.daily[hour] + a_daily * (target - self.daily[hour])
             )
@@ -177,7 +198,7 @@ class CountDetector:
             a_weekly = max(
                 _alpha(per_week * p.weekly_halflife_weeks), 1 / (self.weekly_seen[weekday] + 1)
             )
-            target = value / (self.level * self.daily[hour])
+            target = rhythm_value / (level_before * self.daily[hour])
             self.weekly[weekday] = max(
                 MIN_FACTOR, self.weekly[weekday] + a_weekly * (target - self.weekly[weekday])
             )
