@@ -36,6 +36,11 @@ nab: $(STAMP)                 ## NAB score of the volume detector (needs ../shar
 	$(BIN)/python ../shared/tools/nab/nab_run_detector.py --name xwatch \
 	    --cmd "$(BIN)/xwatch backtest --format nab" --categories realTweets --out build/nab
 
+bench: $(STAMP)               ## throughput, detection delay vs an oracle CUSUM, detector cost
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/detection.py --json build/bench/detection.json
+	$(BIN)/python bench/cost.py --json build/bench/cost.json
+
 demo: $(STAMP)                ## rebuild the bundled demo stream from its generator (fixed seed)
 	$(BIN)/python -m xwatch.demo.generate --out xwatch/demo/demo.jsonl.gz
 
