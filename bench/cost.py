@@ -30,8 +30,6 @@ import argparse
 import gc
 import json
 import math
-import os
-import platform
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -40,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
 
 from xwatch.detect import Detector
 from xwatch.detect.share import NegativeShareDetector
@@ -196,16 +195,6 @@ def measure_memory(series: int, traced: int, aged: int) -> dict[str, Any]:
 
 
 # -- report ----------------------------------------------------------------------------
-
-
-def machine() -> str:
-    """The machine, and how busy it was (other work on it skews the times)."""
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
-        f"load average {load}"
-    )
 
 
 def print_report(

@@ -43,8 +43,6 @@ import copy
 import csv
 import json
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -54,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
 
 from xwatch.detect import Detector
 from xwatch.detect.share import NegativeShareDetector
@@ -432,16 +431,6 @@ def summary_rows(cases: dict[str, Case]) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def machine() -> str:
-    """The machine, and how busy it was (other work on it skews the times)."""
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
-        f"load average {load}"
-    )
 
 
 def print_tables(rows: list[dict[str, Any]], files: list[FileResult], elapsed: float) -> None:

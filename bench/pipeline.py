@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
 from prometheus_client import CollectorRegistry
 
 from xwatch.demo.generate import bundled_demo_path
@@ -86,10 +85,7 @@ def main() -> None:
     t_sentiment = best(sentiment)
     t_pipeline = best(pipeline)
     n = len(mentions)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
-    )
+    print(f"machine: {machine()}")
     print(f"{n} mentions, {closed[0]} buckets closed per run (best of {args.repeat})")
     print(f"{'stage':<40}{'mentions/s':>12}")
     print(f"{'parse JSON lines':<40}{n / t_parse:>12,.0f}")
