@@ -188,3 +188,20 @@ def test_a_step_change_alerts_at_once_then_becomes_the_new_normal() -> None:
     # one episode: within a few hours the new level is adopted and the alarms stop
     assert alarming[-1] - step < 6 * 12
     assert max(likelihoods[step + 6 * 12 :]) < 0.9999
+
+
+def test_the_share_detector_learns_how_much_the_share_drifts() -> None:
+    steady = share_detector_after(3, 40, 0.1)  # binomial: no drift between buckets
+    assert steady.concentration > 500
+    wandering = NegativeShareDetector(300)
+    rng = random.Random(3)
+    for i in range(3 * 288):
+        share = rng.choice([0.02, 0.1, 0.3])  # the share itself moves from bucket to bucket
+        k = sum(rng.random() < share for _ in range(40))
+        b = bucket(T0 + timedelta(seconds=300 * i), 40, k)
+        wandering.score_one(b)
+        wandering.learn_one(b)
+    assert wandering.concentration < 30
+    # the same bucket is far more surprising where the share is steady
+    probe = bucket(T0 + timedelta(days=3), 40, 10)
+    assert steady.score_one(probe).surprise > 2 * wandering.score_one(probe).surprise

@@ -4,7 +4,11 @@ The usual share is an exponentially weighted ratio of negative posts to posts
 (half-life: a day), started from a weak prior. A bucket with ``k`` negatives out
 of ``n`` posts is judged by a beta-binomial tail probability: the binomial part
 respects small counts (1 negative out of 2 posts is not a crisis), the beta part
-lets the share drift a little from hour to hour without alarming.
+lets the share drift from hour to hour without alarming. How much it drifts (the
+beta's concentration ``c``) is learned online from the buckets themselves: under a
+beta-binomial, a bucket's squared Pearson residual has mean ``1 + (n - 1)/(c + 1)``,
+so an average of ``(r**2 - 1)/(n - 1)`` estimates ``1/(c + 1)``. A steady share
+earns a high concentration (and a sharp test); a share that wanders earns a low one.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from xwatch.model import Bucket, Direction, Measure, Signal
 @dataclass(frozen=True, slots=True)
 class ShareParams:
     halflife_seconds: float = DAY
-    concentration: float = 100.0  # beta-binomial: how much the share drifts between buckets
+    concentration: float = 100.0  # prior beta-binomial concentration (drift between buckets)
+    concentration_prior_buckets: float = 50.0  # how many buckets the prior counts for
+    concentration_range: tuple[float, float] = (10.0, 10_000.0)
     prior_share: float = 0.15
     prior_posts: float = 20.0
     warmup_posts: float = 200.0  # no alarm before this many posts have been learned
@@ -35,7 +41,16 @@ class NegativeShareDetector:
     posts: float = 0.0
     seen_posts: int = 0
     first_start: float | None = None
+    drift: float = -1.0  # running estimate of 1/(c + 1); -1 until initialised from the prior
+    drift_buckets: float = 0.0  # buckets behind that estimate (for the fast start)
     measure: Measure = Measure.NEGATIVE_SHARE
+
+    @property
+    def concentration(self) -> float:
+        if self.drift < 0:
+            return self.params.concentration
+        low, high = self.params.concentration_range
+        return min(high, max(low, 1.0 / max(self.drift, 1e-9) - 1.0))
 
     @property
     def usual_share(self) -> float:
@@ -44,7 +59,7 @@ class NegativeShareDetector:
 
     def _band(self, share: float, n: int) -> tuple[float, float]:
         n = max(n, 1)
-        c = self.params.concentration
+        c = self.concentration
         sd = math.sqrt(share * (1 - share) / n * (1 + (n - 1) / (c + 1)))
         return max(0.0, share - BAND_Z * sd), min(1.0, share + BAND_Z * sd)
 
@@ -57,10 +72,10 @@ class NegativeShareDetector:
         if n == 0:
             tail = 1.0
         elif observed >= usual:
-            tail = betabinom_sf(k, n, usual, self.params.concentration)
+            tail = betabinom_sf(k, n, usual, self.concentration)
         else:
             direction = "down"
-            tail = betabinom_cdf(k, n, usual, self.params.concentration)
+            tail = betabinom_cdf(k, n, usual, self.concentration)
         warming_up = self.seen_posts < self.params.warmup_posts or (
             self.first_start is None
             or bucket.start.timestamp() - self.first_start < self.params.warmup_seconds
@@ -84,11 +99,29 @@ class NegativeShareDetector:
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()
         n, k = bucket.count, float(bucket.negative)
+        usual = self.usual_share
         if n and self.seen_posts >= self.params.prior_posts:
             # robust: an outlying share is learned as if it sat on the band's edge
-            low, high = self._band(self.usual_share, n)
+            low, high = self._band(usual, n)
             k = min(max(k, low * n), high * n)
+        if n >= 2 and self.seen_posts >= self.params.prior_posts:
+            self._learn_drift(n, k, usual)
         decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
         self.negatives = self.negatives * decay + k
         self.posts = self.posts * decay + n
         self.seen_posts += n
+
+    def _learn_drift(self, n: int, k: float, usual: float) -> None:
+        """Update the estimate of 1/(c + 1) from one bucket's Pearson residual."""
+        p = self.params
+        if self.drift < 0:
+            self.drift = 1.0 / (p.concentration + 1.0)
+        pearson = (k - n * usual) ** 2 / max(n * usual * (1.0 - usual), 1e-9)
+        sample = (pearson - 1.0) / (n - 1)
+        self.drift_buckets += 1
+        halflife_buckets = p.halflife_seconds / self.width_seconds
+        weight = max(
+            1.0 - 0.5 ** (1.0 / halflife_buckets),
+            1.0 / (self.drift_buckets + p.concentration_prior_buckets),
+        )
+        self.drift = max(0.0, self.drift + weight * (sample - self.drift))
