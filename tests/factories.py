@@ -57,6 +57,7 @@ class RecordingReport:
         self.ups: list[bool] = []
         self.reconnects: list[tuple[float, str]] = []  # (delay, why)
         self.problems: list[tuple[str, str]] = []  # (kind, detail)
+        self.rate_limits: list[tuple[str, int, float | None]] = []  # (endpoint, left, reset)
 
     def received(self, source: str) -> None:
         self.received_count += 1
@@ -72,6 +73,11 @@ class RecordingReport:
 
     def problem(self, source: str, kind: str, detail: str) -> None:
         self.problems.append((kind, detail))
+
+    def rate_limit(
+        self, source: str, endpoint: str, remaining: int, reset_at: float | None
+    ) -> None:
+        self.rate_limits.append((endpoint, remaining, reset_at))
 
     @property
     def up(self) -> bool:

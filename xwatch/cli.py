@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from xwatch import __version__
+from xwatch import __version__, logs
 from xwatch.errors import ConfigError
 
 DESCRIPTION = """\
@@ -28,7 +28,36 @@ Validate your own setup:
     xwatch check -c config.yaml
 """
 
-EPILOG = "Run 'xwatch COMMAND --help' for the options of a command."
+EPILOG = """\
+Run 'xwatch COMMAND --help' for the options of a command.
+
+Logs go to stderr, one event per line: logfmt ('text', the default) or JSON
+('--log-format json', or XWATCH_LOG_FORMAT=json in production); the level comes from
+--log-level or XWATCH_LOG_LEVEL (default: info).
+"""
+
+
+def add_log_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--log-level`` and ``--log-format``, before or after the command.
+
+    After the command their default is "absent" (``SUPPRESS``), so that they never
+    undo the same option given before it.
+    """
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        type=str.lower,
+        choices=logs.LEVELS,
+        help=f"how much to log on stderr (default: ${logs.LEVEL_ENV}, else info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=default,
+        type=str.lower,
+        choices=[*logs.FORMATS, "logfmt"],
+        help=f"log lines as logfmt (text) or JSON objects (default: ${logs.FORMAT_ENV}, else text)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"xwatch {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="how much to log on stderr (default: info)",
-    )
+    add_log_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     config_help = (
@@ -144,16 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     sentiment.add_argument(
         "--fallback-lang", default="en", help="scorer for languages without one (default: en)"
     )
+    for command in (run, check, backtest, sentiment):
+        add_log_options(command, top=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        level, log_format = logs.resolve(args.log_level, args.log_format)
+    except logs.LogSettingsError as exc:
+        print(f"xwatch: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(level, log_format)
     try:
         if args.command == "check" or (args.command == "run" and args.check):
             return check(args.config, sys.stdout)

@@ -28,13 +28,15 @@ from datetime import timedelta
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from xwatch import logs
 from xwatch.alerting import Notifier
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.clock import Clock, LiveCompleteness, WallClock
-from xwatch.config import WebhookSourceConfig
+from xwatch.config import Config, WebhookSourceConfig
 from xwatch.detect.state import CheckpointError
-from xwatch.metrics import Metrics
-from xwatch.model import AlertEvent, Mention, SeriesKey
+from xwatch.errors import PayloadError
+from xwatch.metrics import PROBLEM_KINDS, Metrics
+from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings
@@ -46,6 +48,8 @@ from xwatch.web import make_app
 log = logging.getLogger("xwatch.daemon")
 
 MAX_BATCH = 1000
+EVIDENCE_POSTS = 3  # sample posts of an alert logged at debug level (cut short)
+SECRET_ENV_FIELDS = ("bearer_token_env", "secret_env", "password_env")
 TICK_SECONDS = 1.0
 PROGRESS_SECONDS = 5.0
 MAX_FUTURE_SKEW = timedelta(minutes=5)  # a live post "from the future" beyond this is refused
@@ -61,6 +65,14 @@ class _Stop:
 
 
 QueueItem = Mention | _EndOfSources | _Stop
+
+
+def secret_env_names(config: Config) -> list[str]:
+    """The environment variables the configured sources read secrets from."""
+    names = (
+        getattr(source, field, None) for source in config.sources for field in SECRET_ENV_FIELDS
+    )
+    return [name for name in names if isinstance(name, str)]
 
 
 def build_notifiers(settings: Settings) -> dict[str, Notifier]:
@@ -117,6 +129,27 @@ class Daemon:
         self.alerts = 0
         self.web_url: str | None = None
         self.store: Store | None = None  # open while ``run`` runs, with store.enabled
+        logs.add_secret_env(*secret_env_names(config))
+        self._declare_metrics()
+
+    def _declare_metrics(self) -> None:
+        """Every series whose label values are known now starts at zero."""
+        types = {source.name: source.type for source in self.settings.config.sources}
+        for source in self.sources:
+            self.metrics.declare_source(
+                source.name,
+                live=source.live,
+                reasons=PayloadError.REASONS,
+                kinds=PROBLEM_KINDS.get(types.get(source.name, ""), ()),
+            )
+        if self.webhook is not None:
+            self.metrics.declare_source(
+                self.webhook.name,
+                live=False,
+                reasons=PayloadError.REASONS,
+                kinds=PROBLEM_KINDS["webhook"],
+            )
+        self.metrics.declare_channels(self.notifiers)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -150,6 +183,7 @@ class Daemon:
                 log.info(
                     "stopping: draining the pipeline (at most %.0fs)",
                     self.settings.config.drain_timeout_seconds,
+                    extra={"event": "stopping"},
                 )
                 for task in [*pumps, *helpers]:
                     task.cancel()
@@ -162,7 +196,12 @@ class Daemon:
             if runner is not None:
                 await runner.cleanup()
             self._remove_signal_handlers()
-        log.info("stopped: %d mentions ingested, %d alert events", self.ingested, self.alerts)
+        log.info(
+            "stopped: %d mentions ingested, %d alert events",
+            self.ingested,
+            self.alerts,
+            extra={"event": "stopped", "mentions": self.ingested, "alert_events": self.alerts},
+        )
 
     async def _drain(self, consumer: asyncio.Task[None]) -> None:
         try:
@@ -173,7 +212,11 @@ class Daemon:
                     await outbox.join()
         except TimeoutError:
             left = self.queue.qsize() + sum(o.qsize() for o in self.outboxes.values())
-            log.error("drain timed out: %d mentions or notifications were not processed", left)
+            log.error(
+                "drain timed out: %d mentions or notifications were not processed",
+                left,
+                extra={"event": "drain_timeout", "left": left},
+            )
             consumer.cancel()
 
     # -- the store -------------------------------------------------------------------
@@ -194,7 +237,11 @@ class Daemon:
         for outcome in ("saved", "failed"):
             self.metrics.checkpoints.labels(outcome)
         if not checkpoints:
-            log.info("store %s: no checkpoint yet, every series starts fresh", store.path)
+            log.info(
+                "store %s: no checkpoint yet, every series starts fresh",
+                store.path,
+                extra={"event": "store_restored", "restored": 0, "refused": 0},
+            )
             return
         restored, refused = self.pipeline.restore(checkpoints, self._refused)
         saved_at = max((c.saved_at for c in checkpoints if c.saved_at is not None), default=None)
@@ -204,11 +251,17 @@ class Daemon:
             restored,
             f"{saved_at:%Y-%m-%d %H:%M:%S} UTC" if saved_at else "at an unknown time",
             refused,
+            extra={"event": "store_restored", "restored": restored, "refused": refused},
         )
 
     @staticmethod
     def _refused(series: SeriesKey, error: CheckpointError) -> None:
-        log.warning("series %s: checkpoint refused, the series starts fresh: %s", series, error)
+        log.warning(
+            "series %s: checkpoint refused, the series starts fresh: %s",
+            series,
+            error,
+            extra={"event": "checkpoint_refused", "brand": series.brand, "series": str(series)},
+        )
 
     async def _checkpoints(self) -> None:
         interval = self.settings.config.store.checkpoint_interval_seconds
@@ -226,11 +279,11 @@ class Daemon:
             size = await asyncio.to_thread(self.store.size_bytes)
         except (StoreError, CheckpointError) as exc:
             self.metrics.checkpoints.labels("failed").inc()
-            log.error("checkpoint failed: %s", exc)
+            log.error("checkpoint failed: %s", exc, extra={"event": "checkpoint_failed"})
             return
         except Exception:
             self.metrics.checkpoints.labels("failed").inc()
-            log.exception("checkpoint failed")
+            log.exception("checkpoint failed", extra={"event": "checkpoint_failed"})
             return
         elapsed = time.perf_counter() - started
         self.metrics.checkpoint_seconds.observe(elapsed)
@@ -238,7 +291,11 @@ class Daemon:
         self.metrics.store_size.set(size)
         series = len({item.series for item in items})
         (log.info if final else log.debug)(
-            "checkpoint saved: %d detectors of %d series in %.3fs", len(items), series, elapsed
+            "checkpoint saved: %d detectors of %d series in %.3fs",
+            len(items),
+            series,
+            elapsed,
+            extra={"event": "checkpoint_saved", "seconds": round(elapsed, 6)},
         )
 
     async def _close_store(self) -> None:
@@ -282,7 +339,11 @@ class Daemon:
         port = runner.addresses[0][1] if runner.addresses else server.port
         self.web_url = f"http://{server.host}:{port}"
         self.serving.set()
-        log.info("serving %s/metrics, /healthz, /readyz and /playbooks/", self.web_url)
+        log.info(
+            "serving %s/metrics, /healthz, /readyz and /playbooks/",
+            self.web_url,
+            extra={"event": "serving", "url": self.web_url},
+        )
         return runner
 
     def _ready(self) -> tuple[bool, str]:
@@ -334,9 +395,13 @@ class Daemon:
                         await self.queue.put(mention)
                 finally:
                     self.metrics.sources_running.dec()
-            log.info("source %s ended", source.name)
+            log.info("source %s ended", source.name, extra=_source_event("ended", source))
         except Exception:
-            log.exception("source %s failed; the other sources go on", source.name)
+            log.exception(
+                "source %s failed; the other sources go on",
+                source.name,
+                extra=_source_event("failed", source),
+            )
 
     async def _await_sources(self, pumps: list[asyncio.Task[None]]) -> None:
         await asyncio.gather(*pumps)
@@ -384,6 +449,11 @@ class Daemon:
                     self.ingested,
                     self.alerts,
                     "" if self.exit_when_done else "; still serving, Ctrl-C to stop",
+                    extra={
+                        "event": "sources_ended",
+                        "mentions": self.ingested,
+                        "alert_events": self.alerts,
+                    },
                 )
                 if self.exit_when_done:
                     self.stop.set()
@@ -402,15 +472,23 @@ class Daemon:
             at,
             self.ingested,
             self.alerts,
+            extra={
+                "event": "progress",
+                "event_time": newest,
+                "mentions": self.ingested,
+                "alert_events": self.alerts,
+            },
         )
 
     def _dispatch(self, events: list[AlertEvent]) -> None:
         for event in events:
             self.alerts += 1
+            _log_alert_event(event)
             for channel in event.alert.channels:
                 outbox = self.outboxes.get(channel)
                 if outbox is not None:
                     outbox.put_nowait(event)
+                    self.metrics.outbox_depth.labels(channel).set(outbox.qsize())
 
     async def _deliver(self, notifier: Notifier) -> None:
         outbox = self.outboxes[notifier.name]
@@ -421,6 +499,65 @@ class Daemon:
                 self.metrics.notifications.labels(notifier.name, "sent").inc()
             except Exception:
                 self.metrics.notifications.labels(notifier.name, "failed").inc()
-                log.exception("notifier %s failed to send %s", notifier.name, event.alert.identity)
+                log.exception(
+                    "notifier %s failed to send %s",
+                    notifier.name,
+                    event.alert.identity,
+                    extra={
+                        "event": "notification_failed",
+                        "channel": notifier.name,
+                        "alert": event.alert.identity,
+                        "rule": event.alert.rule_id,
+                        "brand": event.alert.series.brand,
+                    },
+                )
             finally:
                 outbox.task_done()
+                self.metrics.outbox_depth.labels(notifier.name).set(outbox.qsize())
+
+
+def _source_event(what: str, source: Source) -> dict[str, object]:
+    return {"event": f"source_{what}", "source": source.name}
+
+
+def _log_alert_event(event: AlertEvent) -> None:
+    """One info line per alert event, with its identity and numbers; its sample posts
+    only at debug level, cut short (post texts never go to the logs at info)."""
+    alert, signal, series = event.alert, event.alert.signal, event.alert.series
+    fields: dict[str, object] = {
+        "event": f"alert_{event.kind.value}",
+        "alert": alert.identity,
+        "rule": alert.rule_id,
+        "brand": series.brand,
+        "severity": alert.severity.value,
+        "measure": signal.measure.value,
+        "direction": signal.direction,
+        "scale": format_scale(series.scale_seconds),
+        "observed": round(signal.observed, 6),
+        "expected": round(signal.expected, 3),
+        "likelihood": signal.likelihood,
+        "at": event.at,
+        "playbook": alert.playbook.id,
+    }
+    if series.topic:
+        fields["topic"] = series.topic
+    where = f"{series.brand}/{series.topic}" if series.topic else series.brand
+    log.info(
+        "alert %s: %s for %s (%s, %s %s)",
+        event.kind.value,
+        alert.rule_id,
+        where,
+        alert.severity.value,
+        signal.measure.value.replace("_", " "),
+        signal.direction,
+        extra=fields,
+    )
+    if event.kind is EventKind.FIRING and log.isEnabledFor(logging.DEBUG):
+        for post in alert.bucket.samples[:EVIDENCE_POSTS]:
+            log.debug(
+                "alert %s evidence: post %s: %s",
+                alert.identity,
+                post.id,
+                logs.excerpt(post.text),
+                extra={"event": "alert_evidence", "alert": alert.identity, "post": post.id},
+            )

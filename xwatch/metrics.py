@@ -6,10 +6,36 @@ channels and reasons from the code, never a post id or a user.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from xwatch import __version__
 from xwatch.model import Bucket, Measure, SeriesKey, Signal, format_scale
+
+STAGES = ("enrich", "aggregate", "detect", "rules")
+"""The pipeline stages ``xwatch_stage_seconds`` times."""
+X_ENDPOINTS = ("stream", "rules", "search")
+"""The X API endpoints whose rate limits ``xwatch_x_rate_limit_*`` show."""
+OTHER_LANG = "other"
+"""``xwatch_sentiment_texts_total``'s label for languages without a scorer of their own."""
+PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
+    "x_stream": (
+        "http_429",
+        "http_4xx",
+        "http_5xx",
+        "network",
+        "stall",
+        "stream_error",
+        "rule_cap",
+        "rules",
+        "backfill_truncated",
+        "bad_response",
+    ),
+    "webhook": ("unauthorized", "queue_full"),
+}
+"""The problems each type of source reports (``xwatch_source_problems_total{kind}``)."""
+NOTIFICATION_OUTCOMES = ("sent", "failed")
 
 
 class Metrics:
@@ -79,6 +105,19 @@ class Metrics:
             ["source", "kind"],
             registry=registry,
         )
+        self.x_rate_limit_remaining = Gauge(
+            "xwatch_x_rate_limit_remaining",
+            "Requests left in the current X API rate-limit window (x-rate-limit-remaining), "
+            "by source and endpoint (stream, rules, search).",
+            ["source", "endpoint"],
+            registry=registry,
+        )
+        self.x_rate_limit_reset = Gauge(
+            "xwatch_x_rate_limit_reset_timestamp_seconds",
+            "When the current X API rate-limit window resets (x-rate-limit-reset, Unix time).",
+            ["source", "endpoint"],
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "xwatch_queue_depth", "Mentions waiting for the pipeline.", registry=registry
         )
@@ -95,6 +134,27 @@ class Metrics:
         self.watermark = Gauge(
             "xwatch_watermark_timestamp_seconds",
             "Event time up to which buckets are closed (Unix time).",
+            registry=registry,
+        )
+        self.stage_seconds = Histogram(
+            "xwatch_stage_seconds",
+            "Time spent in one pipeline stage (enrich, aggregate: per batch of mentions; "
+            "detect, rules: per pass closing buckets).",
+            ["stage"],
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+            registry=registry,
+        )
+        self.sentiment_texts = Counter(
+            "xwatch_sentiment_texts_total",
+            "Texts scored for sentiment, by the language of their scorer "
+            "(other: a language without a scorer of its own, scored by the fallback).",
+            ["lang"],
+            registry=registry,
+        )
+        self.detector_evaluations = Counter(
+            "xwatch_detector_evaluations_total",
+            "Closed buckets scored by a detector, by measure.",
+            ["measure"],
             registry=registry,
         )
         self.buckets_closed = Counter(
@@ -156,6 +216,18 @@ class Metrics:
         self.alerts_active = Gauge(
             "xwatch_alerts_active", "Alerts currently firing.", registry=registry
         )
+        self.brand_active_alerts = Gauge(
+            "xwatch_brand_active_alerts",
+            "Alerts firing now for a brand (its incidents).",
+            ["brand"],
+            registry=registry,
+        )
+        self.outbox_depth = Gauge(
+            "xwatch_outbox_depth",
+            "Alert events waiting to be delivered by a notifier.",
+            ["channel"],
+            registry=registry,
+        )
         self.notifications = Counter(
             "xwatch_notifications_total",
             "Notifications by channel and outcome.",
@@ -180,6 +252,58 @@ class Metrics:
             "Size of the embedded store's database.",
             registry=registry,
         )
+
+    # -- series that exist from the start, at zero --------------------------------------
+    # A counter that appears only at its first increment hides that increment from
+    # ``increase()`` and leaves holes in dashboards; known label values start at zero.
+
+    def declare_source(
+        self,
+        source: str,
+        *,
+        live: bool,
+        reasons: Iterable[str] = (),
+        kinds: Iterable[str] = (),
+    ) -> None:
+        """A source's series: received, duplicates, rejected by ``reasons``, problems by
+        ``kinds``; for a live source also its connection state (0 until it connects) and
+        reconnects."""
+        self.received.labels(source)
+        self.duplicates.labels(source)
+        for reason in reasons:
+            self.rejected.labels(source, reason)
+        for kind in kinds:
+            self.source_problems.labels(source, kind)
+        if live:
+            self.source_up.labels(source)
+            self.source_reconnects.labels(source)
+
+    def declare_pipeline(
+        self,
+        brands: Iterable[str],
+        rules: Iterable[tuple[str, str]],
+        langs: Iterable[str],
+    ) -> None:
+        """The pipeline's series: per brand, per (rule, severity), per scorer language,
+        per measure and per stage."""
+        for brand in brands:
+            self.processed.labels(brand)
+            self.brand_active_alerts.labels(brand)
+        for rule, severity in rules:
+            self.alerts_fired.labels(rule, severity)
+            self.alerts_resolved.labels(rule)
+        for lang in langs:
+            self.sentiment_texts.labels(lang)
+        for measure in Measure:
+            self.detector_evaluations.labels(measure.value)
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
+
+    def declare_channels(self, channels: Iterable[str]) -> None:
+        for channel in channels:
+            self.outbox_depth.labels(channel)
+            for outcome in NOTIFICATION_OUTCOMES:
+                self.notifications.labels(channel, outcome)
 
     def record_bucket(self, bucket: Bucket, signals: list[Signal]) -> None:
         """Count a closed bucket; for a brand's own series, update the wall-screen gauges."""

@@ -11,6 +11,10 @@ The daemon, ``xwatch backtest`` and the tests all drive this same object: with
 ``ingest`` (a batch of posts), ``tick`` (live wall time passing) and ``flush``
 (the end of a finite stream). ``checkpoint`` and ``restore`` carry the detectors'
 state across a restart (the daemon keeps it in ``xwatch.store``).
+
+Besides its results, the pipeline reports to the metrics object it is given: counts,
+the time each stage takes (``timer``, ``time.perf_counter`` unless a test injects
+another) and the sentiment languages.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -30,7 +35,7 @@ from xwatch.detect.buckets import Aggregator
 from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.state import Checkpoint, CheckpointError, restore_series
 from xwatch.detect.volume import CountDetector
-from xwatch.metrics import Metrics
+from xwatch.metrics import OTHER_LANG, STAGES, Metrics
 from xwatch.model import Alert, AlertEvent, Bucket, EventKind, Measure, Mention, SeriesKey, Signal
 from xwatch.playbooks import PlaybookIndex
 from xwatch.rules import RuleSet, normalize, term_pattern
@@ -54,6 +59,8 @@ class Pipeline:
         playbooks: PlaybookIndex,
         scorer: LanguageRouter,
         metrics: Metrics,
+        *,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.config = config
         self.rules = rules
@@ -73,6 +80,14 @@ class Pipeline:
             self.aggregator.declare(brand.id)
             for topic in rules.topics(brand.id):
                 self.aggregator.declare(brand.id, topic)
+        self._timer = timer
+        self._stage = {stage: metrics.stage_seconds.labels(stage) for stage in STAGES}
+        self._langs = scorer.languages  # the languages with a scorer of their own
+        metrics.declare_pipeline(
+            (brand.id for brand in config.brands),
+            ((rule.id, rule.severity.value) for rule in rules.rules),
+            [*self._langs, OTHER_LANG],
+        )
 
     # -- the three ways in ---------------------------------------------------------
 
@@ -84,8 +99,14 @@ class Pipeline:
                 fresh.append(mention)
             else:
                 self.metrics.duplicates.labels(mention.source).inc()
-        for mention in self.enrich(fresh):
+        started = self._timer()
+        enriched = self.enrich(fresh)
+        enriched_at = self._timer()
+        for mention in enriched:
             self._aggregate(mention)
+        if fresh:
+            self._stage["enrich"].observe(enriched_at - started)
+            self._stage["aggregate"].observe(self._timer() - enriched_at)
         return self._close()
 
     def tick(self, now: datetime) -> list[AlertEvent]:
@@ -150,12 +171,26 @@ class Pipeline:
         """Add brands (by term, unless the source said) and sentiment."""
         if not mentions:
             return []
-        sentiments = self.scorer.score([m.text for m in mentions], [m.lang for m in mentions])
+        langs = [self.scorer.detect(m.text, m.lang) for m in mentions]
+        sentiments = self.scorer.score([m.text for m in mentions], langs)
+        self._count_languages(langs)
         enriched = []
-        for mention, sentiment in zip(mentions, sentiments, strict=True):
+        for mention, lang, sentiment in zip(mentions, langs, sentiments, strict=True):
             brands = mention.brands or self._brands_of(mention.text)
-            enriched.append(dataclasses.replace(mention, brands=brands, sentiment=sentiment))
+            enriched.append(
+                dataclasses.replace(mention, brands=brands, lang=lang, sentiment=sentiment)
+            )
         return enriched
+
+    def _count_languages(self, langs: Sequence[str]) -> None:
+        """``xwatch_sentiment_texts_total``: by the scorer's language, or ``other`` when the
+        text's language has no scorer of its own (the fallback scored it)."""
+        counts: dict[str, int] = {}
+        for lang in langs:
+            label = lang if lang in self._langs else OTHER_LANG
+            counts[label] = counts.get(label, 0) + 1
+        for label, count in counts.items():
+            self.metrics.sentiment_texts.labels(label).inc(count)
 
     def _brands_of(self, text: str) -> tuple[str, ...]:
         folded = normalize(text)
@@ -182,12 +217,27 @@ class Pipeline:
         if watermark is None:
             return []
         events: list[AlertEvent] = []
+        timer = self._timer
+        detecting = ruling = 0.0
+        evaluations: dict[str, int] = {}
         # Bucket by bucket, in event-time order, so that the alerts (and their
         # resolution) do not depend on how the posts were batched.
         for bucket in self.aggregator.close_until(watermark):
+            started = timer()
             signals = self._judge(bucket)
+            judged = timer()
             self.metrics.record_bucket(bucket, signals)
+            recorded = timer()
             events.extend(self.book.observe(self._alerts(bucket, signals), bucket.end))
+            detecting += judged - started
+            ruling += timer() - recorded
+            for signal in signals:
+                evaluations[signal.measure.value] = evaluations.get(signal.measure.value, 0) + 1
+        if evaluations:
+            self._stage["detect"].observe(detecting)
+            self._stage["rules"].observe(ruling)
+            for measure, count in evaluations.items():
+                self.metrics.detector_evaluations.labels(measure).inc(count)
         events.extend(self.book.observe([], watermark))
         self.metrics.watermark.set(watermark.timestamp())
         for event in events:
@@ -198,6 +248,13 @@ class Pipeline:
             else:
                 self.metrics.alerts_resolved.labels(event.alert.rule_id).inc()
         self.metrics.alerts_active.set(len(self.book.active))
+        if events:  # the active alerts change only with an event
+            by_brand = dict.fromkeys(self.brand_patterns, 0)
+            for active in self.book.active.values():
+                brand = active.alert.series.brand
+                by_brand[brand] = by_brand.get(brand, 0) + 1
+            for brand, count in by_brand.items():
+                self.metrics.brand_active_alerts.labels(brand).set(count)
         return events
 
     def _judge(self, bucket: Bucket) -> list[Signal]:

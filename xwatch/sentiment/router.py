@@ -34,12 +34,22 @@ class LanguageRouter:
         if self._fallback not in self._scorers:
             raise ValueError(f"fallback {fallback!r} has no scorer among {sorted(self._scorers)}")
 
-    def language_of(self, text: str, lang: str | None) -> str:
-        """The scorer key for a text: the language its tag names, or if it names none the one
-        guessed from its script; the fallback when that language has no scorer."""
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages that have a scorer of their own."""
+        return tuple(sorted(self._scorers))
+
+    @staticmethod
+    def detect(text: str, lang: str | None) -> str:
+        """A text's language: the one its tag names, or if it names none the one guessed
+        from its script."""
         code = normalise_lang(lang)
-        if code in UNDETERMINED:
-            code = guess_lang(text)
+        return guess_lang(text) if code in UNDETERMINED else code
+
+    def language_of(self, text: str, lang: str | None) -> str:
+        """The scorer key for a text: its language (``detect``), or the fallback when that
+        language has no scorer."""
+        code = self.detect(text, lang)
         return code if code in self._scorers else self._fallback
 
     def score(self, texts: Sequence[str], langs: Sequence[str | None]) -> list[Sentiment]:

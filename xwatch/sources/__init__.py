@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 from xwatch.config import (
     Config,
@@ -45,6 +45,21 @@ class SourceReport(Protocol):
     def problem(self, source: str, kind: str, detail: str) -> None:
         """An operational problem; ``kind`` is a short bounded label (``http_429``,
         ``http_5xx``, ``network``, ``stall``, ``stream_error``, ``rule_cap``, ...)."""
+
+
+@runtime_checkable
+class RateLimitReport(Protocol):
+    """Optional on a ``SourceReport``: the rate-limit headers of an API's responses.
+
+    Sources check for it (``isinstance(report, RateLimitReport)``) so that a report
+    without it stays a valid ``SourceReport``.
+    """
+
+    def rate_limit(
+        self, source: str, endpoint: str, remaining: int, reset_at: float | None
+    ) -> None:
+        """``remaining`` requests are left on ``endpoint`` (``stream``, ``rules``,
+        ``search`` for X) until ``reset_at`` (Unix time), as the last response said."""
 
 
 class Source(Protocol):
@@ -86,24 +101,59 @@ class MetricsReport:
 
     def rejected(self, source: str, reason: str, detail: str) -> None:
         self.metrics.rejected.labels(source, reason).inc()
-        self._log_limited("rejected payload", source, reason, detail)
+        self._log_limited(
+            "rejected payload",
+            source,
+            reason,
+            detail,
+            {"event": "payload_rejected", "source": source, "reason": reason},
+        )
 
     def connected(self, source: str, up: bool) -> None:
         self.metrics.source_up.labels(source).set(1 if up else 0)
         self.up[source] = up
         if self.on_connection is not None:
             self.on_connection(source, up)
-        log.info("source %s %s", source, "connected" if up else "disconnected")
+        state = "connected" if up else "disconnected"
+        log.info(
+            "source %s %s", source, state, extra={"event": f"source_{state}", "source": source}
+        )
 
     def reconnecting(self, source: str, delay_seconds: float, why: str) -> None:
         self.metrics.source_reconnects.labels(source).inc()
-        self._log_limited("reconnecting", source, f"in {delay_seconds:.2f}s", why)
+        self._log_limited(
+            "reconnecting",
+            source,
+            f"in {delay_seconds:.2f}s",
+            why,
+            {"event": "source_reconnecting", "source": source, "delay_seconds": delay_seconds},
+        )
 
     def problem(self, source: str, kind: str, detail: str) -> None:
         self.metrics.source_problems.labels(source, kind).inc()
-        self._log_limited("source problem", source, kind, detail)
+        self._log_limited(
+            "source problem",
+            source,
+            kind,
+            detail,
+            {"event": "source_problem", "source": source, "kind": kind},
+        )
 
-    def _log_limited(self, what: str, source: str, reason: str, detail: str) -> None:
+    def rate_limit(
+        self, source: str, endpoint: str, remaining: int, reset_at: float | None
+    ) -> None:
+        self.metrics.x_rate_limit_remaining.labels(source, endpoint).set(remaining)
+        if reset_at is not None:
+            self.metrics.x_rate_limit_reset.labels(source, endpoint).set(reset_at)
+
+    def _log_limited(
+        self,
+        what: str,
+        source: str,
+        reason: str,
+        detail: str,
+        fields: Mapping[str, object] | None = None,
+    ) -> None:
         """Log at most one line per (source, reason) per ``every_seconds``; count the rest."""
         key = (source, f"{what}:{reason}")
         now = self.clock()
@@ -120,6 +170,7 @@ class MetricsReport:
             reason,
             detail,
             f" (+{more} more since the last line)" if more else "",
+            extra={**(fields or {}), "suppressed": more},
         )
 
 

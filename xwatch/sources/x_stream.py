@@ -66,7 +66,7 @@ import aiohttp
 from xwatch.config import Brand, XStreamSourceConfig
 from xwatch.errors import PayloadError, XwatchError
 from xwatch.model import Mention
-from xwatch.sources import SourceReport
+from xwatch.sources import RateLimitReport, SourceReport
 from xwatch.sources.payload import mentions_from_x, parse_payload
 
 log = logging.getLogger("xwatch.sources.x_stream")
@@ -74,6 +74,8 @@ log = logging.getLogger("xwatch.sources.x_stream")
 STREAM_PATH = "/2/tweets/search/stream"
 RULES_PATH = "/2/tweets/search/stream/rules"
 SEARCH_PATH = "/2/tweets/search/recent"
+ENDPOINTS = {STREAM_PATH: "stream", RULES_PATH: "rules", SEARCH_PATH: "search"}
+"""The endpoint label of each path's rate limit (``RateLimitReport``)."""
 FIELDS = {
     "tweet.fields": (
         "created_at,lang,public_metrics,author_id,referenced_tweets,entities,conversation_id"
@@ -236,6 +238,7 @@ class XStreamSource:
         self.config = config
         self.name = config.name
         self.report = report
+        self._rate_limit = report.rate_limit if isinstance(report, RateLimitReport) else None
         self.rules = stream_rules(brands)
         self.backoff = Backoff()  # the stream's
         self._search_backoff = Backoff()
@@ -350,6 +353,7 @@ class XStreamSource:
             response = await self._session.get(
                 self._url(STREAM_PATH), params=FIELDS, headers=self._headers
             )
+            self._note_rate_limit(STREAM_PATH, response)
             if response.status == 200:
                 return response
             async with response:
@@ -556,7 +560,21 @@ class XStreamSource:
             headers=self._headers,
             timeout=REQUEST_TIMEOUT,
         ) as response:
+            self._note_rate_limit(path, response)
             return response.status, await _json_body(response), response
+
+    def _note_rate_limit(self, path: str, response: aiohttp.ClientResponse) -> None:
+        """Tell the report what X's ``x-rate-limit-remaining``/``-reset`` headers say."""
+        remaining = response.headers.get("x-rate-limit-remaining", "").strip()
+        if self._rate_limit is None or not remaining.isdigit():
+            return
+        reset = response.headers.get("x-rate-limit-reset", "").strip()
+        self._rate_limit(
+            self.name,
+            ENDPOINTS.get(path, "other"),
+            int(remaining),
+            float(reset) if reset.isdigit() else None,
+        )
 
     async def _get_json(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
         status, document, response = await self._request("GET", path, params=params)
