@@ -569,3 +569,8 @@ async def test_a_failed_checkpoint_is_counted_and_logged_and_the_daemon_goes_on(
     assert daemon.ingested > 0
     assert "checkpoint failed: cannot save the checkpoint" in caplog.text
     assert "database or disk is full" in caplog.text
+    # /readyz says why until a checkpoint succeeds again
+    assert daemon.store_problem is not None
+    assert daemon.store_problem.startswith("store not writable: cannot save the checkpoint")
+    daemon.stop.clear()  # as if it were still running
+    assert daemon._ready() == (False, daemon.store_problem)

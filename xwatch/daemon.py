@@ -129,6 +129,7 @@ class Daemon:
         self.alerts = 0
         self.web_url: str | None = None
         self.store: Store | None = None  # open while ``run`` runs, with store.enabled
+        self.store_problem: str | None = None  # why the last checkpoint failed, for /readyz
         logs.add_secret_env(*secret_env_names(config))
         self._declare_metrics()
 
@@ -279,12 +280,15 @@ class Daemon:
             size = await asyncio.to_thread(self.store.size_bytes)
         except (StoreError, CheckpointError) as exc:
             self.metrics.checkpoints.labels("failed").inc()
+            self.store_problem = f"store not writable: {exc}"
             log.error("checkpoint failed: %s", exc, extra={"event": "checkpoint_failed"})
             return
-        except Exception:
+        except Exception as exc:
             self.metrics.checkpoints.labels("failed").inc()
+            self.store_problem = f"store not writable: {exc}"
             log.exception("checkpoint failed", extra={"event": "checkpoint_failed"})
             return
+        self.store_problem = None
         elapsed = time.perf_counter() - started
         self.metrics.checkpoint_seconds.observe(elapsed)
         self.metrics.checkpoints.labels("saved").inc()
@@ -354,6 +358,8 @@ class Daemon:
         down = [s.name for s in self.sources if s.live and not self.report.up.get(s.name)]
         if down:
             return False, f"not connected: {', '.join(down)}"
+        if self.store_problem is not None:
+            return False, self.store_problem
         return True, "ok"
 
     def _webhook(self) -> WebhookIngest | None:
