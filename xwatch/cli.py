@@ -220,9 +220,15 @@ def run(config_path: Path | None, exit_when_done: bool) -> int:
     from xwatch.daemon import Daemon
     from xwatch.settings import load_settings
 
-    settings = load_settings(config_path)
+    base = Path.cwd()  # the embedded default's relative paths, on a reload too
+    settings = load_settings(config_path, default_base=base)
+    daemon = Daemon(
+        settings,
+        exit_when_done=exit_when_done,
+        reload=lambda: load_settings(config_path, default_base=base),
+    )
     try:
-        asyncio.run(Daemon(settings, exit_when_done=exit_when_done).run())
+        asyncio.run(daemon.run())
     except OSError as exc:
         logging.getLogger("xwatch").error("%s", exc)
         return 1

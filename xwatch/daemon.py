@@ -22,7 +22,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from aiohttp import web
@@ -34,7 +35,7 @@ from xwatch.alerting.console import ConsoleNotifier
 from xwatch.clock import Clock, LiveCompleteness, WallClock
 from xwatch.config import Config, WebhookSourceConfig
 from xwatch.detect.state import CheckpointError
-from xwatch.errors import PayloadError
+from xwatch.errors import ConfigError, PayloadError
 from xwatch.metrics import PROBLEM_KINDS, Metrics
 from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale
 from xwatch.pipeline import Pipeline
@@ -92,8 +93,10 @@ class Daemon:
         notifiers: dict[str, Notifier] | None = None,
         clock: Clock | None = None,
         exit_when_done: bool = False,
+        reload: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
+        self.reload = reload  # reads the config, rules and playbooks again (SIGHUP)
         config = settings.config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -125,6 +128,10 @@ class Daemon:
         self.outboxes: dict[str, asyncio.Queue[AlertEvent]] = {
             name: asyncio.Queue() for name in self.notifiers
         }
+        self.queued_at: dict[str, deque[float]] = {name: deque() for name in self.notifiers}
+        self.metrics.rules_loaded.set(len(settings.rules.rules))
+        for result in ("ok", "failed"):
+            self.metrics.rule_reloads.labels(result)
         self.ingested = 0
         self.alerts = 0
         self.web_url: str | None = None
@@ -312,10 +319,51 @@ class Daemon:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
+
+    def reload_rules(self) -> bool:
+        """Read the rules and playbooks again (SIGHUP); a bad file keeps the old ones.
+
+        Only rules and playbooks change on a reload; other config changes (sources,
+        brands, scales) need a restart, and the log says so.
+        """
+        if self.reload is None:
+            log.warning("reload requested, but this daemon has no config to read again")
+            return False
+        try:
+            settings = self.reload()
+        except ConfigError as exc:
+            self.metrics.rule_reloads.labels("failed").inc()
+            for problem in exc.problems:
+                log.error(
+                    "reload failed, the previous rules stay: %s",
+                    problem,
+                    extra={"event": "reload_failed", "file": problem.file, "line": problem.line},
+                )
+            return False
+        if settings.config != self.settings.config:
+            log.warning(
+                "the config changed: rules and playbooks are reloaded, the rest "
+                "(sources, brands, scales, ...) takes effect at the next restart"
+            )
+        self.pipeline.reload_rules(settings.rules, settings.playbooks)
+        self.settings = Settings(
+            self.settings.config, self.settings.config_file, settings.playbooks, settings.rules
+        )
+        self.metrics.rule_reloads.labels("ok").inc()
+        self.metrics.rules_loaded.set(len(settings.rules.rules))
+        log.info(
+            "rules reloaded: %d rules, %d playbooks",
+            len(settings.rules.rules),
+            len(settings.playbooks.playbooks),
+            extra={"event": "reload_ok"},
+        )
+        return True
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
 
@@ -494,12 +542,19 @@ class Daemon:
                 outbox = self.outboxes.get(channel)
                 if outbox is not None:
                     outbox.put_nowait(event)
-                    self.metrics.outbox_depth.labels(channel).set(outbox.qsize())
+                    self.queued_at[channel].append(time.time())
+                    self._outbox_metrics(channel)
+
+    def _outbox_metrics(self, channel: str) -> None:
+        waiting = self.queued_at[channel]
+        self.metrics.outbox_depth.labels(channel).set(len(waiting))
+        self.metrics.outbox_oldest.labels(channel).set(waiting[0] if waiting else 0)
 
     async def _deliver(self, notifier: Notifier) -> None:
         outbox = self.outboxes[notifier.name]
         while True:
             event = await outbox.get()
+            self.queued_at[notifier.name].popleft()
             try:
                 await notifier.send(event)
                 self.metrics.notifications.labels(notifier.name, "sent").inc()
@@ -519,7 +574,7 @@ class Daemon:
                 )
             finally:
                 outbox.task_done()
-                self.metrics.outbox_depth.labels(notifier.name).set(outbox.qsize())
+                self._outbox_metrics(notifier.name)
 
 
 def _source_event(what: str, source: Source) -> dict[str, object]:

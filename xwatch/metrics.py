@@ -228,6 +228,20 @@ class Metrics:
             ["channel"],
             registry=registry,
         )
+        self.outbox_oldest = Gauge(
+            "xwatch_outbox_oldest_timestamp_seconds",
+            "When the oldest alert event still waiting for a notifier was queued "
+            "(Unix time; 0 when none waits). Its age: time() - this.",
+            ["channel"],
+            registry=registry,
+        )
+        self.rule_reloads = Counter(
+            "xwatch_rule_reloads_total",
+            "Rule reloads (SIGHUP), by result: ok, or failed (the previous rules stay).",
+            ["result"],
+            registry=registry,
+        )
+        self.rules_loaded = Gauge("xwatch_rules_loaded", "Rules in force.", registry=registry)
         self.notifications = Counter(
             "xwatch_notifications_total",
             "Notifications by channel and outcome.",
@@ -302,6 +316,7 @@ class Metrics:
     def declare_channels(self, channels: Iterable[str]) -> None:
         for channel in channels:
             self.outbox_depth.labels(channel)
+            self.outbox_oldest.labels(channel)
             for outcome in NOTIFICATION_OUTCOMES:
                 self.notifications.labels(channel, outcome)
 

@@ -89,6 +89,18 @@ class Pipeline:
             [*self._langs, OTHER_LANG],
         )
 
+    def reload_rules(self, rules: RuleSet, playbooks: PlaybookIndex) -> None:
+        """Judge with new rules from the next bucket on; a new topic rule gets its series.
+
+        Detectors and active alerts stay: a rule that is gone stops firing and its
+        alerts resolve as usual.
+        """
+        self.rules = rules
+        self.playbooks = playbooks
+        for brand in self.config.brands:
+            for topic in rules.topics(brand.id):
+                self.aggregator.declare(brand.id, topic)
+
     # -- the three ways in ---------------------------------------------------------
 
     def ingest(self, mentions: Sequence[Mention]) -> list[AlertEvent]:

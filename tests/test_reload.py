@@ -1,0 +1,76 @@
+"""Rules reload on SIGHUP; a bad rule file keeps the previous rules running and says why."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from xwatch.daemon import Daemon
+from xwatch.settings import load_settings
+
+EXTRA_RULE = """\
+rules:
+  - id: recall-chatter
+    title: People talk about a recall
+    match: {any: [recall]}
+    when: {signal: volume_up, likelihood: 0.999}
+    playbook: product-defect
+"""
+
+
+def daemon_for(project: Path) -> Daemon:
+    config = project / "config.yaml"
+    config.write_text(config.read_text("utf-8").replace("port: 9464", "port: 0"), "utf-8")
+    return Daemon(load_settings(config), reload=lambda: load_settings(config))
+
+
+def reloads(daemon: Daemon, result: str) -> float | None:
+    return daemon.registry.get_sample_value("xwatch_rule_reloads_total", {"result": result})
+
+
+def test_a_good_reload_brings_new_rules_and_their_series(project: Path) -> None:
+    daemon = daemon_for(project)
+    before = len(daemon.pipeline.rules.rules)
+    (project / "rules" / "recall.yaml").write_text(EXTRA_RULE, "utf-8")
+    assert daemon.reload_rules()
+    assert len(daemon.pipeline.rules.rules) == before + 1
+    assert "recall-chatter" in daemon.pipeline.rules.topics("kettlebird")
+    assert any(key.topic == "recall-chatter" for key in daemon.pipeline.aggregator.series)
+    assert reloads(daemon, "ok") == 1
+    assert daemon.registry.get_sample_value("xwatch_rules_loaded") == before + 1
+
+
+def test_a_broken_rule_file_keeps_the_previous_rules_and_says_where(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = daemon_for(project)
+    rules = daemon.pipeline.rules
+    broken = project / "rules" / "broken.yaml"
+    broken.write_text("rules:\n  - id: x\n    title: x\n    when: {signal: nope}\n", "utf-8")
+    with caplog.at_level(logging.ERROR, "xwatch.daemon"):
+        assert not daemon.reload_rules()
+    assert daemon.pipeline.rules is rules  # still judging with the old ones
+    assert reloads(daemon, "failed") == 1
+    assert f"{broken}:4: rules[0].when.signal" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_sighup_reloads_a_running_daemon(project: Path) -> None:
+    daemon = daemon_for(project)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.serving.wait(), 10)
+        (project / "rules" / "recall.yaml").write_text(EXTRA_RULE, "utf-8")
+        os.kill(os.getpid(), signal.SIGHUP)
+        async with asyncio.timeout(10):
+            while reloads(daemon, "ok") != 1:  # noqa: ASYNC110 - the handler runs on the loop
+                await asyncio.sleep(0.01)
+        assert "recall-chatter" in daemon.pipeline.rules.topics("kettlebird")
+    finally:
+        daemon.stop.set()
+        await asyncio.wait_for(task, 20)
