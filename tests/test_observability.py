@@ -71,6 +71,7 @@ EXPECTED_ALERTS = {
     "XwatchReconnectStorm": ("5m", "ticket", "reconnect-storm"),
     "XwatchBacklogGrowing": ("5m", "ticket", "backlog-growing"),
     "XwatchXApiRateLimited": ("5m", "ticket", "x-api-rate-limited"),
+    "XwatchXApiCapBurning": ("1h", "ticket", "x-api-cap"),
     "XwatchCheckpointsFailing": ("5m", "ticket", "checkpoints-failing"),
 }
 

@@ -100,6 +100,9 @@ class XStreamSourceConfig(Frozen):
     backfill: bool = True  # after a gap, fetch what was missed through recent search
     backfill_max_seconds: Annotated[float, Field(gt=0)] = 6 * 3600.0
     stall_seconds: Annotated[float, Field(gt=0)] = 20.0  # no data nor keep-alive: reconnect
+    # Posts the X plan lets this app read a month; exported as xwatch_x_monthly_post_cap so
+    # that Prometheus can warn while the month's pace would run past it (None: not watched).
+    monthly_post_cap: Annotated[int, Field(ge=1)] | None = None
 
 
 class WebhookSourceConfig(Frozen):

@@ -33,7 +33,7 @@ from xwatch import logs
 from xwatch.alerting import Notifier
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.clock import Clock, LiveCompleteness, WallClock
-from xwatch.config import Config, WebhookSourceConfig
+from xwatch.config import Config, WebhookSourceConfig, XStreamSourceConfig
 from xwatch.detect.state import CheckpointError
 from xwatch.errors import ConfigError, PayloadError
 from xwatch.metrics import PROBLEM_KINDS, Metrics
@@ -130,6 +130,10 @@ class Daemon:
         }
         self.queued_at: dict[str, deque[float]] = {name: deque() for name in self.notifiers}
         self.metrics.rules_loaded.set(len(settings.rules.rules))
+        for source_config in config.sources:
+            if isinstance(source_config, XStreamSourceConfig) and source_config.monthly_post_cap:
+                cap = self.metrics.x_monthly_post_cap.labels(source_config.name)
+                cap.set(source_config.monthly_post_cap)
         for result in ("ok", "failed"):
             self.metrics.rule_reloads.labels(result)
         self.ingested = 0

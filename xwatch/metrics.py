@@ -235,6 +235,12 @@ class Metrics:
             ["channel"],
             registry=registry,
         )
+        self.x_monthly_post_cap = Gauge(
+            "xwatch_x_monthly_post_cap",
+            "Posts the X plan lets an X source read a month (sources.monthly_post_cap).",
+            ["source"],
+            registry=registry,
+        )
         self.rule_reloads = Counter(
             "xwatch_rule_reloads_total",
             "Rule reloads (SIGHUP), by result: ok, or failed (the previous rules stay).",
