@@ -133,7 +133,7 @@ def test_config_errors_name_the_line(project: Path) -> None:
 
 def test_source_errors_name_the_source_item(project: Path) -> None:
     config = project / "config.yaml"
-    text = config.read_text("utf-8").replace("speed: 15000", "speed: -1")
+    text = config.read_text("utf-8").replace("speed: 30000", "speed: -1")
     config.write_text(text, "utf-8")
     found = problems_of(config)
     assert (

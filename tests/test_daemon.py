@@ -117,7 +117,7 @@ def test_sigterm_drains_and_exits_cleanly(project: Path, tmp_path: Path) -> None
     )
     config = config_on_free_port(project)
     text = config.read_text("utf-8").replace(
-        "  - type: demo\n    speed: 15000        # a week in about 40 seconds",
+        "  - type: demo\n    speed: 30000        # a week in about 20 seconds",
         f"  - type: replay\n    path: {replay}\n    speed: 1",
     )
     config.write_text(text, "utf-8")

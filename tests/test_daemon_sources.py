@@ -28,7 +28,7 @@ def write_config(project: Path, sources_yaml: str) -> Path:
     config = project / "config.yaml"
     text = config.read_text("utf-8").replace("port: 9464", "port: 0")
     text = text.replace(
-        "  - type: demo\n    speed: 15000        # a week in about 40 seconds", sources_yaml
+        "  - type: demo\n    speed: 30000        # a week in about 20 seconds", sources_yaml
     )
     config.write_text(text, "utf-8")
     return config

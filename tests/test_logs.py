@@ -235,7 +235,7 @@ async def test_alerts_are_logged_with_their_ids_and_post_texts_only_at_debug(
 ) -> None:
     config = project / "config.yaml"
     text = config.read_text("utf-8").replace("port: 9464", "port: 0")
-    text = re.sub(r"speed: 15000.*", "speed: 0", text)
+    text = re.sub(r"speed: 30000.*", "speed: 0", text)
     config.write_text(text, "utf-8")
     logs.configure("debug", "json", stream=root_handler)
     notifier = RecordingNotifier()
@@ -274,7 +274,7 @@ def test_xwatch_logs_json_lines_when_the_environment_says_so(project: Path, tmp_
     )
     config = project / "config.yaml"
     text = config.read_text("utf-8").replace("port: 9464", "port: 0")
-    text = re.sub(r"- type: demo\n\s+speed: 15000.*", f"- type: replay\n    path: {replay}", text)
+    text = re.sub(r"- type: demo\n\s+speed: 30000.*", f"- type: replay\n    path: {replay}", text)
     config.write_text(text, "utf-8")
     env = {**os.environ, logs.FORMAT_ENV: "json", logs.LEVEL_ENV: "info"}
     command = [sys.executable, "-m", "xwatch", "run", "-c", str(config), "--exit-when-done"]

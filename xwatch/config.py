@@ -59,7 +59,7 @@ class DemoSourceConfig(Frozen):
 
     type: Literal["demo"]
     name: Annotated[str, Field(pattern=_ID)] = "demo"
-    speed: Annotated[float, Field(ge=0)] = 15000.0
+    speed: Annotated[float, Field(ge=0)] = 30000.0
 
 
 class MqttSourceConfig(Frozen):
@@ -170,6 +170,17 @@ class StoreConfig(Frozen):
     checkpoint_interval_seconds: Annotated[float, Field(gt=0)] = 300.0  # wall time
 
 
+class ApiConfig(Frozen):
+    """The JSON API under ``/api/`` (sentiment labels): on when ``token_env`` is set.
+
+    Clients send ``Authorization: Bearer <token>``; without the variable in the
+    environment the API answers 503 to every request.
+    """
+
+    token_env: str = "XWATCH_API_TOKEN"
+    remember_posts: Annotated[int, Field(ge=1, le=1_000_000)] = 5000  # alerts' samples kept
+
+
 class Config(Frozen):
     brands: Annotated[tuple[Brand, ...], Field(min_length=1)]
     sources: Annotated[tuple[SourceConfig, ...], Field(min_length=1)]
@@ -181,6 +192,7 @@ class Config(Frozen):
     )
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
+    api: ApiConfig = ApiConfig()
     rules_dir: Path = Path("rules")
     playbooks_dir: Path = Path("playbooks")
     playbook_base_url: str | None = None  # None: the daemon serves /playbooks/<id>
