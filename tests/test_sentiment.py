@@ -436,3 +436,156 @@ def test_anything_gets_a_valid_sentiment(
     router = LanguageRouter({"en": vader, "ja": japanese}, fallback="en")
     for sentiment in [*router.score([text], [tag]), *vader.score([text]), *japanese.score([text])]:
         assert_valid(sentiment)
+
+
+# --- complaint cues (xwatch.sentiment.complaints) -----------------------------------------
+
+from xwatch.sentiment.complaints import (  # noqa: E402 - this section's own imports
+    ComplaintScorer,
+    CueSet,
+    english_default,
+    japanese_default,
+    load_cues,
+)
+from xwatch.sentiment.vader import FastAnalyzer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def english() -> ComplaintScorer:
+    return english_default()
+
+
+@pytest.fixture(scope="module")
+def japanese_cued() -> ComplaintScorer:
+    return japanese_default()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "still waiting for my bag after 3 hours",  # still waiting + duration
+        "been on hold for 40 minutes",  # on hold
+        "the app doesn't work",  # doesn't work
+        "my order never arrived",  # never arrived
+        "where is my refund",  # question to support, refund
+        "how long do I have to wait",  # how long
+        "WHY DOES THIS KEEP HAPPENING",  # all caps + why
+    ],
+)
+def test_english_cues_catch_complaints_raw_vader_misses(
+    vader: VaderScorer, english: ComplaintScorer, text: str
+) -> None:
+    assert label_of(vader, text) != "negative"
+    assert label_of(english, text) == "negative"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("no delay at all, great flight", "positive"),
+        ("fast refund, thanks!", "positive"),
+        ("The flight leaves at 5pm from gate 12.", "neutral"),
+        ("Flying to Boston for 3 days", "neutral"),  # a duration alone is a weak cue
+        ("I love this airline, the crew was wonderful!", "positive"),
+    ],
+)
+def test_english_cues_that_must_not_fire(
+    english: ComplaintScorer, text: str, expected: str
+) -> None:
+    assert label_of(english, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "3回目の再起動でも直らない",  # repetition + not fixed
+        "いつまで待てばいいの",  # until when
+        "ログインできません",  # cannot log in
+        "返事が来ない",  # no reply
+        "なんでこうなるの",  # why
+        "電車が運休してる",  # service cancelled
+        "何度も電話した",  # again and again
+    ],
+)
+def test_japanese_cues_catch_complaints_the_lexicon_misses(
+    japanese: JapaneseLexiconScorer, japanese_cued: ComplaintScorer, text: str
+) -> None:
+    assert label_of(japanese, text) != "negative"
+    assert label_of(japanese_cued, text) == "negative"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("今日は東京に行きます", "neutral"),
+        ("まだ朝です", "neutral"),  # まだ alone is a weak cue
+        ("問題ないです、ありがとう", "positive"),
+        ("このラーメン最高!!", "positive"),
+    ],
+)
+def test_japanese_cues_that_must_not_fire(
+    japanese_cued: ComplaintScorer, text: str, expected: str
+) -> None:
+    assert label_of(japanese_cued, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["not happy with the service today", "no help from the desk", "not impressed"]
+)
+def test_negated_positives_are_negative(english: ComplaintScorer, text: str) -> None:
+    assert label_of(english, text) == "negative"
+    assert english.polarity(text) < english.base.polarity(text)  # the cue adds to VADER
+
+
+def test_negated_cue_does_not_count(english: ComplaintScorer) -> None:
+    text = "without any delay, lovely crew"
+    assert english.cues.matches(text) == []
+    assert english.polarity(text) == english.base.polarity(text)
+
+
+def test_cue_rule_is_base_plus_distinct_weights_clipped() -> None:
+    cues = CueSet(load_cues("late\t-0.3\tlate\nlost\t-0.9\tlost\n"))
+
+    class Fixed:
+        def polarity(self, text: str) -> float:
+            return 0.2
+
+    scorer = ComplaintScorer(Fixed(), cues)
+    assert scorer.polarity("fine") == pytest.approx(0.2)
+    assert scorer.polarity("late late late") == pytest.approx(-0.1)  # a cue counts once
+    assert scorer.polarity("late and lost") == -1.0  # clipped
+    assert [cue.note for _, cue in cues.matches("lost, late")] == ["lost", "late"]
+
+
+@pytest.mark.parametrize(
+    "line", ["no-tabs", "a\t1", "a\tx\tnote", "a\tinf\tnote", "(a)\t-1\tcapturing", "(\t-1\tbad"]
+)
+def test_load_cues_rejects_malformed_lines(line: str) -> None:
+    with pytest.raises(ValueError, match=r"cues:1:"):
+        load_cues(line)
+
+
+def test_fast_analyzer_equals_vader() -> None:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    texts = ["😀abc", "a😀😀 b 😀", "no good at all", "I'm not very happy", "never so good",
+             "without a doubt great", "kind of bad", "the bomb", "AWFUL service!!!",
+             "hi 😡🤬 you", "not the worst, but not good", ""]  # fmt: skip
+    reference, fast = SentimentIntensityAnalyzer(), FastAnalyzer()
+    for text in texts:
+        assert fast.polarity_scores(text) == reference.polarity_scores(text)
+
+
+def test_defaults_survive_awkward_texts(
+    english: ComplaintScorer, japanese_cued: ComplaintScorer
+) -> None:
+    for scorer in (english, japanese_cued):
+        started = time.perf_counter()
+        results = scorer.score(AWKWARD_TEXTS)
+        assert time.perf_counter() - started < 3.0
+        assert len(results) == len(AWKWARD_TEXTS)
+        for sentiment in results:
+            assert_valid(sentiment)
+    assert label_of(english, "") == label_of(japanese_cued, "") == "neutral"
+    assert label_of(english, "😀🎉🔥") == "positive"
+    assert label_of(english, ONE_MB) == "negative"

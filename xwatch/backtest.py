@@ -21,7 +21,7 @@ from xwatch.detect.volume import CountDetector
 from xwatch.metrics import Metrics
 from xwatch.model import AlertEvent, Bucket, Measure, SeriesKey, Signal
 from xwatch.pipeline import Pipeline
-from xwatch.sentiment.router import default_router
+from xwatch.sentiment.trained import router_from_config
 from xwatch.settings import Settings
 from xwatch.sources import MetricsReport
 from xwatch.sources.replay import ReplaySource
@@ -36,7 +36,7 @@ async def replay_file(settings: Settings, path: Path | None) -> list[AlertEvent]
         config,
         settings.rules,
         settings.playbooks,
-        default_router(config.sentiment.fallback_lang),
+        router_from_config(config),
         metrics,
     )
     source = ReplaySource(path or Path("/dev/stdin"), "backtest", 0.0, MetricsReport(metrics))

@@ -1,4 +1,4 @@
-"""The ``xwatch`` command: run, check, backtest, sentiment."""
+"""The ``xwatch`` command: run, check, backtest, sentiment, train."""
 
 from __future__ import annotations
 
@@ -168,7 +168,61 @@ def build_parser() -> argparse.ArgumentParser:
     sentiment.add_argument(
         "--fallback-lang", default="en", help="scorer for languages without one (default: en)"
     )
-    for command in (run, check, backtest, sentiment):
+    sentiment.add_argument(
+        "--model",
+        type=Path,
+        metavar="PATH",
+        help="a model from 'xwatch train': it scores every line, or only the lines of its "
+        "language when it was trained with --lang (the others get the default scorers)",
+    )
+    train = commands.add_parser(
+        "train",
+        help="fit a sentiment model on labelled mentions",
+        description='Read JSON lines {"text": ..., "label": "negative|neutral|positive", '
+        '"lang": optional} and fit hashed word and character n-grams + TF-IDF + logistic '
+        "regression, with C chosen by stratified cross-validation; print the "
+        "cross-validated per-class precision, recall and F1, and save the model as plain "
+        "arrays + JSON (.npz, never pickled).",
+    )
+    train.add_argument(
+        "--input", type=Path, required=True, metavar="FILE", help="labelled JSON lines"
+    )
+    train.add_argument(
+        "--out", type=Path, required=True, metavar="PATH", help="the model file (.npz)"
+    )
+    train.add_argument(
+        "--lang",
+        help="the model's language (e.g. ja): only lines of that language are used (their "
+        "'lang', or the script when it is missing), and 'sentiment --model' uses it for it only",
+    )
+    train.add_argument(
+        "--folds", type=int, default=5, help="cross-validation folds, >= 2 (default: 5)"
+    )
+    train.add_argument(
+        "--bits",
+        type=int,
+        default=18,
+        help="hash space: 2**BITS word and 2**BITS character n-gram columns, 10..23 "
+        "(default: 18; the file holds 3 weights per column)",
+    )
+    labels = commands.add_parser(
+        "labels",
+        help="the team's sentiment labels in the store",
+        description="The sentiment labels given to alerts' sample posts (POST /api/labels, "
+        "Slack), kept in the store.",
+    )
+    labels_commands = labels.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
+    labels_export = labels_commands.add_parser(
+        "export",
+        help="write the training set for 'xwatch train --input'",
+        description='Write JSON lines {"text", "label", "lang"}, one per labelled post (its '
+        "latest label; not_negative becomes neutral), for 'xwatch train --input'.",
+    )
+    labels_export.add_argument("-c", "--config", type=Path, help=config_help)
+    labels_export.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="the file to write ('-': stdout)"
+    )
+    for command in (run, check, backtest, sentiment, train, labels_export):
         add_log_options(command, top=False)
     return parser
 
@@ -193,14 +247,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return backtest_nab(sys.stdin, sys.stdout)
             return backtest_mentions(args.config, args.input, args.json, sys.stdout)
         if args.command == "sentiment":
-            return sentiment(sys.stdin, sys.stdout, args.fallback_lang)
+            return sentiment(sys.stdin, sys.stdout, args.fallback_lang, args.model)
+        if args.command == "train":
+            return train(args.input, args.out, args.lang, args.folds, args.bits, sys.stdout)
+        if args.command == "labels":
+            return labels_export(args.config, args.out, sys.stdout)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    except _model_error() as exc:  # evaluated only when an exception got here
+        print(f"xwatch: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def _model_error() -> type[Exception]:
+    """``ModelError``, imported only when needed (numpy and scipy load slowly)."""
+    from xwatch.sentiment.trained import ModelError
+
+    return ModelError
 
 
 def check(config_path: Path | None, out: TextIO) -> int:
@@ -311,11 +379,18 @@ def backtest_report(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def sentiment(stdin: TextIO, out: TextIO, fallback_lang: str) -> int:
+def sentiment(stdin: TextIO, out: TextIO, fallback_lang: str, model: Path | None = None) -> int:
     from xwatch.sentiment.lang import guess_lang
-    from xwatch.sentiment.router import default_router
+    from xwatch.sentiment.router import LanguageRouter, default_router
+    from xwatch.sentiment.trained import TrainedScorer, router_with_models
 
     router = default_router(fallback_lang)
+    if model is not None:
+        trained = TrainedScorer.from_file(model)  # ModelError → message from main
+        if trained.lang is None:
+            router = LanguageRouter({fallback_lang: trained}, fallback_lang)  # every line
+        else:
+            router = router_with_models(router, {trained.lang: trained}, fallback_lang)
     batch: list[tuple[str, str | None]] = []
 
     def flush() -> None:
@@ -352,4 +427,59 @@ def sentiment(stdin: TextIO, out: TextIO, fallback_lang: str) -> int:
         if len(batch) >= 1000:
             flush()
     flush()
+    return 0
+
+
+def labels_export(config_path: Path | None, out_path: Path, out: TextIO) -> int:
+    """``xwatch labels export --out FILE``: the store's labels as a training set."""
+    from xwatch.config import load_config
+    from xwatch.store import Store, StoreError, training_line
+
+    config, name = load_config(config_path)
+    if not config.store.enabled:
+        print(f"{name}: store.enabled is false: there are no labels to export", file=sys.stderr)
+        return 1
+    path = config.store.path
+    if str(path) != ":memory:" and not Path(path).is_file():
+        print(f"no store at {path} (the daemon creates it when it runs)", file=sys.stderr)
+        return 1
+    try:
+        with Store.open(path) as store:
+            if str(out_path) == "-":
+                items = store.training_set()
+                out.write("".join(training_line(item) for item in items))
+                count = len(items)
+            else:
+                count = store.export_labels(out_path)
+    except StoreError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    where = "stdout" if str(out_path) == "-" else str(out_path)
+    logging.getLogger("xwatch.labels").info("%d labelled posts written to %s", count, where)
+    return 0
+
+
+def train(
+    input_path: Path, out_path: Path, lang: str | None, folds: int, bits: int, out: TextIO
+) -> int:
+    """``xwatch train``: cross-validate, fit, save; progress on stderr, the report on ``out``."""
+    from xwatch.sentiment.trained import VectorizerParams, format_cv, read_examples
+    from xwatch.sentiment.trained import train as fit_model
+
+    if not 10 <= bits <= 23:
+        print(f"xwatch train: --bits {bits} is not in 10..23", file=sys.stderr)
+        return 2
+    examples, skipped = read_examples(input_path, lang)
+    if skipped:
+        print(f"{skipped} lines skipped: not in language {lang}", file=sys.stderr)
+    model = fit_model(
+        examples,
+        lang=lang,
+        folds=folds,
+        params=VectorizerParams(bits=bits),
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    model.save(out_path)
+    out.write(format_cv(model.stats) + "\n")
+    out.write(f"model saved to {out_path} (language: {model.lang or 'any'})\n")
     return 0

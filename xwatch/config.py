@@ -5,7 +5,8 @@ A config file is YAML; it is read once at start (and on reload) into the frozen
 With no file, the embedded default (``xwatch/defaults/config.yaml``) is used: the
 bundled demo replayed fast, alerts on the console, metrics on 127.0.0.1:9464.
 
-Relative paths (``rules_dir``, ``playbooks_dir``, a replay ``path``, ``store.path``)
+Relative paths (``rules_dir``, ``playbooks_dir``, a replay ``path``, ``store.path``,
+``sentiment.models``)
 are resolved against the config file's folder; for the embedded default, against
 the current folder (run it from the repository root).
 """
@@ -127,6 +128,17 @@ SourceConfig = Annotated[
 
 class SentimentConfig(Frozen):
     fallback_lang: str = "en"  # scorer for languages that have none
+    # Trained models (``xwatch train``) by language, e.g. {ja: models/ja.npz}: each replaces
+    # the default scorer of its language.  Paths are relative to the config file's folder.
+    models: dict[str, Path] = Field(default_factory=dict)
+
+    @field_validator("models")
+    @classmethod
+    def _model_languages(cls, models: dict[str, Path]) -> dict[str, Path]:
+        for lang in models:
+            if not re.match(r"^[a-z]{2,3}$", lang):
+                raise ValueError(f"model language {lang!r} must be a language code like 'ja'")
+        return models
 
 
 class DetectConfig(Frozen):
@@ -271,6 +283,11 @@ def resolve_paths(config: Config, base: Path) -> Config:
             "playbooks_dir": base / config.playbooks_dir,
             "sources": sources,
             "store": resolve_store_path(config.store, base),
+            "sentiment": config.sentiment.model_copy(
+                update={
+                    "models": {lang: base / path for lang, path in config.sentiment.models.items()}
+                }
+            ),
         }
     )
 

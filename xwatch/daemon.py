@@ -13,6 +13,10 @@ State: with ``store.enabled``, the detectors are restored from the store's
 checkpoint before the first batch, checkpointed every
 ``store.checkpoint_interval_seconds`` (the SQLite write runs in a worker thread)
 and once more at a graceful stop, after the drain.
+
+Feedback: every alert event's sample posts are remembered (``api.remember_posts``
+of them, the oldest forgotten first) so that ``POST /api/labels`` (and later Slack)
+can label a post by its id; the labels go to the store (``xwatch.feedback``).
 """
 
 from __future__ import annotations
@@ -36,15 +40,16 @@ from xwatch.clock import Clock, LiveCompleteness, WallClock
 from xwatch.config import Config, WebhookSourceConfig, XStreamSourceConfig
 from xwatch.detect.state import CheckpointError
 from xwatch.errors import ConfigError, PayloadError
+from xwatch.feedback import Feedback, api_token
 from xwatch.metrics import PROBLEM_KINDS, Metrics
 from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale
 from xwatch.pipeline import Pipeline
-from xwatch.sentiment.router import default_router
+from xwatch.sentiment.trained import router_from_config
 from xwatch.settings import Settings
 from xwatch.sources import MetricsReport, Source, build_sources
 from xwatch.sources.webhook import WebhookIngest
 from xwatch.store import Store, StoreError
-from xwatch.web import make_app
+from xwatch.web import LabelsApi, make_app
 
 log = logging.getLogger("xwatch.daemon")
 
@@ -109,11 +114,13 @@ class Daemon:
             config,
             settings.rules,
             settings.playbooks,
-            default_router(config.sentiment.fallback_lang),
+            router_from_config(config),
             self.metrics,
         )
         self.sources = list(sources) if sources is not None else build_sources(config, self.report)
         self.webhook = self._webhook()
+        self.feedback = Feedback(config.api.remember_posts)
+        self.api_token = api_token(config.api)  # None: the JSON API answers 503
         self.notifiers = notifiers if notifiers is not None else build_notifiers(settings)
         self.clock = clock or WallClock()
         for source in self.sources:
@@ -141,7 +148,7 @@ class Daemon:
         self.web_url: str | None = None
         self.store: Store | None = None  # open while ``run`` runs, with store.enabled
         self.store_problem: str | None = None  # why the last checkpoint failed, for /readyz
-        logs.add_secret_env(*secret_env_names(config))
+        logs.add_secret_env(*secret_env_names(config), config.api.token_env)
         self._declare_metrics()
 
     def _declare_metrics(self) -> None:
@@ -380,6 +387,12 @@ class Daemon:
             self.settings.playbooks,
             self._ready,
             ingest=self.webhook.handle if self.webhook is not None else None,
+            labels=LabelsApi(
+                self.api_token,
+                self.feedback,
+                lambda: self.store,
+                token_env=self.settings.config.api.token_env,
+            ),
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -395,6 +408,12 @@ class Daemon:
         port = runner.addresses[0][1] if runner.addresses else server.port
         self.web_url = f"http://{server.host}:{port}"
         self.serving.set()
+        if self.api_token is None:
+            log.info(
+                "the JSON API (/api/labels) is off: %s is not set",
+                self.settings.config.api.token_env,
+                extra={"event": "api_off"},
+            )
         log.info(
             "serving %s/metrics, /healthz, /readyz and /playbooks/",
             self.web_url,
@@ -542,6 +561,7 @@ class Daemon:
         for event in events:
             self.alerts += 1
             _log_alert_event(event)
+            self.feedback.recent.remember(event)
             for channel in event.alert.channels:
                 outbox = self.outboxes.get(channel)
                 if outbox is not None:

@@ -18,15 +18,23 @@ migration, with methods next to the checkpoint ones.
 
 Inspect a store with the ``sqlite3`` shell: ``SELECT brand, topic, scale_seconds,
 measure, detector, saved_at FROM detector_checkpoints``.
+
+Since schema version 2 it also keeps the team's sentiment labels (``sentiment_labels``):
+every "negative" / "not negative" a person gave one of an alert's sample posts, from the
+JSON API or Slack (``xwatch.feedback``). Labels are only ever added, never rewritten, so
+the table is the history; ``export_labels`` writes the training set ``xwatch train
+--input`` reads, one line per post with its latest label.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -54,8 +62,82 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    2: (
+        """
+        CREATE TABLE IF NOT EXISTS sentiment_labels (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            post_id    TEXT    NOT NULL,  -- the post's id at its source (X post id)
+            text       TEXT    NOT NULL,  -- the post's text, as it was labelled
+            lang       TEXT    NOT NULL,  -- 'en', 'ja', ... ('' when unknown)
+            label      TEXT    NOT NULL
+                CHECK (label IN ('negative', 'not_negative', 'neutral', 'positive')),
+            source     TEXT    NOT NULL,  -- where the label came from: api, slack
+            who        TEXT    NOT NULL,  -- the person (or their Slack user id)
+            alert      TEXT    NOT NULL,  -- the alert's identity ('' when unknown)
+            created_at TEXT    NOT NULL   -- ISO 8601, UTC
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS sentiment_labels_post ON sentiment_labels (post_id, id)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+
+LABELS = ("negative", "not_negative", "neutral", "positive")
+"""What a person can say about a post's sentiment."""
+
+TRAIN_LABEL = {
+    "negative": "negative",
+    "not_negative": "neutral",  # "not negative" says no more: the trainer's neutral class
+    "neutral": "neutral",
+    "positive": "positive",
+}
+"""A stored label → the label ``xwatch train`` learns (negative, neutral, positive)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelDraft:
+    """A sentiment label to store: what ``Store.add_labels`` takes."""
+
+    post_id: str
+    text: str
+    label: str  # one of LABELS
+    source: str  # api, slack
+    who: str
+    lang: str = ""
+    alert: str = ""  # the identity of the alert whose sample the post was
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLabel:
+    """A sentiment label as stored, with its row id and when it was stored."""
+
+    id: int
+    post_id: str
+    text: str
+    lang: str
+    label: str
+    source: str
+    who: str
+    alert: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "post_id": self.post_id,
+            "text": self.text,
+            "lang": self.lang,
+            "label": self.label,
+            "source": self.source,
+            "who": self.who,
+            "alert": self.alert,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    def training_record(self) -> dict[str, str | None]:
+        """The line ``xwatch train --input`` reads: text, label (negative, neutral,
+        positive) and lang (None when unknown)."""
+        return {"text": self.text, "label": TRAIN_LABEL[self.label], "lang": self.lang or None}
 
 
 class StoreError(XwatchError, OSError):
@@ -214,6 +296,133 @@ class Store:
             )
         return items
 
+    # -- sentiment labels -----------------------------------------------------------------
+
+    def add_label(
+        self,
+        post_id: str,
+        text: str,
+        label: str,
+        *,
+        source: str,
+        who: str,
+        lang: str = "",
+        alert: str = "",
+        created_at: datetime | None = None,
+    ) -> StoredLabel:
+        """Store one label (see ``add_labels``)."""
+        draft = LabelDraft(post_id, text, label, source, who, lang, alert)
+        return self.add_labels([draft], created_at)[0]
+
+    def add_labels(
+        self, drafts: Iterable[LabelDraft], created_at: datetime | None = None
+    ) -> list[StoredLabel]:
+        """Store these labels in one transaction: all of them or, on an error, none."""
+        at = (created_at or datetime.now(UTC)).astimezone(UTC)
+        items = list(drafts)
+        for draft in items:
+            if draft.label not in LABELS:
+                raise ValueError(f"label must be one of {', '.join(LABELS)}, not {draft.label!r}")
+        stored = []
+        try:
+            with self._write() as db:
+                for d in items:
+                    cursor = db.execute(
+                        "INSERT INTO sentiment_labels (post_id, text, lang, label, source, who, "
+                        "alert, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            d.post_id,
+                            d.text,
+                            d.lang,
+                            d.label,
+                            d.source,
+                            d.who,
+                            d.alert,
+                            at.isoformat(),
+                        ),
+                    )
+                    row_id = cursor.lastrowid
+                    assert row_id is not None
+                    stored.append(
+                        StoredLabel(
+                            row_id,
+                            d.post_id,
+                            d.text,
+                            d.lang,
+                            d.label,
+                            d.source,
+                            d.who,
+                            d.alert,
+                            at,
+                        )
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot save the labels to {self.path}: {exc}") from exc
+        return stored
+
+    def labels(self, *, after: int = 0, limit: int | None = None) -> list[StoredLabel]:
+        """The stored labels in the order they were given, those with an id above ``after``,
+        at most ``limit`` of them (page on with ``after`` = the last id seen)."""
+        sql = f"SELECT {_LABEL_COLUMNS} FROM sentiment_labels WHERE id > ? ORDER BY id"
+        params: tuple[int, ...] = (after,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (after, limit)
+        return self._read_labels(sql, params)
+
+    def label_count(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM sentiment_labels").fetchone()
+        return int(row[0])
+
+    def training_set(self) -> list[StoredLabel]:
+        """One label per post, its latest (a post labelled again takes the newer label)."""
+        return self._read_labels(
+            f"SELECT {_LABEL_COLUMNS} FROM sentiment_labels WHERE id IN "
+            "(SELECT MAX(id) FROM sentiment_labels GROUP BY post_id) ORDER BY id",
+            (),
+        )
+
+    def export_labels(self, path: Path | str) -> int:
+        """Write the training set as JSON lines ``{"text", "label", "lang"}`` (the input of
+        ``xwatch train``; "not_negative" becomes "neutral"), replacing ``path`` whole.
+
+        Returns the number of lines written.
+        """
+        items = self.training_set()
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with partial.open("w", encoding="utf-8", newline="\n") as out:
+                for item in items:
+                    out.write(training_line(item))
+            os.replace(partial, target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise StoreError(f"cannot write the labels to {target}: {exc}") from exc
+        return len(items)
+
+    def _read_labels(self, sql: str, params: tuple[int, ...]) -> list[StoredLabel]:
+        try:
+            with self._lock:
+                rows = self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the labels from {self.path}: {exc}") from exc
+        return [
+            StoredLabel(
+                int(row_id),
+                post_id,
+                text,
+                lang,
+                label,
+                source,
+                who,
+                alert,
+                datetime.fromisoformat(created_at),
+            )
+            for row_id, post_id, text, lang, label, source, who, alert, created_at in rows
+        ]
+
     # -- the file ------------------------------------------------------------------------
 
     def size_bytes(self) -> int:
@@ -234,6 +443,19 @@ class Store:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+_LABEL_COLUMNS = "id, post_id, text, lang, label, source, who, alert, created_at"
+
+
+def training_line(item: StoredLabel) -> str:
+    """One JSON line of the training set (UTF-8 text kept as is, newline-terminated)."""
+    line = json.dumps(item.training_record(), ensure_ascii=False)
+    # JSON leaves these unescaped, but str.splitlines() breaks lines on them.
+    return line.translate(_LINE_BREAKS) + "\n"
+
+
+_LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 
 def _now() -> str:

@@ -6,17 +6,25 @@ GET /readyz             200 when it is ready to take mentions, else 503 with why
 GET /playbooks/         the playbook index
 GET /playbooks/<id>     one playbook (Markdown as text)
 POST /ingest            the signed webhook source, when one is configured
+POST /api/labels        sentiment labels for alerts' sample posts (``LabelsApi``)
+GET  /api/labels        the stored labels, paged: ?after=<id>&limit=<n>
+GET  /api/labels.jsonl  the training set, as ``xwatch train --input`` reads it
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import html
+import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from xwatch.feedback import Feedback, LabelInputError, PostNotFoundError, parse_label_requests
 from xwatch.playbooks import PlaybookIndex
+from xwatch.store import Store, StoreError, training_line
 
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 PLAYBOOKS_KEY = web.AppKey("playbooks", PlaybookIndex)
@@ -33,6 +41,7 @@ def make_app(
     ready: Callable[[], tuple[bool, str]],
     *,
     ingest: Handler | None = None,
+    labels: LabelsApi | None = None,
 ) -> web.Application:
     app = web.Application()
     app[REGISTRY_KEY] = registry
@@ -46,6 +55,10 @@ def make_app(
     app.router.add_get("/playbooks/{id}", playbook)
     if ingest is not None:
         app.router.add_post("/ingest", ingest)
+    if labels is not None:
+        app.router.add_post("/api/labels", labels.post)
+        app.router.add_get("/api/labels", labels.listing)
+        app.router.add_get("/api/labels.jsonl", labels.export)
     return app
 
 
@@ -85,3 +98,143 @@ async def playbook(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPNotFound(text="no such playbook\n")
     return web.Response(text=found.body, content_type="text/markdown", charset="utf-8")
+
+
+# -- the JSON API: sentiment labels -------------------------------------------------------
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+class LabelsApi:
+    """``/api/labels``: the team labels alerts' sample posts (see ``xwatch.feedback``).
+
+    Every request carries ``Authorization: Bearer <token>``, the value of the
+    environment variable ``api.token_env`` names (compared in constant time). Answers:
+
+    =====  ================================================================
+    201    ``{"stored": [label, ...]}``: every label of the request is stored
+    200    a page of labels, or the training set as JSON lines
+    400    ``{"error": "invalid", "field": ..., "where": "item 2", "detail": ...}``
+    401    no or wrong bearer token
+    404    a post that is not among the recent alerts' samples, sent without text
+    503    the API is off (no token in the environment) or no store is configured
+    =====  ================================================================
+    """
+
+    def __init__(
+        self,
+        token: str | None,
+        feedback: Feedback,
+        store: Callable[[], Store | None],
+        *,
+        token_env: str = "XWATCH_API_TOKEN",
+    ) -> None:
+        self._token = token.encode() if token else None
+        self.feedback = feedback
+        self.store = store  # the daemon's store while it is open, else None
+        self.token_env = token_env
+
+    def __repr__(self) -> str:  # never show the token
+        return f"LabelsApi(enabled={self._token is not None})"
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        if self._token is None:
+            return _error(503, "disabled", f"the API is off: {self.token_env} is not set")
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        given = credentials.strip().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self._token):
+            response = _error(401, "unauthorized", "a valid 'Authorization: Bearer' is required")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="xwatch"'
+            return response
+        return None
+
+    def _open_store(self) -> Store | web.Response:
+        store = self.store()
+        if store is None:
+            return _error(503, "no_store", "no store configured (set store.enabled)")
+        return store
+
+    async def post(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        store = self._open_store()
+        if isinstance(store, web.Response):
+            return store
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, "invalid", f"the body is not JSON: {exc}", field="body")
+        try:
+            requests = parse_label_requests(body)
+            stored = await self.feedback.submit(store, requests, "api")
+        except LabelInputError as exc:
+            return _error(400, "invalid", exc.detail, field=exc.field, where=exc.where)
+        except PostNotFoundError as exc:
+            return _error(404, "unknown_post", str(exc), post_ids=exc.post_ids)
+        except StoreError as exc:
+            return _error(503, "store_failed", str(exc))
+        return web.json_response({"stored": [item.to_json() for item in stored]}, status=201)
+
+    async def listing(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        store = self._open_store()
+        if isinstance(store, web.Response):
+            return store
+        try:
+            after = _int_param(request, "after", 0, 0, None)
+            limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        except LabelInputError as exc:
+            return _error(400, "invalid", exc.detail, field=exc.field)
+        try:
+            page = await asyncio.to_thread(store.labels, after=after, limit=limit)
+            total = await asyncio.to_thread(store.label_count)
+        except StoreError as exc:
+            return _error(503, "store_failed", str(exc))
+        return web.json_response(
+            {
+                "labels": [item.to_json() for item in page],
+                "total": total,
+                "next": page[-1].id if len(page) == limit else None,  # ?after= for the next
+            }
+        )
+
+    async def export(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        store = self._open_store()
+        if isinstance(store, web.Response):
+            return store
+        try:
+            items = await asyncio.to_thread(store.training_set)
+        except StoreError as exc:
+            return _error(503, "store_failed", str(exc))
+        return web.Response(
+            text="".join(training_line(item) for item in items),
+            content_type="application/x-ndjson",
+            charset="utf-8",
+            headers={"Content-Disposition": 'attachment; filename="labels.jsonl"'},
+        )
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int | None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise LabelInputError(name, "must be a whole number")
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        limits = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise LabelInputError(name, f"must be {limits}")
+    return value
+
+
+def _error(status: int, error: str, detail: str, **fields: object) -> web.Response:
+    body: dict[str, object] = {"error": error, "detail": detail}
+    body.update({key: value for key, value in fields.items() if value not in (None, "")})
+    return web.json_response(body, status=status)

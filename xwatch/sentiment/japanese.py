@@ -131,7 +131,11 @@ class JapaneseLexiconScorer:
             found.append((match.group(), weight))
         return found
 
-    def _score_one(self, text: str) -> Sentiment:
+    def polarity(self, text: str) -> float:
+        """The squashed sum of the weights of the terms found (-1..1)."""
         total = sum(weight for _, weight in self.matches(text))
-        score = total / math.sqrt(total * total + ALPHA)
+        return total / math.sqrt(total * total + ALPHA)
+
+    def _score_one(self, text: str) -> Sentiment:
+        score = self.polarity(text)
         return sentiment_from_score(score, self._negative_threshold, self._positive_threshold)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from xwatch.model import Sentiment
-from xwatch.sentiment.japanese import JapaneseLexiconScorer
+from xwatch.sentiment.complaints import english_default, japanese_default
 from xwatch.sentiment.lang import guess_lang
-from xwatch.sentiment.vader import VaderScorer
 
 if TYPE_CHECKING:
     from xwatch.sentiment import Scorer
@@ -33,6 +33,15 @@ class LanguageRouter:
         self._fallback = normalise_lang(fallback)
         if self._fallback not in self._scorers:
             raise ValueError(f"fallback {fallback!r} has no scorer among {sorted(self._scorers)}")
+
+    @property
+    def scorers(self) -> Mapping[str, Scorer]:
+        """The scorer of each language that has one (a read-only view)."""
+        return MappingProxyType(self._scorers)
+
+    @property
+    def fallback(self) -> str:
+        return self._fallback
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -70,5 +79,7 @@ class LanguageRouter:
 
 
 def default_router(fallback: str = "en") -> LanguageRouter:
-    """VADER for English, the lexicon scorer for Japanese, and ``fallback`` for the rest."""
-    return LanguageRouter({"en": VaderScorer(), "ja": JapaneseLexiconScorer()}, fallback)
+    """The complaint-aware defaults: VADER plus complaint cues for English, the lexicon plus
+    complaint cues for Japanese (``xwatch.sentiment.complaints``), and ``fallback``'s scorer
+    for the rest."""
+    return LanguageRouter({"en": english_default(), "ja": japanese_default()}, fallback)

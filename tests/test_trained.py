@@ -1,0 +1,375 @@
+"""The trained sentiment model: train → save → load, the CLI, refusal of foreign or altered
+files, and routing by ``sentiment.models`` in the config."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from tests.factories import mention
+from xwatch import cli
+from xwatch.metrics import Metrics
+from xwatch.model import SentimentLabel
+from xwatch.pipeline import Pipeline
+from xwatch.sentiment.router import default_router
+from xwatch.sentiment.trained import (
+    LABELS,
+    Example,
+    ModelError,
+    TrainedModel,
+    TrainedScorer,
+    VectorizerParams,
+    digest,
+    load,
+    router_from_config,
+    train,
+)
+from xwatch.settings import load_settings
+
+SMALL = VectorizerParams(bits=12)
+
+EN_WORDS = {
+    "negative": ["delayed", "lost my bag", "cancelled", "still waiting", "refund please", "rude"],
+    "neutral": ["flight tomorrow", "which gate", "boarding at", "schedule for", "is there wifi"],
+    "positive": ["thank you", "great crew", "love it", "amazing service", "best flight"],
+}
+JA_WORDS = {
+    "negative": ["届かない", "不具合", "返金して", "対応が遅い", "最悪です"],
+    "neutral": ["明日の便", "どのゲート", "時刻表", "予約について", "確認します"],
+    "positive": ["ありがとう", "最高でした", "素晴らしい", "大好き", "感謝します"],
+}
+
+
+def synthetic(words: dict[str, list[str]], n: int, seed: int, lang: str) -> list[Example]:
+    rng = random.Random(seed)
+    fillers = (
+        ["@acme", "today", "the", "again", "#travel", "🙂"] if lang == "en" else ["今日", "また"]
+    )
+    examples = []
+    for i in range(n):
+        label: SentimentLabel = LABELS[i % 3]
+        parts = [rng.choice(words[label]), rng.choice(fillers), rng.choice(words[label])]
+        rng.shuffle(parts)
+        examples.append(Example(" ".join(parts), label, lang))
+    return examples
+
+
+@pytest.fixture(scope="module")
+def model() -> TrainedModel:
+    return train(synthetic(EN_WORDS, 90, 1, "en"), folds=3, params=SMALL, c_grid=(1.0, 10.0))
+
+
+@pytest.fixture(scope="module")
+def model_file(model: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "en.npz"
+    model.save(path)
+    return path
+
+
+def test_train_save_load_gives_identical_predictions(model: TrainedModel, model_file: Path) -> None:
+    texts = [e.text for e in synthetic(EN_WORDS, 30, 2, "en")] + ["", "🙂🙂", "x" * 100_000]
+    loaded = load(model_file)
+    assert loaded.classes == model.classes == ("negative", "neutral", "positive")
+    assert np.array_equal(loaded.probabilities(texts), model.probabilities(texts))
+    assert loaded.score(texts) == model.score(texts)
+    assert loaded.stats["cv"]["negative"]["f1"] > 0.9
+    assert loaded.stats["C"] in (1.0, 10.0)
+
+
+def test_scores_follow_the_labels(model: TrainedModel) -> None:
+    texts = ["my flight was delayed and they lost my bag", "thank you, great crew", "which gate"]
+    results = TrainedScorer(model).score(texts)
+    assert [r.label for r in results] == ["negative", "positive", "neutral"]
+    assert results[0].score < 0 < results[1].score
+    assert all(-1.0 <= r.score <= 1.0 for r in results)
+
+
+def test_awkward_texts_do_not_raise(model: TrainedModel) -> None:
+    texts = ["", " ", "\ud800 lone surrogate", "🙂" * 1000, "\x00\x1b[31m", "delayed " * 200_000]
+    assert len(model.score(texts)) == len(texts)
+    assert model.score([]) == []
+
+
+def test_training_needs_two_labels() -> None:
+    only = [Example(f"delayed {i}", "negative") for i in range(10)]
+    with pytest.raises(ModelError, match="two labels"):
+        train(only, params=SMALL)
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def run_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], stdin: str
+) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def write_jsonl(path: Path, examples: list[Example]) -> None:
+    path.write_text(
+        "".join(
+            json.dumps({"text": e.text, "label": e.label, "lang": e.lang}, ensure_ascii=False)
+            + "\n"
+            for e in examples
+        ),
+        "utf-8",
+    )
+
+
+def test_cli_train_then_sentiment_with_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "labelled.jsonl"
+    write_jsonl(data, synthetic(EN_WORDS, 60, 3, "en"))
+    out = tmp_path / "models" / "en.npz"
+    code, stdout, stderr = run_cli(
+        monkeypatch,
+        capsys,
+        ["train", "--input", str(data), "--out", str(out), "--folds", "3", "--bits", "12"],
+        "",
+    )
+    assert code == 0, stderr
+    assert "negative" in stdout and "F1" in stdout and out.is_file()
+    assert "fitted on all 60 examples" in stderr
+    lines = "".join(
+        json.dumps({"text": t}) + "\n" for t in ["still waiting, refund please", "love it"]
+    )
+    code, stdout, stderr = run_cli(monkeypatch, capsys, ["sentiment", "--model", str(out)], lines)
+    assert code == 0, stderr
+    results = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["label"] for r in results] == ["negative", "positive"]
+    assert results[0]["lang"] == "en"
+
+
+def test_cli_model_with_a_language_scores_only_that_language(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "labelled.jsonl"
+    write_jsonl(data, synthetic(JA_WORDS, 60, 4, "ja") + synthetic(EN_WORDS, 30, 4, "en"))
+    out = tmp_path / "ja.npz"
+    argv = [
+        "train",
+        "--input",
+        str(data),
+        "--out",
+        str(out),
+        "--lang",
+        "ja",
+        "--folds",
+        "3",
+        "--bits",
+        "12",
+    ]
+    code, _, stderr = run_cli(monkeypatch, capsys, argv, "")
+    assert code == 0, stderr
+    assert "30 lines skipped" in stderr
+    assert load(out).lang == "ja"
+    texts = ["荷物が届かない、返金して", "great crew, thank you"]
+    lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+    code, stdout, _ = run_cli(monkeypatch, capsys, ["sentiment", "--model", str(out)], lines)
+    assert code == 0
+    results = [json.loads(line) for line in stdout.splitlines()]
+    trained = TrainedScorer.from_file(out).score(texts[:1])[0]
+    default = default_router().score(texts[1:], ["en"])[0]
+    assert results[0]["label"] == trained.label == "negative"
+    assert results[0]["score"] == round(trained.score, 4)
+    assert results[1]["score"] == round(default.score, 4)  # English: the default scorer
+
+
+def test_cli_refuses_a_bad_model_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a model")
+    code, _, stderr = run_cli(monkeypatch, capsys, ["sentiment", "--model", str(bad)], "")
+    assert code == 1
+    assert "not an xwatch model" in stderr
+
+
+# -- refusal of altered and foreign files ---------------------------------------------------
+
+
+def members(path: Path) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def test_a_changed_array_value_is_refused(model_file: Path, tmp_path: Path) -> None:
+    arrays = members(model_file)
+    coef = arrays["coef"].copy()
+    coef.reshape(-1).view(np.uint8)[5] ^= 0x01  # one bit of one weight
+    arrays["coef"] = coef
+    tampered = tmp_path / "tampered.npz"
+    np.savez_compressed(tampered, **arrays)
+    with pytest.raises(ModelError, match="sha256 mismatch"):
+        load(tampered)
+
+
+def test_a_flipped_byte_in_the_file_is_refused(model_file: Path, tmp_path: Path) -> None:
+    data = bytearray(model_file.read_bytes())
+    with zipfile.ZipFile(model_file) as archive:
+        info = archive.getinfo("coef.npy")
+    data[info.header_offset + 30 + len(info.filename) + 40] ^= 0xFF  # inside coef's data
+    tampered = tmp_path / "flipped.npz"
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(ModelError):
+        load(tampered)
+
+
+def test_a_changed_header_is_refused(model_file: Path, tmp_path: Path) -> None:
+    arrays = members(model_file)
+    header = json.loads(arrays["header"].tobytes())
+    header["classes"] = ["positive", "neutral", "negative"]  # swapped meaning, same shapes
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    tampered = tmp_path / "header.npz"
+    np.savez_compressed(tampered, **arrays)
+    with pytest.raises(ModelError, match="sha256 mismatch"):
+        load(tampered)
+
+
+def test_wrong_shapes_are_refused_even_with_a_matching_hash(
+    model_file: Path, tmp_path: Path
+) -> None:
+    arrays = members(model_file)
+    header = json.loads(arrays["header"].tobytes())
+    arrays["coef"] = np.ascontiguousarray(arrays["coef"][:, :-7])
+    header["sha256"] = digest(header, arrays)  # a careful forger
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    wrong = tmp_path / "shapes.npz"
+    np.savez_compressed(wrong, **arrays)
+    with pytest.raises(
+        ModelError, match=r"coef is float32\[3, 8185\], expected float32\[3, 8192\]"
+    ):
+        load(wrong)
+
+
+class Payload:
+    """Unpickling this would create ``flag``."""
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = flag
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.flag), "w"))
+
+
+def test_a_pickle_named_npz_is_refused_without_unpickling(tmp_path: Path) -> None:
+    flag = tmp_path / "unpickled"
+    evil = tmp_path / "model.npz"
+    evil.write_bytes(pickle.dumps(Payload(flag)))
+    with pytest.raises(ModelError, match="not an xwatch model"):
+        load(evil)
+    assert not flag.exists()
+
+
+def test_an_npz_with_pickled_members_is_refused_without_unpickling(
+    model_file: Path, tmp_path: Path
+) -> None:
+    flag = tmp_path / "unpickled"
+    arrays: dict[str, Any] = members(model_file)
+    arrays["coef"] = np.array([Payload(flag)], dtype=object)
+    evil = tmp_path / "objects.npz"
+    np.savez(evil, **arrays)
+    with pytest.raises(ModelError, match="cannot read the model"):
+        load(evil)
+    assert not flag.exists()
+
+
+def test_foreign_zip_and_npz_files_are_refused(tmp_path: Path) -> None:
+    foreign_zip = tmp_path / "foreign.npz"
+    with zipfile.ZipFile(foreign_zip, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    foreign_npz = tmp_path / "other.npz"
+    np.savez(foreign_npz, weights=np.zeros(3), bias=np.ones(1))
+    for path in (foreign_zip, foreign_npz):
+        with pytest.raises(ModelError, match="not an xwatch model"):
+            load(path)
+    with pytest.raises(ModelError, match="not an xwatch model"):
+        load(tmp_path / "missing.npz")
+
+
+def test_another_format_or_version_is_refused(model_file: Path, tmp_path: Path) -> None:
+    for key, value, message in (("format", "other", "format"), ("version", 99, "version 99")):
+        arrays = members(model_file)
+        header = json.loads(arrays["header"].tobytes())
+        header[key] = value
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+        path = tmp_path / f"{key}.npz"
+        np.savez_compressed(path, **arrays)
+        with pytest.raises(ModelError, match=message):
+            load(path)
+
+
+# -- the config -----------------------------------------------------------------------------
+
+
+def test_config_models_route_a_language_to_the_trained_scorer(project: Path) -> None:
+    ja = train(synthetic(JA_WORDS, 60, 5, "ja"), lang="ja", folds=3, params=SMALL)
+    ja.save(project / "models" / "ja.npz")
+    config_path = project / "config.yaml"
+    document = yaml.safe_load(config_path.read_text("utf-8"))
+    document.setdefault("sentiment", {})["models"] = {"ja": "models/ja.npz"}  # relative
+    config_path.write_text(yaml.safe_dump(document, allow_unicode=True), "utf-8")
+    settings = load_settings(config_path)
+    assert settings.config.sentiment.models == {"ja": project / "models" / "ja.npz"}
+
+    router = router_from_config(settings.config)
+    pipeline = Pipeline(
+        settings.config, settings.rules, settings.playbooks, router, Metrics(CollectorRegistry())
+    )
+    posts = [mention("荷物が届かない 対応が遅い", lang="ja"), mention("great crew, thank you")]
+    enriched = pipeline.enrich(posts)
+    assert enriched[0].sentiment == ja.score([posts[0].text])[0]
+    assert enriched[0].sentiment is not None and enriched[0].sentiment.label == "negative"
+    assert enriched[1].sentiment == default_router().score([posts[1].text], ["en"])[0]
+
+
+def test_a_configured_model_that_cannot_load_stops_the_start(project: Path) -> None:
+    settings = load_settings(project / "config.yaml")
+    config = settings.config.model_copy(
+        update={
+            "sentiment": settings.config.sentiment.model_copy(
+                update={"models": {"ja": project / "nope.npz"}}
+            )
+        }
+    )
+    with pytest.raises(ModelError, match=r"nope\.npz"):
+        router_from_config(config)
+
+
+def test_an_oversized_member_is_refused_before_it_is_inflated(
+    model_file: Path, tmp_path: Path
+) -> None:
+    arrays = members(model_file)
+    arrays["coef"] = np.zeros((3, 1_000_000), np.float32)  # compresses to almost nothing
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, **arrays)
+    with pytest.raises(ModelError, match="coef is larger than the model it claims to be"):
+        load(bomb)
+
+
+def test_a_model_for_another_language_is_refused(project: Path, model_file: Path) -> None:
+    settings = load_settings(project / "config.yaml")
+    en = train(synthetic(EN_WORDS, 30, 6, "en"), lang="en", folds=3, params=SMALL)
+    en.save(project / "en.npz")
+    for lang, path, error in (("ja", project / "en.npz", True), ("ja", model_file, False)):
+        sentiment = settings.config.sentiment.model_copy(update={"models": {lang: path}})
+        config = settings.config.model_copy(update={"sentiment": sentiment})
+        if error:
+            with pytest.raises(ModelError, match="a model for 'en', configured for 'ja'"):
+                router_from_config(config)
+        else:
+            assert "ja" in router_from_config(config).languages  # no --lang: fits any
