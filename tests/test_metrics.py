@@ -232,7 +232,7 @@ def test_known_label_values_start_at_zero(scrapes: dict[str, str]) -> None:
         "xwatch_mentions_duplicate_total": {"source": "held"},
         "xwatch_mentions_processed_total": {"brand": "kettlebird"},
         "xwatch_alerts_fired_total": {"rule": "product-defect-surge", "severity": "critical"},
-        "xwatch_alerts_resolved_total": {"rule": "negative-share-spike"},
+        "xwatch_alerts_resolved_total": {"rule": "negative-share-spike", "severity": "warning"},
         "xwatch_brand_active_alerts": {"brand": "kettlebird"},
         "xwatch_notifications_total": {"channel": "console", "outcome": "failed"},
         "xwatch_outbox_depth": {"channel": "console"},

@@ -210,7 +210,7 @@ class Metrics:
         self.alerts_resolved = Counter(
             "xwatch_alerts_resolved_total",
             "Alerts resolved.",
-            ["rule"],
+            ["rule", "severity"],
             registry=registry,
         )
         self.alerts_active = Gauge(
@@ -311,7 +311,7 @@ class Metrics:
             self.brand_active_alerts.labels(brand)
         for rule, severity in rules:
             self.alerts_fired.labels(rule, severity)
-            self.alerts_resolved.labels(rule)
+            self.alerts_resolved.labels(rule, severity)
         for lang in langs:
             self.sentiment_texts.labels(lang)
         for measure in Measure:

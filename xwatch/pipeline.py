@@ -258,7 +258,9 @@ class Pipeline:
                     event.alert.rule_id, event.alert.severity.value
                 ).inc()
             else:
-                self.metrics.alerts_resolved.labels(event.alert.rule_id).inc()
+                self.metrics.alerts_resolved.labels(
+                    event.alert.rule_id, event.alert.severity.value
+                ).inc()
         self.metrics.alerts_active.set(len(self.book.active))
         if events:  # the active alerts change only with an event
             by_brand = dict.fromkeys(self.brand_patterns, 0)
