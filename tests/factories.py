@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
 
 from xwatch.model import Author, Bucket, Mention, Sentiment, SeriesKey
 
@@ -85,3 +89,37 @@ class RecordingReport:
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.problems]
+
+
+class GatedSource:
+    """A finite source the test steers: it yields its mentions once ``go`` is set (at once
+    unless ``held``), sets ``sent``, then waits for ``finish`` before it ends."""
+
+    live = False
+
+    def __init__(self, mentions: list[Mention], name: str = "gated", *, held: bool = False) -> None:
+        self.name = name
+        self.mentions = mentions
+        self.go = asyncio.Event()
+        if not held:
+            self.go.set()
+        self.sent = asyncio.Event()
+        self.finish = asyncio.Event()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def __aiter__(self) -> AsyncIterator[Mention]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[Mention]:
+        await self.go.wait()
+        for m in self.mentions:
+            yield m
+        self.sent.set()
+        await self.finish.wait()

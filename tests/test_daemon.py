@@ -9,48 +9,15 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 import pytest
 
-from tests.factories import mention
+from tests.factories import GatedSource, mention
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.daemon import Daemon
-from xwatch.model import Mention
 from xwatch.settings import load_settings
-
-
-class GatedSource:
-    """Yields some mentions, then waits for the test to let it end."""
-
-    live = False
-
-    def __init__(self, mentions: list[Mention]) -> None:
-        self.name = "gated"
-        self.mentions = mentions
-        self.sent = asyncio.Event()
-        self.finish = asyncio.Event()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-    def __aiter__(self) -> AsyncIterator[Mention]:
-        return self._run()
-
-    async def _run(self) -> AsyncIterator[Mention]:
-        for m in self.mentions:
-            yield m
-        self.sent.set()
-        await self.finish.wait()
 
 
 def config_on_free_port(project: Path) -> Path:

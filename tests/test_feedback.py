@@ -15,8 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.factories import T0, mention
-from tests.test_daemon import GatedSource
+from tests.factories import T0, GatedSource, mention
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.cli import main
 from xwatch.config import ApiConfig

@@ -6,24 +6,20 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.factories import RecordingReport, mention
+from tests.factories import GatedSource, RecordingReport, mention
 from tests.fake_x import TOKEN, FakeX, Send, Status
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.config import Brand, XStreamSourceConfig
 from xwatch.daemon import Daemon
 from xwatch.metrics import STAGES, Metrics
-from xwatch.model import Mention
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import default_router
 from xwatch.settings import load_settings
@@ -107,37 +103,6 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-class HeldSource:
-    """Yields its mentions when the test says go, then waits for the test to let it end."""
-
-    live = False
-
-    def __init__(self, mentions: list[Mention]) -> None:
-        self.name = "held"
-        self.mentions = mentions
-        self.go = asyncio.Event()
-        self.sent = asyncio.Event()
-        self.finish = asyncio.Event()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-    def __aiter__(self) -> AsyncIterator[Mention]:
-        return self._run()
-
-    async def _run(self) -> AsyncIterator[Mention]:
-        await self.go.wait()
-        for m in self.mentions:
-            yield m
-        self.sent.set()
-        await self.finish.wait()
-
-
 @pytest.fixture(scope="module")
 def scrapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """/metrics of a running daemon: at start, after a batch, after the buckets closed."""
@@ -154,7 +119,7 @@ def scrapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 async def _scrape_a_running_daemon(config: Path) -> dict[str, str]:
     posts = [mention(f"kettlebird post {i}", at=i * 7) for i in range(300)]
     posts += [mention("ケトルバードのケトルが壊れた", at=5, lang="ja"), mention("nothing", at=6)]
-    source = HeldSource(posts)
+    source = GatedSource(posts, "held", held=True)
     daemon = Daemon(
         load_settings(config),
         sources=[source],
