@@ -214,12 +214,14 @@ class Pipeline:
             self.metrics.unmatched.inc()
             return
         on_time = True
-        folded = normalize(mention.text)
+        folded: str | None = None  # folded once, and only if a topic rule needs it
         for brand in brands:
             self.metrics.processed.labels(brand).inc()
             on_time = self.aggregator.add(mention, brand) and on_time
-            for topic in self.rules.topics_of(mention, folded, brand):
-                self.aggregator.add(mention, brand, topic)
+            if self.rules.topics(brand):
+                folded = normalize(mention.text) if folded is None else folded
+                for topic in self.rules.topics_of(mention, folded, brand):
+                    self.aggregator.add(mention, brand, topic)
         if not on_time:
             self.metrics.late.inc()
         self.clock.observe(mention.created_at)

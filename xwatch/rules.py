@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -147,6 +147,7 @@ class RuleSet:
 
     rules: tuple[Rule, ...]
     matchers: dict[str, CompiledMatch]  # rule id -> compiled match, for topic rules
+    _topics: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, rules: Sequence[Rule]) -> RuleSet:
@@ -155,9 +156,13 @@ class RuleSet:
             matchers={r.id: CompiledMatch.of(r.match) for r in rules if r.match is not None},
         )
 
-    def topics(self, brand: str) -> list[str]:
-        """Ids of the topic rules that watch ``brand``."""
-        return [r.id for r in self.rules if r.match is not None and _watches(r, brand)]
+    def topics(self, brand: str) -> tuple[str, ...]:
+        """Ids of the topic rules that watch ``brand`` (worked out once per brand)."""
+        topics = self._topics.get(brand)
+        if topics is None:
+            topics = tuple(r.id for r in self.rules if r.match is not None and _watches(r, brand))
+            self._topics[brand] = topics
+        return topics
 
     def topics_of(self, mention: Mention, folded_text: str, brand: str) -> list[str]:
         return [

@@ -149,17 +149,18 @@ class LabelsApi:
             return response
         return None
 
-    def _open_store(self) -> Store | web.Response:
+    def _authorised_store(self, request: web.Request) -> Store | web.Response:
+        """The store to answer from, or the response that refuses the request."""
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
         store = self.store()
         if store is None:
             return _error(503, "no_store", "no store configured (set store.enabled)")
         return store
 
     async def post(self, request: web.Request) -> web.Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
-        store = self._open_store()
+        store = self._authorised_store(request)
         if isinstance(store, web.Response):
             return store
         try:
@@ -178,10 +179,7 @@ class LabelsApi:
         return web.json_response({"stored": [item.to_json() for item in stored]}, status=201)
 
     async def listing(self, request: web.Request) -> web.Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
-        store = self._open_store()
+        store = self._authorised_store(request)
         if isinstance(store, web.Response):
             return store
         try:
@@ -203,10 +201,7 @@ class LabelsApi:
         )
 
     async def export(self, request: web.Request) -> web.Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
-        store = self._open_store()
+        store = self._authorised_store(request)
         if isinstance(store, web.Response):
             return store
         try:
