@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from xwatch.model import Sentiment
 from xwatch.sentiment import (
@@ -441,10 +442,14 @@ def test_anything_gets_a_valid_sentiment(
 # --- complaint cues (xwatch.sentiment.complaints) -----------------------------------------
 
 from xwatch.sentiment.complaints import (  # noqa: E402 - this section's own imports
+    ENGLISH_NEGATION_GUARD,
     ComplaintScorer,
     CueSet,
+    english_cues,
     english_default,
+    japanese_cues,
     japanese_default,
+    literal_heads,
     load_cues,
 )
 from xwatch.sentiment.vader import FastAnalyzer  # noqa: E402
@@ -557,6 +562,168 @@ def test_cue_rule_is_base_plus_distinct_weights_clipped() -> None:
     assert [cue.note for _, cue in cues.matches("lost, late")] == ["lost", "late"]
 
 
+def test_cues_overlap_and_each_counts_once() -> None:
+    cues = CueSet(load_cues("still waiting\t-0.4\tstill waiting\nwaiting for\t-0.2\twait\n"))
+    assert [cue.note for _, cue in cues.matches("still waiting for a reply")] == [
+        "still waiting",
+        "wait",
+    ]
+    assert cues.total("still waiting for it, still waiting for it") == pytest.approx(-0.6)
+
+
+def test_a_guarded_match_does_not_hide_a_later_one() -> None:
+    cues = CueSet(load_cues(r"\bdelay\b	-0.3	delay"), guard=ENGLISH_NEGATION_GUARD)
+    assert cues.matches("no delay today") == []
+    assert [text for text, _ in cues.matches("no delay yesterday, a delay today")] == ["delay"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "heads", "anchored"),
+    [
+        (r"\bdelay(?:s|ed)?\b", {"delay"}, True),
+        (r"\bcancel+(?:ed)?", {"cancel"}, True),
+        (r"\bcance?l", {"canc"}, True),
+        (r"\b(?:lost|missing)\s+bag", {"lost", "missing"}, True),
+        (r"\bwhat a joke\b|\bjoke of an?\b", {"what a joke", "joke of a"}, True),
+        (r"\#(?:epic)?fail\b", {"#"}, False),
+        (r"\b\d+\s*hours", set("0123456789"), True),
+        (r"まだ(?:届|来)", {"まだ"}, False),
+        (r"(?:\(t_t\)|orz)", {"(t_t)", "orz"}, False),
+        (r"foo|\bbar", {"foo", "bar"}, False),
+    ],
+)
+def test_literal_heads(pattern: str, heads: set[str], anchored: bool) -> None:
+    assert literal_heads(pattern) == (frozenset(heads), anchored)
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"[abc]x", r".x", r"(?=x)y", r"(?:ab)?c", r"a*b", r"\b(?:\w+|x)", r"(?:x|[y]z|w)"]
+)
+def test_literal_heads_unknown(pattern: str) -> None:
+    assert literal_heads(pattern) is None
+
+
+CUE_TEXTS = [
+    "@airline still waiting for my bag after 3 hours!!! #fail",
+    "Flight delayed, then Cancelled Flightled. No help, no reply. Why is my refund missing?",
+    "no delay at all, great crew", "not stuck, not delayed, never again? never again.",
+    "The app doesn\u2019t work and I can\u2019t log in", "WHY DOES THIS KEEP HAPPENING",
+    "where's my order?? been waiting 2 weeks", "any update on my claim? please help",
+    "hung up on me twice... thanks for nothing", "Missing bags, damaged luggage; lost my suitcase",
+    "overbooked & stranded; sat on the tarmac for 2hrs", "#epicfail #FAIL fail", "it's not a joke",
+    "what a joke of a company", "delay-delay/delay", "refund refunds refunded", "", "   ",
+    "😡😡 delayed 😡", "İstanbul flight delayed", "ß still waiting", "nothing wrong here",
+    "3回目の再起動でも直らない", "いつまで待てばいいの(T_T)", "ﾛｸﾞｲﾝできません、返事が来ない。はぁ…",
+    "また障害かよ", "問題ないです、ありがとう", "まだ朝です", "待たされた挙句に金返せ", "ORZ",
+]  # fmt: skip
+"""Varied complaint and non-complaint texts, English and Japanese, for the fast cue path."""
+
+
+@pytest.mark.parametrize("text", CUE_TEXTS)
+def test_fast_cue_path_equals_the_plain_scan(text: str) -> None:
+    for cues in (english_cues(), japanese_cues()):
+        assert cues.matches(text) == cues.scan(text)
+        assert cues.total(text) == pytest.approx(sum(cue.weight for _, cue in cues.scan(text)))
+    assert english_cues().matches(CUE_TEXTS[0])  # the set does hold complaints
+
+
+EN_CUES = english_cues()
+JA_CUES = japanese_cues()
+SEPARATORS = [" ", "  ", ", ", "!", "\n", "-", "", "…", "\u2019"]
+
+CUE_WORDS = [
+    "still", "waiting", "wait", "for", "no", "not", "never", "help", "reply", "delay", "delayed",
+    "cancel", "cancelled", "why", "is", "my", "where's", "can't", "can\u2019t", "log", "in",
+    "doesn't", "work", "3", "hours", "an", "hour", "#fail", "fail", "on", "hold", "again",
+    "what", "a", "joke", "of", "lost", "bag", "refund", "late", "so", "too", "happy",
+    "まだ", "届かない", "何度も", "3回目", "返事が", "来ない", "はぁ", "のに", "かよ",
+    "(T_T)", "orz", "エラー",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    words=st.lists(st.sampled_from(CUE_WORDS), max_size=25),
+    separators=st.lists(st.sampled_from(SEPARATORS), min_size=1),
+)
+def test_fast_cue_path_equals_the_plain_scan_on_any_mix(
+    words: list[str], separators: list[str]
+) -> None:
+    text = "".join(word + separators[i % len(separators)] for i, word in enumerate(words))
+    for cues in (EN_CUES, JA_CUES):
+        assert cues.matches(text) == cues.scan(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "still no reply from support",
+        "waited forever at the gate",
+        "my flight is running late",
+        "they won't let me check in",
+        "The app doesn\u2019t work",  # a typographic apostrophe
+        "what happened to my reservation",
+    ],
+)
+def test_more_english_complaints_raw_vader_misses(
+    vader: VaderScorer, english: ComplaintScorer, text: str
+) -> None:
+    assert label_of(vader, text) != "negative"
+    assert label_of(english, text) == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "See her again this Saturday",  # "again" is a tone cue
+        "We sat at the diner for three hours",  # a duration is a tone cue
+        "Why is the sky blue",  # a question about anything
+        "The fees are listed on the site",  # "fees" is a tone cue
+        "Nobody expected that goal",
+    ],
+)
+def test_tone_cues_alone_do_not_make_a_complaint(english: ComplaintScorer, text: str) -> None:
+    assert label_of(english, text) == "neutral"
+
+
+def test_words_of_asking_do_not_count_as_praise(
+    vader: VaderScorer, english: ComplaintScorer
+) -> None:
+    text = "please help, I hope someone answers"
+    assert label_of(vader, text) == "positive"  # VADER: please +1.3, help +1.7, hope +1.9
+    assert english.base.polarity(text) == 0.0
+    assert label_of(english, "thank you, great help") == "positive"
+
+
+def test_typographic_apostrophes_negate_like_straight_ones(english: ComplaintScorer) -> None:
+    assert english.polarity("I don\u2019t like it") == english.polarity("I don't like it") < 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["悲しい", "つらい", "怖い", "嫌だ", "最悪", "疲れた", "寂しい", "不安", "イライラする",
+     "泣いた", "もう無理", "楽しくない", "会えなくて寂しい", "頭痛がひどい", "ストレスで眠れない",
+     "行きたくない", "理不尽すぎる", "心が折れた", "(T_T)", "😭"],
+)  # fmt: skip
+def test_japanese_emotion_words_are_negative(japanese: JapaneseLexiconScorer, text: str) -> None:
+    assert label_of(japanese, text) == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["泣ける映画だった", "無理しないでね", "楽しかった!", "笑った www", "落ち着いた", "いい天気"],
+)
+def test_japanese_emotive_but_not_negative(japanese: JapaneseLexiconScorer, text: str) -> None:
+    assert label_of(japanese, text) != "negative"
+
+
+def test_default_router_on_mixed_emoji_and_empty_texts() -> None:
+    texts = ["このアプリ最悪、app crashed again", "😀🎉", "", "the app crashed again, 最悪"]
+    results = default_router().score(texts, [None] * len(texts))
+    assert [s.label for s in results] == ["negative", "positive", "neutral", "negative"]
+    assert guess_lang(texts[0]) == "ja" and guess_lang(texts[3]) == "en"
+
+
 @pytest.mark.parametrize(
     "line", ["no-tabs", "a\t1", "a\tx\tnote", "a\tinf\tnote", "(a)\t-1\tcapturing", "(\t-1\tbad"]
 )
@@ -565,15 +732,60 @@ def test_load_cues_rejects_malformed_lines(line: str) -> None:
         load_cues(line)
 
 
-def test_fast_analyzer_equals_vader() -> None:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+VADER_CASES = [
+    "😀abc", "a😀😀 b 😀", "no good at all", "I'm not very happy", "never so good",
+    "without a doubt great", "kind of bad", "the bomb", "AWFUL service!!!", "hi 😡🤬 you",
+    "not the worst, but not good", "", "   ", "good but good but bad good", "no no",
+    "KIND of GOOD but BAD", "at least good", "very least good", "least good", "yeah right",
+    "this is the shit", "it was kiss of death", "a cake to die for", "sort of nice", "İİ! good",
+    "So GOOD, really VERY good", "not bad at all", "the flight is delayed :( again",
+    "no, nor good", "I don't hate it", "Great!!!!! ??", "great ???", "NOT GOOD",
+    "\uff47\uff4f\uff4f\uff44",
+    "never this good", "never so bad", "without doubt awful", "café terrible", "good 💔 day",
+]  # fmt: skip
+"""Texts that exercise each of VADER's rules: negation, boosters, capitals, "but", "least",
+idioms, punctuation emphasis, emoji, non-ASCII lower-casing."""
 
-    texts = ["😀abc", "a😀😀 b 😀", "no good at all", "I'm not very happy", "never so good",
-             "without a doubt great", "kind of bad", "the bomb", "AWFUL service!!!",
-             "hi 😡🤬 you", "not the worst, but not good", ""]  # fmt: skip
-    reference, fast = SentimentIntensityAnalyzer(), FastAnalyzer()
-    for text in texts:
-        assert fast.polarity_scores(text) == reference.polarity_scores(text)
+
+@pytest.fixture(scope="module")
+def reference_vader() -> SentimentIntensityAnalyzer:
+    return SentimentIntensityAnalyzer()
+
+
+@pytest.fixture(scope="module")
+def fast_vader() -> FastAnalyzer:
+    return FastAnalyzer()
+
+
+def test_fast_analyzer_equals_vader(
+    reference_vader: SentimentIntensityAnalyzer, fast_vader: FastAnalyzer
+) -> None:
+    for text in VADER_CASES:
+        expected = reference_vader.polarity_scores(text)
+        assert fast_vader.polarity_scores(text) == expected, text
+        assert fast_vader.compound(text) == expected["compound"], text
+
+
+VADER_WORDS = [
+    "good", "bad", "not", "but", "very", "kind", "of", "no", "least", "at", "the", "bomb",
+    "GREAT", "never", "so", "this", "without", "doubt", ":)", "!!", "?", "😀", "💔", " ", ",",
+    "isn't", "LOVE",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.lists(
+        st.one_of(
+            st.sampled_from(VADER_WORDS), st.characters(categories=("L", "N", "P", "Z", "So"))
+        ),
+        max_size=30,
+    ).map(" ".join)
+)
+def test_compound_equals_vader_on_any_text(
+    reference_vader: SentimentIntensityAnalyzer, fast_vader: FastAnalyzer, text: str
+) -> None:
+    assert fast_vader.compound(text) == reference_vader.polarity_scores(text)["compound"]
 
 
 def test_defaults_survive_awkward_texts(

@@ -100,6 +100,74 @@ def test_awkward_texts_do_not_raise(model: TrainedModel) -> None:
     assert model.score([]) == []
 
 
+def test_the_prior_carries_words_the_training_set_lacks(model: TrainedModel) -> None:
+    unseen = ["horrible, disgusting, awful experience", "wonderful, lovely, fantastic"]
+    assert [s.label for s in model.score(unseen)] == ["negative", "positive"]
+    prior = model.coef[:, -1]  # the default scorer's score: for positive, against negative
+    assert prior[model.classes.index("positive")] > 0 > prior[model.classes.index("negative")]
+
+
+def test_cross_validation_chooses_c_and_class_weight(model: TrainedModel) -> None:
+    assert set(model.stats["cv_selection"]) == {
+        f"C={c:g} class_weight={w}" for c in (1.0, 10.0) for w in ("balanced", None)
+    }
+    chosen = f"C={model.stats['C']:g} class_weight={model.stats['class_weight']}"
+    assert model.stats["cv_selection"][chosen] == max(model.stats["cv_selection"].values())
+    with pytest.raises(ModelError, match="grid"):
+        train(synthetic(EN_WORDS, 30, 3, "en"), params=SMALL, c_grid=())
+
+
+@pytest.fixture(scope="module")
+def plain() -> TrainedModel:
+    """A model without the prior column, as version 1 files hold."""
+    return train(
+        synthetic(EN_WORDS, 60, 4, "en"),
+        folds=3,
+        c_grid=(1.0,),
+        class_weights=("balanced",),
+        params=VectorizerParams(bits=12, prior=0.0),
+    )
+
+
+def test_a_model_without_prior_round_trips(plain: TrainedModel, tmp_path: Path) -> None:
+    assert plain.coef.shape == (3, 2 * 2**12)
+    plain.save(tmp_path / "plain.npz")
+    texts = ["delayed again", "great crew", "which gate"]
+    assert load(tmp_path / "plain.npz").score(texts) == plain.score(texts)
+
+
+def test_a_version_1_file_still_loads(plain: TrainedModel, tmp_path: Path) -> None:
+    """Files of xwatch before the prior column: version 1, no "prior" parameter."""
+    plain.save(tmp_path / "v2.npz")
+    arrays = members(tmp_path / "v2.npz")
+    header = json.loads(arrays["header"].tobytes())
+    header["version"] = 1
+    del header["vectorizer"]["prior"]
+    header["sha256"] = digest(header, arrays)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez_compressed(tmp_path / "v1.npz", **arrays)
+    texts = ["delayed again", "great crew", "which gate"]
+    assert load(tmp_path / "v1.npz").score(texts) == plain.score(texts)
+    header["vectorizer"]["prior"] = 0.5  # a prior in a version 1 file is not one
+    header["sha256"] = digest(header, arrays)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez_compressed(tmp_path / "v1-prior.npz", **arrays)
+    with pytest.raises(ModelError, match="unexpected keys"):
+        load(tmp_path / "v1-prior.npz")
+
+
+@pytest.mark.parametrize("prior", [-1.0, 11.0, "0.5", True, None])
+def test_a_bad_prior_weight_is_refused(model_file: Path, tmp_path: Path, prior: object) -> None:
+    arrays = members(model_file)
+    header = json.loads(arrays["header"].tobytes())
+    header["vectorizer"]["prior"] = prior
+    header["sha256"] = digest(header, arrays)  # a careful forger
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez_compressed(tmp_path / "prior.npz", **arrays)
+    with pytest.raises(ModelError, match="prior"):
+        load(tmp_path / "prior.npz")
+
+
 def test_training_needs_two_labels() -> None:
     only = [Example(f"delayed {i}", "negative") for i in range(10)]
     with pytest.raises(ModelError, match="two labels"):
@@ -250,8 +318,8 @@ def test_wrong_shapes_are_refused_even_with_a_matching_hash(
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     wrong = tmp_path / "shapes.npz"
     np.savez_compressed(wrong, **arrays)
-    with pytest.raises(
-        ModelError, match=r"coef is float32\[3, 8185\], expected float32\[3, 8192\]"
+    with pytest.raises(  # 2 * 2**12 hashed columns and the prior's
+        ModelError, match=r"coef is float32\[3, 8186\], expected float32\[3, 8193\]"
     ):
         load(wrong)
 

@@ -71,8 +71,9 @@ def _is_kana(char: str) -> bool:
     return "\u3040" <= char <= "\u30ff"
 
 
-def _trie_pattern(terms: Iterable[str]) -> str:
-    """A regex matching any of ``terms``, the longest one where several start at a position."""
+def trie_pattern(terms: Iterable[str]) -> str:
+    """A regex matching any of ``terms``, the longest one where several start at a position
+    (a trie of the terms, so its cost hardly grows with their number)."""
     trie: _Trie = {}
     for term in terms:
         node = trie
@@ -111,7 +112,7 @@ class JapaneseLexiconScorer:
         self._lexicon = dict(lexicon) if lexicon is not None else load_lexicon(_lexicon_text())
         if not self._lexicon or "" in self._lexicon:
             raise ValueError("the lexicon must be non-empty and hold no empty term")
-        self._terms = re.compile(_trie_pattern(self._lexicon))
+        self._terms = re.compile(trie_pattern(self._lexicon))
         self._positive_threshold = positive_threshold
         self._negative_threshold = negative_threshold
         self._max_chars = max_chars

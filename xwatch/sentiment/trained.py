@@ -2,16 +2,21 @@
 
 The model: word 1-2-grams and ``char_wb`` 2-5-grams, hashed (``HashingVectorizer``, so
 there is no vocabulary to store) into two blocks of ``2**bits`` columns; sublinear term
-frequency times a smoothed idf learnt on the training set; rows L2-normalised; then a
-multinomial logistic regression (``class_weight="balanced"``, ``C`` chosen by stratified
-cross-validation on negative-vs-rest F1).
+frequency times a smoothed idf learnt on the training set; rows L2-normalised; one more
+column, the *prior*: the default scorer's score of the text (VADER plus complaint cues for
+English, the lexicon plus cues for Japanese; see ``default_router``) times ``PRIOR_WEIGHT``,
+which carries what the hand-written lexicons know about words the training set lacks; then
+a multinomial logistic regression whose ``C`` and class weighting (balanced or not) are
+chosen by stratified cross-validation on negative-vs-rest F1.
 
 The file (``.npz``, written by ``save`` and read by ``load``) holds plain arrays only:
 
 - ``header``: UTF-8 JSON as ``uint8`` — format name and version, classes, language (or
   none), vectorizer parameters, training stats, and ``sha256``;
 - ``coef`` (``float32``, classes x features), ``intercept`` (``float64``, classes) and
-  ``idf`` (``float64``, features).
+  ``idf`` (``float64``, hashed features).
+
+Version 1 files (no prior column) still load.
 
 ``sha256`` covers the canonical JSON of the header without it and each array's name, dtype,
 shape and bytes.  ``load`` reads with ``allow_pickle=False``, accepts exactly these four
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 import warnings
@@ -49,10 +55,18 @@ if TYPE_CHECKING:
     from xwatch.config import Config
 
 FORMAT = "xwatch-sentiment-model"
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)
+"""The file versions ``load`` reads: 1 has no prior column."""
 LABELS: tuple[SentimentLabel, ...] = ("negative", "neutral", "positive")
 C_GRID = (1.0, 3.0, 10.0)
 """Inverse regularisation strengths tried by the cross-validation."""
+CLASS_WEIGHTS: tuple[str | None, ...] = ("balanced", None)
+"""Class weightings tried by the cross-validation: "balanced" helps rare classes, none
+helps the majority's F1 (negative, in complaint streams)."""
+PRIOR_WEIGHT = 0.5
+"""The prior column is the default scorer's score (-1..1) times this: on the scale of the
+TF-IDF values (rows of unit norm), so the solver converges as fast as without it."""
 DEFAULT_BITS = 18
 MAX_CHARS = 5000
 """Only a text's first ``MAX_CHARS`` characters are scored (bounded cost for huge posts)."""
@@ -88,6 +102,8 @@ class VectorizerParams:
     char_ngrams: tuple[int, int] = (2, 5)
     sublinear_tf: bool = True
     preprocess: str = "xwatch-1"
+    prior: float = PRIOR_WEIGHT
+    """The weight of the prior column; 0 for none (version 1 files)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,13 +112,26 @@ class VectorizerParams:
             "char_ngrams": list(self.char_ngrams),
             "sublinear_tf": self.sublinear_tf,
             "preprocess": self.preprocess,
+            "prior": self.prior,
         }
 
     @classmethod
-    def from_json(cls, data: object) -> VectorizerParams:
-        """Checked: only known keys, with types and ranges that make a sane vectorizer."""
-        if not isinstance(data, dict) or set(data) != set(cls().to_json()):
+    def from_json(cls, data: object, version: int = VERSION) -> VectorizerParams:
+        """Checked: only known keys, with types and ranges that make a sane vectorizer.
+        Version 1 parameters have no "prior" (a prior weight of 0)."""
+        keys = set(cls().to_json())
+        if version == 1:
+            keys.discard("prior")
+        if not isinstance(data, dict) or set(data) != keys:
             raise ModelError("vectorizer parameters: unexpected keys")
+        prior = data.get("prior", 0.0)
+        if not (
+            isinstance(prior, int | float)
+            and not isinstance(prior, bool)
+            and math.isfinite(prior)
+            and 0.0 <= prior <= 10.0
+        ):
+            raise ModelError(f"vectorizer parameters: prior {prior!r} out of 0..10")
         bits, word, char = data["bits"], data["word_ngrams"], data["char_ngrams"]
         if not (isinstance(bits, int) and 10 <= bits <= 23):
             raise ModelError(f"vectorizer parameters: bits {bits!r} out of 10..23")
@@ -116,15 +145,24 @@ class VectorizerParams:
                 raise ModelError(f"vectorizer parameters: {name} {pair!r} is not a range")
         if not isinstance(data["sublinear_tf"], bool) or data["preprocess"] != "xwatch-1":
             raise ModelError("vectorizer parameters: unknown sublinear_tf or preprocess")
-        return cls(bits, (word[0], word[1]), (char[0], char[1]), data["sublinear_tf"])
+        return cls(
+            bits, (word[0], word[1]), (char[0], char[1]), data["sublinear_tf"], prior=float(prior)
+        )
+
+    @property
+    def n_hashed(self) -> int:
+        """Columns of hashed n-grams (and entries of ``idf``)."""
+        return 2 * (1 << self.bits)
 
     @property
     def n_features(self) -> int:
-        return 2 * (1 << self.bits)
+        """All columns: the hashed n-grams, then the prior's when it has a weight."""
+        return self.n_hashed + (1 if self.prior else 0)
 
 
 class Featurizer:
-    """Texts to hashed counts (stateless), and counts to L2-normalised TF-IDF rows."""
+    """Texts to hashed counts (stateless), counts to L2-normalised TF-IDF rows, and the
+    prior column (the default scorer's scores)."""
 
     def __init__(self, params: VectorizerParams) -> None:
         from sklearn.feature_extraction.text import HashingVectorizer
@@ -143,6 +181,7 @@ class Featurizer:
             **common,
         )  # fmt: skip
         self._char = HashingVectorizer(analyzer="char_wb", ngram_range=params.char_ngrams, **common)
+        self._router: LanguageRouter | None = None
 
     def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
         matrix = sp.hstack([self._word.transform(texts), self._char.transform(texts)], format="csr")
@@ -161,6 +200,29 @@ class Featurizer:
         norms[norms == 0.0] = 1.0
         matrix.data /= np.repeat(norms, np.diff(matrix.indptr))
         return matrix
+
+    def prior(self, texts: Sequence[str], lang: str | None) -> FloatArray:
+        """The default scorer's score of each text: of ``lang``'s scorer, or, with no
+        ``lang``, of the scorer for the language its script suggests."""
+        if self._router is None:
+            self._router = default_router()
+        scores = self._router.score(texts, [lang] * len(texts))
+        return np.array([sentiment.score for sentiment in scores], dtype=np.float64)
+
+    def assemble(self, weighted: sp.csr_matrix, prior: FloatArray) -> sp.csr_matrix:
+        """The TF-IDF rows, then the prior column (when the parameters give it a weight)."""
+        if not self.params.prior:
+            return weighted
+        column = sp.csr_matrix(self.params.prior * prior.reshape(-1, 1))
+        return sp.hstack([weighted, column], format="csr")
+
+    def features(self, texts: Sequence[str], idf: FloatArray, lang: str | None) -> sp.csr_matrix:
+        """What the model reads for ``texts``: TF-IDF rows and the prior."""
+        weighted = self.weigh(self.counts(texts), idf)
+        return self.assemble(weighted, self.prior(texts, lang) if self.params.prior else _NONE)
+
+
+_NONE: FloatArray = np.zeros(0)
 
 
 def learn_idf(counts: sp.csr_matrix) -> FloatArray:
@@ -201,8 +263,7 @@ class TrainedModel:
         """One row of class probabilities (in ``classes`` order) per text."""
         if not texts:
             return np.zeros((0, len(self.classes)))
-        featurizer = self._features()
-        matrix = featurizer.weigh(featurizer.counts(texts), self.idf)
+        matrix = self._features().features(texts, self.idf, self.lang)
         logits = np.asarray(matrix @ self.coef.T.astype(np.float64)) + self.intercept
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
@@ -284,7 +345,7 @@ def load(path: Path) -> TrainedModel:
             if archive.zip.getinfo("header.npy").file_size > 1_000_000:
                 raise ModelError(f"{path}: not an xwatch model (header too large)")
             header = _read_header(path, archive["header"])
-            params = VectorizerParams.from_json(header["vectorizer"])
+            params = VectorizerParams.from_json(header["vectorizer"], header["version"])
             n_bytes = 8 * (len(header["classes"]) + 1) * params.n_features + 4096
             for name in _ARRAYS:  # before inflating anything (a zip bomb stops here)
                 if archive.zip.getinfo(f"{name}.npy").file_size > n_bytes:
@@ -320,7 +381,7 @@ def load(path: Path) -> TrainedModel:
     expected = {
         "coef": ((n_classes, n_features), np.dtype(np.float32)),
         "intercept": ((n_classes,), np.dtype(np.float64)),
-        "idf": ((n_features,), np.dtype(np.float64)),
+        "idf": ((params.n_hashed,), np.dtype(np.float64)),
     }
     for name, (shape, dtype) in expected.items():
         array = arrays[name]
@@ -354,8 +415,10 @@ def _read_header(path: Path, raw: npt.NDArray[Any]) -> dict[str, Any]:
         raise ModelError(f"{path}: not an xwatch model (header is not JSON)") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelError(f"{path}: not an xwatch model (format is not {FORMAT!r})")
-    if header.get("version") != VERSION:
-        raise ModelError(f"{path}: model version {header.get('version')!r}, expected {VERSION}")
+    if header.get("version") not in VERSIONS:
+        raise ModelError(
+            f"{path}: model version {header.get('version')!r}, expected one of {VERSIONS}"
+        )
     missing = {"classes", "lang", "vectorizer", "n_features", "stats", "sha256"} - set(header)
     if missing:
         raise ModelError(f"{path}: header lacks {sorted(missing)}")
@@ -430,7 +493,13 @@ def read_examples(path: Path, lang: str | None = None) -> tuple[list[Example], i
     return examples, skipped
 
 
-def _fit(features: sp.csr_matrix, labels: npt.NDArray[np.str_], c: float, seed: int) -> Any:
+def _fit(
+    features: sp.csr_matrix,
+    labels: npt.NDArray[np.str_],
+    c: float,
+    class_weight: str | None,
+    seed: int,
+) -> Any:
     """Multinomial logistic regression (saga: about 10x faster than lbfgs here).  A fit that
     stops at ``max_iter`` is still used (its scores are in the CV report), so scikit-learn's
     ConvergenceWarning is silenced."""
@@ -438,7 +507,7 @@ def _fit(features: sp.csr_matrix, labels: npt.NDArray[np.str_], c: float, seed: 
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(
-        C=c, class_weight="balanced", solver="saga", max_iter=1000, tol=1e-4, random_state=seed
+        C=c, class_weight=class_weight, solver="saga", max_iter=1000, tol=1e-4, random_state=seed
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -476,18 +545,22 @@ def train(
     lang: str | None = None,
     folds: int = 5,
     c_grid: Sequence[float] = C_GRID,
+    class_weights: Sequence[str | None] = CLASS_WEIGHTS,
     params: VectorizerParams | None = None,
     seed: int = 0,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> TrainedModel:
-    """Choose ``C`` by stratified ``folds``-fold cross-validation, then fit on everything.
+    """Choose ``C`` and the class weighting by stratified ``folds``-fold cross-validation
+    (on negative-vs-rest F1), then fit on everything.
 
-    The cross-validated per-class scores of the chosen ``C`` go into ``stats["cv"]``.
+    The cross-validated per-class scores of the chosen setting go into ``stats["cv"]``.
     ``folds`` is lowered to the size of the smallest class when that is smaller (>= 2).
+    The prior column's scores are computed once: they do not depend on the folds.
     """
     from sklearn.model_selection import StratifiedKFold
 
     params = params or VectorizerParams()
+    lang = normalise_lang(lang) or None
     counts_by_label = Counter(e.label for e in examples)
     classes = tuple(label for label in LABELS if counts_by_label[label])
     if len(classes) < 2:
@@ -498,48 +571,62 @@ def train(
             f"cross-validation needs folds >= 2 and >= 2 examples of each label "
             f"(folds {folds}, smallest label has {smallest})"
         )
+    if not c_grid or not class_weights:
+        raise ModelError("the grid of C and class weights must not be empty")
     folds = min(folds, smallest)
     started = time.perf_counter()
     featurizer = Featurizer(params)
     texts = [e.text for e in examples]
     labels = np.array([e.label for e in examples])
     counts = featurizer.counts(texts)
+    prior = featurizer.prior(texts, lang) if params.prior else _NONE
+    grid = [(c, weight) for weight in class_weights for c in c_grid]
     progress(
         f"{len(examples)} examples ({', '.join(f'{c} {counts_by_label[c]}' for c in classes)}), "
         f"{counts.nnz / max(len(examples), 1):.0f} features per text; "
-        f"{folds}-fold CV over C in {list(c_grid)}"
+        f"{folds}-fold CV over C in {list(c_grid)}, class weights {list(class_weights)}"
     )
+
+    def rows(matrix: sp.csr_matrix, idf: FloatArray, where: npt.NDArray[np.intp]) -> sp.csr_matrix:
+        return featurizer.assemble(
+            featurizer.weigh(matrix[where], idf), prior[where] if params.prior else _NONE
+        )
+
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     splits = list(splitter.split(np.zeros(len(labels)), labels))
     fold_features = []
     for train_rows, test_rows in splits:
         idf = learn_idf(counts[train_rows])
-        fold_features.append(
-            (featurizer.weigh(counts[train_rows], idf), featurizer.weigh(counts[test_rows], idf))
-        )
-    best: tuple[float, float, dict[str, ClassReport]] | None = None
-    cv_by_c: dict[str, float] = {}
-    for c in c_grid:
+        fold_features.append((rows(counts, idf, train_rows), rows(counts, idf, test_rows)))
+    best: tuple[float, float, str | None, dict[str, ClassReport]] | None = None
+    cv_selection: dict[str, float] = {}
+    for c, weight in grid:
         predicted = np.empty(len(labels), dtype=labels.dtype)
         for (train_rows, test_rows), (x_train, x_test) in zip(splits, fold_features, strict=True):
-            predicted[test_rows] = _fit(x_train, labels[train_rows], c, seed).predict(x_test)
+            model = _fit(x_train, labels[train_rows], c, weight, seed)
+            predicted[test_rows] = model.predict(x_test)
         reports = class_reports(list(labels), list(predicted), classes)
         selection = _selection_score(reports)
-        cv_by_c[str(c)] = round(selection, 4)
+        setting = f"C={c:g} class_weight={weight}"
+        cv_selection[setting] = round(selection, 4)
         progress(
-            f"C={c:g}: "
+            f"{setting}: "
             + ", ".join(f"{label} F1 {r.f1:.3f}" for label, r in reports.items())
             + f" ({time.perf_counter() - started:.1f}s)"
         )
         if best is None or selection > best[0]:
-            best = (selection, c, reports)
+            best = (selection, c, weight, reports)
     assert best is not None
-    _, chosen, reports = best
+    _, chosen, chosen_weight, reports = best
     idf = learn_idf(counts)
-    final = _fit(featurizer.weigh(counts, idf), labels, chosen, seed)
+    everything = np.arange(len(labels))
+    final = _fit(rows(counts, idf, everything), labels, chosen, chosen_weight, seed)
     order = [list(final.classes_).index(c) for c in classes]
     elapsed = time.perf_counter() - started
-    progress(f"fitted on all {len(examples)} examples with C={chosen:g} in {elapsed:.1f}s")
+    progress(
+        f"fitted on all {len(examples)} examples with C={chosen:g} "
+        f"class_weight={chosen_weight} in {elapsed:.1f}s"
+    )
     from sklearn import __version__ as sklearn_version
 
     from xwatch import __version__
@@ -548,8 +635,9 @@ def train(
         "examples": len(examples),
         "label_counts": {c: counts_by_label[c] for c in classes},
         "C": chosen,
+        "class_weight": chosen_weight,
         "folds": folds,
-        "cv_selection_by_C": cv_by_c,
+        "cv_selection": cv_selection,
         "cv": {
             label: {
                 "precision": round(r.precision, 4),
@@ -570,14 +658,15 @@ def train(
         coef=np.ascontiguousarray(final.coef_[order], dtype=np.float32),
         intercept=np.ascontiguousarray(final.intercept_[order], dtype=np.float64),
         idf=idf,
-        lang=normalise_lang(lang) or None,
+        lang=lang,
         stats=stats,
     )
 
 
 def format_cv(stats: Mapping[str, Any]) -> str:
     """The cross-validated per-class table of a model's stats."""
-    lines = [f"cross-validated ({stats['folds']} folds, C={stats['C']:g}):"]
+    weight = f", class_weight={stats['class_weight']}" if "class_weight" in stats else ""
+    lines = [f"cross-validated ({stats['folds']} folds, C={stats['C']:g}{weight}):"]
     lines.append(f"  {'label':<10}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}")
     for label, r in stats["cv"].items():
         lines.append(
