@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, mention
 from xwatch.metrics import Metrics
-from xwatch.model import AlertEvent, Mention
+from xwatch.model import AlertEvent, Author, EventKind, Measure, Mention
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings, load_settings
@@ -82,30 +82,51 @@ def test_live_ticks_close_quiet_buckets(settings: Settings) -> None:
     pipeline.tick(T0 + timedelta(minutes=10))  # nothing posted: the clock alone closes them
     closed = registry.get_sample_value("xwatch_buckets_closed_total", {"scale": "1m"})
     # minutes 0..8 end before the watermark (10 min - 60 s lateness), for the brand's
-    # series and for the topic series of the product-defect rule
-    assert closed == 2 * 9
+    # series and for the topic series that a rule judges at 1 minute
+    rules, scales = settings.rules, settings.config.detect.scales_seconds
+    topics = [
+        t for t in rules.topics("kettlebird") if 60 in rules.judged_scales("kettlebird", t, scales)
+    ]
+    assert closed == (1 + len(topics)) * 9
     assert (
         registry.get_sample_value("xwatch_brand_mentions", {"brand": "kettlebird", "scale": "1m"})
         == 0
     )
 
 
+def test_a_topic_is_judged_only_at_the_scales_its_rule_uses(settings: Settings) -> None:
+    pipeline, _ = make_pipeline(settings)
+    pipeline.ingest([mention("kettlebird is down, app not working", at=0)])
+    pipeline.tick(T0 + timedelta(minutes=31))
+    judged = {(key.topic, key.scale_seconds) for key in pipeline.detectors}
+    assert ("service-outage-surge", 300) in judged
+    assert ("service-outage-surge", 900) in judged
+    assert ("service-outage-surge", 60) not in judged  # its rule says [300, 900]
+    assert {("", 60), ("", 300), ("", 900)} <= judged  # a brand's own series: every scale
+
+
+def by(post: Mention, author: str, followers: int = 100) -> Mention:
+    return dataclasses.replace(post, author=Author(author, author, followers))
+
+
 def synthetic_week_with_a_spike(seed: int = 11) -> list[Mention]:
+    """Three days of calm posts, a defect crisis, and single posts that mention rules fire on."""
     rng = random.Random(seed)
     posts: list[Mention] = []
     seconds = 0.0
     while seconds < 3 * 86400:
         seconds += rng.expovariate(1.5 / 60)  # 1.5 posts a minute
-        posts.append(mention("kettlebird is nice", at=seconds, id=f"b{len(posts)}"))
+        post = mention("kettlebird is nice", at=seconds, id=f"b{len(posts)}")
+        posts.append(by(post, f"u{rng.randrange(500)}"))
     spike_at = 2.5 * 86400
-    for i in range(300):  # 300 angry posts in 10 minutes
-        posts.append(
-            mention(
-                "kettlebird overheated and melted, terrible, dangerous",
-                at=spike_at + i * 2,
-                id=f"s{i}",
-            )
-        )
+    for i in range(300):  # 300 angry posts in 10 minutes, by 100 people
+        text = "kettlebird overheated and melted, terrible, dangerous #meltgate"
+        posts.append(by(mention(text, at=spike_at + i * 2, id=f"s{i}"), f"angry{i % 100}"))
+    for i, at in enumerate((1.2, 2.0, 2.51, 2.6)):  # a big account complains; then a bigger one
+        text = "kettlebird is the worst, broken again, terrible"
+        post = mention(text, at=at * 86400 + 7, id=f"big{i}", negative=True)
+        posts.append(by(post, f"big{i}", followers=150_000 * (i + 1)))
+    posts.append(by(mention("was @kettlebird hacked?", at=2.55 * 86400, id="h"), "worried"))
     return sorted(posts, key=lambda m: m.created_at)
 
 
@@ -120,6 +141,38 @@ def run_in_batches(settings: Settings, posts: list[Mention], size: int) -> list[
 def test_alerts_do_not_depend_on_batching(settings: Settings) -> None:
     posts = synthetic_week_with_a_spike()
     one = run_in_batches(settings, posts, 1)
-    assert any(e.alert.rule_id == "product-defect-surge" for e in one)
+    fired = {e.alert.rule_id for e in one if e.kind is EventKind.FIRING}
+    assert {
+        "product-defect-surge",  # a signal rule on a topic
+        "high-reach-complaint",  # mention rules, at ingest, between the buckets
+        "account-takeover-report",
+        "new-term-surge",  # #meltgate
+    } <= fired
     for size in (7, 1000, len(posts)):
         assert run_in_batches(settings, posts, size) == one
+
+
+def test_a_mention_rule_fires_in_the_ingest_that_brings_its_post(settings: Settings) -> None:
+    pipeline, _ = make_pipeline(settings)
+    pipeline.ingest([mention("kettlebird", at=0)])
+    post = by(mention("kettlebird broke, awful", at=30, negative=True), "celeb", 250_000)
+    [event] = pipeline.ingest([post])  # no bucket closes: the watermark is still at 0
+    assert event.kind is EventKind.FIRING and event.at == post.created_at
+    alert = event.alert
+    assert alert.rule_id == "high-reach-complaint" and alert.signal.measure is Measure.MENTION
+    assert (alert.signal.observed, alert.signal.expected, alert.signal.likelihood) == (1, 0, 1)
+    assert alert.signal.start == alert.signal.end == post.created_at
+    assert (alert.bucket.count, alert.bucket.negative) == (1, 1)
+    assert [m.id for m in alert.bucket.samples] == [post.id]
+    # a later post with twice the reach updates the one alert; a smaller one is news to no one
+    smaller = by(mention("kettlebird awful", at=60, negative=True), "celeb2", 120_000)
+    bigger = by(mention("kettlebird awful!", at=90, negative=True), "celeb3", 600_000)
+    assert pipeline.ingest([smaller]) == []
+    [update] = pipeline.ingest([bigger])
+    assert update.kind is EventKind.UPDATED and update.alert.identity == alert.identity
+    # it resolves after the calm time, in event time, from the last matching post
+    events = pipeline.tick(T0 + timedelta(seconds=90 + 60) + timedelta(hours=2))
+    resolved = [e for e in events if e.kind is EventKind.RESOLVED]
+    assert [(e.alert.rule_id, e.at) for e in resolved] == [
+        ("high-reach-complaint", bigger.created_at + timedelta(hours=2))
+    ]

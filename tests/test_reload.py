@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import mention
 from xwatch.daemon import Daemon
 from xwatch.settings import load_settings
 
@@ -74,3 +75,62 @@ async def test_sighup_reloads_a_running_daemon(project: Path) -> None:
     finally:
         daemon.stop.set()
         await asyncio.wait_for(task, 20)
+
+
+def test_a_bad_regex_in_a_reload_keeps_the_previous_rules_and_says_where(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = daemon_for(project)
+    rules = daemon.pipeline.rules
+    broken = project / "rules" / "zz-regex.yaml"
+    broken.write_text(
+        "rules:\n"
+        "  - id: login-trouble\n"
+        "    title: Log-in trouble\n"
+        "    match:\n"
+        "      regex: ['can.?t log ?in', 'log(in']\n"
+        "    when: {signal: volume_up}\n"
+        "    playbook: service-outage\n",
+        "utf-8",
+    )
+    with caplog.at_level(logging.ERROR, "xwatch.daemon"):
+        assert not daemon.reload_rules()
+    assert daemon.pipeline.rules is rules
+    assert f"{broken}:5: rules[0].match.regex[1]: Value error, not a valid regular expression" in (
+        caplog.text
+    )
+    broken.write_text(broken.read_text("utf-8").replace("'log(in'", "'log(in)?'"), "utf-8")
+    assert daemon.reload_rules()
+    assert "login-trouble" in daemon.pipeline.rules.topics("kettlebird")
+
+
+def test_a_reload_starts_and_stops_term_tracking_and_mention_rules(project: Path) -> None:
+    daemon = daemon_for(project)
+    pipeline = daemon.pipeline
+    assert ("kettlebird", 300) in pipeline.terms  # the shipped new-term-surge rule
+    tracker = pipeline.terms[("kettlebird", 300)]
+    for path in (project / "rules").glob("*.yaml"):
+        text = path.read_text("utf-8")
+        if "new_term:" in text:  # drop the new-term rule, keep the rest
+            start = text.index("  - id: new-term-surge")
+            path.write_text(text[:start], "utf-8")
+    assert daemon.reload_rules()
+    assert pipeline.terms == {}  # no more per-post term counting
+    assert pipeline.emerging("kettlebird") == ()
+    (project / "rules" / "zz-terms.yaml").write_text(
+        "rules:\n"
+        "  - id: words\n"
+        "    title: New words\n"
+        "    when: {new_term: {scale_seconds: 900}}\n"
+        "    playbook: mention-spike\n"
+        "  - id: vip\n"
+        "    title: A very big account mentions us\n"
+        "    when: {mention: {min_followers: 1000000}}\n"
+        "    playbook: mention-spike\n",
+        "utf-8",
+    )
+    assert daemon.reload_rules()
+    assert set(pipeline.terms) == {("kettlebird", 900)}
+    assert pipeline.terms[("kettlebird", 900)] is not tracker
+    post = mention("kettlebird", at=5, followers=2_000_000)
+    assert [e.alert.rule_id for e in pipeline.ingest([post])] == ["vip"]

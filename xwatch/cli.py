@@ -12,10 +12,13 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from xwatch import __version__, logs
 from xwatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from xwatch.settings import Settings
 
 DESCRIPTION = """\
 xwatch watches what people post about your brands on X, learns each brand's
@@ -98,9 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="validate config, rules and playbooks",
         description="Validate the config, every rule file and every playbook. Prints "
-        "'file:line: message' for each problem and exits 1, or exits 0 when all is well.",
+        "'file:line: message' for each problem and exits 1, or exits 0 when all is well "
+        "(warnings, such as an expired rule, are printed too). With --diff and --data, also "
+        "shows what a change of rules would do on recent data.",
     )
     check.add_argument("-c", "--config", type=Path, help=config_help)
+    check.add_argument(
+        "--diff",
+        type=Path,
+        metavar="OLD_RULES_DIR",
+        help="with --data: replay the mentions with the rule files in OLD_RULES_DIR and with "
+        "the config's rules, and print the alerts the change adds (+) and removes (-), per rule",
+    )
+    check.add_argument(
+        "--data",
+        type=Path,
+        metavar="MENTIONS",
+        help="with --diff: the mentions to replay (JSON lines, optionally .gz), as for "
+        "'backtest --input'",
+    )
 
     backtest = commands.add_parser(
         "backtest",
@@ -237,7 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(level, log_format)
     try:
         if args.command == "check" or (args.command == "run" and args.check):
-            return check(args.config, sys.stdout)
+            return check(
+                args.config,
+                sys.stdout,
+                diff=getattr(args, "diff", None),
+                data=getattr(args, "data", None),
+            )
         if args.command == "run":
             return run(args.config, args.exit_when_done)
         if args.command == "backtest":
@@ -271,17 +295,85 @@ def _model_error() -> type[Exception]:
     return ModelError
 
 
-def check(config_path: Path | None, out: TextIO) -> int:
+def check(
+    config_path: Path | None,
+    out: TextIO,
+    *,
+    diff: Path | None = None,
+    data: Path | None = None,
+    now: datetime | None = None,
+) -> int:
+    """``xwatch check``: validate the config, rules and playbooks (a ``ConfigError`` lists
+    every problem, printed by ``main``); warn about what is valid but likely a mistake,
+    such as a rule that has expired (at ``now``, default: the wall clock).
+
+    With ``diff`` (a folder of old rule files) and ``data`` (a mentions file): replay the
+    data through the pipeline with the old rules and with the config's rules, and print
+    the alerts that the change adds and removes, per rule.
+    """
     from xwatch.settings import load_settings
 
+    if (diff is None) != (data is None):
+        print("xwatch check: --diff OLD_RULES_DIR and --data MENTIONS go together", file=sys.stderr)
+        return 2
     settings = load_settings(config_path)  # ConfigError → problems printed by main
+    for warning in settings.rules.warnings(now or datetime.now(UTC)):
+        print(warning, file=out)
     rules = settings.rules.rules
     print(
         f"{settings.config_file}: ok ({len(settings.config.brands)} brands, {len(rules)} "
         f"rules, {len(settings.playbooks.playbooks)} playbooks)",
         file=out,
     )
+    if diff is not None and data is not None:
+        print_rule_diff(settings, diff, data, out)
     return 0
+
+
+def print_rule_diff(settings: Settings, old_dir: Path, data: Path, out: TextIO) -> None:
+    """The alerts (firings) that the config's rules add to, and remove from, what the rules
+    in ``old_dir`` make of ``data``, per rule."""
+    from xwatch.alerting.render import clean, describe
+    from xwatch.backtest import replay_file
+    from xwatch.model import Alert, AlertEvent, EventKind, Measure
+    from xwatch.rules import load_rules
+    from xwatch.settings import Settings
+
+    old = Settings(
+        settings.config,
+        settings.config_file,
+        settings.playbooks,
+        load_rules(old_dir, settings.config, settings.playbooks),  # ConfigError → main
+    )
+
+    def firings(events: list[AlertEvent]) -> dict[tuple[str, datetime], Alert]:
+        return {(e.alert.identity, e.at): e.alert for e in events if e.kind is EventKind.FIRING}
+
+    before = firings(asyncio.run(replay_file(old, data)))
+    after = firings(asyncio.run(replay_file(settings, data)))
+    added = sorted(after.keys() - before.keys(), key=lambda k: (after[k].rule_id, k[1], k[0]))
+    removed = sorted(before.keys() - after.keys(), key=lambda k: (before[k].rule_id, k[1], k[0]))
+    same = len(after) - len(added)
+    print(
+        f"rules {old_dir} -> {settings.config.rules_dir} on {data}: {len(added)} alerts added, "
+        f"{len(removed)} removed, {same} unchanged",
+        file=out,
+    )
+    changes = [("+", key, after[key]) for key in added]
+    changes += [("-", key, before[key]) for key in removed]
+    for rule_id in sorted({alert.rule_id for _, _, alert in changes}):
+        mine = [(sign, key, alert) for sign, key, alert in changes if alert.rule_id == rule_id]
+        plus = sum(sign == "+" for sign, _, _ in mine)
+        print(f"  {rule_id}: +{plus} -{len(mine) - plus}", file=out)
+        for sign, (_, at), alert in mine:
+            what = describe(alert.signal)
+            if alert.term:
+                what = f"{alert.term!r}, {what}"
+            if alert.signal.measure is Measure.MENTION and alert.bucket.samples:
+                post = alert.bucket.samples[0]
+                what += f", @{clean(post.author.handle, 40)}: {clean(post.text, 60)!r}"
+            when = f"{at:%Y-%m-%d %H:%M} UTC"
+            print(f"    {sign} {when} {alert.series} [{alert.severity.value}] {what}", file=out)
 
 
 def run(config_path: Path | None, exit_when_done: bool) -> int:

@@ -74,6 +74,8 @@ class Measure(StrEnum):
     VOLUME = "volume"  # mentions per bucket
     NEGATIVE_SHARE = "negative_share"  # negative mentions / mentions
     NEGATIVE_VOLUME = "negative_volume"  # negative mentions per bucket
+    TERM_VOLUME = "term_volume"  # posts using one term (word or hashtag) per bucket
+    MENTION = "mention"  # a single post matched a mention rule (no baseline: likelihood 1)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -137,10 +139,35 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One past bucket of a brand's series, for the chart in an alert: volume with its
+    expected band, and the negative share against its usual level."""
+
+    start: datetime
+    count: int
+    expected: float
+    low: float
+    high: float
+    negative_share: float
+    usual_share: float
+
+
+@dataclass(frozen=True, slots=True)
+class TermSurge:
+    """A word or hashtag used far more than usual for a brand in one bucket."""
+
+    term: str
+    count: int
+    expected: float
+    likelihood: float
+
+
+@dataclass(frozen=True, slots=True)
 class PlaybookRef:
     id: str
     title: str
     url: str
+    first_response_minutes: int = 15  # the playbook's target: escalate when unacknowledged
 
 
 class Severity(StrEnum):
@@ -149,9 +176,21 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A rule firing for a series: what fired, the numbers and the evidence."""
+    """A rule firing: what fired, the numbers and the evidence.
+
+    Three kinds of rule make alerts, all with the same shape:
+
+    * a **signal** rule: ``signal`` is the detector's verdict on ``bucket``;
+    * a **term** rule: ``term`` surged; ``signal`` (measure ``term_volume``) gives its
+      count in ``bucket`` against its usual rate;
+    * a **mention** rule: one post matched; ``signal`` (measure ``mention``) has no
+      baseline (likelihood 1), and ``bucket`` holds just that post, at its time.
+    """
 
     rule_id: str
     title: str
@@ -162,19 +201,37 @@ class Alert:
     context: tuple[Signal, ...]  # every measure's signal for the same bucket
     playbook: PlaybookRef
     channels: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...] = ()  # the rule's labels, for routing and silences
+    term: str = ""  # the surging term, for a term rule
+    terms: tuple[TermSurge, ...] = ()  # the brand's emerging terms at the time
+    history: tuple[HistoryPoint, ...] = ()  # the brand's recent buckets, oldest first
 
     def context_signal(self, measure: Measure) -> Signal | None:
         return next((s for s in self.context if s.measure == measure), None)
 
     @property
     def identity(self) -> str:
-        """Re-firings of the same identity are one alert."""
+        """Re-firings of the same identity are one alert.
+
+        A series rule: the rule, brand, topic and direction. A term rule: the rule,
+        brand and term. A mention rule: the rule and brand (each new matching post
+        updates the one alert).
+        """
+        if self.signal.measure is Measure.MENTION:
+            return f"{self.rule_id}:{self.series.brand}:mention"
+        if self.term:
+            return f"{self.rule_id}:{self.series.brand}:term:{self.term}"
         return f"{self.rule_id}:{self.series.brand}/{self.series.topic}:{self.signal.direction}"
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
 
 
 class EventKind(StrEnum):
-    FIRING = "firing"
-    RESOLVED = "resolved"
+    FIRING = "firing"  # a new alert identity fired
+    UPDATED = "updated"  # it fired again, stronger than before (a new peak, a new post)
+    RESOLVED = "resolved"  # it stayed calm for the resolve-after time
 
 
 @dataclass(frozen=True, slots=True)

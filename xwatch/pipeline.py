@@ -2,8 +2,10 @@
 
     dedup      drop a post already ingested (two sources, a redelivery)
     enrich     which brands a post is about, its sentiment
-    aggregate  into event-time buckets per series (brand, or a rule's topic in a brand)
-    detect     each closed bucket: volume, negative share, negative volume
+    aggregate  into event-time buckets per series (brand, or a rule's topic in a brand);
+               the terms of brands that a new-term rule watches; the posts that a
+               mention rule fires on
+    detect     each closed bucket: volume, negative share, negative volume; new terms
     rules      which rules those signals make fire
     lifecycle  firing → (re-firing updates) → resolved
 
@@ -11,6 +13,11 @@ The daemon, ``xwatch backtest`` and the tests all drive this same object: with
 ``ingest`` (a batch of posts), ``tick`` (live wall time passing) and ``flush``
 (the end of a finite stream). ``checkpoint`` and ``restore`` carry the detectors'
 state across a restart (the daemon keeps it in ``xwatch.store``).
+
+Everything happens in event-time order, so that the alerts do not depend on how the
+posts were batched: closed buckets go by their end; a mention rule's alert goes in
+before the buckets that its post let close (as if each post were ingested alone).
+At one instant, the alerts on signals go first, the new terms after them.
 
 Besides its results, the pipeline reports to the metrics object it is given: counts,
 the time each stage takes (``timer``, ``time.perf_counter`` unless a test injects
@@ -21,24 +28,54 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 
-from xwatch.alerting.lifecycle import AlertBook
+from xwatch.alerting.lifecycle import ActiveAlert, AlertBook
 from xwatch.clock import EventClock
 from xwatch.config import Config
 from xwatch.dedup import Deduplicator
 from xwatch.detect import Detector
 from xwatch.detect.buckets import Aggregator
+from xwatch.detect.history import History
 from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.state import Checkpoint, CheckpointError, restore_series
+from xwatch.detect.terms import ClosedTerms, TermParams, TermTracker, brand_stop_terms
+from xwatch.detect.terms import terms_of as terms_in
 from xwatch.detect.volume import CountDetector
 from xwatch.metrics import OTHER_LANG, STAGES, Metrics
-from xwatch.model import Alert, AlertEvent, Bucket, EventKind, Measure, Mention, SeriesKey, Signal
+from xwatch.model import (
+    Alert,
+    AlertEvent,
+    Bucket,
+    EventKind,
+    Measure,
+    Mention,
+    SeriesKey,
+    Signal,
+    TermSurge,
+)
 from xwatch.playbooks import PlaybookIndex
-from xwatch.rules import RuleSet, normalize, term_pattern
+from xwatch.rules import (
+    BrandRules,
+    CompiledMatch,
+    MentionWhen,
+    NewTermWhen,
+    OwnAccounts,
+    Rule,
+    RuleSet,
+    TermIndex,
+    normalize,
+    term_pattern,
+    term_scale,
+    words_of,
+)
 from xwatch.sentiment.router import LanguageRouter
 
 
@@ -49,6 +86,58 @@ def default_detectors(scale_seconds: int) -> list[Detector]:
         NegativeShareDetector(scale_seconds),
         CountDetector(Measure.NEGATIVE_VOLUME, scale_seconds),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _BrandPlan:
+    """What the hot path does with one brand's posts, worked out when the rules change."""
+
+    rules: BrandRules
+    own: OwnAccounts
+    judged: dict[str, tuple[int, ...]]  # topic -> the scales a rule judges it at
+    authors: dict[str, tuple[int, ...]]  # series ("" = the brand) -> scales counting authors
+    mention: tuple[tuple[Rule, MentionWhen, CompiledMatch | None], ...]
+    new_term: tuple[tuple[Rule, NewTermWhen, int], ...]  # with the scale each counts at
+    trackers: tuple[TermTracker, ...]
+
+
+class _Authors:
+    """The different authors in one series' open buckets, per scale (for ``min_authors``)."""
+
+    __slots__ = ("next_index", "open")
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[int, int], set[str]] = {}  # (scale, bucket index) -> authors
+        self.next_index: dict[int, int] = {}  # scale -> the next bucket to close
+
+    def add(self, author: str, timestamp: float, scales: tuple[int, ...]) -> None:
+        for scale in scales:
+            index = int(timestamp // scale)
+            if index < self.next_index.get(scale, index):
+                continue  # late: that bucket is closed (the aggregator does not add it either)
+            found = self.open.get((scale, index))
+            if found is None:
+                self.open[(scale, index)] = {author}
+            else:
+                found.add(author)
+
+    def close(self, scale: int, index: int) -> int:
+        """How many different authors bucket ``index`` had; it is closed from now on."""
+        self.next_index[scale] = index + 1
+        return len(self.open.pop((scale, index), ()))
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingMention:
+    """A post a mention rule fires on, waiting for its place in event-time order."""
+
+    rule: Rule
+    brand: str
+    mention: Mention
+    after: datetime | None  # the watermark before the post: it goes before later buckets
+
+
+_bucket_end = attrgetter("end")
 
 
 class Pipeline:
@@ -72,14 +161,28 @@ class Pipeline:
         self.book = AlertBook(timedelta(seconds=config.alerting.resolve_after_seconds))
         self.dedup = Deduplicator(config.dedup_capacity)
         self.detectors: dict[SeriesKey, list[Detector]] = {}
+        self.history = History()  # each series' recent buckets, for the alerts' charts
+        self.terms: dict[tuple[str, int], TermTracker] = {}  # (brand, scale) -> its terms
+        self.streaks: dict[tuple[str, SeriesKey], datetime] = {}  # for_seconds: since when
         self.brand_patterns: dict[str, re.Pattern[str]] = {}
+        self._stop_terms: dict[str, frozenset[str]] = {}
         for brand in config.brands:
             pattern = term_pattern(brand.terms)
             assert pattern is not None  # validated: at least one non-blank term
             self.brand_patterns[brand.id] = pattern
+            self._stop_terms[brand.id] = brand_stop_terms(
+                [normalize(t) for t in (*brand.terms, *brand.accounts)]
+            )
             self.aggregator.declare(brand.id)
-            for topic in rules.topics(brand.id):
-                self.aggregator.declare(brand.id, topic)
+        # which brands a post may be about, from its words: one look-up per word, not one
+        # search per brand (the patterns confirm)
+        self._brand_index = TermIndex.of({brand.id: brand.terms for brand in config.brands})
+        self._brand_rank = {brand.id: rank for rank, brand in enumerate(config.brands)}
+        self._finest = min(config.detect.scales_seconds)
+        self._plans: dict[str, _BrandPlan] = {}
+        self._authors: dict[tuple[str, str], _Authors] = {}  # (brand, topic) -> its authors
+        self._pending: deque[_PendingMention] = deque()
+        self._use(rules)
         self._timer = timer
         self._stage = {stage: metrics.stage_seconds.labels(stage) for stage in STAGES}
         self._langs = scorer.languages  # the languages with a scorer of their own
@@ -88,18 +191,72 @@ class Pipeline:
             ((rule.id, rule.severity.value) for rule in rules.rules),
             [*self._langs, OTHER_LANG],
         )
+        self._processed = {b.id: metrics.processed.labels(b.id) for b in config.brands}
 
     def reload_rules(self, rules: RuleSet, playbooks: PlaybookIndex) -> None:
-        """Judge with new rules from the next bucket on; a new topic rule gets its series.
+        """Judge with new rules from the next bucket on; a new topic rule gets its series,
+        a new new-term rule its term tracker.
 
         Detectors and active alerts stay: a rule that is gone stops firing and its
         alerts resolve as usual.
         """
         self.rules = rules
         self.playbooks = playbooks
+        self._use(rules)
+
+    def _use(self, rules: RuleSet) -> None:
+        """Plan each brand's work for ``rules``: declare the topic series, keep or start the
+        term trackers, and forget what rules that are gone needed."""
+        scales = self.config.detect.scales_seconds
+        trackers: dict[tuple[str, int], TermTracker] = {}
+        plans = {}
         for brand in self.config.brands:
-            for topic in rules.topics(brand.id):
+            found = rules.for_brand(brand.id)
+            for topic in found.topics:
                 self.aggregator.declare(brand.id, topic)
+            new_term = []
+            for rule in found.new_term:
+                when = rule.when.new_term
+                assert when is not None  # a new-term rule
+                scale = term_scale(when, scales)
+                new_term.append((rule, when, scale))
+                key = (brand.id, scale)
+                tracker = trackers.get(key) or self.terms.get(key)
+                if tracker is None:
+                    tracker = TermTracker(
+                        scale, self._stop_terms[brand.id], self.config.detect.samples_per_bucket
+                    )
+                mine = [w for _, w, s in new_term if s == scale]
+                tracker.judge_min = min(
+                    TermParams().emerging_min_count, *(w.min_count for w in mine)
+                )
+                tracker.warmup_seconds = min(w.warmup_seconds for w in mine)
+                trackers[key] = tracker
+            plans[brand.id] = _BrandPlan(
+                rules=found,
+                own=rules.own(brand.id),
+                judged={t: rules.judged_scales(brand.id, t, scales) for t in found.topics},
+                authors={
+                    t: rules.judged_scales(brand.id, t, scales) if t else scales
+                    for t in ("", *found.topics)
+                    if rules.needs_authors(brand.id, t)
+                },
+                mention=tuple(
+                    (r, r.when.mention, rules.matchers.get(r.id))
+                    for r in found.mention
+                    if r.when.mention is not None
+                ),
+                new_term=tuple(new_term),
+                trackers=tuple(t for (b, _), t in trackers.items() if b == brand.id),
+            )
+        self.terms = trackers
+        self._plans = plans
+        self.streaks = {k: v for k, v in self.streaks.items() if rules.get(k[0]) is not None}
+        self._authors = {
+            (brand, topic): buckets
+            for (brand, topic), buckets in self._authors.items()
+            if brand in plans and topic in plans[brand].authors
+        }
 
     # -- the three ways in ---------------------------------------------------------
 
@@ -139,7 +296,9 @@ class Pipeline:
     # -- state across restarts -----------------------------------------------------
 
     def checkpoint(self) -> list[Checkpoint]:
-        """Every series' detectors as plain data: a snapshot that later learning leaves alone."""
+        """Every series' detectors as plain data: a snapshot that later learning leaves alone.
+
+        Not the term trackers (yet): after a restart, new-term rules warm up again."""
         return [
             Checkpoint.of(series, detector)
             for series, detectors in sorted(self.detectors.items())
@@ -177,6 +336,11 @@ class Pipeline:
                     on_refused(series, exc)
         return restored, refused
 
+    def restore_alerts(self, active: Iterable[ActiveAlert]) -> None:
+        """Put back the alerts that were firing before a restart (from the store's open
+        incidents), so that they update or resolve instead of firing again."""
+        self.book.restore(active)
+
     # -- stages --------------------------------------------------------------------
 
     def enrich(self, mentions: Sequence[Mention]) -> list[Mention]:
@@ -206,25 +370,73 @@ class Pipeline:
 
     def _brands_of(self, text: str) -> tuple[str, ...]:
         folded = normalize(text)
-        return tuple(b for b, pattern in self.brand_patterns.items() if pattern.search(folded))
+        may = self._brand_index.candidates(folded, words_of(folded))
+        found = [b for b in may if self.brand_patterns[b].search(folded)]
+        return tuple(sorted(found, key=self._brand_rank.__getitem__))  # in the config's order
 
     def _aggregate(self, mention: Mention) -> None:
-        brands = [b for b in mention.brands if b in self.brand_patterns]
+        plans = self._plans
+        brands = [b for b in mention.brands if b in plans]
         if not brands:
             self.metrics.unmatched.inc()
             return
         on_time = True
-        folded: str | None = None  # folded once, and only if a topic rule needs it
+        folded: str | None = None  # folded once, and only if a rule needs the text
+        words: set[str] | None = None  # the same for its words and its terms
+        terms: set[str] | None = None
+        timestamp = mention.created_at.timestamp()
         for brand in brands:
-            self.metrics.processed.labels(brand).inc()
+            plan = plans[brand]
+            self._processed[brand].inc()
             on_time = self.aggregator.add(mention, brand) and on_time
-            if self.rules.topics(brand):
+            if "" in plan.authors:
+                self._add_author(brand, "", mention, timestamp, plan.authors[""])
+            may: set[str] | None = None  # the topic and mention rules it may match
+            if plan.rules.topics:
                 folded = normalize(mention.text) if folded is None else folded
-                for topic in self.rules.topics_of(mention, folded, brand):
+                words = words_of(folded) if words is None else words
+                may = self.rules.candidates(folded, brand, words)
+                for topic in self.rules.topics_of(mention, folded, brand, may):
                     self.aggregator.add(mention, brand, topic)
+                    if topic in plan.authors:
+                        self._add_author(brand, topic, mention, timestamp, plan.authors[topic])
+            for rule, when, matcher in plan.mention:
+                if not when.admits(mention) or not rule.live_at(mention.created_at):
+                    continue
+                if matcher is not None:
+                    folded = normalize(mention.text) if folded is None else folded
+                    words = words_of(folded) if words is None else words
+                    may = self.rules.candidates(folded, brand, words) if may is None else may
+                    if rule.id not in may or not matcher.matches(mention, folded, plan.own):
+                        continue
+                self._pending.append(_PendingMention(rule, brand, mention, self.clock.watermark))
+            if plan.trackers:
+                folded = normalize(mention.text) if folded is None else folded
+                terms = terms_in(folded) if terms is None else terms
+                for tracker in plan.trackers:
+                    tracker.add(mention, terms, timestamp)
         if not on_time:
             self.metrics.late.inc()
         self.clock.observe(mention.created_at)
+
+    def _add_author(
+        self, brand: str, topic: str, mention: Mention, timestamp: float, scales: tuple[int, ...]
+    ) -> None:
+        """Count the post's author in its open bucket at each scale (for ``min_authors``)."""
+        authors = self._authors.get((brand, topic))
+        if authors is None:
+            authors = self._authors[(brand, topic)] = _Authors()
+        author = mention.author.id or mention.author.handle or f"post:{mention.id}"
+        authors.add(author, timestamp, scales)
+
+    def _authors_in(self, bucket: Bucket) -> int:
+        """The different authors of a closed bucket (forgotten from now on)."""
+        series = bucket.series
+        authors = self._authors.get((series.brand, series.topic))
+        if authors is None:
+            return 0
+        scale = series.scale_seconds
+        return authors.close(scale, int(bucket.start.timestamp()) // scale)
 
     def _close(self) -> list[AlertEvent]:
         watermark = self.clock.watermark
@@ -235,18 +447,35 @@ class Pipeline:
         detecting = ruling = 0.0
         evaluations: dict[str, int] = {}
         # Bucket by bucket, in event-time order, so that the alerts (and their
-        # resolution) do not depend on how the posts were batched.
-        for bucket in self.aggregator.close_until(watermark):
-            started = timer()
-            signals = self._judge(bucket)
-            judged = timer()
-            self.metrics.record_bucket(bucket, signals)
-            recorded = timer()
-            events.extend(self.book.observe(self._alerts(bucket, signals), bucket.end))
-            detecting += judged - started
-            ruling += timer() - recorded
-            for signal in signals:
-                evaluations[signal.measure.value] = evaluations.get(signal.measure.value, 0) + 1
+        # resolution) do not depend on how the posts were batched; the buckets that
+        # end at one instant make one round of the lifecycle.
+        for end, buckets in itertools.groupby(
+            self.aggregator.close_until(watermark), key=_bucket_end
+        ):
+            events.extend(self._release_mentions(before=end))
+            alerts: list[Alert] = []
+            term_alerts: list[Alert] = []
+            for bucket in buckets:
+                if not self._judged(bucket.series):
+                    continue  # no rule looks at it
+                started = timer()
+                signals = self._judge(bucket)
+                closed_terms = self._close_terms(bucket)
+                judged = timer()
+                self.metrics.record_bucket(bucket, signals)
+                self.history.record(bucket, signals)
+                recorded = timer()
+                if closed_terms is not None:
+                    term_alerts.extend(self._term_alerts(bucket, signals, closed_terms))
+                    evaluations["term_volume"] = evaluations.get("term_volume", 0) + 1
+                alerts.extend(self._alerts(bucket, signals))
+                detecting += judged - started
+                ruling += timer() - recorded
+                for signal in signals:
+                    measure = signal.measure.value
+                    evaluations[measure] = evaluations.get(measure, 0) + 1
+            events.extend(self.book.observe(alerts + term_alerts, end))
+        events.extend(self._release_mentions(before=None))
         if evaluations:
             self._stage["detect"].observe(detecting)
             self._stage["rules"].observe(ruling)
@@ -259,7 +488,7 @@ class Pipeline:
                 self.metrics.alerts_fired.labels(
                     event.alert.rule_id, event.alert.severity.value
                 ).inc()
-            else:
+            elif event.kind is EventKind.RESOLVED:
                 self.metrics.alerts_resolved.labels(
                     event.alert.rule_id, event.alert.severity.value
                 ).inc()
@@ -273,6 +502,17 @@ class Pipeline:
                 self.metrics.brand_active_alerts.labels(brand).set(count)
         return events
 
+    def _judged(self, series: SeriesKey) -> bool:
+        """Whether a closed bucket of ``series`` is worth judging: every bucket of a brand
+        (for its dashboards, charts and context), a topic's only at the scales its rule
+        looks at (a sparse topic at 1 minute is mostly empty buckets, each costing its
+        detectors as much as a busy one)."""
+        if not series.topic:
+            return True
+        plan = self._plans.get(series.brand)
+        scales = plan.judged.get(series.topic) if plan is not None else None
+        return scales is not None and series.scale_seconds in scales
+
     def _judge(self, bucket: Bucket) -> list[Signal]:
         detectors = self.detectors.get(bucket.series)
         if detectors is None:
@@ -284,23 +524,155 @@ class Pipeline:
             detector.learn_one(bucket)
         return signals
 
+    # -- rules -----------------------------------------------------------------------
+
     def _alerts(self, bucket: Bucket, signals: list[Signal]) -> list[Alert]:
+        """The signal rules that fire on this bucket (``for_seconds``: after their streak)."""
+        series = bucket.series
+        rules = self.rules.signal_rules(series.brand, series.topic)
+        if not rules:
+            return []
+        plan = self._plans.get(series.brand)
+        authors = self._authors_in(bucket) if plan and series.topic in plan.authors else 0
+        by_measure = {signal.measure: signal for signal in signals}
         alerts = []
-        for signal in signals:
-            for rule in self.rules.fired_by(signal, bucket):
-                playbook = self.playbooks.get(rule.playbook)
-                assert playbook is not None  # validated when the rules were loaded
-                alerts.append(
-                    Alert(
-                        rule_id=rule.id,
-                        title=rule.title,
-                        severity=rule.severity,
-                        series=bucket.series,
-                        signal=signal,
-                        bucket=bucket,
-                        context=tuple(signals),
-                        playbook=playbook.ref(self.config.playbook_url_base),
-                        channels=rule.notify,
-                    )
-                )
+        for rule in rules:
+            when = rule.when
+            signal = by_measure.get(when.measure)
+            holds = (
+                signal is not None
+                and rule.live_at(bucket.end)
+                and when.holds(signal, bucket, authors)
+            )
+            if when.for_seconds:
+                key = (rule.id, series)
+                if not holds:
+                    self.streaks.pop(key, None)
+                    continue
+                since = self.streaks.setdefault(key, bucket.start)
+                if (bucket.end - since).total_seconds() < when.for_seconds:
+                    continue
+            if holds and signal is not None:
+                alerts.append(self._alert(rule, signal, bucket, tuple(signals)))
         return alerts
+
+    def _close_terms(self, bucket: Bucket) -> ClosedTerms | None:
+        """For a brand's own bucket: close its term tracker at that scale, in step."""
+        if bucket.series.topic:
+            return None
+        tracker = self.terms.get((bucket.series.brand, bucket.series.scale_seconds))
+        if tracker is None:
+            return None
+        closed = tracker.close_until(bucket.end.timestamp())
+        return closed[-1] if closed else None
+
+    def _term_alerts(
+        self, bucket: Bucket, signals: list[Signal], closed: ClosedTerms
+    ) -> list[Alert]:
+        """The new-term rules that fire on this bucket, each on its most surprising term.
+
+        One story at a time: while a rule's alert for a term is active for the brand,
+        the rule only fires again on that term. A crisis makes a dozen words surge at
+        once (they show as the alerts' emerging terms); one alert per word would bury
+        the story. Another term can start an alert once that one has resolved.
+        """
+        brand = bucket.series.brand
+        plan = self._plans[brand]
+        alerts = []
+        for rule, when, scale in plan.new_term:
+            if (
+                scale != bucket.series.scale_seconds
+                or not rule.live_at(closed.end)
+                or closed.history_seconds < when.warmup_seconds
+            ):
+                continue
+            active = {
+                a.alert.term
+                for a in self.book.active.values()
+                if a.alert.rule_id == rule.id and a.alert.series.brand == brand
+            }
+            surge = next(
+                (
+                    s
+                    for s in closed.surges
+                    if s.count >= when.min_count
+                    and s.share >= when.min_share
+                    and s.likelihood >= when.likelihood
+                    and (not active or s.term in active)
+                ),
+                None,
+            )
+            if surge is None:
+                continue
+            series = bucket.series
+            evidence = Bucket(
+                series,
+                closed.start,
+                closed.end,
+                surge.count,
+                surge.negative,
+                surge.reach,
+                surge.samples,
+            )
+            signal = surge.signal(series, closed.start, closed.end)
+            alerts.append(self._alert(rule, signal, evidence, tuple(signals), term=surge.term))
+        return alerts
+
+    def _release_mentions(self, before: datetime | None) -> list[AlertEvent]:
+        """The mention rules' alerts whose posts came before the watermark passed ``before``
+        (all of them when it is None), into the lifecycle, in the order of the posts."""
+        events = []
+        pending = self._pending
+        while pending and (before is None or pending[0].after is None or pending[0].after < before):
+            item = pending.popleft()
+            mention = item.mention
+            at = mention.created_at
+            series = SeriesKey(item.brand, "", self._finest)
+            signal = Signal(series, Measure.MENTION, at, at, 1.0, 0.0, 0.0, 0.0, 1.0, "up")
+            evidence = Bucket(
+                series, at, at, 1, int(mention.is_negative), mention.reach, (mention,)
+            )
+            alert = self._alert(item.rule, signal, evidence, ())
+            events.extend(self.book.observe([alert], item.after or at))
+        return events
+
+    def _alert(
+        self,
+        rule: Rule,
+        signal: Signal,
+        bucket: Bucket,
+        context: tuple[Signal, ...],
+        term: str = "",
+    ) -> Alert:
+        playbook = self.playbooks.get(rule.playbook)
+        assert playbook is not None  # validated when the rules were loaded
+        # the chart shows the whole brand (a topic's own series is often sparse)
+        brand_series = SeriesKey(bucket.series.brand, "", bucket.series.scale_seconds)
+        return Alert(
+            rule_id=rule.id,
+            title=rule.title,
+            severity=rule.severity,
+            series=bucket.series,
+            signal=signal,
+            bucket=bucket,
+            context=context,
+            playbook=playbook.ref(self.config.playbook_url_base),
+            channels=rule.notify,
+            labels=tuple(sorted(rule.labels.items())),
+            term=term,
+            terms=self.emerging(bucket.series.brand),
+            history=self.history.points(brand_series) or self.history.points(bucket.series),
+        )
+
+    def emerging(self, brand: str) -> tuple[TermSurge, ...]:
+        """The brand's emerging terms now (only for brands a new-term rule watches)."""
+        plan = self._plans.get(brand)
+        if plan is None or not plan.trackers:
+            return ()
+        if len(plan.trackers) == 1:
+            return plan.trackers[0].emerging
+        merged: dict[str, TermSurge] = {}
+        for tracker in plan.trackers:
+            for surge in tracker.emerging:
+                merged.setdefault(surge.term, surge)
+        return tuple(merged.values())[: TermParams().emerging_top]

@@ -1,25 +1,69 @@
 """Rule files: which mentions a rule watches, when it fires, and whom it tells.
 
-A rule file (``rules/*.yaml``) holds a list of rules::
+A rule file (``rules/*.yaml``) holds a list of rules. Every key, with its default::
 
     rules:
-      - id: product-defect-wave
-        title: Product defect complaints are surging
-        brands: [kettlebird]            # default: every brand
-        match:                          # optional: a topic within the brand
-          any: [recall, overheat, burn, リコール, 火傷]
-        when:
-          signal: negative_share        # volume_up | volume_down | negative_share | negative_volume
+      - id: product-defect-surge        # lower case, digits, - and _; unique across files
+        title: Product defect posts are surging
+        description: ""                 # optional text for people
+        brands: []                      # default: every brand
+        match:                          # optional: which of the brand's posts the rule watches
+          any: [recall, overheat, リコール]    # at least one of these terms (or of `regex`)
+          regex: ["can'?t log ?in"]     # at least one of these (or of `any`)
+          all: []                       # every one of these terms
+          none: []                      # none of these terms (exclusions)
+          langs: []                     # only posts in these languages (default: any)
+          author:                       # conditions on who posted
+            min_followers: 0
+            verified: null              # true: verified accounts only; false: unverified only
+            own_account: null           # true: the brand's own accounts (config
+                                        # `brands[].accounts`) only; false: everyone else
+          mentions_own_account: null    # true: posts that @-mention one of the brand's accounts
+        when:                           # exactly one of `signal`, `mention` or `new_term`
+          signal: negative_volume       # volume_up | volume_down | negative_share | negative_volume
           likelihood: 0.999             # calibrated: about one false alarm per 1,000 buckets
-          min_count: 10                 # at least this many posts in the bucket
-        severity: critical
-        playbook: product-defect
-        notify: [console]
+          min_count: 0                  # at least this many posts in the bucket
+          min_negative: 0               # at least this many negative posts
+          min_authors: 0                # at least this many different authors
+          for_seconds: 0                # the condition holds on consecutive buckets this long
+          scales_seconds: []            # default: every configured scale
+        severity: warning               # info | warning | critical
+        playbook: product-defect        # must exist in playbooks/
+        notify: [console]               # notifier names from the config
+        labels: {}                      # e.g. {team: quality}: for routes and silences
+        quiet_hours: null               # e.g. {start: "22:00", end: "07:00",
+                                        #       timezone: Asia/Tokyo, days: [sat, sun]}
+        expires: null                   # e.g. 2026-12-31T00:00:00Z: no firing from then on
 
-A rule with ``match`` gets its own series per brand (the brand's mentions that
-match), watched at every time scale; a rule without it watches the brand's series.
-Terms match case- and width-insensitively (full-width ``RECALL`` matches ``recall``);
-Latin words match whole words only, other scripts anywhere in the text.
+Three kinds of rule:
+
+* **signal** (``when: {signal: ...}``): a detector's verdict on a closed bucket. A rule
+  with ``match`` gets its own series per brand (the brand's posts that match), judged at
+  the rule's ``scales_seconds``; a rule without it watches the brand's series.
+  ``min_authors`` counts the different authors of the bucket; ``for_seconds`` waits
+  until the condition has held on consecutive buckets of the series that long.
+* **mention** (``when: {mention: {negative: true, min_followers: 100000, min_reach: 0}}``):
+  one alert per matching post, at ingest, with no baseline. All of a rule's posts about
+  one brand are one alert identity; a new post with much more reach updates it.
+* **new term** (``when: {new_term: {likelihood: 0.9999, min_count: 5, min_share: 0.0,
+  scale_seconds: null, warmup_seconds: 86400}}``): a word or hashtag that was rare for
+  the brand is suddenly in many of its posts (``xwatch.detect.terms``): at least
+  ``min_count`` posts and ``min_share`` of the brand's posts in a bucket. It watches all
+  of the brand's posts (no ``match``) and fires on one term at a time per brand (the
+  other surging terms show in the alert's emerging terms).
+
+Terms match case- and width-insensitively (full-width Latin letters match ``recall``,
+half-width katakana match ``リコール``); Latin words and phrases match whole words only,
+other scripts anywhere in the text. Regexes are searched in the same folded text,
+ignoring case. ``match`` conditions all have to hold; ``any`` and ``regex`` together
+are one "at least one of" list.
+
+Event time decides ``expires`` (a backtest of last month still fires a rule that
+expired yesterday); ``quiet_hours`` hold the notices of a rule's non-critical
+incidents (``RuleSet.quiet``, fed to the incident book). In ``quiet_hours``, write
+times in quotes ("22:00": YAML reads 22:00 unquoted as a number), ``start`` after
+``end`` wraps past midnight, ``start`` equal to ``end`` is the whole day, and
+``days`` are the days a quiet period starts on (default: every day).
 """
 
 from __future__ import annotations
@@ -28,16 +72,18 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from xwatch.config import Config, Frozen
 from xwatch.errors import ConfigError, Problem
-from xwatch.model import Bucket, Measure, Mention, Severity, Signal
+from xwatch.model import Bucket, Measure, Mention, Severity, Signal, utc
 from xwatch.playbooks import PlaybookIndex
-from xwatch.yamlfile import load_yaml
+from xwatch.yamlfile import YamlDocument, load_yaml
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -48,21 +94,200 @@ SIGNALS: dict[str, tuple[Measure, str]] = {
     "negative_share": (Measure.NEGATIVE_SHARE, "up"),
     "negative_volume": (Measure.NEGATIVE_VOLUME, "up"),
 }
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Kind = Literal["signal", "mention", "new_term"]
+DEFAULT_TERM_SCALE = 300  # new-term rules count at 5 minutes when that scale is configured
+
+
+def normalize(text: str) -> str:
+    """Case- and width-folded text: what terms are matched against."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _regex(pattern: str) -> str:
+    """A regex that compiles (checked at load, so that a typo is a file:line error)."""
+    try:
+        compile_regex(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return pattern
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """A rule's regex as it is searched: width-folded like the text, ignoring case."""
+    return re.compile(unicodedata.normalize("NFKC", pattern), re.IGNORECASE)
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
+NonNegative = Annotated[int, Field(ge=0)]
+
+
+class AuthorMatch(Frozen):
+    min_followers: NonNegative = 0
+    verified: bool | None = None  # None: either
+    own_account: bool | None = None  # True: the brand's own handles only; False: all others
 
 
 class Match(Frozen):
-    any: tuple[str, ...] = ()  # at least one of these
+    any: tuple[str, ...] = ()  # at least one of these (or of ``regex``)
+    regex: tuple[Regex, ...] = ()  # at least one of these (or of ``any``)
     all: tuple[str, ...] = ()  # every one of these
     none: tuple[str, ...] = ()  # none of these
     langs: tuple[str, ...] = ()  # only posts in these languages (default: any)
+    author: AuthorMatch | None = None
+    mentions_own_account: bool | None = None  # the post @-mentions one of the brand's handles
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Match:
+        author = self.author is not None and bool(self.author.model_fields_set)
+        lists = self.any or self.regex or self.all or self.none or self.langs
+        if not (lists or author or self.mentions_own_account is not None):
+            raise ValueError(
+                "match needs at least one of any, regex, all, none, langs, author or "
+                "mentions_own_account"
+            )
+        return self
+
+
+class MentionWhen(Frozen):
+    """A mention rule: which single posts fire it."""
+
+    negative: bool | None = None  # True: negative posts only; False: the others only
+    min_followers: NonNegative = 0
+    min_reach: NonNegative = 0  # followers plus engagement (``Mention.reach``)
+
+    def admits(self, mention: Mention) -> bool:
+        """The cheap checks, before any text is looked at."""
+        return (
+            mention.author.followers >= self.min_followers
+            and (self.min_reach == 0 or mention.reach >= self.min_reach)
+            and (self.negative is None or mention.is_negative == self.negative)
+        )
+
+
+class NewTermWhen(Frozen):
+    """A new-term rule: how surprising and how big a term's surge must be."""
+
+    likelihood: Annotated[float, Field(ge=0.5, le=1.0)] = 0.9999
+    min_count: Annotated[int, Field(ge=1)] = 5  # posts using the term in the bucket
+    min_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0  # of the brand's posts in it
+    scale_seconds: int | None = None  # default: 300 if configured, else the nearest scale
+    warmup_seconds: NonNegative = 86400  # no alert before the brand has this much history
+
+
+_SIGNAL_ONLY = frozenset(
+    {"likelihood", "min_count", "min_negative", "min_authors", "for_seconds", "scales_seconds"}
+)
 
 
 class Condition(Frozen):
-    signal: SignalName
+    """``when``: a signal (the flat keys), a single ``mention`` or a ``new_term``."""
+
+    signal: SignalName | None = None
     likelihood: Annotated[float, Field(ge=0.5, le=1.0)] = 0.999
-    min_count: Annotated[int, Field(ge=0)] = 0
-    min_negative: Annotated[int, Field(ge=0)] = 0
+    min_count: NonNegative = 0
+    min_negative: NonNegative = 0
+    min_authors: NonNegative = 0
+    for_seconds: NonNegative = 0
     scales_seconds: tuple[int, ...] = ()  # default: every configured scale
+    mention: MentionWhen | None = None
+    new_term: NewTermWhen | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Condition:
+        kinds = [k for k in ("signal", "mention", "new_term") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            found = " and ".join(kinds) or "none of them"
+            raise ValueError(f"when needs exactly one of signal, mention or new_term ({found})")
+        extra = sorted(self.model_fields_set & _SIGNAL_ONLY)
+        if kinds[0] != "signal" and extra:
+            raise ValueError(
+                f"{', '.join(extra)}: only for a signal rule; a {kinds[0]} rule "
+                f"takes its settings under '{kinds[0]}:'"
+            )
+        return self
+
+    @property
+    def kind(self) -> Kind:
+        if self.mention is not None:
+            return "mention"
+        if self.new_term is not None:
+            return "new_term"
+        return "signal"
+
+    @property
+    def measure(self) -> Measure:
+        """The measure a signal rule judges."""
+        assert self.signal is not None
+        return SIGNALS[self.signal][0]
+
+    def holds(self, signal: Signal, bucket: Bucket, authors: int) -> bool:
+        """A signal rule's condition on one bucket (``signal`` is of ``self.measure``)."""
+        assert self.signal is not None
+        return (
+            signal.direction == SIGNALS[self.signal][1]
+            and not signal.warming_up
+            and signal.likelihood >= self.likelihood
+            and bucket.count >= self.min_count
+            and bucket.negative >= self.min_negative
+            and authors >= self.min_authors
+            and (not self.scales_seconds or bucket.series.scale_seconds in self.scales_seconds)
+        )
+
+
+class QuietHours(Frozen):
+    """When a rule's non-critical incidents are not announced (held until the end)."""
+
+    start: time
+    end: time
+    timezone: str = "UTC"
+    days: tuple[Weekday, ...] = ()  # the days a quiet period starts on (default: every day)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock_time(cls, value: Any) -> Any:
+        if isinstance(value, int | float):  # YAML 1.1 reads 22:00 unquoted as 1320
+            raise ValueError(
+                'write the time in quotes, like "22:00" (YAML reads 22:00 unquoted as a number)'
+            )
+        found = (
+            re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value) if isinstance(value, str) else None
+        )
+        if found is None:
+            raise ValueError('expected a time of day as "HH:MM", like "22:00"')
+        return time(int(found[1]), int(found[2]))
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, like Asia/Tokyo or UTC)"
+            ) from None
+        return value
+
+    def covers(self, at: datetime) -> bool:
+        local = at.astimezone(ZoneInfo(self.timezone))
+        now, weekday = local.time(), WEEKDAYS[local.weekday()]
+        yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
+        days = self.days or WEEKDAYS
+        if self.start == self.end:  # the whole day
+            return weekday in days
+        if self.start < self.end:
+            return self.start <= now < self.end and weekday in days
+        return (now >= self.start and weekday in days) or (now < self.end and yesterday in days)
+
+
+def _utc_datetime(value: Any) -> Any:
+    """``expires``: a date is its midnight UTC; a time without a zone is UTC."""
+    if isinstance(value, datetime):
+        return utc(value)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return value
 
 
 class Rule(Frozen):
@@ -75,13 +300,36 @@ class Rule(Frozen):
     severity: Severity = Severity.WARNING
     playbook: str
     notify: tuple[str, ...] = ("console",)
+    labels: dict[str, str] = Field(default_factory=dict)  # for routing and silences
+    quiet_hours: QuietHours | None = None
+    expires: datetime | None = None
 
-    @field_validator("match")
+    @field_validator("expires", mode="before")
     @classmethod
-    def _match_has_terms(cls, match: Match | None) -> Match | None:
-        if match is not None and not (match.any or match.all):
-            raise ValueError("match needs terms in 'any' or 'all'")
-        return match
+    def _expires_utc(cls, value: Any) -> Any:
+        return _utc_datetime(value)
+
+    @field_validator("expires")
+    @classmethod
+    def _expires_aware(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else utc(value)
+
+    @model_validator(mode="after")
+    def _new_term_watches_every_post(self) -> Rule:
+        if self.when.new_term is not None and self.match is not None:
+            raise ValueError(
+                "a new_term rule watches all of a brand's posts: remove 'match' "
+                "(or make it a signal rule)"
+            )
+        return self
+
+    @property
+    def kind(self) -> Kind:
+        return self.when.kind
+
+    def live_at(self, at: datetime) -> bool:
+        """Not expired at event time ``at``."""
+        return self.expires is None or at < self.expires
 
 
 class RuleFile(Frozen):
@@ -89,11 +337,6 @@ class RuleFile(Frozen):
 
 
 # --- matching -----------------------------------------------------------------
-
-
-def normalize(text: str) -> str:
-    """Case- and width-folded text: what terms are matched against."""
-    return unicodedata.normalize("NFKC", text).casefold()
 
 
 def term_pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
@@ -116,87 +359,316 @@ def term_pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnAccounts:
+    """A brand's own handles (``brands[].accounts``), folded, and a finder for @-mentions."""
+
+    handles: frozenset[str]
+    mentioned: re.Pattern[str] | None  # "@handle" of any of them, in folded text
+
+    @classmethod
+    def of(cls, accounts: Iterable[str]) -> OwnAccounts:
+        handles = frozenset(normalize(a).strip().lstrip("@") for a in accounts if a.strip())
+        alternatives = "|".join(re.escape(h) for h in sorted(handles))
+        return cls(handles, re.compile(rf"@(?:{alternatives})(?!\w)") if handles else None)
+
+    def wrote(self, mention: Mention) -> bool:
+        return normalize(mention.author.handle).lstrip("@") in self.handles
+
+
+NO_ACCOUNTS = OwnAccounts(frozenset(), None)
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledMatch:
-    any: re.Pattern[str] | None
+    """A rule's ``match``, compiled once: the cheap checks first, then the text."""
+
+    anyof: tuple[re.Pattern[str], ...]  # the terms of ``any`` as one pattern, plus each regex
     all: tuple[re.Pattern[str], ...]
     none: re.Pattern[str] | None
     langs: frozenset[str]
+    author: AuthorMatch | None
+    mentions_own_account: bool | None
 
     @classmethod
     def of(cls, match: Match) -> CompiledMatch:
+        terms = term_pattern(match.any)
+        anyof = [*((terms,) if terms is not None else ()), *map(compile_regex, match.regex)]
         return cls(
-            any=term_pattern(match.any),
+            anyof=_one_search(anyof),
             all=tuple(p for t in match.all if (p := term_pattern([t])) is not None),
             none=term_pattern(match.none),
             langs=frozenset(match.langs),
+            author=match.author,
+            mentions_own_account=match.mentions_own_account,
         )
 
-    def matches(self, folded_text: str, lang: str | None) -> bool:
-        if self.langs and lang not in self.langs:
+    def matches(self, mention: Mention, folded_text: str, own: OwnAccounts) -> bool:
+        if self.langs and mention.lang not in self.langs:
             return False
-        if self.any is not None and not self.any.search(folded_text):
-            return False
-        if any(not p.search(folded_text) for p in self.all):
-            return False
-        return not (self.none is not None and self.none.search(folded_text))
+        author = self.author
+        if author is not None:
+            if mention.author.followers < author.min_followers:
+                return False
+            if author.verified is not None and mention.author.verified != author.verified:
+                return False
+            if author.own_account is not None and own.wrote(mention) != author.own_account:
+                return False
+        if self.mentions_own_account is not None:
+            found = own.mentioned is not None and own.mentioned.search(folded_text) is not None
+            if found != self.mentions_own_account:
+                return False
+        for pattern in self.anyof:  # plain loops: this runs per post and topic rule
+            if pattern.search(folded_text):
+                break
+        else:
+            if self.anyof:
+                return False
+        for pattern in self.all:
+            if not pattern.search(folded_text):
+                return False
+        return self.none is None or not self.none.search(folded_text)
+
+
+def _one_search(patterns: list[re.Pattern[str]]) -> tuple[re.Pattern[str], ...]:
+    """The "at least one of" patterns as one where that means the same: one search per
+    post instead of one per pattern. Not when a regex refers to its own groups (``\\1``,
+    ``(?P=name)``): their numbers and names would clash."""
+    if len(patterns) < 2 or any(re.search(r"\\[1-9]|\(\?P=", p.pattern) for p in patterns):
+        return tuple(patterns)
+    try:
+        return (re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.IGNORECASE),)
+    except re.error:
+        return tuple(patterns)
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def words_of(folded_text: str) -> set[str]:
+    """The words of a folded text (runs of word characters), for ``TermIndex.candidates``."""
+    return set(_WORDS.findall(folded_text))
+
+
+@dataclass(frozen=True, slots=True)
+class TermIndex:
+    """Which of many term lists may match a text, from the text's words: a few dictionary
+    look-ups per post instead of one regex search per list.
+
+    Exact for what ``term_pattern`` finds: a Latin term matches only where its first
+    word is a whole word of the text, and a term in another script only where it is a
+    substring. A key is a candidate when that holds for one of its terms; its own
+    pattern decides. A key without a term list (None) is always a candidate.
+    """
+
+    by_word: dict[str, frozenset[str]]  # the first word of a Latin term -> keys
+    by_substring: tuple[tuple[str, str], ...]  # (a term in another script, its key)
+    always: frozenset[str]
+
+    @classmethod
+    def of(cls, terms_by_key: dict[str, Sequence[str] | None]) -> TermIndex:
+        by_word: dict[str, set[str]] = {}
+        by_substring = []
+        always = set()
+        for key, terms in terms_by_key.items():
+            folded = [t for t in map(normalize, terms or ()) if t.strip()]
+            if not folded:
+                always.add(key)
+            for term in folded:
+                first = _WORDS.search(term)
+                if not term.isascii():
+                    by_substring.append((term, key))
+                elif first is None or term[0] == "_":
+                    always.add(key)  # no word to look up, or one that joins what precedes it
+                else:
+                    by_word.setdefault(first.group(), set()).add(key)
+        frozen = {word: frozenset(keys) for word, keys in by_word.items()}
+        return cls(frozen, tuple(by_substring), frozenset(always))
+
+    def candidates(self, folded_text: str, words: set[str]) -> set[str]:
+        found = set(self.always)
+        by_word = self.by_word
+        for word in by_word.keys() & words:  # in C, over the smaller of the two
+            found |= by_word[word]
+        for term, key in self.by_substring:
+            if key not in found and term in folded_text:
+                found.add(key)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class BrandRules:
+    """The rules that watch one brand, by kind (worked out once per brand)."""
+
+    topics: tuple[str, ...]  # ids of the signal rules with ``match``: each has its own series
+    mention: tuple[Rule, ...]
+    new_term: tuple[Rule, ...]
+    index: TermIndex  # which topic and mention rules a post's words may match
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOrigin:
+    """Where a rule is written: its file and the line of each of its keys."""
+
+    file: str
+    index: int
+    lines: dict[str, int]  # top-level key of the rule -> line ("" for the rule itself)
+
+    def line(self, key: str = "") -> int:
+        return self.lines.get(key, self.lines.get("", 1))
 
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Validated rules, ready to match mentions and evaluate signals."""
+    """Validated rules, compiled, ready to match mentions and evaluate signals."""
 
     rules: tuple[Rule, ...]
-    matchers: dict[str, CompiledMatch]  # rule id -> compiled match, for topic rules
-    _topics: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    matchers: dict[str, CompiledMatch]  # rule id -> compiled match
+    accounts: dict[str, OwnAccounts] = field(default_factory=dict)  # brand -> its handles
+    origins: dict[str, RuleOrigin] = field(default_factory=dict)  # rule id -> where written
+    _by_id: dict[str, Rule] = field(default_factory=dict, compare=False, repr=False)
+    _brands: dict[str, BrandRules] = field(default_factory=dict, compare=False, repr=False)
+    _series: dict[tuple[str, str], tuple[Rule, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
-    def of(cls, rules: Sequence[Rule]) -> RuleSet:
+    def of(
+        cls,
+        rules: Sequence[Rule],
+        accounts: dict[str, OwnAccounts] | None = None,
+        origins: dict[str, RuleOrigin] | None = None,
+    ) -> RuleSet:
         return cls(
             rules=tuple(rules),
             matchers={r.id: CompiledMatch.of(r.match) for r in rules if r.match is not None},
+            accounts=accounts or {},
+            origins=origins or {},
+            _by_id={r.id: r for r in rules},
         )
 
-    def topics(self, brand: str) -> tuple[str, ...]:
-        """Ids of the topic rules that watch ``brand`` (worked out once per brand)."""
-        topics = self._topics.get(brand)
-        if topics is None:
-            topics = tuple(r.id for r in self.rules if r.match is not None and _watches(r, brand))
-            self._topics[brand] = topics
-        return topics
+    def get(self, rule_id: str) -> Rule | None:
+        return self._by_id.get(rule_id)
 
-    def topics_of(self, mention: Mention, folded_text: str, brand: str) -> list[str]:
+    def for_brand(self, brand: str) -> BrandRules:
+        """The rules that watch ``brand``, by kind."""
+        found = self._brands.get(brand)
+        if found is None:
+            watching = [r for r in self.rules if not r.brands or brand in r.brands]
+            matched = [r for r in watching if r.match is not None and r.kind != "new_term"]
+            found = BrandRules(
+                topics=tuple(r.id for r in matched if r.kind == "signal"),
+                mention=tuple(r for r in watching if r.kind == "mention"),
+                new_term=tuple(r for r in watching if r.kind == "new_term"),
+                index=TermIndex.of({r.id: _index_terms(r) for r in matched}),
+            )
+            self._brands[brand] = found
+        return found
+
+    def topics(self, brand: str) -> tuple[str, ...]:
+        """Ids of the topic rules that watch ``brand`` (each has a series of its own)."""
+        return self.for_brand(brand).topics
+
+    def own(self, brand: str) -> OwnAccounts:
+        return self.accounts.get(brand, NO_ACCOUNTS)
+
+    def candidates(self, folded_text: str, brand: str, words: set[str] | None = None) -> set[str]:
+        """The ids of the topic and mention rules of ``brand`` that the text may match (the
+        others cannot); ``words``: ``words_of`` the text, if the caller has them."""
+        words = words_of(folded_text) if words is None else words
+        return self.for_brand(brand).index.candidates(folded_text, words)
+
+    def topics_of(
+        self, mention: Mention, folded_text: str, brand: str, may: set[str] | None = None
+    ) -> list[str]:
+        """The topic rules of ``brand`` that the post matches (``may``: ``candidates``)."""
+        may = self.candidates(folded_text, brand) if may is None else may
+        own = self.own(brand)
         return [
             topic
             for topic in self.topics(brand)
-            if self.matchers[topic].matches(folded_text, mention.lang)
+            if topic in may and self.matchers[topic].matches(mention, folded_text, own)
         ]
 
-    def fired_by(self, signal: Signal, bucket: Bucket) -> list[Rule]:
-        """The rules that this signal, on this bucket, makes fire."""
-        return [
-            rule
-            for rule in self.rules
-            if signal.series.topic == (rule.id if rule.match is not None else "")
-            and _watches(rule, signal.series.brand)
-            and _fires(rule.when, signal, bucket)
-        ]
+    def signal_rules(self, brand: str, topic: str) -> tuple[Rule, ...]:
+        """The signal rules that judge the series of ``brand`` (and ``topic``)."""
+        found = self._series.get((brand, topic))
+        if found is None:
+            found = tuple(
+                r
+                for r in self.rules
+                if r.kind == "signal"
+                and (not r.brands or brand in r.brands)
+                and (r.id if r.match is not None else "") == topic
+            )
+            self._series[(brand, topic)] = found
+        return found
+
+    def needs_authors(self, brand: str, topic: str) -> bool:
+        """Whether a rule on this series counts the different authors of a bucket."""
+        return any(r.when.min_authors for r in self.signal_rules(brand, topic))
+
+    def judged_scales(self, brand: str, topic: str, scales: Sequence[int]) -> tuple[int, ...]:
+        """The scales at which some signal rule judges this series (of ``scales``)."""
+        wanted: set[int] = set()
+        for rule in self.signal_rules(brand, topic):
+            wanted.update(rule.when.scales_seconds or scales)
+        return tuple(s for s in scales if s in wanted)
+
+    def quiet(self, rule_id: str, at: datetime) -> bool:
+        """Is ``rule_id`` in its quiet hours at ``at``? (``Policy.quiet`` in the incident book.)"""
+        rule = self._by_id.get(rule_id)
+        return rule is not None and rule.quiet_hours is not None and rule.quiet_hours.covers(at)
+
+    def warnings(self, now: datetime) -> list[Problem]:
+        """What is valid but probably not meant: expired rules, own-account conditions on a
+        brand without accounts."""
+        found = []
+        for rule in self.rules:
+            origin = self.origins.get(rule.id, RuleOrigin("<rules>", 0, {}))
+            where = f"rules[{origin.index}]"
+            if rule.expires is not None and rule.expires <= now:
+                found.append(
+                    Problem(
+                        origin.file,
+                        origin.line("expires"),
+                        f"{where}.expires: warning: {rule.id!r} expired on "
+                        f"{rule.expires:%Y-%m-%d %H:%M} UTC and no longer fires",
+                    )
+                )
+            match = rule.match
+            if match is None or not (
+                match.mentions_own_account or (match.author and match.author.own_account)
+            ):
+                continue
+            brands = rule.brands or tuple(self.accounts)
+            without = sorted(b for b in brands if not self.own(b).handles)
+            if without:
+                found.append(
+                    Problem(
+                        origin.file,
+                        origin.line("match"),
+                        f"{where}.match: warning: {rule.id!r} looks for the brand's own "
+                        f"accounts, but {', '.join(without)} has none in the config "
+                        "(brands[].accounts)",
+                    )
+                )
+        return found
 
 
-def _watches(rule: Rule, brand: str) -> bool:
-    return not rule.brands or brand in rule.brands
+def _index_terms(rule: Rule) -> tuple[str, ...] | None:
+    """The terms a post must have one of to match ``rule`` (None: no such list, or a regex
+    may match instead)."""
+    match = rule.match
+    if match is None or not match.any or match.regex:
+        return None
+    return match.any
 
 
-def _fires(when: Condition, signal: Signal, bucket: Bucket) -> bool:
-    measure, direction = SIGNALS[when.signal]
-    return (
-        signal.measure == measure
-        and signal.direction == direction
-        and not signal.warming_up
-        and signal.likelihood >= when.likelihood
-        and bucket.count >= when.min_count
-        and bucket.negative >= when.min_negative
-        and (not when.scales_seconds or signal.series.scale_seconds in when.scales_seconds)
-    )
+def term_scale(when: NewTermWhen, scales: Sequence[int]) -> int:
+    """The scale a new-term rule counts at: its own, else 5 minutes or the nearest scale."""
+    if when.scale_seconds is not None:
+        return when.scale_seconds
+    return min(scales, key=lambda s: (abs(s - DEFAULT_TERM_SCALE), s))
 
 
 # --- loading ------------------------------------------------------------------
@@ -210,7 +682,7 @@ def load_rules(directory: Path, config: Config, playbooks: PlaybookIndex) -> Rul
     if not directory.is_dir():
         raise ConfigError([Problem(str(directory), 1, "rules folder not found")])
     rules: list[Rule] = []
-    defined_in: dict[str, str] = {}
+    origins: dict[str, RuleOrigin] = {}
     problems: list[Problem] = []
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         try:
@@ -220,25 +692,35 @@ def load_rules(directory: Path, config: Config, playbooks: PlaybookIndex) -> Rul
             problems.extend(exc.problems)
             continue
         for index, rule in enumerate(rule_file.rules):
-            for key, message in _cross_check(rule, config, playbooks, defined_in):
-                line = document.line_of(("rules", index, key))
+            for key, message in _cross_check(rule, config, playbooks, origins):
+                line = document.line_of(("rules", index, *key.split(".")))
                 problems.append(Problem(document.file, line, f"rules[{index}].{key}: {message}"))
-            defined_in.setdefault(rule.id, document.file)
+            origins.setdefault(rule.id, _origin(document, index))
             rules.append(rule)
     if problems:
         raise ConfigError(problems)
-    return RuleSet.of(rules)
+    accounts = {brand.id: OwnAccounts.of(brand.accounts) for brand in config.brands}
+    return RuleSet.of(rules, accounts, origins)
+
+
+def _origin(document: YamlDocument, index: int) -> RuleOrigin:
+    item = document.data["rules"][index]
+    keys = item if isinstance(item, dict) else {}
+    lines = {str(key): document.line_of(("rules", index, str(key))) for key in keys}
+    lines[""] = document.line_of(("rules", index))
+    return RuleOrigin(document.file, index, lines)
 
 
 def _cross_check(
-    rule: Rule, config: Config, playbooks: PlaybookIndex, defined_in: dict[str, str]
+    rule: Rule, config: Config, playbooks: PlaybookIndex, origins: dict[str, RuleOrigin]
 ) -> list[tuple[str, str]]:
-    """What a rule names that does not exist: (key, message) pairs."""
+    """What a rule names that does not exist: (dotted key, message) pairs."""
     problems = []
     brands = sorted(b.id for b in config.brands)
     scales = config.detect.scales_seconds
-    if rule.id in defined_in:
-        problems.append(("id", f"{rule.id!r} is already defined in {defined_in[rule.id]}"))
+    known_scales = ", ".join(str(s) for s in scales)
+    if rule.id in origins:
+        problems.append(("id", f"{rule.id!r} is already defined in {origins[rule.id].file}"))
     for brand in rule.brands:
         if brand not in brands:
             problems.append(("brands", f"unknown brand {brand!r} (known: {', '.join(brands)})"))
@@ -263,9 +745,17 @@ def _cross_check(
         if scale not in scales:
             problems.append(
                 (
-                    "when",
-                    f"scales_seconds: {scale} is not a configured scale "
-                    f"({', '.join(str(s) for s in scales)})",
+                    "when.scales_seconds",
+                    f"{scale} is not a configured scale (detect.scales_seconds: {known_scales})",
                 )
             )
+    new_term = rule.when.new_term
+    if new_term is not None and new_term.scale_seconds not in (None, *scales):
+        problems.append(
+            (
+                "when.new_term.scale_seconds",
+                f"{new_term.scale_seconds} is not a configured scale "
+                f"(detect.scales_seconds: {known_scales})",
+            )
+        )
     return problems

@@ -11,6 +11,8 @@ MEASURE_NAMES = {
     Measure.VOLUME: "volume",
     Measure.NEGATIVE_SHARE: "negative share",
     Measure.NEGATIVE_VOLUME: "negative volume",
+    Measure.TERM_VOLUME: "term volume",
+    Measure.MENTION: "single post",
 }
 
 
@@ -24,6 +26,8 @@ def clean(text: str, limit: int = 200) -> str:
 def describe(signal: Signal) -> str:
     """``negative share 62% (usual 9%, band 4%-16%)`` or ``volume 143 (expected 31, ...)``."""
     name = MEASURE_NAMES[signal.measure]
+    if signal.measure is Measure.MENTION:
+        return f"{name} matched at {signal.end:%Y-%m-%d %H:%M:%S} UTC"
     if signal.measure is Measure.NEGATIVE_SHARE:
         return (
             f"{name} {signal.observed:.0%} (usual {signal.expected:.0%}, "
@@ -36,6 +40,13 @@ def describe(signal: Signal) -> str:
 
 
 def headline(alert: Alert) -> str:
+    if alert.signal.measure is Measure.MENTION:
+        return f"[{alert.severity.value.upper()}] {alert.series.brand}: {alert.title} (single post)"
+    if alert.term:
+        return (
+            f"[{alert.severity.value.upper()}] {alert.series.brand}: {alert.title} "
+            f"(new term {clean(alert.term, 40)!r})"
+        )
     arrow = "up" if alert.signal.direction == "up" else "down"
     return (
         f"[{alert.severity.value.upper()}] {alert.series.brand}: {alert.title} "
@@ -53,10 +64,16 @@ def render_text(event: AlertEvent) -> str:
             f"  rule        {alert.rule_id}\n"
         )
     signal = alert.signal
+    if signal.measure is Measure.MENTION:
+        when = f"{signal.end:%Y-%m-%d %H:%M:%S} UTC (one post)"
+    else:
+        when = (
+            f"{signal.start:%Y-%m-%d %H:%M}-{signal.end:%H:%M} UTC "
+            f"({format_scale(alert.series.scale_seconds)} buckets)"
+        )
     lines = [
         f"FIRING {headline(alert)}",
-        f"  when        {signal.start:%Y-%m-%d %H:%M}-{signal.end:%H:%M} UTC "
-        f"({format_scale(alert.series.scale_seconds)} buckets)",
+        f"  when        {when}",
         f"  signal      {describe(signal)}, likelihood {signal.likelihood:.5f}",
     ]
     for other in alert.context:
