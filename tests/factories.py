@@ -8,7 +8,23 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
-from xwatch.model import Author, Bucket, Mention, Sentiment, SeriesKey
+from xwatch.alerting.incidents import IncidentBook, Notice, NoticeKind, Policy
+from xwatch.model import (
+    Alert,
+    AlertEvent,
+    Author,
+    Bucket,
+    EventKind,
+    HistoryPoint,
+    Measure,
+    Mention,
+    PlaybookRef,
+    Sentiment,
+    SeriesKey,
+    Severity,
+    Signal,
+    TermSurge,
+)
 
 T0 = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
 
@@ -123,3 +139,137 @@ class GatedSource:
             yield m
         self.sent.set()
         await self.finish.wait()
+
+
+def alert(
+    *,
+    rule: str = "negative-share-spike",
+    brand: str = "kettlebird",
+    at: datetime | float = 13 * 3600.0,
+    severity: str = "critical",
+    measure: str = "negative_share",
+    channels: tuple[str, ...] = ("console",),
+    posts: tuple[Mention, ...] | None = None,
+    labels: tuple[tuple[str, str], ...] = (),
+    scale: int = 300,
+    history_points: int = 24,
+) -> Alert:
+    """A realistic alert: a 5-minute bucket whose negative share jumped, with sample
+    posts (most reach first), the brand's history and emerging terms."""
+    end = at if isinstance(at, datetime) else T0 + timedelta(seconds=at)
+    start = end - timedelta(seconds=scale)
+    series = SeriesKey(brand, "", scale)
+    if posts is None:
+        posts = (
+            _post("Kettle exploded on the counter, stay away! #kettlebird", end, 120_000, "a"),
+            _post("still waiting for a refund after 3 weeks @kettlebird", end, 5_400, "b"),
+            _post("ケトルの電源が入らない。3回目の交換でも直らない", end, 800, "c"),
+        )
+    share = Signal(
+        series,
+        Measure.NEGATIVE_SHARE,
+        start,
+        end,
+        0.41,
+        0.09,
+        0.04,
+        0.16,
+        0.99999,
+        "up",
+        surprise=5.2,
+    )
+    volume = Signal(
+        series, Measure.VOLUME, start, end, 143.0, 31.0, 18.0, 47.0, 0.9999, "up", surprise=4.1
+    )
+    negative = Signal(
+        series,
+        Measure.NEGATIVE_VOLUME,
+        start,
+        end,
+        59.0,
+        2.8,
+        0.0,
+        7.0,
+        0.999999,
+        "up",
+        surprise=9.3,
+    )
+    fired = {"negative_share": share, "volume": volume, "negative_volume": negative}[measure]
+    history = tuple(
+        HistoryPoint(
+            start=start - timedelta(seconds=scale * (history_points - 1 - i)),
+            count=31 + (i % 5) if i < history_points - 1 else 143,
+            expected=31.0,
+            low=18.0,
+            high=47.0,
+            negative_share=0.08 if i < history_points - 1 else 0.41,
+            usual_share=0.09,
+        )
+        for i in range(history_points)
+    )
+    return Alert(
+        rule_id=rule,
+        title="Negative share spike",
+        severity=Severity(severity),
+        series=series,
+        signal=fired,
+        bucket=Bucket(series, start, end, 143, 59, sum(p.reach for p in posts), posts),
+        context=(volume, share, negative),
+        playbook=PlaybookRef(
+            "complaint-wave",
+            "Customer complaint wave",
+            "http://127.0.0.1:9464/playbooks/complaint-wave",
+            30,
+        ),
+        channels=channels,
+        labels=labels,
+        terms=(TermSurge("exploded", 18, 0.2, 0.99999), TermSurge("refund", 12, 1.5, 0.999)),
+        history=history,
+    )
+
+
+def _post(text: str, at: datetime, followers: int, key: str) -> Mention:
+    return Mention(
+        id=f"post-{key}",
+        text=text,
+        created_at=at - timedelta(seconds=30),
+        source="test",
+        author=Author(id=f"user-{key}", handle=f"user_{key}", followers=followers),
+        lang="ja" if not text.isascii() else "en",
+        url=f"https://x.com/user_{key}/status/{key}",
+        brands=("kettlebird",),
+        sentiment=Sentiment("negative", -0.7),
+    )
+
+
+def notice(
+    kind: NoticeKind = NoticeKind.OPENED,
+    *,
+    channel: str = "console",
+    alert_: Alert | None = None,
+) -> Notice:
+    """A notice as the incident book makes it: opened, then (for other kinds) the action."""
+    fired = alert_ or alert(channels=(channel,))
+    book = IncidentBook(Policy())
+    changes = book.observe(
+        [AlertEvent(EventKind.FIRING, fired, fired.signal.end)], fired.signal.end
+    )
+    made = [n for c in changes for n in c.notices if n.channel == channel]
+    incident_id = changes[0].incident.id
+    later = fired.signal.end + timedelta(minutes=3)
+    if kind is NoticeKind.ACKNOWLEDGED:
+        changes = book.acknowledge(incident_id, "@maria", later)
+    elif kind is NoticeKind.RESOLVED:
+        changes = book.resolve(incident_id, "@maria", later)
+    elif kind is NoticeKind.ESCALATED:
+        changes = book.escalate(incident_id, "@maria", later)
+    elif kind is NoticeKind.SILENCED:
+        changes = book.silence_incident(
+            incident_id, "@maria", later, timedelta(hours=1), "silence-1"
+        )[1]
+    elif kind is not NoticeKind.OPENED:
+        raise ValueError(f"no recipe for a {kind} notice")
+    if kind is not NoticeKind.OPENED:
+        made = [n for c in changes for n in c.notices if n.channel == channel]
+    assert made, f"the book made no {kind} notice for {channel}"
+    return made[-1]

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from xwatch import logs
+from xwatch.alerting.incidents import Notice
 from xwatch.cli import build_parser
 from xwatch.daemon import Daemon
-from xwatch.model import AlertEvent
 from xwatch.settings import load_settings
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -223,10 +223,10 @@ def test_log_options_go_before_or_after_the_command() -> None:
 class RecordingNotifier:
     def __init__(self) -> None:
         self.name = "console"
-        self.events: list[AlertEvent] = []
+        self.notices: list[Notice] = []
 
-    async def send(self, event: AlertEvent) -> None:
-        self.events.append(event)
+    async def send(self, notice: Notice) -> None:
+        self.notices.append(notice)
 
 
 @pytest.mark.asyncio
@@ -243,18 +243,18 @@ async def test_alerts_are_logged_with_their_ids_and_post_texts_only_at_debug(
     await asyncio.wait_for(daemon.run(), 60)
 
     records = [json.loads(line) for line in root_handler.getvalue().splitlines()]
-    firing = [e for e in notifier.events if e.kind.value == "firing"]
+    firing = [p.first for n in notifier.notices for p in n.incident.parts]
     assert firing, "the demo's crisis fired nothing"
     logged = {r["alert"]: r for r in records if r.get("event") == "alert_firing"}
-    for event in firing:
-        record = logged[event.alert.identity]
+    for alert in firing:
+        record = logged[alert.identity]
         assert record["level"] == "info"
-        assert record["rule"] == event.alert.rule_id
-        assert record["brand"] == event.alert.series.brand
-        assert record["severity"] == event.alert.severity.value
+        assert record["rule"] == alert.rule_id
+        assert record["brand"] == alert.series.brand
+        assert record["severity"] == alert.severity.value
     assert any(r.get("event") == "alert_resolved" for r in records)
 
-    texts = {post.text for e in firing for post in e.alert.bucket.samples if len(post.text) > 20}
+    texts = {post.text for a in firing for post in a.bucket.samples if len(post.text) > 20}
     assert texts
     above_debug = "\n".join(
         json.dumps(r, ensure_ascii=False) for r in records if r["level"] != "debug"

@@ -18,8 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xwatch.model import Severity
 from xwatch.yamlfile import YamlDocument, load_yaml
 
 DEFAULT_CONFIG_NAME = "<embedded default config>"
@@ -157,15 +158,86 @@ class DetectConfig(Frozen):
         return tuple(sorted(scales))
 
 
+class Route(Frozen):
+    """Extra notifiers for incidents of some severities and/or with some rule labels.
+
+    A route with ``severity: [critical]`` also tells its notifiers about every critical
+    incident; ``labels: {team: support}`` about every incident with an alert whose rule
+    has that label; both: incidents that match both.
+    """
+
+    severity: tuple[Severity, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+    notify: Annotated[tuple[str, ...], Field(min_length=1)]
+
+
 class AlertingConfig(Frozen):
+    """How alerts become incidents, and how their notifications are delivered.
+
+    Times are event time for what the data drives (resolution, reminders, escalation),
+    wall time for delivery retries.
+    """
+
     resolve_after_seconds: Annotated[int, Field(ge=0)] = 1800  # calm this long → resolved
+    repeat_after_seconds: Annotated[int, Field(ge=0)] = 3600  # reminder if unacknowledged; 0: off
+    escalate_to: tuple[str, ...] = ()  # notifiers told when a critical incident is not
+    # acknowledged within its playbook's first-response time
+    routes: tuple[Route, ...] = ()
+    retry_initial_seconds: Annotated[float, Field(gt=0)] = 2.0
+    retry_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    give_up_after_seconds: Annotated[float, Field(gt=0)] = 86400.0  # then: failed for good
 
 
 class ConsoleNotifierConfig(Frozen):
     type: Literal["console"]
 
 
-NotifierConfig = Annotated[ConsoleNotifierConfig, Field(discriminator="type")]
+class SlackNotifierConfig(Frozen):
+    """Slack through the Web API (a bot token with chat:write, files:write)."""
+
+    type: Literal["slack"]
+    channel: str  # a channel id (C0123...) or name
+    token_env: str = "SLACK_BOT_TOKEN"
+    signing_secret_env: str = "SLACK_SIGNING_SECRET"  # verifies /slack/actions requests
+    api_url: str = "https://slack.com/api/"  # tests point this at a local server
+    chart: bool = True
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+
+class EmailNotifierConfig(Frozen):
+    """Email through an SMTP server (aiosmtplib)."""
+
+    type: Literal["email"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username_env: str | None = None
+    password_env: str | None = None
+    sender: str
+    recipients: Annotated[tuple[str, ...], Field(min_length=1)]
+    chart: bool = True
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+
+class WebhookNotifierConfig(Frozen):
+    """A JSON POST per notification, signed with HMAC-SHA256 when ``secret_env`` is set."""
+
+    type: Literal["webhook"]
+    url: str
+    format: Literal["xwatch", "pagerduty"] = "xwatch"
+    secret_env: str | None = None
+    routing_key_env: str | None = None  # PagerDuty Events v2 integration key
+    timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+
+def _console() -> NotifierConfig:
+    return ConsoleNotifierConfig(type="console")
+
+
+NotifierConfig = Annotated[
+    ConsoleNotifierConfig | SlackNotifierConfig | EmailNotifierConfig | WebhookNotifierConfig,
+    Field(discriminator="type"),
+]
 
 
 class ServerConfig(Frozen):
@@ -199,15 +271,14 @@ class Config(Frozen):
     sentiment: SentimentConfig = SentimentConfig()
     detect: DetectConfig = DetectConfig()
     alerting: AlertingConfig = AlertingConfig()
-    notifiers: dict[str, NotifierConfig] = Field(
-        default_factory=lambda: {"console": ConsoleNotifierConfig(type="console")}
-    )
+    notifiers: dict[str, NotifierConfig] = Field(default_factory=lambda: {"console": _console()})
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
     rules_dir: Path = Path("rules")
     playbooks_dir: Path = Path("playbooks")
     playbook_base_url: str | None = None  # None: the daemon serves /playbooks/<id>
+    public_url: str | None = None  # how people reach this daemon (incident links); None: server
     queue_size: Annotated[int, Field(ge=1)] = 10000
     dedup_capacity: Annotated[int, Field(ge=1)] = 200_000  # ids remembered to drop duplicates
     drain_timeout_seconds: Annotated[float, Field(ge=0)] = 10.0
@@ -242,11 +313,35 @@ class Config(Frozen):
                 raise ValueError(f"notifier name {name!r} must match {_ID}")
         return notifiers
 
+    @model_validator(mode="after")
+    def _routes_name_notifiers(self) -> Config:
+        known = ", ".join(sorted(self.notifiers))
+        named = [("alerting.escalate_to", n) for n in self.alerting.escalate_to] + [
+            (f"alerting.routes[{i}].notify", n)
+            for i, route in enumerate(self.alerting.routes)
+            for n in route.notify
+        ]
+        for key, name in named:
+            if name not in self.notifiers:
+                raise ValueError(f"{key}: unknown notifier {name!r} (configured: {known})")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach this daemon's web pages, ending in ``/``."""
+        if self.public_url:
+            return self.public_url.rstrip("/") + "/"
+        return f"http://{self.server.host}:{self.server.port}/"
+
     @property
     def playbook_url_base(self) -> str:
         if self.playbook_base_url:
             return self.playbook_base_url.rstrip("/") + "/"
-        return f"http://{self.server.host}:{self.server.port}/playbooks/"
+        return f"{self.base_url}playbooks/"
+
+    @property
+    def incident_url_base(self) -> str:
+        return f"{self.base_url}incidents/"
 
 
 def load_config(

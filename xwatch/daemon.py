@@ -23,43 +23,84 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import os
+import random
+import secrets
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from xwatch import logs
-from xwatch.alerting import Notifier
+from xwatch.alerting import (
+    MemoryRefs,
+    MessageRefs,
+    Notifier,
+    PermanentFailure,
+    TemporaryFailure,
+)
 from xwatch.alerting.console import ConsoleNotifier
+from xwatch.alerting.email import EmailNotifier
+from xwatch.alerting.incidents import (
+    Change,
+    Incident,
+    IncidentBook,
+    Notice,
+    Policy,
+    Route,
+    Silence,
+    UnknownIncident,
+)
+from xwatch.alerting.lifecycle import ActiveAlert
+from xwatch.alerting.service import DEFAULT_SILENCE, Action, IncidentRecord
+from xwatch.alerting.slack import SlackActions, SlackNotifier
+from xwatch.alerting.webhook import WebhookNotifier
 from xwatch.clock import Clock, LiveCompleteness, WallClock
-from xwatch.config import Config, WebhookSourceConfig, XStreamSourceConfig
-from xwatch.detect.state import CheckpointError
+from xwatch.config import (
+    Config,
+    EmailNotifierConfig,
+    SlackNotifierConfig,
+    WebhookNotifierConfig,
+    WebhookSourceConfig,
+    XStreamSourceConfig,
+)
+from xwatch.detect.state import Checkpoint, CheckpointError
 from xwatch.errors import ConfigError, PayloadError
 from xwatch.feedback import Feedback, api_token
 from xwatch.metrics import PROBLEM_KINDS, Metrics
-from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale
+from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale, utc
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.trained import router_from_config
 from xwatch.settings import Settings
 from xwatch.sources import MetricsReport, Source, build_sources
 from xwatch.sources.webhook import WebhookIngest
-from xwatch.store import Store, StoreError
+from xwatch.store import MEMORY, Store, StoreError
 from xwatch.web import LabelsApi, make_app
+from xwatch.web_incidents import add_incident_routes
 
 log = logging.getLogger("xwatch.daemon")
 
 MAX_BATCH = 1000
 EVIDENCE_POSTS = 3  # sample posts of an alert logged at debug level (cut short)
-SECRET_ENV_FIELDS = ("bearer_token_env", "secret_env", "password_env")
+SECRET_ENV_FIELDS = (
+    "bearer_token_env",
+    "secret_env",
+    "password_env",
+    "token_env",
+    "signing_secret_env",
+    "routing_key_env",
+)
 TICK_SECONDS = 1.0
 PROGRESS_SECONDS = 5.0
 MAX_FUTURE_SKEW = timedelta(minutes=5)  # a live post "from the future" beyond this is refused
 CATCH_UP_SECONDS = 300.0  # after a reconnect, wait this long at most for a source's backlog
+WATCH_SECONDS = 2.0  # how often the rules and playbooks folders are checked for changes
 
 
 class _EndOfSources:
@@ -74,17 +115,73 @@ QueueItem = Mention | _EndOfSources | _Stop
 
 
 def secret_env_names(config: Config) -> list[str]:
-    """The environment variables the configured sources read secrets from."""
-    names = (
-        getattr(source, field, None) for source in config.sources for field in SECRET_ENV_FIELDS
-    )
+    """The environment variables the configured sources and notifiers read secrets from."""
+    parts = [*config.sources, *config.notifiers.values()]
+    names = (getattr(part, field, None) for part in parts for field in SECRET_ENV_FIELDS)
     return [name for name in names if isinstance(name, str)]
 
 
-def build_notifiers(settings: Settings) -> dict[str, Notifier]:
+def incident_policy(settings: Settings) -> Policy:
+    """How the incident book groups, reminds, escalates and routes, from the settings."""
+    alerting = settings.config.alerting
+    rules = settings.rules
+    return Policy(
+        repeat_after=timedelta(seconds=alerting.repeat_after_seconds)
+        if alerting.repeat_after_seconds
+        else None,
+        escalate_to=alerting.escalate_to,
+        routes=tuple(
+            Route(route.severity, tuple(sorted(route.labels.items())), route.notify)
+            for route in alerting.routes
+        ),
+        quiet=rules.quiet,
+    )
+
+
+class StoreRefs:
+    """``MessageRefs`` kept in the daemon's store (its incident records), so that a
+    notifier finds its Slack message again after a restart."""
+
+    def __init__(self, records: Callable[[], Store | None]) -> None:
+        self.records = records
+        self.memory = MemoryRefs()  # while no store is open (tests that never run)
+
+    async def get(self, channel: str, incident_id: str) -> dict[str, str] | None:
+        records = self.records()
+        if records is None:
+            return await self.memory.get(channel, incident_id)
+        return await asyncio.to_thread(records.message_ref, channel, incident_id)
+
+    async def put(self, channel: str, incident_id: str, ref: dict[str, str]) -> None:
+        records = self.records()
+        if records is None:
+            await self.memory.put(channel, incident_id, ref)
+            return
+        await asyncio.to_thread(records.save_message_ref, channel, incident_id, ref)
+
+
+def build_notifiers(
+    settings: Settings, refs: MessageRefs, env: Mapping[str, str] = os.environ
+) -> dict[str, Notifier]:
+    """One notifier per configured name; a missing secret is a ``ConfigError``."""
+    config = settings.config
     notifiers: dict[str, Notifier] = {}
-    for name in settings.config.notifiers:
-        notifiers[name] = ConsoleNotifier(name)
+    for name, notifier in config.notifiers.items():
+        base = config.incident_url_base
+        if isinstance(notifier, SlackNotifierConfig):
+            notifiers[name] = SlackNotifier.from_config(
+                name, notifier, refs=refs, incident_url_base=base, env=env
+            )
+        elif isinstance(notifier, EmailNotifierConfig):
+            notifiers[name] = EmailNotifier.from_config(
+                name, notifier, incident_url_base=base, env=env
+            )
+        elif isinstance(notifier, WebhookNotifierConfig):
+            notifiers[name] = WebhookNotifier.from_config(
+                name, notifier, incident_url_base=base, env=env
+            )
+        else:
+            notifiers[name] = ConsoleNotifier(name, incident_url_base=config.incident_url_base)
     return notifiers
 
 
@@ -121,7 +218,20 @@ class Daemon:
         self.webhook = self._webhook()
         self.feedback = Feedback(config.api.remember_posts)
         self.api_token = api_token(config.api)  # None: the JSON API answers 503
-        self.notifiers = notifiers if notifiers is not None else build_notifiers(settings)
+        # Signs the incident pages' forms: from the API token when there is one (pages
+        # stay valid across restarts), else random for this process.
+        self.page_secret = (
+            hmac.new(self.api_token.encode(), b"xwatch incident page forms", "sha256").digest()
+            if self.api_token
+            else secrets.token_bytes(32)
+        )
+        self.refs = StoreRefs(lambda: self.records)
+        slack = [n for n in config.notifiers.values() if isinstance(n, SlackNotifierConfig)]
+        # One /slack/actions endpoint: its signing secret is the (first) Slack app's.
+        self.slack_actions = SlackActions.from_config(slack[0], self) if slack else None
+        self.notifiers = (
+            notifiers if notifiers is not None else build_notifiers(settings, self.refs)
+        )
         self.clock = clock or WallClock()
         for source in self.sources:
             if source.live:
@@ -131,8 +241,10 @@ class Daemon:
         self.stop = asyncio.Event()
         self.sources_done = asyncio.Event()
         self.serving = asyncio.Event()  # the web server listens (web_url is set)
+        self.started = asyncio.Event()  # the store is open, incidents restored, tasks start
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(config.queue_size)
-        self.outboxes: dict[str, asyncio.Queue[AlertEvent]] = {
+        self.book = IncidentBook(incident_policy(settings))
+        self.outboxes: dict[str, asyncio.Queue[Notice]] = {
             name: asyncio.Queue() for name in self.notifiers
         }
         self.queued_at: dict[str, deque[float]] = {name: deque() for name in self.notifiers}
@@ -147,6 +259,11 @@ class Daemon:
         self.alerts = 0
         self.web_url: str | None = None
         self.store: Store | None = None  # open while ``run`` runs, with store.enabled
+        # Incidents, silences and the outbox: the store, or without one a private
+        # in-memory store (pages and API work; a restart forgets them).
+        self.records: Store | None = None
+        self.silence_numbers = 0
+        self.failing: set[str] = set()  # notifiers whose last attempt failed (retrying)
         self.store_problem: str | None = None  # why the last checkpoint failed, for /readyz
         logs.add_secret_env(*secret_env_names(config), config.api.token_env)
         self._declare_metrics()
@@ -180,6 +297,7 @@ class Daemon:
             await self._close_store()
 
     async def _run(self) -> None:
+        self.started.set()
         self._install_signal_handlers()
         runner = await self._start_web()
         try:
@@ -198,6 +316,8 @@ class Daemon:
                     helpers.append(group.create_task(self._tick(), name="ticker"))
                 if self.store is not None:
                     helpers.append(group.create_task(self._checkpoints(), name="checkpoints"))
+                if self.reload is not None:
+                    helpers.append(group.create_task(self._watch_rules(), name="rules-watcher"))
                 await self.stop.wait()
                 log.info(
                     "stopping: draining the pipeline (at most %.0fs)",
@@ -241,20 +361,26 @@ class Daemon:
     # -- the store -------------------------------------------------------------------
 
     async def _open_store(self) -> None:
-        """Open the store and restore the detectors from its checkpoint."""
+        """Open the store (with ``store.enabled``; else a private in-memory one for the
+        incidents), restore the detectors, the open incidents, the silences, and queue
+        the notifications that were still pending when the daemon stopped."""
         config = self.settings.config.store
-        if not config.enabled:
-            return
-        store = await asyncio.to_thread(Store.open, config.path)
-        try:
-            checkpoints = await asyncio.to_thread(store.load_checkpoints)
-            self.metrics.store_size.set(await asyncio.to_thread(store.size_bytes))
-        except BaseException:
-            await asyncio.to_thread(store.close)
-            raise
-        self.store = store
-        for outcome in ("saved", "failed"):
-            self.metrics.checkpoints.labels(outcome)
+        if config.enabled:
+            store = await asyncio.to_thread(Store.open, config.path)
+            try:
+                checkpoints = await asyncio.to_thread(store.load_checkpoints)
+                self.metrics.store_size.set(await asyncio.to_thread(store.size_bytes))
+            except BaseException:
+                await asyncio.to_thread(store.close)
+                raise
+            self.store = store
+            for outcome in ("saved", "failed"):
+                self.metrics.checkpoints.labels(outcome)
+            self._restore_detectors(store, checkpoints)
+        self.records = self.store if self.store is not None else Store.open(MEMORY)
+        await self._restore_incidents(self.records)
+
+    def _restore_detectors(self, store: Store, checkpoints: list[Checkpoint]) -> None:
         if not checkpoints:
             log.info(
                 "store %s: no checkpoint yet, every series starts fresh",
@@ -272,6 +398,38 @@ class Daemon:
             refused,
             extra={"event": "store_restored", "restored": restored, "refused": refused},
         )
+
+    async def _restore_incidents(self, records: Store) -> None:
+        incidents = await asyncio.to_thread(records.open_incidents)
+        silences = await asyncio.to_thread(records.silences)
+        pending = await asyncio.to_thread(records.pending_notices)
+        self.book.restore(incidents, silences)
+        self.pipeline.restore_alerts(
+            ActiveAlert(part.first, part.latest, part.since, part.latest.signal.end)
+            for incident in incidents
+            for part in incident.parts
+            if part.active
+        )
+        for notice, _attempts in pending:
+            if notice.channel in self.outboxes:
+                self._enqueue(notice)
+            else:
+                await asyncio.to_thread(
+                    records.record_attempt, notice, "failed", "notifier not configured any more"
+                )
+        self._incident_metrics()
+        if incidents or pending:
+            log.info(
+                "store: %d open incidents, %d silences and %d pending notifications restored",
+                len(incidents),
+                len(silences),
+                len(pending),
+                extra={
+                    "event": "incidents_restored",
+                    "incidents": len(incidents),
+                    "pending": len(pending),
+                },
+            )
 
     @staticmethod
     def _refused(series: SeriesKey, error: CheckpointError) -> None:
@@ -321,9 +479,12 @@ class Daemon:
         )
 
     async def _close_store(self) -> None:
+        records, self.records = self.records, None
         if self.store is not None:
             store, self.store = self.store, None
             await asyncio.to_thread(store.close)
+        elif records is not None:
+            records.close()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -362,6 +523,7 @@ class Daemon:
         self.settings = Settings(
             self.settings.config, self.settings.config_file, settings.playbooks, settings.rules
         )
+        self.book.policy = incident_policy(self.settings)
         self.metrics.rule_reloads.labels("ok").inc()
         self.metrics.rules_loaded.set(len(settings.rules.rules))
         log.info(
@@ -371,6 +533,32 @@ class Daemon:
             extra={"event": "reload_ok"},
         )
         return True
+
+    async def _watch_rules(self) -> None:
+        """Reload the rules and playbooks when a file in their folders changes (polled:
+        no dependency, works on every file system, including mounted ConfigMaps)."""
+        seen = self._rule_files()
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            now = self._rule_files()
+            if now != seen:
+                seen = now
+                log.info("rule or playbook files changed: reloading", extra={"event": "reload"})
+                self.reload_rules()
+
+    def _rule_files(self) -> dict[str, tuple[float, int]]:
+        """(mtime, size) of every file in the rules and playbooks folders."""
+        config = self.settings.config
+        found: dict[str, tuple[float, int]] = {}
+        for folder in (config.rules_dir, config.playbooks_dir):
+            try:
+                for path in folder.iterdir():
+                    with contextlib.suppress(OSError):
+                        stat = path.stat()
+                        found[str(path)] = (stat.st_mtime, stat.st_size)
+            except OSError:
+                found[str(folder)] = (-1.0, -1)
+        return found
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -394,6 +582,7 @@ class Daemon:
                 token_env=self.settings.config.api.token_env,
             ),
         )
+        self._add_incident_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port)
@@ -421,6 +610,21 @@ class Daemon:
         )
         return runner
 
+    def _add_incident_routes(self, app: web.Application) -> None:
+        """Slack's buttons (for each Slack notifier's app), the incident pages and API."""
+        if self.slack_actions is not None:
+            self.slack_actions.routes(app)
+        add_incident_routes(
+            app,
+            incidents=self,
+            actions=self,
+            playbooks=lambda: self.settings.playbooks,
+            api_token=self.api_token,
+            page_secret=self.page_secret,
+            incident_url_base=self.settings.config.incident_url_base,
+            token_env=self.settings.config.api.token_env,
+        )
+
     def _ready(self) -> tuple[bool, str]:
         if self.stop.is_set():
             return False, "stopping"
@@ -431,6 +635,8 @@ class Daemon:
             return False, f"not connected: {', '.join(down)}"
         if self.store_problem is not None:
             return False, self.store_problem
+        if self.failing:  # ready for mentions still: the outbox keeps what waits
+            return True, f"ok, but retrying deliveries: {', '.join(sorted(self.failing))}"
         return True, "ok"
 
     def _webhook(self) -> WebhookIngest | None:
@@ -558,16 +764,52 @@ class Daemon:
         )
 
     def _dispatch(self, events: list[AlertEvent]) -> None:
+        """The pipeline's alert events → the incident book → the store → the outboxes.
+
+        The book also runs on rounds without events: reminders, escalations and
+        silence expiry follow event time (the watermark)."""
         for event in events:
             self.alerts += 1
             _log_alert_event(event)
             self.feedback.recent.remember(event)
-            for channel in event.alert.channels:
-                outbox = self.outboxes.get(channel)
-                if outbox is not None:
-                    outbox.put_nowait(event)
-                    self.queued_at[channel].append(time.time())
-                    self._outbox_metrics(channel)
+        now = self.pipeline.clock.watermark or max((e.at for e in events), default=None)
+        if now is None or (not events and not self.book.incidents and not self.book.silences):
+            return
+        self._apply(self.book.observe(events, now))
+
+    def _apply(self, changes: list[Change]) -> None:
+        """Store what the book did (before anything is sent), then queue its notices."""
+        if not changes:
+            return
+        if self.records is not None:
+            try:
+                self.records.record_changes(changes)
+            except StoreError as exc:  # sending beats not sending: go on, say so
+                self.store_problem = f"store not writable: {exc}"
+                log.error(
+                    "incidents not saved (their notifications are sent anyway): %s",
+                    exc,
+                    extra={"event": "incidents_not_saved"},
+                )
+        for change in changes:
+            if any(e.kind == "opened" for e in change.entries):
+                self.metrics.incidents_opened.labels(change.incident.severity.value).inc()
+            for notice in change.notices:
+                self._enqueue(notice)
+        self._incident_metrics()
+
+    def _incident_metrics(self) -> None:
+        self.metrics.incidents_open.set(len(self.book.incidents))
+        self.metrics.silences_active.set(len(self.book.silences))
+
+    def _enqueue(self, notice: Notice) -> None:
+        outbox = self.outboxes.get(notice.channel)
+        if outbox is None:  # validated: rules and routes name configured notifiers
+            log.error("no notifier %r for %s", notice.channel, notice.id)
+            return
+        outbox.put_nowait(notice)
+        self.queued_at[notice.channel].append(time.time())
+        self._outbox_metrics(notice.channel)
 
     def _outbox_metrics(self, channel: str) -> None:
         waiting = self.queued_at[channel]
@@ -575,30 +817,192 @@ class Daemon:
         self.metrics.outbox_oldest.labels(channel).set(waiting[0] if waiting else 0)
 
     async def _deliver(self, notifier: Notifier) -> None:
+        """Send one notifier's notices in order; retry temporary failures with capped
+        exponential backoff (or the far end's Retry-After) until they go through or
+        ``give_up_after_seconds`` have passed. A notifier that is down holds up only
+        its own queue, never the pipeline or the other notifiers."""
         outbox = self.outboxes[notifier.name]
         while True:
-            event = await outbox.get()
-            self.queued_at[notifier.name].popleft()
+            notice = await outbox.get()
             try:
-                await notifier.send(event)
-                self.metrics.notifications.labels(notifier.name, "sent").inc()
-            except Exception:
-                self.metrics.notifications.labels(notifier.name, "failed").inc()
-                log.exception(
-                    "notifier %s failed to send %s",
-                    notifier.name,
-                    event.alert.identity,
-                    extra={
-                        "event": "notification_failed",
-                        "channel": notifier.name,
-                        "alert": event.alert.identity,
-                        "rule": event.alert.rule_id,
-                        "brand": event.alert.series.brand,
-                    },
-                )
+                await self._deliver_one(notifier, notice)
             finally:
+                self.queued_at[notifier.name].popleft()
                 outbox.task_done()
                 self._outbox_metrics(notifier.name)
+
+    async def _deliver_one(self, notifier: Notifier, notice: Notice) -> None:
+        alerting = self.settings.config.alerting
+        first_try = time.monotonic()
+        delay = alerting.retry_initial_seconds
+        while True:
+            try:
+                await notifier.send(notice)
+            except PermanentFailure as exc:
+                self._delivered(notice, "failed", str(exc))
+                return
+            except Exception as exc:
+                error = str(exc) or type(exc).__name__
+                retry_after = exc.retry_after if isinstance(exc, TemporaryFailure) else None
+                if time.monotonic() - first_try >= alerting.give_up_after_seconds:
+                    self._delivered(notice, "failed", f"gave up after retrying: {error}")
+                    return
+                wait = retry_after if retry_after is not None else random.uniform(0, delay)
+                self._delivered(notice, "retry", error, wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, alerting.retry_max_seconds)
+                continue
+            self._delivered(notice, "delivered")
+            return
+
+    def _delivered(self, notice: Notice, outcome: str, error: str = "", wait: float = 0) -> None:
+        """Count, log and store one delivery attempt."""
+        channel = notice.channel
+        metric = {"delivered": "sent", "retry": "retried", "failed": "failed"}[outcome]
+        self.metrics.notifications.labels(channel, metric).inc()
+        self.metrics.notifier_failing.labels(channel).set(1 if outcome == "retry" else 0)
+        if outcome == "retry":
+            self.failing.add(channel)
+        else:
+            self.failing.discard(channel)
+        fields = {
+            "event": f"notification_{metric}",
+            "channel": channel,
+            "notice": notice.id,
+            "incident": notice.incident.id,
+            "kind": notice.kind.value,
+        }
+        if outcome == "retry":
+            log.warning(
+                "notifier %s: %s not delivered (%s), retrying in %.1fs",
+                channel,
+                notice.id,
+                error,
+                wait,
+                extra=fields,
+            )
+        elif outcome == "failed":
+            log.error(
+                "notifier %s: %s failed for good: %s", channel, notice.id, error, extra=fields
+            )
+        if self.records is not None:
+            try:
+                self.records.record_attempt(notice, outcome, error)
+            except StoreError as exc:
+                log.error("delivery of %s not recorded: %s", notice.id, exc, extra=fields)
+
+    # -- what people do (Slack buttons, the incident page, the JSON API) -------------------
+
+    def _action_time(self) -> datetime:
+        """Live: the wall clock. A replay: the data's time (its incidents live there)."""
+        if self.completeness_matters:
+            return self.clock.now()
+        return self.pipeline.clock.watermark or self.clock.now()
+
+    async def act(
+        self,
+        incident_id: str,
+        action: Action,
+        who: str,
+        *,
+        via: str,
+        silence_for: timedelta = DEFAULT_SILENCE,
+    ) -> Incident:
+        at = self._action_time()
+        if action == "acknowledge":
+            changes = self.book.acknowledge(incident_id, who, at)
+        elif action == "resolve":
+            changes = self.book.resolve(incident_id, who, at)
+        elif action == "escalate":
+            changes = self.book.escalate(incident_id, who, at)
+        else:
+            silence, changes = self.book.silence_incident(
+                incident_id, who, at, silence_for, self._silence_id(at)
+            )
+            self._save_silence(silence)
+        self.metrics.incident_actions.labels(action, via).inc()
+        log.info(
+            "incident %s: %s by %s via %s",
+            incident_id,
+            action,
+            logs.excerpt(who),
+            via,
+            extra={"event": "incident_action", "incident": incident_id, "action": action},
+        )
+        self._apply(changes)
+        if changes:
+            return changes[-1].incident
+        incident = self.book.incidents.get(incident_id)
+        if incident is None:
+            raise UnknownIncident(incident_id)
+        return incident
+
+    async def incident(self, incident_id: str) -> IncidentRecord | None:
+        if self.records is None:
+            return None
+        return await asyncio.to_thread(self.records.incident_record, incident_id)
+
+    async def incidents(
+        self, *, state: str | None = None, brand: str | None = None, limit: int = 50
+    ) -> list[Incident]:
+        if self.records is None:
+            return []
+        return await asyncio.to_thread(
+            lambda: self.records.incidents(state=state, brand=brand, limit=limit)  # type: ignore[union-attr]
+        )
+
+    async def silences(self) -> list[Silence]:
+        return sorted(self.book.silences.values(), key=lambda s: s.ends_at)
+
+    async def add_silence(
+        self,
+        *,
+        who: str,
+        ends_at: datetime,
+        brand: str = "",
+        rules: tuple[str, ...] = (),
+        labels: tuple[tuple[str, str], ...] = (),
+        comment: str = "",
+    ) -> Silence:
+        at = self._action_time()
+        # ``ends_at`` is wall time; a replay's incidents live in the data's time.
+        shift = at - self.clock.now() if not self.completeness_matters else timedelta(0)
+        silence = Silence(
+            id=self._silence_id(at),
+            ends_at=utc(ends_at) + shift,
+            created_at=at,
+            who=who,
+            comment=comment,
+            brand=brand,
+            rules=rules,
+            labels=labels,
+        )
+        self._save_silence(silence)
+        self.metrics.incident_actions.labels("silence", "api").inc()
+        self._apply(self.book.silence(silence, at))
+        self._incident_metrics()
+        return silence
+
+    async def remove_silence(self, silence_id: str, who: str) -> bool:
+        at = self._action_time()
+        if silence_id not in self.book.silences:
+            return False
+        self._apply(self.book.unsilence(silence_id, who, at))
+        if self.records is not None:
+            self.records.remove_silence(silence_id, who, at)
+        self._incident_metrics()
+        return True
+
+    def _silence_id(self, at: datetime) -> str:
+        self.silence_numbers += 1
+        return f"silence-{at:%Y%m%d-%H%M%S}-{self.silence_numbers}"
+
+    def _save_silence(self, silence: Silence) -> None:
+        if self.records is not None:
+            try:
+                self.records.save_silence(silence)
+            except StoreError as exc:
+                log.error("silence %s not saved: %s", silence.id, exc)
 
 
 def _source_event(what: str, source: Source) -> dict[str, object]:

@@ -35,7 +35,7 @@ PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
     "webhook": ("unauthorized", "queue_full"),
 }
 """The problems each type of source reports (``xwatch_source_problems_total{kind}``)."""
-NOTIFICATION_OUTCOMES = ("sent", "failed")
+NOTIFICATION_OUTCOMES = ("sent", "retried", "failed")  # failed: for good (or given up)
 
 
 class Metrics:
@@ -224,13 +224,13 @@ class Metrics:
         )
         self.outbox_depth = Gauge(
             "xwatch_outbox_depth",
-            "Alert events waiting to be delivered by a notifier.",
+            "Notifications waiting to be delivered by a notifier.",
             ["channel"],
             registry=registry,
         )
         self.outbox_oldest = Gauge(
             "xwatch_outbox_oldest_timestamp_seconds",
-            "When the oldest alert event still waiting for a notifier was queued "
+            "When the oldest notification still waiting for a notifier was queued "
             "(Unix time; 0 when none waits). Its age: time() - this.",
             ["channel"],
             registry=registry,
@@ -250,9 +250,37 @@ class Metrics:
         self.rules_loaded = Gauge("xwatch_rules_loaded", "Rules in force.", registry=registry)
         self.notifications = Counter(
             "xwatch_notifications_total",
-            "Notifications by channel and outcome.",
+            "Delivery attempts by channel and outcome: sent, retried (a temporary failure: "
+            "tried again later), failed (a permanent error, or retries given up).",
             ["channel", "outcome"],
             registry=registry,
+        )
+        self.notifier_failing = Gauge(
+            "xwatch_notifier_failing",
+            "1 while a notifier's last delivery attempt failed (it is retrying), else 0.",
+            ["channel"],
+            registry=registry,
+        )
+        self.incidents_opened = Counter(
+            "xwatch_incidents_opened_total",
+            "Incidents opened (alerts of one brand grouped), by severity at opening.",
+            ["severity"],
+            registry=registry,
+        )
+        self.incidents_open = Gauge(
+            "xwatch_incidents_open",
+            "Incidents open now (firing, acknowledged or silenced).",
+            registry=registry,
+        )
+        self.incident_actions = Counter(
+            "xwatch_incident_actions_total",
+            "What people did to incidents: action (acknowledge, resolve, escalate, silence) "
+            "and via (slack, api, page).",
+            ["action", "via"],
+            registry=registry,
+        )
+        self.silences_active = Gauge(
+            "xwatch_silences_active", "Silences in force now.", registry=registry
         )
         # the store
         self.checkpoint_seconds = Histogram(
@@ -323,6 +351,7 @@ class Metrics:
         for channel in channels:
             self.outbox_depth.labels(channel)
             self.outbox_oldest.labels(channel)
+            self.notifier_failing.labels(channel)
             for outcome in NOTIFICATION_OUTCOMES:
                 self.notifications.labels(channel, outcome)
 

@@ -53,7 +53,12 @@ class Playbook:
         return self.meta.id
 
     def ref(self, base_url: str) -> PlaybookRef:
-        return PlaybookRef(id=self.id, title=self.meta.title, url=f"{base_url}{self.id}")
+        return PlaybookRef(
+            id=self.id,
+            title=self.meta.title,
+            url=f"{base_url}{self.id}",
+            first_response_minutes=self.meta.first_response_minutes,
+        )
 
 
 @dataclass(frozen=True, slots=True)

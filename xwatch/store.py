@@ -1,12 +1,13 @@
 """The embedded store: the daemon's state in one SQLite file, so a restart forgets nothing.
 
-Today it holds the detector checkpoints (a month of learned rhythm per series).
-It is also the home of the state still to come: the alert history and the
-durable notification outbox each get their own tables here, added by a new
-migration, with methods next to the checkpoint ones.
+It holds the detector checkpoints (a month of learned rhythm per series), the team's
+sentiment labels, and (since schema version 3) the incidents with their audit trail, the
+silences and the durable notification outbox (``record_changes`` writes an incident's
+change and its notices in one transaction, before anything is sent).
 
 * One file, WAL mode (readers never block the writer), ``synchronous=NORMAL``:
-  a crash or power loss can lose the last transactions, never corrupt the file.
+  a power loss can lose the last transactions, never corrupt the file; a killed process
+  (SIGKILL) loses nothing committed.
   ``:memory:`` gives a private in-memory store (tests).
 * Migrations by version: ``MIGRATIONS[n]`` takes the schema from version ``n-1``
   to ``n``; the ``schema_version`` table records each one applied and when.
@@ -32,19 +33,23 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
+from xwatch.alerting.codec import CodecError, from_json, to_json
+from xwatch.alerting.incidents import Change, Entry, Incident, Notice, Silence
+from xwatch.alerting.service import Delivery, IncidentRecord
 from xwatch.detect.state import Checkpoint
 from xwatch.errors import XwatchError
 from xwatch.model import SeriesKey
 
 MEMORY = ":memory:"
+T = TypeVar("T")
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -78,6 +83,84 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
         "CREATE INDEX IF NOT EXISTS sentiment_labels_post ON sentiment_labels (post_id, id)",
+    ),
+    3: (
+        # Incidents as the incident book leaves them after each change: the record is
+        # the whole Incident as JSON (xwatch.alerting.codec); the columns are for queries.
+        """
+        CREATE TABLE IF NOT EXISTS incidents (
+            id          TEXT PRIMARY KEY,
+            brand       TEXT NOT NULL,
+            state       TEXT NOT NULL,  -- firing, acknowledged, silenced, resolved
+            severity    TEXT NOT NULL,
+            title       TEXT NOT NULL,
+            opened_at   TEXT NOT NULL,  -- ISO 8601, UTC
+            updated_at  TEXT NOT NULL,
+            resolved_at TEXT,
+            record      TEXT NOT NULL   -- JSON: xwatch.alerting.incidents.Incident
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS incidents_by_state ON incidents (state, opened_at)",
+        # The audit trail: every state change of every incident, never rewritten.
+        """
+        CREATE TABLE IF NOT EXISTS incident_events (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            incident_id TEXT NOT NULL,
+            at          TEXT NOT NULL,
+            kind        TEXT NOT NULL,  -- opened, part_added, acknowledged, notified, ...
+            text        TEXT NOT NULL,
+            who         TEXT NOT NULL   -- the person for an action, '' for the data
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS incident_events_by_incident ON incident_events "
+        "(incident_id, id)",
+        """
+        CREATE TABLE IF NOT EXISTS silences (
+            id         TEXT PRIMARY KEY,
+            ends_at    TEXT NOT NULL,
+            removed_at TEXT,            -- set when a person removed it early
+            removed_by TEXT,
+            record     TEXT NOT NULL    -- JSON: xwatch.alerting.incidents.Silence
+        )
+        """,
+        # The durable outbox: a notice is written here before it is sent, and marked
+        # when delivered (or failed for good); pending ones are sent again at start.
+        """
+        CREATE TABLE IF NOT EXISTS outbox (
+            seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- the order to send in
+            notice_id    TEXT NOT NULL UNIQUE,
+            channel      TEXT NOT NULL,
+            incident_id  TEXT NOT NULL,
+            kind         TEXT NOT NULL,
+            state        TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            last_error   TEXT NOT NULL DEFAULT '',
+            created_at   TEXT NOT NULL,
+            delivered_at TEXT,
+            notice       TEXT NOT NULL   -- JSON: xwatch.alerting.incidents.Notice
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, seq)",
+        "CREATE INDEX IF NOT EXISTS outbox_by_incident ON outbox (incident_id, seq)",
+        """
+        CREATE TABLE IF NOT EXISTS delivery_attempts (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            notice_id TEXT NOT NULL,
+            channel   TEXT NOT NULL,
+            at        TEXT NOT NULL,
+            outcome   TEXT NOT NULL,  -- delivered, retry, failed
+            error     TEXT NOT NULL
+        )
+        """,
+        # What a notifier remembers of an incident (Slack: the message's channel and ts).
+        """
+        CREATE TABLE IF NOT EXISTS message_refs (
+            channel     TEXT NOT NULL,
+            incident_id TEXT NOT NULL,
+            ref         TEXT NOT NULL,  -- JSON object of strings
+            PRIMARY KEY (channel, incident_id)
+        )
+        """,
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -423,6 +506,218 @@ class Store:
             for row_id, post_id, text, lang, label, source, who, alert, created_at in rows
         ]
 
+    # -- incidents, silences, the outbox -------------------------------------------------
+
+    def record_changes(self, changes: Sequence[Change]) -> None:
+        """Store what the incident book did, in one transaction: each incident as it is
+        now, its new timeline entries, and its notices as pending in the outbox."""
+        try:
+            with self._write() as db:
+                for change in changes:
+                    incident = change.incident
+                    db.execute(
+                        "INSERT OR REPLACE INTO incidents (id, brand, state, severity, title, "
+                        "opened_at, updated_at, resolved_at, record) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            incident.id,
+                            incident.brand,
+                            incident.state.value,
+                            incident.severity.value,
+                            incident.title,
+                            incident.opened_at.isoformat(),
+                            incident.updated_at.isoformat(),
+                            incident.resolved_at.isoformat() if incident.resolved_at else None,
+                            _dumps(incident),
+                        ),
+                    )
+                    db.executemany(
+                        "INSERT INTO incident_events (incident_id, at, kind, text, who) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [
+                            (incident.id, e.at.isoformat(), e.kind, e.text, e.who)
+                            for e in change.entries
+                        ],
+                    )
+                    db.executemany(
+                        "INSERT OR IGNORE INTO outbox (notice_id, channel, incident_id, kind, "
+                        "state, created_at, notice) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                        [
+                            (n.id, n.channel, incident.id, n.kind.value, _now(), _dumps(n))
+                            for n in change.notices
+                        ],
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot save incidents to {self.path}: {exc}") from exc
+
+    def open_incidents(self) -> list[Incident]:
+        rows = self._read(
+            "SELECT record FROM incidents WHERE state != 'resolved' ORDER BY opened_at"
+        )
+        return [_loads(Incident, row[0]) for row in rows]
+
+    def incidents(
+        self, *, state: str | None = None, brand: str | None = None, limit: int = 50
+    ) -> list[Incident]:
+        """Newest first. ``state``: a state, or "open" for any but resolved."""
+        where, params = [], []
+        if state == "open":
+            where.append("state != 'resolved'")
+        elif state:
+            where.append("state = ?")
+            params.append(state)
+        if brand:
+            where.append("brand = ?")
+            params.append(brand)
+        sql = "SELECT record FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY opened_at DESC, id DESC LIMIT ?"
+        rows = self._read(sql, (*params, limit))
+        return [_loads(Incident, row[0]) for row in rows]
+
+    def incident_record(self, incident_id: str) -> IncidentRecord | None:
+        rows = self._read("SELECT record FROM incidents WHERE id = ?", (incident_id,))
+        if not rows:
+            return None
+        timeline = self._read(
+            "SELECT at, kind, text, who FROM incident_events WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
+        deliveries = self._read(
+            "SELECT notice_id, channel, kind, state, attempts, last_error, created_at, "
+            "delivered_at FROM outbox WHERE incident_id = ? ORDER BY seq",
+            (incident_id,),
+        )
+        return IncidentRecord(
+            incident=_loads(Incident, rows[0][0]),
+            timeline=tuple(
+                Entry(datetime.fromisoformat(at), kind, text, who)
+                for at, kind, text, who in timeline
+            ),
+            deliveries=tuple(
+                Delivery(
+                    notice_id=notice_id,
+                    channel=channel,
+                    kind=kind,
+                    state=state,
+                    attempts=int(attempts),
+                    last_error=error,
+                    created_at=datetime.fromisoformat(created),
+                    delivered_at=datetime.fromisoformat(delivered) if delivered else None,
+                )
+                for (
+                    notice_id,
+                    channel,
+                    kind,
+                    state,
+                    attempts,
+                    error,
+                    created,
+                    delivered,
+                ) in deliveries
+            ),
+        )
+
+    def save_silence(self, silence: Silence) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO silences (id, ends_at, record) VALUES (?, ?, ?)",
+                    (silence.id, silence.ends_at.isoformat(), _dumps(silence)),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot save the silence to {self.path}: {exc}") from exc
+
+    def remove_silence(self, silence_id: str, who: str, at: datetime) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "UPDATE silences SET removed_at = ?, removed_by = ? WHERE id = ?",
+                    (at.isoformat(), who, silence_id),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot remove the silence in {self.path}: {exc}") from exc
+
+    def silences(self, *, active_at: datetime | None = None) -> list[Silence]:
+        """The silences not removed (and, with ``active_at``, not yet expired then)."""
+        sql = "SELECT record FROM silences WHERE removed_at IS NULL"
+        params: tuple[str, ...] = ()
+        if active_at is not None:
+            sql += " AND ends_at > ?"
+            params = (active_at.isoformat(),)
+        rows = self._read(sql + " ORDER BY ends_at", params)
+        return [_loads(Silence, row[0]) for row in rows]
+
+    def pending_notices(self) -> list[tuple[Notice, int]]:
+        """The outbox's pending notices with their attempts so far, in the order made."""
+        rows = self._read(
+            "SELECT notice, attempts FROM outbox WHERE state = 'pending' ORDER BY seq"
+        )
+        return [(_loads(Notice, notice), int(attempts)) for notice, attempts in rows]
+
+    def record_attempt(
+        self, notice: Notice, outcome: str, error: str = "", at: datetime | None = None
+    ) -> None:
+        """One delivery attempt: ``delivered``, ``retry`` (still pending) or ``failed`` (for
+        good). The outbox row is updated and the attempt kept in the audit trail."""
+        when = (at or datetime.now(UTC)).isoformat()
+        state = {"delivered": "delivered", "retry": "pending", "failed": "failed"}[outcome]
+        try:
+            with self._write() as db:
+                db.execute(
+                    "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
+                    "delivered_at = ? WHERE notice_id = ?",
+                    (state, error, when if outcome == "delivered" else None, notice.id),
+                )
+                db.execute(
+                    "INSERT INTO delivery_attempts (notice_id, channel, at, outcome, error) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (notice.id, notice.channel, when, outcome, error),
+                )
+                if outcome != "retry":
+                    db.execute(
+                        "INSERT INTO incident_events (incident_id, at, kind, text, who) "
+                        "VALUES (?, ?, ?, ?, '')",
+                        (
+                            notice.incident.id,
+                            when,
+                            "notified" if outcome == "delivered" else "notification_failed",
+                            f"{notice.kind.value} to {notice.channel}"
+                            + (f": {error}" if error else ""),
+                        ),
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record a delivery in {self.path}: {exc}") from exc
+
+    def message_ref(self, channel: str, incident_id: str) -> dict[str, str] | None:
+        rows = self._read(
+            "SELECT ref FROM message_refs WHERE channel = ? AND incident_id = ?",
+            (channel, incident_id),
+        )
+        if not rows:
+            return None
+        ref = json.loads(rows[0][0])
+        return {str(k): str(v) for k, v in ref.items()}
+
+    def save_message_ref(self, channel: str, incident_id: str, ref: dict[str, str]) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO message_refs (channel, incident_id, ref) "
+                    "VALUES (?, ?, ?)",
+                    (channel, incident_id, json.dumps(ref)),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot save a message reference to {self.path}: {exc}") from exc
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._lock:
+                return list(self._db.execute(sql, tuple(params)).fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read {self.path}: {exc}") from exc
+
     # -- the file ------------------------------------------------------------------------
 
     def size_bytes(self) -> int:
@@ -460,3 +755,14 @@ _LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _dumps(record: object) -> str:
+    return json.dumps(to_json(record), ensure_ascii=False, separators=(",", ":"))
+
+
+def _loads(kind: type[T], text: str) -> T:
+    try:
+        return from_json(kind, json.loads(text))
+    except (ValueError, CodecError) as exc:
+        raise StoreError(f"a stored {kind.__name__} cannot be read: {exc}") from exc

@@ -9,6 +9,9 @@ POST /ingest            the signed webhook source, when one is configured
 POST /api/labels        sentiment labels for alerts' sample posts (``LabelsApi``)
 GET  /api/labels        the stored labels, paged: ?after=<id>&limit=<n>
 GET  /api/labels.jsonl  the training set, as ``xwatch train --input`` reads it
+
+The daemon adds the incident pages and API (``xwatch.web_incidents``: /incidents/,
+/api/incidents, /api/silences) and Slack's buttons (POST /slack/actions).
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def make_app(
 
 async def index(request: web.Request) -> web.Response:
     return web.Response(
-        text="xwatch\n\n/metrics\n/healthz\n/readyz\n/playbooks/\n", content_type="text/plain"
+        text="xwatch\n\n/metrics\n/healthz\n/readyz\n/playbooks/\n/incidents/\n",
+        content_type="text/plain",
     )
 
 
@@ -100,7 +104,37 @@ async def playbook(request: web.Request) -> web.Response:
     return web.Response(text=found.body, content_type="text/markdown", charset="utf-8")
 
 
-# -- the JSON API: sentiment labels -------------------------------------------------------
+# -- the JSON API ---------------------------------------------------------------------------
+
+
+class BearerToken:
+    """The JSON API's credential: ``Authorization: Bearer <token>``, the value of the
+    environment variable ``api.token_env`` names, compared in constant time. Without
+    the variable the API is off (503)."""
+
+    def __init__(self, token: str | None, token_env: str = "XWATCH_API_TOKEN") -> None:
+        self._token = token.encode() if token else None
+        self.token_env = token_env
+
+    def __repr__(self) -> str:  # never show the token
+        return f"BearerToken(enabled={self._token is not None})"
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """None when the request carries the token, else the response that refuses it."""
+        if self._token is None:
+            return json_error(503, "disabled", f"the API is off: {self.token_env} is not set")
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        given = credentials.strip().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self._token):
+            response = json_error(
+                401, "unauthorized", "a valid 'Authorization: Bearer' is required"
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="xwatch"'
+            return response
+        return None
+
+
+# -- sentiment labels ---------------------------------------------------------------------
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -130,33 +164,21 @@ class LabelsApi:
         *,
         token_env: str = "XWATCH_API_TOKEN",
     ) -> None:
-        self._token = token.encode() if token else None
+        self.auth = BearerToken(token, token_env)
         self.feedback = feedback
         self.store = store  # the daemon's store while it is open, else None
-        self.token_env = token_env
 
     def __repr__(self) -> str:  # never show the token
-        return f"LabelsApi(enabled={self._token is not None})"
-
-    def _refusal(self, request: web.Request) -> web.Response | None:
-        if self._token is None:
-            return _error(503, "disabled", f"the API is off: {self.token_env} is not set")
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        given = credentials.strip().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self._token):
-            response = _error(401, "unauthorized", "a valid 'Authorization: Bearer' is required")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="xwatch"'
-            return response
-        return None
+        return f"LabelsApi({self.auth!r})"
 
     def _authorised_store(self, request: web.Request) -> Store | web.Response:
         """The store to answer from, or the response that refuses the request."""
-        refused = self._refusal(request)
+        refused = self.auth.refusal(request)
         if refused is not None:
             return refused
         store = self.store()
         if store is None:
-            return _error(503, "no_store", "no store configured (set store.enabled)")
+            return json_error(503, "no_store", "no store configured (set store.enabled)")
         return store
 
     async def post(self, request: web.Request) -> web.Response:
@@ -166,16 +188,16 @@ class LabelsApi:
         try:
             body = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, "invalid", f"the body is not JSON: {exc}", field="body")
+            return json_error(400, "invalid", f"the body is not JSON: {exc}", field="body")
         try:
             requests = parse_label_requests(body)
             stored = await self.feedback.submit(store, requests, "api")
         except LabelInputError as exc:
-            return _error(400, "invalid", exc.detail, field=exc.field, where=exc.where)
+            return json_error(400, "invalid", exc.detail, field=exc.field, where=exc.where)
         except PostNotFoundError as exc:
-            return _error(404, "unknown_post", str(exc), post_ids=exc.post_ids)
+            return json_error(404, "unknown_post", str(exc), post_ids=exc.post_ids)
         except StoreError as exc:
-            return _error(503, "store_failed", str(exc))
+            return json_error(503, "store_failed", str(exc))
         return web.json_response({"stored": [item.to_json() for item in stored]}, status=201)
 
     async def listing(self, request: web.Request) -> web.Response:
@@ -186,12 +208,12 @@ class LabelsApi:
             after = _int_param(request, "after", 0, 0, None)
             limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
         except LabelInputError as exc:
-            return _error(400, "invalid", exc.detail, field=exc.field)
+            return json_error(400, "invalid", exc.detail, field=exc.field)
         try:
             page = await asyncio.to_thread(store.labels, after=after, limit=limit)
             total = await asyncio.to_thread(store.label_count)
         except StoreError as exc:
-            return _error(503, "store_failed", str(exc))
+            return json_error(503, "store_failed", str(exc))
         return web.json_response(
             {
                 "labels": [item.to_json() for item in page],
@@ -207,7 +229,7 @@ class LabelsApi:
         try:
             items = await asyncio.to_thread(store.training_set)
         except StoreError as exc:
-            return _error(503, "store_failed", str(exc))
+            return json_error(503, "store_failed", str(exc))
         return web.Response(
             text="".join(training_line(item) for item in items),
             content_type="application/x-ndjson",
@@ -229,7 +251,8 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     return value
 
 
-def _error(status: int, error: str, detail: str, **fields: object) -> web.Response:
+def json_error(status: int, error: str, detail: str, **fields: object) -> web.Response:
+    """The API's error shape: ``{"error", "detail", ...fields}``."""
     body: dict[str, object] = {"error": error, "detail": detail}
     body.update({key: value for key, value in fields.items() if value not in (None, "")})
     return web.json_response(body, status=status)

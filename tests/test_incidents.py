@@ -1,0 +1,328 @@
+"""The incident book: grouping, inhibition, silences, reminders, escalation, actions.
+
+Time is injected: every call says when it happens (event time for the data, the
+person's time for actions), so each timing rule is tested to the second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.factories import T0, alert
+from xwatch.alerting.codec import CodecError, from_json, to_json
+from xwatch.alerting.incidents import (
+    Change,
+    Incident,
+    IncidentBook,
+    Notice,
+    NoticeKind,
+    Policy,
+    Route,
+    Silence,
+    State,
+    UnknownIncident,
+)
+from xwatch.alerting.lifecycle import AlertBook
+from xwatch.model import Alert, AlertEvent, EventKind, Severity
+
+AT = T0 + timedelta(hours=13)
+
+
+def fire(book: IncidentBook, a: Alert, at: datetime | None = None) -> list[Change]:
+    when = at or a.signal.end
+    return book.observe([AlertEvent(EventKind.FIRING, a, when)], when)
+
+
+def notices(changes: list[Change]) -> list[Notice]:
+    return [n for c in changes for n in c.notices]
+
+
+def kinds(changes: list[Change]) -> list[tuple[NoticeKind, str]]:
+    return [(n.kind, n.channel) for n in notices(changes)]
+
+
+def warning(rule: str = "mention-volume-spike", **kw: object) -> Alert:
+    return alert(rule=rule, severity="warning", measure="volume", **kw)  # type: ignore[arg-type]
+
+
+def test_first_alert_opens_an_incident_and_notifies_its_channels() -> None:
+    book = IncidentBook(Policy())
+    changes = fire(book, alert(at=AT, channels=("slack", "email")))
+    assert kinds(changes) == [(NoticeKind.OPENED, "email"), (NoticeKind.OPENED, "slack")]
+    incident = changes[0].incident
+    assert incident.state is State.FIRING
+    assert incident.id == "kettlebird-20261116-130000"
+    assert [e.kind for e in changes[0].entries] == ["opened"]
+    assert incident.announced_at == AT
+
+
+def test_alerts_of_one_brand_group_into_one_incident_not_a_burst() -> None:
+    book = IncidentBook(Policy())
+    opened = fire(book, warning(at=AT, channels=("slack",)))
+    joined = fire(
+        book,
+        warning(rule="negative-share-spike", at=AT + timedelta(minutes=1), channels=("slack",)),
+    )
+    assert joined[0].incident.id == opened[0].incident.id
+    assert len(joined[0].incident.parts) == 2
+    assert kinds(joined) == [(NoticeKind.UPDATED, "slack")]  # an update, in the thread
+    other_brand = fire(book, warning(brand="acme", at=AT, channels=("slack",)))
+    assert other_brand[0].incident.id != opened[0].incident.id
+    assert kinds(other_brand) == [(NoticeKind.OPENED, "slack")]
+
+
+def test_a_critical_part_mutes_the_lesser_alerts_it_explains() -> None:
+    book = IncidentBook(Policy())
+    fire(book, alert(rule="product-defect-surge", at=AT, channels=("slack",)))
+    lesser = fire(book, warning(at=AT + timedelta(minutes=1), channels=("slack",)))
+    assert notices(lesser) == []  # muted: no message of its own
+    part = lesser[0].incident.part(warning().identity)
+    assert part is not None and part.muted_by.startswith("product-defect-surge:")
+    assert lesser[0].incident.severity is Severity.CRITICAL
+
+
+def test_a_lesser_incident_that_turns_critical_says_so_and_mutes_the_rest() -> None:
+    book = IncidentBook(Policy())
+    fire(book, warning(at=AT, channels=("slack",)))
+    rose = fire(
+        book, alert(rule="product-defect-surge", at=AT + timedelta(minutes=2), channels=("slack",))
+    )
+    (notice,) = notices(rose)
+    assert notice.kind is NoticeKind.UPDATED and notice.text == "severity now critical"
+    spike = rose[0].incident.part(warning().identity)
+    assert spike is not None and spike.muted_by
+
+
+def test_refiring_updates_and_resolution_is_announced_with_hysteresis() -> None:
+    lifecycle = AlertBook(timedelta(minutes=30))
+    book = IncidentBook(Policy(repeat_after=None))
+    a = warning(at=AT, channels=("slack",))
+    events = lifecycle.observe([a], AT)
+    book.observe(events, AT)
+    stronger = dataclasses.replace(
+        a,
+        signal=dataclasses.replace(
+            a.signal, surprise=a.signal.surprise + 3, end=AT + timedelta(minutes=5)
+        ),
+    )
+    updated = book.observe(
+        lifecycle.observe([stronger], AT + timedelta(minutes=5)), AT + timedelta(minutes=5)
+    )
+    assert kinds(updated) == [(NoticeKind.UPDATED, "slack")]
+    assert [e.kind for e in updated[0].entries] == ["peak"]
+    # calm for 29 minutes: still firing; at 30, resolved and announced
+    calm = AT + timedelta(minutes=5 + 29)
+    assert book.observe(lifecycle.observe([], calm), calm) == []
+    over = AT + timedelta(minutes=5 + 30)
+    resolved = book.observe(lifecycle.observe([], over), over)
+    assert kinds(resolved) == [(NoticeKind.RESOLVED, "slack")]
+    assert resolved[0].incident.state is State.RESOLVED
+    assert book.incidents == {}
+
+
+def test_reminder_after_the_repeat_interval_while_unacknowledged() -> None:
+    book = IncidentBook(Policy(repeat_after=timedelta(hours=1)))
+    opened = fire(book, warning(at=AT, channels=("slack",)))
+    incident_id = opened[0].incident.id
+    assert book.advance(AT + timedelta(minutes=59)) == []
+    reminded = book.advance(AT + timedelta(minutes=60))
+    assert kinds(reminded) == [(NoticeKind.REMINDER, "slack")]
+    assert book.advance(AT + timedelta(minutes=61)) == []  # not again before another hour
+    book.acknowledge(incident_id, "@maria", AT + timedelta(minutes=70))
+    assert book.advance(AT + timedelta(hours=3)) == []  # acknowledged: no more reminders
+
+
+def test_critical_escalates_when_not_acknowledged_within_the_playbook_time() -> None:
+    book = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    fire(book, alert(at=AT, channels=("slack",)))  # its playbook: 30 min first response
+    assert book.advance(AT + timedelta(minutes=29, seconds=59)) == []
+    escalated = book.advance(AT + timedelta(minutes=30))
+    assert kinds(escalated) == [(NoticeKind.ESCALATED, "pager"), (NoticeKind.ESCALATED, "slack")]
+    assert book.advance(AT + timedelta(minutes=45)) == []  # once
+
+
+def test_acknowledged_in_time_does_not_escalate() -> None:
+    book = IncidentBook(Policy(escalate_to=("pager",)))
+    opened = fire(book, alert(at=AT, channels=("slack",)))
+    acked = book.acknowledge(opened[0].incident.id, "@maria", AT + timedelta(minutes=10))
+    assert kinds(acked) == [(NoticeKind.ACKNOWLEDGED, "slack")]
+    assert acked[0].incident.acknowledged_by == "@maria"
+    assert acked[0].entries[0].who == "@maria"
+    assert book.advance(AT + timedelta(hours=2)) == []
+
+
+def test_warnings_do_not_escalate() -> None:
+    book = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    fire(book, warning(at=AT, channels=("slack",)))
+    assert book.advance(AT + timedelta(hours=5)) == []
+
+
+def test_silence_mutes_matching_alerts_until_it_expires() -> None:
+    book = IncidentBook(Policy(repeat_after=None))
+    silence = Silence(
+        "s1",
+        AT + timedelta(hours=1),
+        AT,
+        "@maria",
+        brand="kettlebird",
+        rules=("mention-volume-spike",),
+    )
+    book.silence(silence, AT)
+    quiet = fire(book, warning(at=AT + timedelta(minutes=5), channels=("slack",)))
+    assert notices(quiet) == []
+    assert quiet[0].incident.state is State.SILENCED
+    other_rule = fire(
+        book,
+        warning(rule="negative-share-spike", at=AT + timedelta(minutes=6), channels=("slack",)),
+    )
+    assert kinds(other_rule) == [(NoticeKind.OPENED, "slack")]  # not covered: announced
+    assert other_rule[0].incident.state is State.FIRING
+
+
+def test_an_expired_silence_announces_what_still_fires() -> None:
+    book = IncidentBook(Policy(repeat_after=None))
+    book.silence(Silence("s1", AT + timedelta(hours=1), AT, "@maria", brand="kettlebird"), AT)
+    fire(book, warning(at=AT + timedelta(minutes=5), channels=("slack",)))
+    assert book.advance(AT + timedelta(minutes=59)) == []
+    expired = book.advance(AT + timedelta(hours=1))
+    assert kinds(expired) == [(NoticeKind.OPENED, "slack")]
+    assert expired[0].incident.state is State.FIRING
+    assert book.silences == {}
+
+
+def test_silencing_an_incident_from_a_button_edits_it_and_later_unsilences() -> None:
+    book = IncidentBook(Policy(repeat_after=None))
+    opened = fire(book, warning(at=AT, channels=("slack",)))
+    silence, changes = book.silence_incident(
+        opened[0].incident.id, "@maria", AT + timedelta(minutes=2), timedelta(hours=1), "s9"
+    )
+    assert silence.brand == "kettlebird" and silence.rules == ("mention-volume-spike",)
+    assert kinds(changes) == [(NoticeKind.SILENCED, "slack")]
+    assert changes[0].incident.state is State.SILENCED
+    back = book.unsilence("s9", "@maria", AT + timedelta(minutes=3))
+    assert back[0].incident.state is State.FIRING
+    assert kinds(back) == [(NoticeKind.UPDATED, "slack")]
+
+
+def test_silence_needs_a_matcher() -> None:
+    with pytest.raises(ValueError, match="needs a brand, rules or labels"):
+        Silence("s1", AT, AT, "@maria")
+
+
+def test_silence_by_label() -> None:
+    silence = Silence("s1", AT, AT, "@m", labels=(("team", "support"),))
+    assert silence.matches(warning(labels=(("team", "support"),)))
+    assert not silence.matches(warning(labels=(("team", "legal"),)))
+
+
+def test_resolving_by_hand_ends_the_incident_and_later_refiring_opens_a_new_one() -> None:
+    book = IncidentBook(Policy())
+    opened = fire(book, warning(at=AT, channels=("slack",)))
+    first_id = opened[0].incident.id
+    resolved = book.resolve(first_id, "@maria", AT + timedelta(minutes=5))
+    assert kinds(resolved) == [(NoticeKind.RESOLVED, "slack")]
+    assert resolved[0].incident.state is State.RESOLVED
+    with pytest.raises(UnknownIncident):
+        book.acknowledge(first_id, "@maria", AT + timedelta(minutes=6))
+    # the lifecycle still sees the identity active: its updates are ignored...
+    a = warning(at=AT + timedelta(minutes=10), channels=("slack",))
+    assert book.observe([AlertEvent(EventKind.UPDATED, a, a.signal.end)], a.signal.end) == []
+    # ...and a new firing after it resolved is a new incident
+    again = fire(book, warning(at=AT + timedelta(hours=2), channels=("slack",)))
+    assert again[0].incident.id != first_id
+    assert kinds(again) == [(NoticeKind.OPENED, "slack")]
+
+
+def test_acknowledge_twice_is_a_no_op() -> None:
+    book = IncidentBook(Policy())
+    opened = fire(book, warning(at=AT, channels=("slack",)))
+    book.acknowledge(opened[0].incident.id, "@a", AT)
+    assert book.acknowledge(opened[0].incident.id, "@b", AT) == []
+
+
+def test_routes_add_notifiers_by_severity_and_label() -> None:
+    routes = (
+        Route((Severity.CRITICAL,), (), ("exec",)),
+        Route((), (("team", "support"),), ("support",)),
+    )
+    book = IncidentBook(Policy(routes=routes))
+    critical = fire(book, alert(at=AT, channels=("slack",)))
+    assert {c for _, c in kinds(critical)} == {"slack", "exec"}
+    labelled = fire(
+        book, warning(brand="acme", at=AT, channels=("slack",), labels=(("team", "support"),))
+    )
+    assert {c for _, c in kinds(labelled)} == {"slack", "support"}
+
+
+def test_quiet_hours_hold_warnings_until_they_end_but_not_critical() -> None:
+    def quiet(rule: str, at: datetime) -> bool:
+        return at < AT + timedelta(hours=1)
+
+    book = IncidentBook(Policy(quiet=quiet, repeat_after=None))
+    held = fire(book, warning(at=AT, channels=("slack",)))
+    assert notices(held) == []
+    assert held[0].incident.announced_at is None
+    assert book.advance(AT + timedelta(minutes=59)) == []
+    later = book.advance(AT + timedelta(hours=1))
+    assert kinds(later) == [(NoticeKind.OPENED, "slack")]
+    critical = fire(book, alert(brand="acme", at=AT, channels=("slack",)))
+    assert kinds(critical) == [(NoticeKind.OPENED, "slack")]
+
+
+def test_resolved_before_announced_sends_nothing() -> None:
+    book = IncidentBook(Policy(quiet=lambda rule, at: True))
+    a = warning(at=AT, channels=("slack",))
+    fire(book, a)
+    resolved = book.observe(
+        [AlertEvent(EventKind.RESOLVED, a, AT + timedelta(minutes=30))], AT + timedelta(minutes=30)
+    )
+    assert resolved[0].incident.state is State.RESOLVED
+    assert notices(resolved) == []
+
+
+def test_restored_book_treats_a_known_identity_as_an_update_not_a_new_incident() -> None:
+    book = IncidentBook(Policy())
+    opened = fire(book, warning(at=AT, channels=("slack",)))
+    restored = IncidentBook(Policy())
+    restored.restore([opened[0].incident], [])
+    again = fire(restored, warning(at=AT + timedelta(minutes=5), channels=("slack",)))
+    assert again[0].incident.id == opened[0].incident.id
+    assert kinds(again) == [(NoticeKind.UPDATED, "slack")]
+
+
+def test_notice_ids_are_unique_and_number_the_notices() -> None:
+    book = IncidentBook(Policy())
+    opened = fire(book, warning(at=AT, channels=("slack", "email")))
+    acked = book.acknowledge(opened[0].incident.id, "@m", AT + timedelta(minutes=1))
+    ids = [n.id for n in notices(opened) + notices(acked)]
+    assert ids == [
+        "kettlebird-20261116-130000/1/email",
+        "kettlebird-20261116-130000/1/slack",
+        "kettlebird-20261116-130000/2/email",
+        "kettlebird-20261116-130000/2/slack",
+    ]
+
+
+# -- the codec: incidents and notices as JSON and back ------------------------------------
+
+
+def test_incident_round_trips_through_json() -> None:
+    book = IncidentBook(Policy())
+    changes = fire(book, alert(at=AT, channels=("slack",)))
+    notice = notices(changes)[0]
+    assert from_json(Notice, to_json(notice)) == notice
+    assert from_json(Incident, to_json(notice.incident)) == notice.incident
+
+
+def test_codec_refuses_foreign_data_naming_the_field() -> None:
+    data = to_json(notices(fire(IncidentBook(Policy()), alert(at=AT)))[0].incident)
+    data["parts"][0]["first"]["signal"]["end"] = 12
+    with pytest.raises(CodecError, match=r"parts\[0\]\.first\.signal\.end"):
+        from_json(Incident, data)
+    data = to_json(notices(fire(IncidentBook(Policy()), alert(at=AT)))[0].incident)
+    data["surprise"] = 1
+    with pytest.raises(CodecError, match="unknown field"):
+        from_json(Incident, data)

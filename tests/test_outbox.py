@@ -1,0 +1,211 @@
+"""The durable outbox: every notification is stored before it is sent, retried until it
+goes through, and sent after a restart if it was still pending.
+
+The daemon runs in-process with notifiers that fail on cue; alerts are handed to it
+as the pipeline would (``Daemon._dispatch``), so each test controls exactly what fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.factories import T0, GatedSource, alert, mention
+from xwatch.alerting import Notifier, PermanentFailure, TemporaryFailure
+from xwatch.alerting.console import ConsoleNotifier
+from xwatch.alerting.incidents import Notice, NoticeKind, State
+from xwatch.daemon import Daemon
+from xwatch.model import AlertEvent, EventKind
+from xwatch.settings import load_settings
+from xwatch.store import Store
+
+AT = T0 + timedelta(hours=13)
+
+
+class ScriptedNotifier:
+    """Fails the first ``failures`` sends with ``error``, then records what it is sent."""
+
+    def __init__(self, name: str, failures: int = 0, error: Exception | None = None) -> None:
+        self.name = name
+        self.failures = failures
+        self.error = error or TemporaryFailure("503 from the far end", retry_after=0)
+        self.attempts = 0
+        self.sent: list[Notice] = []
+        self.delivered = asyncio.Event()
+        self.attempted = asyncio.Event()  # set before a failure is raised
+
+    async def send(self, notice: Notice) -> None:
+        self.attempts += 1
+        self.attempted.set()
+        if self.attempts <= self.failures:
+            raise self.error
+        self.sent.append(notice)
+        self.delivered.set()
+
+
+class StuckNotifier:
+    """Never answers: a notifier whose far end hangs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.called = asyncio.Event()
+
+    async def send(self, notice: Notice) -> None:
+        self.called.set()
+        await asyncio.Event().wait()
+
+
+def write_config(project: Path, *, store: bool = True, drain: float = 5.0) -> Path:
+    config = project / "outbox.yaml"
+    config.write_text(
+        "brands:\n"
+        "  - id: kettlebird\n"
+        "    name: Kettlebird\n"
+        '    terms: ["kettlebird"]\n'
+        "sources:\n"
+        "  - type: demo\n"
+        "server:\n"
+        "  enabled: false\n"
+        + ("store:\n  path: state.sqlite3\n" if store else "store:\n  enabled: false\n")
+        + "notifiers:\n"
+        "  slack: {type: console}\n"
+        "  email: {type: console}\n"
+        "  console: {type: console}\n"
+        "alerting:\n"
+        "  retry_initial_seconds: 0.01\n"
+        "  retry_max_seconds: 0.05\n"
+        "  repeat_after_seconds: 0\n"
+        f"drain_timeout_seconds: {drain}\n",
+        "utf-8",
+    )
+    return config
+
+
+@asynccontextmanager
+async def running(config: Path, notifiers: dict[str, Notifier]) -> AsyncIterator[Daemon]:
+    source = GatedSource([mention("kettlebird is fine", at=13 * 3600)])
+    daemon = Daemon(load_settings(config), sources=[source], notifiers=notifiers)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.started.wait(), 10)  # store open, incidents restored
+        yield daemon
+    finally:
+        daemon.stop.set()
+        source.finish.set()
+        await asyncio.wait_for(task, 10)
+
+
+def fire(daemon: Daemon, channels: tuple[str, ...]) -> None:
+    a = alert(at=AT, channels=channels)
+    daemon._dispatch([AlertEvent(EventKind.FIRING, a, a.signal.end)])
+
+
+def sample(daemon: Daemon, name: str, labels: dict[str, str]) -> float:
+    value = daemon.registry.get_sample_value(name, labels)
+    return value if value is not None else 0.0
+
+
+@pytest.mark.asyncio
+async def test_a_temporary_failure_is_retried_until_delivered_and_audited(
+    project: Path,
+) -> None:
+    slack = ScriptedNotifier("slack", failures=2)
+    config = write_config(project)
+    async with running(config, {"slack": slack}) as daemon:
+        fire(daemon, ("slack",))
+        await asyncio.wait_for(slack.delivered.wait(), 10)
+        assert slack.attempts == 3 and len(slack.sent) == 1
+        assert (
+            sample(daemon, "xwatch_notifications_total", {"channel": "slack", "outcome": "retried"})
+            == 2
+        )
+        assert (
+            sample(daemon, "xwatch_notifications_total", {"channel": "slack", "outcome": "sent"})
+            == 1
+        )
+        assert sample(daemon, "xwatch_notifier_failing", {"channel": "slack"}) == 0
+        record = await daemon.incident(slack.sent[0].incident.id)
+    assert record is not None
+    (delivery,) = record.deliveries
+    assert (delivery.state, delivery.attempts, delivery.channel) == ("delivered", 3, "slack")
+    assert [e.kind for e in record.timeline] == ["opened", "notified"]
+
+
+@pytest.mark.asyncio
+async def test_a_permanent_failure_is_not_retried_and_is_counted(project: Path) -> None:
+    slack = ScriptedNotifier("slack", failures=99, error=PermanentFailure("channel_not_found"))
+    email = ScriptedNotifier("email")
+    async with running(write_config(project), {"slack": slack, "email": email}) as daemon:
+        fire(daemon, ("slack", "email"))
+        await asyncio.wait_for(email.delivered.wait(), 10)
+        # the daemon handles a failure before anything else runs: counted once attempted
+        await asyncio.wait_for(slack.attempted.wait(), 10)
+        assert (
+            sample(daemon, "xwatch_notifications_total", {"channel": "slack", "outcome": "failed"})
+            == 1
+        )
+        assert slack.attempts == 1
+        record = await daemon.incident(email.sent[0].incident.id)
+    assert record is not None
+    states = {d.channel: (d.state, d.last_error) for d in record.deliveries}
+    assert states == {"slack": ("failed", "channel_not_found"), "email": ("delivered", "")}
+    assert "notification_failed" in [e.kind for e in record.timeline]
+
+
+@pytest.mark.asyncio
+async def test_a_notifier_that_hangs_does_not_hold_up_the_others(project: Path) -> None:
+    slack = StuckNotifier("slack")
+    email = ScriptedNotifier("email")
+    async with running(write_config(project, drain=0.2), {"slack": slack, "email": email}) as d:
+        fire(d, ("slack", "email"))
+        await asyncio.wait_for(email.delivered.wait(), 10)
+        await asyncio.wait_for(slack.called.wait(), 10)
+        assert sample(d, "xwatch_outbox_depth", {"channel": "slack"}) == 1
+
+
+@pytest.mark.asyncio
+async def test_pending_notifications_are_sent_after_a_restart_and_the_incident_goes_on(
+    project: Path,
+) -> None:
+    config = write_config(project, drain=0.2)
+    stuck = StuckNotifier("slack")
+    async with running(config, {"slack": stuck}) as first:
+        fire(first, ("slack",))
+        await asyncio.wait_for(stuck.called.wait(), 10)  # in flight when the daemon stops
+        (incident_id,) = first.book.incidents
+    with Store.open(project / "state.sqlite3") as store:
+        assert [n.id for n, _ in store.pending_notices()] == [f"{incident_id}/1/slack"]
+
+    slack = ScriptedNotifier("slack")
+    async with running(config, {"slack": slack}) as second:
+        await asyncio.wait_for(slack.delivered.wait(), 10)
+        assert [n.kind for n in slack.sent] == [NoticeKind.OPENED]  # the pending one, once
+        assert list(second.book.incidents) == [incident_id]  # the incident is still open
+        slack.delivered.clear()
+        fire(second, ("slack",))  # the same alert fires again after the restart...
+        await asyncio.wait_for(slack.delivered.wait(), 10)
+        # ...and updates the incident instead of opening a second one
+        assert [n.kind for n in slack.sent] == [NoticeKind.OPENED, NoticeKind.UPDATED]
+        assert {n.incident.id for n in slack.sent} == {incident_id}
+        await second.act(incident_id, "acknowledge", "@maria", via="api")
+        assert second.book.incidents[incident_id].state is State.ACKNOWLEDGED
+    with Store.open(project / "state.sqlite3") as store:
+        assert store.pending_notices() == []
+        record = store.incident_record(incident_id)
+    assert record is not None and record.incident.acknowledged_by == "@maria"
+
+
+@pytest.mark.asyncio
+async def test_without_a_store_incidents_live_in_memory(project: Path) -> None:
+    console = ConsoleNotifier("console", io.StringIO())
+    async with running(write_config(project, store=False), {"console": console}) as daemon:
+        fire(daemon, ("console",))
+        (incident,) = await daemon.incidents(state="open")
+        assert incident.brand == "kettlebird"
+    assert not (project / "state.sqlite3").exists()

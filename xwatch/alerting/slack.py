@@ -1,0 +1,626 @@
+"""The Slack notifier: one Block Kit message per incident, kept up to date, and its buttons.
+
+``SlackNotifier.send`` posts the first notice of an incident as one message in the
+configured channel (headline, what fired at which time scale, observed against
+expected with the likelihood, the negative share against its usual level, the
+emerging terms, the posts with the most reach, the playbook and incident links, and
+the buttons Acknowledge / Silence 1h / Resolve / Escalate), remembers where it went
+(``MessageRefs``: channel id and ts) and uploads the incident's chart into its
+thread. Every later notice edits that message to show the incident as it is now
+(no buttons once it is resolved) and says what happened in a short thread reply;
+reminders and escalations are also broadcast to the channel. Each message carries
+the incident id: in its text, in its buttons and in its ``metadata``.
+
+``SlackActions`` answers the buttons at ``POST /slack/actions``: it checks Slack's
+signature (signing secret, timestamp within 5 minutes), turns the click into
+``Actions.act`` and answers within Slack's 3 seconds whatever happens.
+
+Safety and limits:
+
+* Post texts, handles and terms are untrusted (a handle that looks like X's is shown
+  as it is: letters, digits and ``_`` are harmless). ``escape_mrkdwn`` escapes ``&``,
+  ``<`` and ``>`` as Slack's docs ask (so ``<!channel>``, ``<@U123>`` and
+  ``<https://evil|bank>`` stay text), and ``escape_untrusted`` also swaps mrkdwn's
+  formatting characters (``* _ ~ `` ``) for look-alikes and folds the text onto one
+  line, so a post cannot break out of its quote or restyle the message. Slack has
+  no backslash escape; look-alikes are the usual way round.
+* Slack's limits (150 characters in a header, 3,000 in a section, 2,000 in a field
+  or a button value, 50 blocks) are met by cutting text short, never by failing: a
+  message has at most 15 blocks by construction.
+
+Errors become the outbox's two kinds (``xwatch.alerting``): HTTP 429 is a
+``TemporaryFailure`` carrying Retry-After; 5xx, network errors and timeouts are
+temporary; Slack's ``ok: false`` errors are permanent (``channel_not_found``,
+``invalid_auth``, ``token_revoked``, ``invalid_blocks``...: retrying will not help)
+except the few Slack documents as passing (``internal_error``, ``fatal_error``,
+``service_unavailable``, ``request_timeout``). The client runs **without**
+slack-sdk's own retry handlers: the durable outbox already retries with backoff
+and honours Retry-After, and two layers of retries would multiply the attempts
+(and could post a message twice).
+
+A failed chart upload never fails the notice (the message is out; a retry would
+post it twice): it is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import aiohttp
+from aiohttp import web
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from xwatch.alerting import MessageRefs, PermanentFailure, TemporaryFailure
+from xwatch.alerting.chart import incident_chart
+from xwatch.alerting.incidents import Incident, Notice, NoticeKind, State, UnknownIncident
+from xwatch.alerting.service import Action, Actions
+from xwatch.alerting.summary import PartLine, Post, Summary, notice_line, summarize
+from xwatch.config import SlackNotifierConfig
+from xwatch.errors import ConfigError, Problem
+
+log = logging.getLogger("xwatch.alerting.slack")
+
+# Slack's Block Kit limits (https://docs.slack.dev/reference/block-kit/blocks)
+HEADER_CHARS = 150
+SECTION_CHARS = 3000
+FIELD_CHARS = 2000
+BUTTON_VALUE_CHARS = 2000
+FALLBACK_CHARS = 3000  # the message's `text`: what notifications and screen readers show
+# What one post, term or handle may take before escaping (escaping at most quintuples it)
+POST_CHARS = 500
+TERM_CHARS = 50
+HANDLE_CHARS = 50
+MAX_POSTS = 5
+
+ACTIONS_PATH = "/slack/actions"
+ACTION_IDS: dict[str, Action] = {
+    "xwatch_acknowledge": "acknowledge",
+    "xwatch_silence_1h": "silence",
+    "xwatch_resolve": "resolve",
+    "xwatch_escalate": "escalate",
+}
+SILENCE_FOR = timedelta(hours=1)
+METADATA_EVENT = "xwatch_incident"
+BROADCAST = frozenset({NoticeKind.REMINDER, NoticeKind.ESCALATED})
+
+# ok=false errors Slack documents as passing; every other error will not fix itself
+PASSING_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+# chat.update on a message someone deleted: post a new one instead
+MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+
+SEVERITY_EMOJI = {
+    "critical": ":rotating_light:",
+    "warning": ":warning:",
+    "info": ":information_source:",
+}
+STATE_EMOJI = {  # an incident's state, or a part's status
+    "firing": ":red_circle:",
+    "acknowledged": ":eyes:",
+    "muted": ":white_circle:",
+    "silenced": ":no_bell:",
+    "resolved": ":white_check_mark:",
+}
+X_HANDLE = re.compile(r"[A-Za-z0-9_]{1,15}")  # X's handles: shown as they are
+LOOKALIKES = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
+
+
+# -- escaping and cutting short ------------------------------------------------------------
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape Slack's three control characters, so that no ``<...>`` mention or link forms."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_untrusted(text: str, limit: int = POST_CHARS) -> str:
+    """Untrusted text (a post, a handle, a term) as one inert line of mrkdwn: cut to
+    ``limit`` characters, on one line (a newline would end a quote), formatting
+    characters swapped for look-alikes, control characters escaped."""
+    one_line = " ".join(text.split())
+    return escape_mrkdwn(clip(one_line, limit).translate(LOOKALIKES))
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
+
+
+def clip_mrkdwn(text: str, limit: int) -> str:
+    """Escaped mrkdwn in at most ``limit`` characters, never cut inside an ``&amp;``
+    entity or a ``<url|label>`` link (a half link would show raw or break the block)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    cut = re.sub(r"&[a-z]{0,3}$", "", cut)
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")]
+    return cut.rstrip() + "…"
+
+
+def link(url: str | None, label: str) -> str:
+    """A mrkdwn link to an http(s) URL, or just the (escaped) label for anything else."""
+    if not url or not url.startswith(("https://", "http://")):
+        return label
+    return f"<{escape_mrkdwn(url).replace('|', '%7C')}|{label}>"
+
+
+def lines_within(title: str, lines: list[str], more: str, limit: int = SECTION_CHARS) -> str:
+    """``title``, then as many whole ``lines`` as fit in ``limit`` characters, then
+    "…and N more <more>" for the rest (room for it is kept at every step)."""
+    kept = [title]
+    for i, line in enumerate(lines):
+        rest = len(lines) - i - 1
+        tail = len(f"\n…and {rest} more {more}") if rest else 0
+        if len("\n".join([*kept, line])) + tail > limit:
+            kept.append(f"…and {len(lines) - i} more {more}")
+            break
+        kept.append(line)
+    return clip_mrkdwn("\n".join(kept), limit)
+
+
+# -- the message -------------------------------------------------------------------------
+
+
+def blocks(summary: Summary, notice: Notice) -> list[dict[str, Any]]:
+    """The message's Block Kit blocks for the incident as it is now (pure: no I/O).
+
+    At most 15 blocks: header, headline, facts, what fired, negative share, terms,
+    the posts' title and up to 5 posts, links, buttons, and the latest notice.
+    """
+    emoji = SEVERITY_EMOJI.get(summary.severity, "")
+    header = f"{summary.severity.upper()}: {summary.title} ({summary.brand})"
+    incident = link(summary.incident_url, escape_mrkdwn(summary.incident_id))
+    out: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(clip(header, HEADER_CHARS))},
+        _section(f"{emoji} {escape_untrusted(summary.headline, HEADER_CHARS)}"),
+        {
+            "type": "section",
+            "fields": [
+                _field(f"*Brand*\n{escape_mrkdwn(summary.brand)}"),
+                _field(f"*State*\n{_state(summary)}"),
+                _field(f"*Incident*\n{incident}"),
+                _field(f"*Opened*\n{summary.opened_at:%Y-%m-%d %H:%M} UTC"),
+            ],
+        },
+        _section(lines_within("*What fired*", [_part_line(p) for p in summary.parts], "alerts")),
+    ]
+    if summary.negative_share is not None and summary.usual_share is not None:
+        share, usual = summary.negative_share, summary.usual_share
+        out.append(_section(f"*Negative share* {share:.0%} now, usual {usual:.0%}"))
+    if summary.terms:
+        terms = " · ".join(f"`{escape_untrusted(t, TERM_CHARS)}`" for t in summary.terms)
+        out.append(_section(f"*Emerging terms* {terms}"))
+    posts = summary.posts[:MAX_POSTS]
+    if posts:
+        out.append(_section(f"*Posts with the most reach* ({len(posts)})"))
+        out.extend(_section(_post(post)) for post in posts)
+    playbook_label = f":book: Playbook: {escape_mrkdwn(summary.playbook_title)}"
+    playbook = link(summary.playbook_url, playbook_label)
+    out.append(_section(f"{playbook}    {link(summary.incident_url, ':mag: Incident page')}"))
+    buttons = _buttons(summary)
+    if buttons:
+        out.append({"type": "actions", "block_id": "xwatch_actions", "elements": buttons})
+    latest = f"{notice_line(notice)} · xwatch incident {summary.incident_id}"
+    out.append({"type": "context", "elements": [_field(escape_mrkdwn(latest))]})
+    return out
+
+
+def fallback_text(summary: Summary) -> str:
+    """The message's ``text``: notifications, screen readers, clients without blocks."""
+    text = (
+        f"{escape_untrusted(summary.headline, HEADER_CHARS)} ({escape_mrkdwn(summary.status_line)})"
+    )
+    return clip_mrkdwn(f"{text} · incident {escape_mrkdwn(summary.incident_id)}", FALLBACK_CHARS)
+
+
+def metadata(summary: Summary) -> dict[str, Any]:
+    """Message metadata: lets anything reading the channel recognise the incident."""
+    return {
+        "event_type": METADATA_EVENT,
+        "event_payload": {
+            "incident_id": summary.incident_id,
+            "brand": summary.brand,
+            "severity": summary.severity,
+            "state": summary.state,
+        },
+    }
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(clip_mrkdwn(text, SECTION_CHARS))}
+
+
+def _field(text: str) -> dict[str, Any]:
+    """A section field or a context element (both at most 2,000 characters)."""
+    return _mrkdwn(clip_mrkdwn(text, FIELD_CHARS))
+
+
+def _state(summary: Summary) -> str:
+    emoji = STATE_EMOJI.get(summary.state, "")
+    return f"{emoji} {escape_mrkdwn(summary.status_line)}".strip()
+
+
+def _part_line(part: PartLine) -> str:
+    emoji = STATE_EMOJI.get(part.status, "")
+    return (
+        f"{emoji} *{part.severity}* {escape_mrkdwn(part.title)} — "
+        f"{escape_untrusted(part.what, SECTION_CHARS // 5)}, "
+        f"likelihood {part.likelihood:.5f} ({part.status})"
+    )
+
+
+def _post(post: Post) -> str:
+    handle = f"@{post.handle}"
+    if not X_HANDLE.fullmatch(post.handle):  # not a handle X would give: treat as any text
+        handle = escape_untrusted(handle, HANDLE_CHARS)
+    facts = [f"{post.followers:,} followers"]
+    if post.sentiment:
+        facts.append(escape_untrusted(post.sentiment, 20))
+    facts.append(f"{post.created_at:%H:%M} UTC")
+    return f"*{link(post.url, handle)}* · {' · '.join(facts)}\n>{escape_untrusted(post.text)}"
+
+
+def _buttons(summary: Summary) -> list[dict[str, Any]]:
+    """The action buttons for the incident's state: none once it is resolved."""
+    if summary.state == State.RESOLVED.value:
+        return []
+    value = summary.incident_id[:BUTTON_VALUE_CHARS]
+    wanted = [
+        ("xwatch_acknowledge", "Acknowledge", "primary", summary.state != State.ACKNOWLEDGED.value),
+        ("xwatch_silence_1h", "Silence 1h", "", summary.state != State.SILENCED.value),
+        ("xwatch_resolve", "Resolve", "", True),
+        ("xwatch_escalate", "Escalate", "danger", True),
+    ]
+    buttons = []
+    for action_id, label, style, show in wanted:
+        if not show:
+            continue
+        button: dict[str, Any] = {
+            "type": "button",
+            "action_id": action_id,
+            "text": _plain(label),
+            "value": value,
+        }
+        if style:
+            button["style"] = style
+        buttons.append(button)
+    return buttons
+
+
+# -- sending -------------------------------------------------------------------------------
+
+
+class SlackNotifier:
+    def __init__(
+        self,
+        config: SlackNotifierConfig,
+        name: str,
+        token: str,
+        incident_url_base: str,
+        refs: MessageRefs,
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.incident_url_base = incident_url_base
+        self.refs = refs
+        self.client = AsyncWebClient(
+            token=token,
+            base_url=config.api_url,
+            timeout=max(1, math.ceil(config.timeout_seconds)),
+            retry_handlers=[],  # the outbox retries (see the module's docstring)
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        name: str,
+        config: SlackNotifierConfig,
+        *,
+        refs: MessageRefs,
+        incident_url_base: str,
+        env: Mapping[str, str] = os.environ,
+    ) -> SlackNotifier:
+        """The notifier with its bot token from the environment variable the config names."""
+        token = env.get(config.token_env, "").strip()
+        if not token:
+            message = (
+                f"{config.token_env} is not set: the Slack notifier {name!r} needs a bot "
+                "token (xoxb-...) with the chat:write and files:write scopes"
+            )
+            raise ConfigError([Problem("environment", 0, message)])
+        return cls(config, name, token, incident_url_base, refs)
+
+    def incident_url(self, incident_id: str) -> str:
+        return self.incident_url_base + quote(incident_id, safe="")
+
+    async def send(self, notice: Notice) -> None:
+        summary = summarize(notice.incident, self.incident_url(notice.incident.id))
+        try:
+            await self._deliver(notice, summary)
+        except SlackApiError as exc:
+            failure = _failure(exc)
+            if isinstance(failure, PermanentFailure):
+                log.error(
+                    "slack notice %s failed for good: %s",
+                    notice.id,
+                    failure,
+                    extra={"event": "slack_failed", "channel": self.name},
+                )
+            raise failure from exc
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TemporaryFailure(f"slack: {type(exc).__name__}: {exc}") from exc
+
+    async def _deliver(self, notice: Notice, summary: Summary) -> None:
+        ref = await self.refs.get(self.name, notice.incident.id)
+        if ref is not None:
+            try:
+                await self._edit(ref, notice, summary)
+            except SlackApiError as exc:
+                if _error_code(exc) not in MESSAGE_GONE:
+                    raise
+                log.warning(
+                    "the slack message of incident %s is gone (%s): posting a new one",
+                    notice.incident.id,
+                    _error_code(exc),
+                    extra={"event": "slack_message_gone", "channel": self.name},
+                )
+            else:
+                return
+        await self._open(notice, summary)
+
+    async def _open(self, notice: Notice, summary: Summary) -> None:
+        """Post the incident's message, remember it, then put the chart in its thread."""
+        response = await self.client.chat_postMessage(
+            channel=self.config.channel,
+            text=fallback_text(summary),
+            blocks=blocks(summary, notice),
+            metadata=metadata(summary),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        channel, ts = str(response["channel"]), str(response["ts"])
+        await self.refs.put(
+            self.name,
+            notice.incident.id,
+            {"channel": channel, "ts": ts, "shown": str(notice.incident.notices)},
+        )
+        await self._upload_chart(notice.incident, channel, ts)
+
+    async def _edit(self, ref: dict[str, str], notice: Notice, summary: Summary) -> None:
+        """Show the incident as it is now in its message, and say what happened in the
+        thread. A notice retried after a newer one was shown does not undo it."""
+        channel, ts = ref["channel"], ref["ts"]
+        shown = int(ref.get("shown", "0"))
+        if notice.incident.notices >= shown:
+            await self.client.chat_update(
+                channel=channel,
+                ts=ts,
+                text=fallback_text(summary),
+                blocks=blocks(summary, notice),
+                metadata=metadata(summary),
+            )
+            await self.refs.put(
+                self.name, notice.incident.id, {**ref, "shown": str(notice.incident.notices)}
+            )
+        await self.client.chat_postMessage(
+            channel=channel,
+            thread_ts=ts,
+            text=escape_mrkdwn(notice_line(notice)),
+            reply_broadcast=notice.kind in BROADCAST,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
+    async def _upload_chart(self, incident: Incident, channel: str, ts: str) -> None:
+        """Best effort: the message is out, so a failure here is logged, never raised."""
+        if not self.config.chart:
+            return
+        try:
+            png = await asyncio.to_thread(incident_chart, incident)
+            if png is None:
+                return
+            await self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=ts,
+                file=png,
+                filename=f"{incident.id}.png",
+                title=f"{incident.brand}: volume and negative share",
+                alt_txt="Mention volume and negative share over the last hours, alert marked",
+            )
+        except Exception as exc:  # anything: the chart must never fail the notice
+            log.warning(
+                "slack chart upload failed for incident %s: %s: %s",
+                incident.id,
+                type(exc).__name__,
+                exc,
+                extra={"event": "slack_chart_failed", "channel": self.name},
+            )
+
+
+def _error_code(exc: SlackApiError) -> str:
+    data = getattr(exc.response, "data", None)
+    return str(data.get("error", "")) if isinstance(data, dict) else ""
+
+
+def _failure(exc: SlackApiError) -> TemporaryFailure | PermanentFailure:
+    """A Slack API error as the outbox's kind of failure (see the module's docstring)."""
+    response = exc.response
+    status = int(getattr(response, "status_code", getattr(response, "status", 0)) or 0)
+    error = _error_code(exc)
+    api_url = str(getattr(response, "api_url", ""))
+    where = f"slack {api_url.rsplit('/', 1)[-1] or 'api'}"
+    if status == 429 or error == "ratelimited":
+        headers = getattr(response, "headers", None) or {}
+        return TemporaryFailure(f"{where}: rate limited", _seconds(headers.get("Retry-After")))
+    if status >= 500 or error in PASSING_ERRORS:
+        return TemporaryFailure(f"{where}: HTTP {status} {error}".rstrip())
+    if error:
+        return PermanentFailure(f"{where}: {error}")
+    if 400 <= status < 500:
+        return PermanentFailure(f"{where}: HTTP {status}")
+    return TemporaryFailure(f"{where}: unexpected response (HTTP {status})")
+
+
+def _seconds(value: object) -> float | None:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+# -- the buttons ---------------------------------------------------------------------------
+
+
+class SlackActions:
+    """``POST /slack/actions``: Slack's interactive buttons, verified, turned into actions.
+
+    Slack wants an answer within 3 seconds and shows an error for anything but 200,
+    so: 401 for a forged or stale request, 400 for one that is not a Slack payload,
+    and 200 otherwise, after at most ``answer_within`` seconds (an action still
+    running then goes on in the background). An unknown incident is logged.
+    """
+
+    def __init__(
+        self, signing_secret: str, actions: Actions, *, answer_within: float = 2.0
+    ) -> None:
+        self.verifier = SignatureVerifier(signing_secret)
+        self.actions = actions
+        self.answer_within = answer_within
+        self._running: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_config(
+        cls, config: SlackNotifierConfig, actions: Actions, env: Mapping[str, str] = os.environ
+    ) -> SlackActions:
+        secret = env.get(config.signing_secret_env, "").strip()
+        if not secret:
+            message = (
+                f"{config.signing_secret_env} is not set: Slack's buttons need the app's "
+                "signing secret to verify their requests"
+            )
+            raise ConfigError([Problem("environment", 0, message)])
+        return cls(secret, actions)
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post(ACTIONS_PATH, self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            body = (await request.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            return web.Response(status=400, text="expected a UTF-8 form")
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not timestamp.isdigit() or not self.verifier.is_valid(body, timestamp, signature):
+            log.warning(
+                "slack action refused: bad signature or stale timestamp",
+                extra={"event": "slack_action_refused"},
+            )
+            return web.Response(status=401, text="invalid signature")
+        try:
+            payload = _payload(body)
+        except ValueError as exc:
+            return web.Response(status=400, text=str(exc))
+        if payload.get("type") != "block_actions":
+            return web.Response(status=200)
+        who = _who(payload.get("user"))
+        wanted: list[tuple[str, Action]] = []
+        for item in payload.get("actions") or []:
+            action = (
+                ACTION_IDS.get(str(item.get("action_id", ""))) if isinstance(item, dict) else None
+            )
+            if action is not None and item.get("value"):
+                wanted.append((str(item["value"]), action))
+        if wanted:
+            await self._act_in_time(wanted, who)
+        return web.Response(status=200)
+
+    async def _act_in_time(self, wanted: list[tuple[str, Action]], who: str) -> None:
+        """Do the actions; stop waiting after ``answer_within`` seconds (they go on)."""
+        task = asyncio.create_task(self._act_all(wanted, who))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.answer_within)
+        except TimeoutError:
+            log.warning(
+                "slack actions %s still running after %.1f s: answered anyway",
+                wanted,
+                self.answer_within,
+                extra={"event": "slack_action_slow"},
+            )
+
+    async def _act_all(self, wanted: list[tuple[str, Action]], who: str) -> None:
+        for incident_id, action in wanted:
+            await self._act(incident_id, action, who)
+
+    async def _act(self, incident_id: str, action: Action, who: str) -> None:
+        try:
+            await self.actions.act(incident_id, action, who, via="slack", silence_for=SILENCE_FOR)
+        except UnknownIncident:
+            log.info(
+                "slack action %s on %s ignored: no open incident has this id",
+                action,
+                incident_id,
+                extra={"event": "slack_action_unknown_incident"},
+            )
+        except Exception:
+            log.exception(
+                "slack action %s on %s failed",
+                action,
+                incident_id,
+                extra={"event": "slack_action_failed"},
+            )
+        else:
+            log.info(
+                "slack action %s on %s by %s",
+                action,
+                incident_id,
+                who,
+                extra={"event": "slack_action"},
+            )
+
+
+def _payload(body: str) -> dict[str, Any]:
+    """The JSON ``payload`` field of Slack's form-encoded request; ValueError if none."""
+    try:
+        payload = json.loads(parse_qs(body)["payload"][0])
+    except (KeyError, IndexError, json.JSONDecodeError):
+        raise ValueError("expected a form field 'payload' holding JSON") from None
+    if not isinstance(payload, dict):
+        raise ValueError("the payload is not a JSON object")
+    return payload
+
+
+def _who(user: object) -> str:
+    """``@username`` for the person who clicked (what the timeline and emails show)."""
+    if not isinstance(user, dict):
+        return "someone in Slack"
+    name = user.get("username") or user.get("name")
+    if name:
+        return f"@{name}"
+    return f"Slack user {user.get('id', '?')}"
