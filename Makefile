@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest check nab bench demo clean
+.PHONY: run test lint typecheck pytest check nab bench demo examples clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,13 +36,14 @@ nab: $(STAMP)                 ## NAB score of the volume detector (needs ../shar
 	$(BIN)/python ../shared/tools/nab/nab_run_detector.py --name xwatch \
 	    --cmd "$(BIN)/xwatch backtest --format nab" --categories realTweets --out build/nab
 
-bench: $(STAMP)               ## throughput, detection delay vs an oracle CUSUM, detector cost
-	$(BIN)/python bench/pipeline.py
-	$(BIN)/python bench/detection.py --json build/bench/detection.json
-	$(BIN)/python bench/cost.py --json build/bench/cost.json
+bench: $(STAMP)               ## one table of every benchmark (bench/table.py --full: the hour-long run)
+	$(BIN)/python bench/table.py
 
 demo: $(STAMP)                ## rebuild the bundled demo stream from its generator (fixed seed)
 	$(BIN)/python -m xwatch.demo.generate --out xwatch/demo/demo.jsonl.gz
+
+examples: $(STAMP)            ## the README's rendered Slack message, email, incident page, chart
+	$(BIN)/python docs/examples/generate.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

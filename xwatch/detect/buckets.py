@@ -4,13 +4,20 @@ Each series keeps the buckets that are still open (a post may arrive late, up to
 the allowed lateness) and closes them, in order, when the watermark passes their
 end, including the empty ones: a quiet minute is a bucket with a count of 0.
 A post for a bucket that is already closed is *late*: it is counted, not added.
+
+Both calls are on the daemon's hot path: ``add`` runs for every post at every scale,
+``close_until`` after every batch, however small. ``Aggregator`` therefore keeps each
+(brand, topic)'s series in a list (no key is built per post) and the earliest time at
+which any bucket can close, so that a batch that closes nothing costs one comparison
+instead of a walk over every series (10,000 series: milliseconds per batch).
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from xwatch.model import Bucket, Mention, SeriesKey
 
@@ -35,6 +42,11 @@ class SeriesBuckets:
 
     def add(self, mention: Mention, timestamp: float) -> bool:
         """Add a post; False if its bucket has already closed (it is late)."""
+        return self.add_scored(mention, timestamp, mention.is_negative, mention.reach)
+
+    def add_scored(self, mention: Mention, timestamp: float, negative: bool, reach: int) -> bool:
+        """``add`` with the post's negativity and reach already worked out (once per post,
+        not once per series)."""
         index = int(timestamp // self.key.scale_seconds)
         if index < self.next_index:
             return False
@@ -42,39 +54,49 @@ class SeriesBuckets:
         if bucket is None:
             bucket = self.open[index] = _OpenBucket()
         bucket.count += 1
-        reach = mention.reach
         bucket.reach += reach
-        negative = mention.is_negative
         if negative:
             bucket.negative += 1
-        entry = (negative, reach, mention.id, mention)
-        if len(bucket.top) < self.samples:
-            heapq.heappush(bucket.top, entry)
-        elif entry[:3] > bucket.top[0][:3]:
-            heapq.heapreplace(bucket.top, entry)
+        top = bucket.top
+        if len(top) < self.samples:
+            heapq.heappush(top, (negative, reach, mention.id, mention))
+        else:
+            lowest = top[0]
+            if (negative, reach, mention.id) > (lowest[0], lowest[1], lowest[2]):
+                heapq.heapreplace(top, (negative, reach, mention.id, mention))
         return True
+
+    @property
+    def due(self) -> float:
+        """The watermark (epoch seconds) at which this series' next bucket closes."""
+        return float((self.next_index + 1) * self.key.scale_seconds)
 
     def close_until(self, watermark: float) -> list[Bucket]:
         """Close every bucket whose end is at or before ``watermark``, empty ones included."""
         width = self.key.scale_seconds
         last = int(watermark // width)  # buckets with index < last have end <= watermark
+        if last <= self.next_index:
+            return []
         closed = []
+        key, open_buckets, step = self.key, self.open, timedelta(seconds=width)
+        end = datetime.fromtimestamp(self.next_index * width, UTC)
         for index in range(self.next_index, last):
-            state = self.open.pop(index, None) or _OpenBucket()
-            samples = tuple(m for *_, m in sorted(state.top, key=lambda e: e[:3], reverse=True))
+            start, end = end, end + step
+            state = open_buckets.pop(index, None)
+            if state is None:  # a quiet bucket: data too
+                closed.append(Bucket(key, start, end, 0, 0, 0))
+                continue
+            samples = tuple(entry[3] for entry in sorted(state.top, key=_rank, reverse=True))
             closed.append(
-                Bucket(
-                    series=self.key,
-                    start=datetime.fromtimestamp(index * width, UTC),
-                    end=datetime.fromtimestamp((index + 1) * width, UTC),
-                    count=state.count,
-                    negative=state.negative,
-                    reach=state.reach,
-                    samples=samples,
-                )
+                Bucket(key, start, end, state.count, state.negative, state.reach, samples)
             )
-        self.next_index = max(self.next_index, last)
+        self.next_index = last
         return closed
+
+
+def _rank(entry: tuple[bool, int, str, Mention]) -> tuple[bool, int, str]:
+    """How a sample post ranks: negative first, then by reach, then by id."""
+    return entry[0], entry[1], entry[2]
 
 
 class Aggregator:
@@ -85,6 +107,8 @@ class Aggregator:
         self.samples = samples
         self.series: dict[SeriesKey, SeriesBuckets] = {}
         self.start: float | None = None  # event time of the first post
+        self._scales_of: dict[tuple[str, str], list[SeriesBuckets]] = {}  # one per scale
+        self._due = math.inf  # no watermark below this closes a bucket
 
     def _series(self, brand: str, topic: str, scale: int) -> SeriesBuckets:
         key = SeriesKey(brand, topic, scale)
@@ -93,12 +117,19 @@ class Aggregator:
             start = self.start if self.start is not None else 0.0
             series = SeriesBuckets(key, int(start // scale), self.samples)
             self.series[key] = series
+            self._due = min(self._due, series.due)
         return series
+
+    def _all_scales(self, brand: str, topic: str) -> list[SeriesBuckets]:
+        found = self._scales_of.get((brand, topic))
+        if found is None:
+            found = [self._series(brand, topic, scale) for scale in self.scales]
+            self._scales_of[(brand, topic)] = found
+        return found
 
     def declare(self, brand: str, topic: str = "") -> None:
         """Make a series exist (so it has buckets, with zeros, before any post)."""
-        for scale in self.scales:
-            self._series(brand, topic, scale)
+        self._all_scales(brand, topic)
 
     def add(self, mention: Mention, brand: str, topic: str = "") -> bool:
         """Add a post to a series at every scale; False if it is late at the finest scale."""
@@ -107,9 +138,11 @@ class Aggregator:
             self.start = timestamp
             for key, series in self.series.items():
                 series.next_index = int(timestamp // key.scale_seconds)
+            self._due = min((s.due for s in self.series.values()), default=math.inf)
+        negative, reach = mention.is_negative, mention.reach
         on_time = True
-        for scale in self.scales:
-            on_time = self._series(brand, topic, scale).add(mention, timestamp) and on_time
+        for series in self._all_scales(brand, topic):
+            on_time = series.add_scored(mention, timestamp, negative, reach) and on_time
         return on_time
 
     def close_until(self, watermark: datetime) -> list[Bucket]:
@@ -117,6 +150,9 @@ class Aggregator:
         if self.start is None:
             return []
         mark = watermark.timestamp()
+        if mark < self._due:
+            return []  # the usual case: no bucket boundary passed since the last call
         closed = [b for series in self.series.values() for b in series.close_until(mark)]
         closed.sort(key=lambda b: (b.end, b.series.scale_seconds, b.series.brand, b.series.topic))
+        self._due = min((s.due for s in self.series.values()), default=math.inf)
         return closed

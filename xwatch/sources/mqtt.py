@@ -57,6 +57,10 @@ Limitations
     * aiomqtt 2.5.1 has no manual-ack API (aiomqtt issue #345, PR #346 unmerged), so we use
       the paho client underneath it (``client._client``): ``manual_ack_set`` before
       connecting, ``ack(mid, qos)`` after the hand-over. Re-check when upgrading aiomqtt.
+    * aiomqtt's message iterator costs several turns of the event loop per message, so
+      ``_messages`` takes waiting messages from aiomqtt's inbox (``client._queue``) and
+      reads waiting packets with paho's ``loop_read`` itself, leaving the waiting and the
+      disconnection (``client._disconnected``) to aiomqtt. Re-check when upgrading.
     * ``qos: 2`` keeps aiomqtt's automatic acks (paho, with manual acks, never completes a
       PUBREL for a message that a previous connection received, which would stall the
       broker's window): a message is then acknowledged on receipt, before the hand-over,
@@ -77,12 +81,11 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
 import aiomqtt
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTT_ERR_SUCCESS
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -149,7 +152,7 @@ class MqttSource:
                         await self._subscribe(client)
                         self._set_up(True)
                         attempt = 0
-                        async for message in client.messages:
+                        async for message in _messages(client):
                             for mention in self._mentions(message):
                                 self.report.received(self.name)
                                 yield mention
@@ -224,16 +227,17 @@ class MqttSource:
 
     def _mentions(self, message: aiomqtt.Message) -> list[Mention]:
         topic = message.topic.value
+        brand: tuple[str, ...] = ()
+        if self.config.brand_from_topic:
+            levels = topic.split("/")
+            if len(levels) > 1 and levels[-1]:
+                brand = (levels[-1].lower(),)  # brand ids are lower case
         try:
-            mentions = parse_payload(_as_bytes(message.payload), self.name)
+            # the topic's brand goes to the mentions whose payload names none
+            return parse_payload(_as_bytes(message.payload), self.name, brands=brand)
         except PayloadError as exc:
             self.report.rejected(self.name, exc.reason, f"{topic}: {exc.detail}")
             return []
-        levels = topic.split("/")
-        if self.config.brand_from_topic and len(levels) > 1 and levels[-1]:
-            brand = (levels[-1].lower(),)  # brand ids are lower case
-            mentions = [m if m.brands else replace(m, brands=brand) for m in mentions]
-        return mentions
 
     def _set_up(self, up: bool) -> None:
         if self._up is not up:
@@ -256,6 +260,52 @@ class _Inbox(asyncio.Queue[aiomqtt.Message]):
         if item.qos == 0 and 0 < self.qos0_limit <= self.qsize():
             raise asyncio.QueueFull
         super().put_nowait(item)
+
+
+async def _messages(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
+    """``client.messages``, with less work per message while messages are waiting.
+
+    aiomqtt's reader reads one packet each time the event loop finds the socket
+    readable, and its iterator makes a task and an ``asyncio.wait`` for every message:
+    several turns of the event loop per message, and batches of one post for the
+    daemon's pipeline. Here, messages already in the inbox are taken at once, and when
+    it is empty the packets already waiting in the socket are read first (paho's
+    ``loop_read``, as aiomqtt's reader calls it), then the other tasks get one turn (the
+    pipeline takes what was yielded so far as one batch; ticks and notifiers run) before
+    they are yielded. Only when no packet is waiting, or once the connection is known
+    to be lost, does aiomqtt's own iterator wait (and raise ``MqttError`` on a
+    disconnection).
+    """
+    inbox = client._queue
+    iterator = client.messages
+    while True:
+        if inbox.empty() and not client._disconnected.done() and _read_waiting(client, inbox):
+            await asyncio.sleep(0)
+        if inbox.empty() or client._disconnected.done():
+            yield await anext(iterator)
+        else:
+            yield inbox.get_nowait()
+
+
+def _read_waiting(client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message]) -> int:
+    """Read the packets already in the socket, up to a window's worth, without waiting;
+    return how many messages that put in the inbox.
+
+    A read error is left alone: aiomqtt's reader meets it on its next read and ends
+    the connection as usual.
+    """
+    paho = client._client
+    start = inbox.qsize()
+    for _ in range(RECEIVE_MAXIMUM):
+        before = inbox.qsize()
+        try:
+            if paho.loop_read() != MQTT_ERR_SUCCESS:
+                break
+        except Exception:
+            break
+        if inbox.qsize() == before:
+            break  # nothing more waiting (or a packet that is not a message)
+    return inbox.qsize() - start
 
 
 def _check_granted(filters: Sequence[str], granted: Sequence[int | ReasonCode]) -> None:

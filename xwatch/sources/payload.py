@@ -16,13 +16,16 @@ Two shapes are accepted:
 
 Anything else raises ``PayloadError`` with a short reason (for metrics) and a detail
 (for the log line).
+
+Every live post goes through here, so the field readers check the common case (the
+right type) first and only then work out what is wrong.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from xwatch.errors import PayloadError
@@ -31,9 +34,13 @@ from xwatch.model import Author, Mention, utc
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 
-def parse_payload(raw: bytes, source: str) -> list[Mention]:
-    """Mentions in one payload (one JSON document); raises ``PayloadError``."""
-    if not raw.strip():
+def parse_payload(raw: bytes, source: str, *, brands: tuple[str, ...] = ()) -> list[Mention]:
+    """Mentions in one payload (one JSON document); raises ``PayloadError``.
+
+    ``brands`` go to the mentions whose payload names none (the MQTT source's brand
+    from the topic).
+    """
+    if not raw or raw.isspace():
         raise PayloadError("empty", "empty payload")
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadError("too_large", f"{len(raw)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
@@ -48,21 +55,23 @@ def parse_payload(raw: bytes, source: str) -> list[Mention]:
     if not isinstance(document, dict):
         raise PayloadError("wrong_type", f"expected a JSON object, found {_kind(document)}")
     if "data" in document:
-        return mentions_from_x(document, source)
-    return [mention_from_json(document, source)]
+        return mentions_from_x(document, source, brands=brands)
+    return [mention_from_json(document, source, brands=brands)]
 
 
-def mention_from_json(obj: Mapping[str, Any], source: str) -> Mention:
+def mention_from_json(
+    obj: Mapping[str, Any], source: str, *, brands: tuple[str, ...] = ()
+) -> Mention:
     author = obj.get("author", {})
     if not isinstance(author, dict):
         raise PayloadError("wrong_type", f"author: expected an object, found {_kind(author)}")
     metrics = obj.get("metrics", {})
     if not isinstance(metrics, dict):
         raise PayloadError("wrong_type", f"metrics: expected an object, found {_kind(metrics)}")
-    brands = obj.get("brands", [])
+    named = obj.get("brands", [])
     if "brand" in obj:
-        brands = [obj["brand"]]
-    if not isinstance(brands, list) or not all(isinstance(b, str) for b in brands):
+        named = [obj["brand"]]
+    if not isinstance(named, list) or not all(isinstance(b, str) for b in named):
         raise PayloadError("wrong_type", "brands: expected a list of strings")
     return Mention(
         id=_id(obj, "id"),
@@ -81,11 +90,13 @@ def mention_from_json(obj: Mapping[str, Any], source: str) -> Mention:
         reposts=_count(metrics, "reposts", "metrics."),
         replies=_count(metrics, "replies", "metrics."),
         quotes=_count(metrics, "quotes", "metrics."),
-        brands=tuple(brands),
+        brands=tuple(named) or brands,
     )
 
 
-def mentions_from_x(document: Mapping[str, Any], source: str) -> list[Mention]:
+def mentions_from_x(
+    document: Mapping[str, Any], source: str, *, brands: tuple[str, ...] = ()
+) -> list[Mention]:
     """Mentions in an X API v2 payload (``data`` one post or a list, ``includes.users``)."""
     data = document["data"]
     posts = data if isinstance(data, list) else [data]
@@ -130,6 +141,7 @@ def mentions_from_x(document: Mapping[str, Any], source: str) -> list[Mention]:
                 reposts=_count(metrics, "retweet_count", "public_metrics."),
                 replies=_count(metrics, "reply_count", "public_metrics."),
                 quotes=_count(metrics, "quote_count", "public_metrics."),
+                brands=brands,
             )
         )
     return mentions
@@ -149,6 +161,9 @@ def _kind(value: object) -> str:
 
 
 def _id(obj: Mapping[str, Any], key: str, prefix: str = "") -> str:
+    value = obj.get(key)
+    if type(value) is str and value:
+        return value
     if key not in obj:
         raise PayloadError("missing_field", f"{prefix}{key} is missing")
     value = obj[key]
@@ -161,6 +176,8 @@ def _id(obj: Mapping[str, Any], key: str, prefix: str = "") -> str:
 
 def _str(obj: Mapping[str, Any], key: str, *, required: bool = False, prefix: str = "") -> str:
     value = obj.get(key)
+    if type(value) is str:
+        return value
     if value is None:
         if required:
             raise PayloadError("missing_field", f"{prefix}{key} is missing")
@@ -172,6 +189,8 @@ def _str(obj: Mapping[str, Any], key: str, *, required: bool = False, prefix: st
 
 def _count(obj: Mapping[str, Any], key: str, prefix: str = "") -> int:
     value = obj.get(key, 0)
+    if type(value) is int and value >= 0:
+        return value
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -199,8 +218,9 @@ def _time(obj: Mapping[str, Any], key: str, prefix: str = "") -> datetime:
             "bad_timestamp", f"{prefix}{key}: expected an ISO 8601 string, found {_kind(value)}"
         )
     try:
-        return utc(datetime.fromisoformat(value))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise PayloadError(
             "bad_timestamp", f"{prefix}{key}: not an ISO 8601 time: {value[:40]!r}"
         ) from None
+    return parsed if parsed.tzinfo is UTC else utc(parsed)

@@ -1,0 +1,351 @@
+"""End to end over MQTT: sustained throughput against the broker's ceiling, and alert latency.
+
+    .venv/bin/python bench/end_to_end.py [--count N] [--latency-seconds S] [--json PATH]
+
+Everything runs on this machine: mosquitto (our own, on a free port), a publisher in a
+process of its own (``publisher.py``: synthetic posts for 100 brands, QoS 1, one post per
+message on ``xwatch/mentions/<brand>``), and the consumer in this process.
+
+Throughput: the publisher floods N messages (the broker queues what the consumer has not
+taken yet) and the consumer's rate is measured from the 10 % to the 100 % mark, for:
+
+* ``mosquitto_sub`` (C, QoS 1, output thrown away): what the broker and the machine allow;
+* a plain aiomqtt subscriber that does nothing (MQTT 5, QoS 1, the same Receive Maximum
+  as xwatch): the ceiling for a Python consumer built on the same library;
+* the xwatch daemon (``Daemon`` with the MQTT source, QoS 1 with manual acks): each
+  mention through dedup, sentiment, brand and topic matching, buckets, the detectors, the
+  rules and the incident book; notifiers that do nothing (``rig.Timed(NullNotifier)``);
+  the source speaks MQTT 5 (the default), and then 3.1.1 (paho parses the properties of
+  every MQTT 5 message, a cost 3.1.1 does not have). The allowed lateness is the
+  default's (60 s, so that the posts waiting at the broker are not late), so few
+  buckets close during a flood this short: this is the cost per post (at 100 brands and
+  thousands of posts a second, closing buckets costs a few % more; the latency runs
+  below close 10-second buckets all the time).
+
+Latency: a fresh daemon, its detectors warmed up on a day of the same traffic, fed at
+10 % and at 80 % of the throughput xwatch sustained, while every 10-second bucket
+``--spike-brands`` brands get a strong spike (crisis posts, mostly negative: at least
+40 and twice the brand's usual count in the bucket). A spike's latency is the time from
+the instant its bucket may close (its end plus the allowed lateness, 1 s here: the
+publication time of the post that closes it) to the daemon calling the notifier's
+``send`` for the brand's incident. A post waits for its bucket to close before that:
+up to the bucket width plus the allowed lateness (here 10 s + 1 s; with the default
+config, 60 s + 60 s). Spikes without a notice are counted as missed, notices for brands
+that did not spike as false alarms.
+
+CPU seconds used by the daemon (this process), the publisher and the broker are
+reported with each run: they share 2 cores, so each takes time from the others.
+Figures depend on the machine: compare them as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from rig import (
+    HOST,
+    LATENESS_SECONDS,
+    Broker,
+    Run,
+    bench_settings,
+    finish_publisher,
+    notice_brand,
+    percentile,
+    run_daemon,
+    start_publisher,
+)
+
+from xwatch.daemon import Daemon
+from xwatch.sources.mqtt import RECEIVE_MAXIMUM
+
+TOPIC = "xwatch/mentions/#"
+SPIKE_SCALE = 10
+TARGET_RATE = 10_000.0  # mentions/s end to end (issue #9)
+TARGET_SHARE = 0.5  # of the ceiling
+
+
+def mosquitto_sub_ceiling(broker: Broker, count: int, brands: int) -> dict[str, Any]:
+    """``mosquitto_sub`` takes ``count`` messages; its rate from the 10 % mark."""
+    binary = shutil.which("mosquitto_sub")
+    if binary is None:
+        return {"skipped": "no mosquitto_sub"}
+    with tempfile.TemporaryFile() as out:
+        sub = subprocess.Popen(
+            [
+                binary,
+                "-h",
+                HOST,
+                "-p",
+                str(broker.port),
+                "-V",
+                "mqttv5",
+                "-q",
+                "1",
+                "-t",
+                TOPIC,
+                "-C",
+                str(count),
+                "-F",
+                "%U",
+            ],
+            stdout=out,
+        )
+        time.sleep(0.5)  # subscribed (the broker answers within milliseconds)
+        broker0 = broker.cpu()
+        publisher = asyncio.run(_publish_flood(broker, count, brands))
+        sub.wait(timeout=600)
+        out.seek(0)
+        stamps = [float(line) for line in out.read().split()]
+    return _flood_result(stamps, count, publisher, broker.cpu() - broker0, consumer_cpu=None)
+
+
+async def _publish_flood(broker: Broker, count: int, brands: int) -> dict[str, Any]:
+    process = await start_publisher(broker.port, "--brands", str(brands), "--count", str(count))
+    return await finish_publisher(process)
+
+
+def _flood_result(
+    stamps: list[float],
+    count: int,
+    publisher: dict[str, Any],
+    broker_cpu: float,
+    consumer_cpu: float | None,
+) -> dict[str, Any]:
+    if len(stamps) < count:
+        return {"error": f"only {len(stamps)} of {count} messages arrived", "count": count}
+    first = stamps[count // 10]
+    rate = (count - count // 10) / max(stamps[-1] - first, 1e-9)
+    return {
+        "count": count,
+        "rate": rate,
+        "seconds": stamps[-1] - stamps[0],
+        "publisher_seconds": publisher["ended"] - publisher["started"],
+        "cpu_seconds": {
+            "consumer": consumer_cpu,
+            "publisher": publisher["cpu_seconds"],
+            "broker": broker_cpu,
+        },
+    }
+
+
+async def aiomqtt_ceiling(broker: Broker, count: int, brands: int) -> dict[str, Any]:
+    """A plain aiomqtt subscriber that counts messages and does nothing else."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.ReceiveMaximum = RECEIVE_MAXIMUM
+    stamps: list[float] = []
+    async with aiomqtt.Client(
+        HOST,
+        broker.port,
+        identifier=f"xwatch-bench-ceiling-{time.monotonic_ns()}",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        properties=properties,
+    ) as client:
+        await client.subscribe(TOPIC, qos=1)
+        cpu0, broker0 = time.process_time(), broker.cpu()
+        publisher = asyncio.create_task(_publish_flood(broker, count, brands))
+        async for _ in client.messages:
+            stamps.append(time.time())
+            if len(stamps) >= count:
+                break
+        cpu = time.process_time() - cpu0
+        result = await publisher
+    return _flood_result(stamps, count, result, broker.cpu() - broker0, consumer_cpu=cpu)
+
+
+async def xwatch_throughput(
+    broker: Broker, count: int, brands: int, protocol: str = "5"
+) -> dict[str, Any]:
+    """The daemon takes ``count`` flooded messages through the whole pipeline."""
+    with tempfile.TemporaryDirectory() as folder:
+        # The default allowed lateness (60 s): the flood waits at the broker for up to
+        # count / rate seconds, and the live clock would make older posts late.
+        settings = bench_settings(Path(folder), brands, broker.port, lateness=60, protocol=protocol)
+
+        def done(daemon: Daemon, publisher: dict[str, Any] | None) -> bool:
+            return daemon.ingested >= count
+
+        run = await run_daemon(
+            settings,
+            broker,
+            ["--brands", str(brands), "--count", str(count)],
+            done=done,
+            traffic_rate=3000.0,
+        )
+    rate = run.rate_between(count // 10, count)
+    return {
+        "count": count,
+        "rate": rate,
+        "seconds": run.wall,
+        "series": run.series,
+        "publisher_seconds": run.publisher["ended"] - run.publisher["started"],
+        "cpu_seconds": {
+            "consumer": run.daemon_cpu,
+            "publisher": run.publisher["cpu_seconds"],
+            "broker": run.broker_cpu,
+        },
+        "rss_bytes": run.samples[-1][2],
+        "duplicates": run.duplicates,
+        "late": run.late,
+        "mean_batch": run.samples[-1][1] / max(run.batches, 1.0),
+    }
+
+
+async def latency(
+    broker: Broker, rate: float, seconds: float, brands: int, spike_brands: int
+) -> dict[str, Any]:
+    """Spikes at ``rate`` mentions/s: from the close of each spike's bucket to ``send``."""
+    usual = rate / brands * SPIKE_SCALE  # a brand's posts per bucket
+    posts = max(40, round(2 * usual))
+    with tempfile.TemporaryDirectory() as folder:
+        settings = bench_settings(Path(folder), brands, broker.port)
+
+        def done(daemon: Daemon, publisher: dict[str, Any] | None) -> bool:
+            return publisher is not None and time.time() > publisher["ended"] + 3.0
+
+        run = await run_daemon(
+            settings,
+            broker,
+            [
+                "--brands",
+                str(brands),
+                "--rate",
+                f"{rate:.1f}",
+                "--seconds",
+                str(seconds),
+                "--spike-after",
+                "5",
+                "--spike-scale",
+                str(SPIKE_SCALE),
+                "--spike-brands",
+                str(spike_brands),
+                "--spike-posts",
+                str(posts),
+            ],
+            done=done,
+            traffic_rate=rate,
+            limit=seconds + 120,
+        )
+    return _latency_result(run, rate, posts)
+
+
+def _latency_result(run: Run, rate: float, posts: int) -> dict[str, Any]:
+    first: dict[str, float] = {}
+    for at, notice in run.notices:
+        first.setdefault(notice_brand(notice), at)
+    spikes = {brand: end for brand, end in run.publisher["spikes"]}
+    delays = [first[b] - (end + LATENESS_SECONDS) for b, end in spikes.items() if b in first]
+    sent = run.publisher["sent"]
+    achieved = run.publisher["background"] / max(
+        run.publisher["ended"] - run.publisher["started"], 1e-9
+    )
+    return {
+        "rate": rate,
+        "achieved_rate": achieved,
+        "spike_posts": posts,
+        "spikes": len(spikes),
+        "notified": len(delays),
+        "missed": len(spikes) - len(delays),
+        "false_alarms": len(set(first) - set(spikes)),
+        "p50_seconds": percentile(delays, 50),
+        "p99_seconds": percentile(delays, 99),
+        "max_seconds": max(delays, default=None),
+        "sent": sent,
+        "late": run.late,
+        "cpu_seconds": {
+            "consumer": run.daemon_cpu,
+            "publisher": run.publisher["cpu_seconds"],
+            "broker": run.broker_cpu,
+        },
+        "wall_seconds": run.wall,
+    }
+
+
+def _cpu(result: dict[str, Any]) -> str:
+    cpu = result.get("cpu_seconds", {})
+    parts = [f"{k} {v:.1f}" for k, v in cpu.items() if v is not None]
+    return ", ".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=60_000, help="messages per flood")
+    parser.add_argument("--brands", type=int, default=100)
+    parser.add_argument("--latency-seconds", type=float, default=60.0, help="per load level")
+    parser.add_argument("--spike-brands", type=int, default=5, help="brands spiking per bucket")
+    parser.add_argument("--json", type=Path, help="write the figures there")
+    args = parser.parse_args()
+    started = time.monotonic()
+    print(f"machine: {machine()}", flush=True)
+    results: dict[str, Any] = {"benchmark": "end_to_end", "machine": machine()}
+    with Broker() as broker:
+        results["broker"] = broker.name
+        print(f"broker: {broker.name}", flush=True)
+        results["mosquitto_sub"] = mosquitto_sub_ceiling(broker, args.count, args.brands)
+        print(f"mosquitto_sub: {results['mosquitto_sub']}", flush=True)
+        results["aiomqtt"] = asyncio.run(aiomqtt_ceiling(broker, args.count, args.brands))
+        print(f"aiomqtt: {results['aiomqtt']}", flush=True)
+        results["xwatch"] = asyncio.run(xwatch_throughput(broker, args.count, args.brands))
+        print(f"xwatch: {results['xwatch']}", flush=True)
+        results["xwatch_mqtt311"] = asyncio.run(
+            xwatch_throughput(broker, args.count, args.brands, protocol="3.1.1")
+        )
+        print(f"xwatch over MQTT 3.1.1: {results['xwatch_mqtt311']}", flush=True)
+        sustained = results["xwatch"]["rate"]
+        results["latency"] = {}
+        for share in (0.1, 0.8):
+            result = asyncio.run(
+                latency(
+                    broker, share * sustained, args.latency_seconds, args.brands, args.spike_brands
+                )
+            )
+            results["latency"][f"{share:.0%}"] = result
+            print(f"latency at {share:.0%}: {result}", flush=True)
+    results["elapsed_seconds"] = time.monotonic() - started
+    _print(results)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+        print(f"figures written to {args.json}")
+
+
+def _print(results: dict[str, Any]) -> None:
+    ceiling = results["aiomqtt"].get("rate")
+    print()
+    print("| consumer | mentions/s | vs aiomqtt | CPU s (consumer, publisher, broker) |")
+    print("|---|--:|--:|---|")
+    for name in ("mosquitto_sub", "aiomqtt", "xwatch", "xwatch_mqtt311"):
+        result = results[name]
+        rate = result.get("rate")
+        if rate is None:
+            print(f"| {name} | {result} | | |")
+            continue
+        ratio = f"{rate / ceiling:.0%}" if ceiling else "-"
+        print(f"| {name} | {rate:,.0f} | {ratio} | {_cpu(result)} |")
+    print()
+    print("| load | mentions/s | spikes | notified | p50 s | p99 s | false alarms | late |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|")
+    for level, r in results["latency"].items():
+        p50 = "-" if r["p50_seconds"] is None else f"{r['p50_seconds']:.3f}"
+        p99 = "-" if r["p99_seconds"] is None else f"{r['p99_seconds']:.3f}"
+        print(
+            f"| {level} | {r['achieved_rate']:,.0f} | {r['spikes']} | {r['notified']} | {p50} "
+            f"| {p99} | {r['false_alarms']} | {r['late']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
