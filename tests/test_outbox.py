@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.factories import T0, GatedSource, alert, mention
+from tests.fake_slack import TOKEN as SLACK_TOKEN
+from tests.fake_slack import FakeSlack
 from xwatch.alerting import Notifier, PermanentFailure, TemporaryFailure
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.alerting.incidents import Notice, NoticeKind, State
@@ -209,3 +211,53 @@ async def test_without_a_store_incidents_live_in_memory(project: Path) -> None:
         (incident,) = await daemon.incidents(state="open")
         assert incident.brand == "kettlebird"
     assert not (project / "state.sqlite3").exists()
+
+
+@pytest.mark.asyncio
+async def test_slack_rate_limits_and_errors_are_ridden_out_while_the_others_deliver(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real Slack notifier, built from the config, against a Slack that answers 429
+    twice and then 500 three times: the console gets its notice at once, Slack gets
+    exactly one message once it recovers, and every attempt is counted."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing-secret")
+    async with FakeSlack() as slack:
+        slack.fail(
+            method="chat.postMessage", status=429, error="ratelimited", retry_after=0, times=2
+        )
+        slack.fail(method="chat.postMessage", status=500, error="internal_error", times=3)
+        config = write_config(project)
+        text = config.read_text("utf-8").replace(
+            "  slack: {type: console}\n",
+            "  slack:\n"
+            "    type: slack\n"
+            "    channel: C0ALERTS\n"
+            f"    api_url: {slack.api_url}\n"
+            "    chart: false\n",
+        )
+        config.write_text(text, "utf-8")
+        source = GatedSource([mention("kettlebird is fine", at=13 * 3600)])
+        console = ScriptedNotifier("console")
+        settings = load_settings(config)
+        daemon = Daemon(settings, sources=[source])
+        daemon.notifiers["console"] = console  # the real Slack notifier stays
+        task = asyncio.create_task(daemon.run())
+        try:
+            await asyncio.wait_for(daemon.started.wait(), 10)
+            fire(daemon, ("slack", "console"))
+            await asyncio.wait_for(console.delivered.wait(), 10)
+            await asyncio.wait_for(daemon.outboxes["slack"].join(), 20)
+            counts = {
+                outcome: sample(
+                    daemon, "xwatch_notifications_total", {"channel": "slack", "outcome": outcome}
+                )
+                for outcome in ("sent", "retried", "failed")
+            }
+            assert counts == {"sent": 1, "retried": 5, "failed": 0}
+            assert len(slack.top_level()) == 1  # one message, not one per attempt
+            assert daemon._ready() == (True, "ok")  # recovered: nothing retrying any more
+        finally:
+            daemon.stop.set()
+            source.finish.set()
+            await asyncio.wait_for(task, 10)
