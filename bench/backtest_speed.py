@@ -22,7 +22,6 @@ whole week.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
+from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
 from synthetic import DEMO_POSTS_PER_DAY, Corpus, brand_ids, config_yaml, history, write_history
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,9 +117,7 @@ def main() -> None:
         f"(target < {TARGET_SECONDS:.0f} s: {week / TARGET_SECONDS:.1f}x the target)"
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
-        print(f"figures written to {args.json}")
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import time
 import tracemalloc
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
+from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
 
 from xwatch.detect import Detector
 from xwatch.detect.share import NegativeShareDetector
@@ -284,9 +283,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "target_bytes": TARGET_BYTES,
             },
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_json(args.json, document)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
+from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
 
 from xwatch.detect import Detector
 from xwatch.detect.share import NegativeShareDetector
@@ -568,9 +568,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for f in files
             ],
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_json(args.json, document)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import subprocess
 import tempfile
@@ -51,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
+from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from rig import (
@@ -317,9 +316,7 @@ def main() -> None:
     results["elapsed_seconds"] = time.monotonic() - started
     _print(results)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
-        print(f"figures written to {args.json}")
+        write_json(args.json, results)
 
 
 def _print(results: dict[str, Any]) -> None:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import pstats
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
+from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
 from pipeline import DENSE_BRANDS, dense_file, settings_for
 from synthetic import brand_ids
 
@@ -171,9 +170,7 @@ def main() -> None:
     total, stats = profile(settings_for("demo", None, demo), demo)
     results["demo"] = report("demo week", total, stats, args.top)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
-        print(f"figures written to {args.json}")
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

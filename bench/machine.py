@@ -1,9 +1,13 @@
-"""The line every benchmark prints first: the machine, and how busy it was."""
+"""What every benchmark shares: the line it prints first (the machine, and how busy it
+was), and how it writes its figures as JSON."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
+from typing import Any
 
 
 def machine() -> str:
@@ -14,3 +18,10 @@ def machine() -> str:
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
         f"load average {load}"
     )
+
+
+def write_json(path: Path, figures: Any) -> None:
+    """Write a benchmark's figures to ``path`` (its folder made if needed) and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n", "utf-8")
+    print(f"figures written to {path}")

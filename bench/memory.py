@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
+from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
 from prometheus_client import CollectorRegistry
 from rig import Broker, bench_settings, run_daemon
 
@@ -160,9 +159,7 @@ def main() -> None:
         f"{result['rss_idle_bytes'] / MIB:,.1f} MiB)"
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
-        print(f"figures written to {args.json}")
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

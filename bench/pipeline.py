@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
-import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from machine import machine  # bench/machine.py (scripts run with bench/ on sys.path)
+from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
 from prometheus_client import CollectorRegistry
 from synthetic import Corpus, brand_ids, config_yaml, history, write_history
 
@@ -134,9 +133,7 @@ def main() -> None:
             f"| {r['cpu_us_per_mention']:.0f} | {r['rate'] / TARGET:.0%} |"
         )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
-        print(f"figures written to {args.json}")
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -945,11 +945,10 @@ class Daemon:
     async def incidents(
         self, *, state: str | None = None, brand: str | None = None, limit: int = 50
     ) -> list[Incident]:
-        if self.records is None:
+        records = self.records
+        if records is None:
             return []
-        return await asyncio.to_thread(
-            lambda: self.records.incidents(state=state, brand=brand, limit=limit)  # type: ignore[union-attr]
-        )
+        return await asyncio.to_thread(records.incidents, state=state, brand=brand, limit=limit)
 
     async def silences(self) -> list[Silence]:
         return sorted(self.book.silences.values(), key=lambda s: s.ends_at)

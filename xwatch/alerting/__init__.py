@@ -18,10 +18,11 @@ revoked token); anything else counts as temporary.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from xwatch.alerting.incidents import Notice
-from xwatch.errors import XwatchError
+from xwatch.errors import ConfigError, Problem, XwatchError
 
 
 class Notifier(Protocol):
@@ -67,3 +68,15 @@ class MemoryRefs:
 
     async def put(self, channel: str, incident_id: str, ref: dict[str, str]) -> None:
         self.refs[(channel, incident_id)] = dict(ref)
+
+
+def env_secret(env: Mapping[str, str], variable: str, missing: str) -> str:
+    """A notifier's secret from the environment variable its config names.
+
+    Unset or blank is a ``ConfigError``: "<variable> is not set" followed by ``missing``
+    (what the notifier needs it for). The value is never part of a message.
+    """
+    value = env.get(variable, "")
+    if not value.strip():
+        raise ConfigError([Problem("environment", 0, f"{variable} is not set{missing}")])
+    return value

@@ -74,7 +74,7 @@ from urllib.parse import quote, urlsplit
 
 import aiosmtplib
 
-from xwatch.alerting import PermanentFailure, TemporaryFailure
+from xwatch.alerting import PermanentFailure, TemporaryFailure, env_secret
 from xwatch.alerting.chart import incident_chart
 from xwatch.alerting.incidents import SEVERITY_ROSE, Notice, NoticeKind
 from xwatch.alerting.render import clean
@@ -379,8 +379,4 @@ def _domain(sender: str) -> str:
 def _secret(env: Mapping[str, str], name: str, variable: str | None, what: str) -> str | None:
     if variable is None:
         return None
-    value = env.get(variable)
-    if not value:
-        message = f"{variable} is not set (or empty); the email notifier {name!r} needs its {what}"
-        raise ConfigError([Problem("environment", 0, message)])
-    return value
+    return env_secret(env, variable, f" (or empty); the email notifier {name!r} needs its {what}")

@@ -61,13 +61,12 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from xwatch.alerting import MessageRefs, PermanentFailure, TemporaryFailure
+from xwatch.alerting import MessageRefs, PermanentFailure, TemporaryFailure, env_secret
 from xwatch.alerting.chart import incident_chart
 from xwatch.alerting.incidents import Incident, Notice, NoticeKind, State, UnknownIncident
 from xwatch.alerting.service import Action, Actions
 from xwatch.alerting.summary import PartLine, Post, Summary, notice_line, summarize
 from xwatch.config import SlackNotifierConfig
-from xwatch.errors import ConfigError, Problem
 
 log = logging.getLogger("xwatch.alerting.slack")
 
@@ -344,14 +343,13 @@ class SlackNotifier:
         env: Mapping[str, str] = os.environ,
     ) -> SlackNotifier:
         """The notifier with its bot token from the environment variable the config names."""
-        token = env.get(config.token_env, "").strip()
-        if not token:
-            message = (
-                f"{config.token_env} is not set: the Slack notifier {name!r} needs a bot "
-                "token (xoxb-...) with the chat:write and files:write scopes"
-            )
-            raise ConfigError([Problem("environment", 0, message)])
-        return cls(config, name, token, incident_url_base, refs)
+        token = env_secret(
+            env,
+            config.token_env,
+            f": the Slack notifier {name!r} needs a bot token (xoxb-...) with the chat:write "
+            "and files:write scopes",
+        )
+        return cls(config, name, token.strip(), incident_url_base, refs)
 
     def incident_url(self, incident_id: str) -> str:
         return self.incident_url_base + quote(incident_id, safe="")
@@ -516,14 +514,12 @@ class SlackActions:
     def from_config(
         cls, config: SlackNotifierConfig, actions: Actions, env: Mapping[str, str] = os.environ
     ) -> SlackActions:
-        secret = env.get(config.signing_secret_env, "").strip()
-        if not secret:
-            message = (
-                f"{config.signing_secret_env} is not set: Slack's buttons need the app's "
-                "signing secret to verify their requests"
-            )
-            raise ConfigError([Problem("environment", 0, message)])
-        return cls(secret, actions)
+        secret = env_secret(
+            env,
+            config.signing_secret_env,
+            ": Slack's buttons need the app's signing secret to verify their requests",
+        )
+        return cls(secret.strip(), actions)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(ACTIONS_PATH, self.handle)

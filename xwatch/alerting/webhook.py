@@ -78,7 +78,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from xwatch.alerting import PermanentFailure, TemporaryFailure
+from xwatch.alerting import PermanentFailure, TemporaryFailure, env_secret
 from xwatch.alerting.codec import to_json
 from xwatch.alerting.incidents import Notice, NoticeKind
 from xwatch.alerting.summary import Summary, notice_line, summarize
@@ -276,10 +276,4 @@ def _links(summary: Summary) -> list[dict[str, str]]:
 def _secret(env: Mapping[str, str], name: str, variable: str | None, what: str) -> str | None:
     if variable is None:
         return None
-    value = env.get(variable)
-    if not value:
-        message = (
-            f"{variable} is not set (or empty); the webhook notifier {name!r} needs its {what}"
-        )
-        raise ConfigError([Problem("environment", 0, message)])
-    return value
+    return env_secret(env, variable, f" (or empty); the webhook notifier {name!r} needs its {what}")
