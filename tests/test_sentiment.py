@@ -22,7 +22,7 @@ from xwatch.sentiment import (
     normalise_lang,
     sentiment_from_score,
 )
-from xwatch.sentiment.japanese import load_lexicon
+from xwatch.sentiment.japanese import _lexicon_text, load_lexicon
 
 ONE_MB = "Terrible service, I hate this airline. " * 27_000  # ~1 MB, all of it negative words
 
@@ -801,3 +801,168 @@ def test_defaults_survive_awkward_texts(
     assert label_of(english, "") == label_of(japanese_cued, "") == "neutral"
     assert label_of(english, "😀🎉🔥") == "positive"
     assert label_of(english, ONE_MB) == "negative"
+
+
+# -- tweet rules (xwatch.sentiment.english) and emoji/kaomoji cues ----------------------------
+
+from xwatch.sentiment.english import rewrite  # noqa: E402
+
+VADER_LEXICON = SentimentIntensityAnalyzer().lexicon
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("seeing the Grateful Dead tonight", "seeing the Grateful_Dead tonight"),
+        ("I love Foo Fighters", "I love Foo_Fighters"),
+        # at a sentence start the first word stays out of the run
+        ("Great show. Bad Blood Returns tonight", "Great show. Bad Blood_Returns tonight"),
+        ("Bad Service today", "Bad Name_Service today"),
+        ("Bad service today", "Bad service today"),
+        ("late again\nBad Service as usual", "late again\nBad Name_Service as usual"),
+        ("flying United again", "flying Name_United again"),  # one word: a name too
+        ("I Hate This Airline", "I Hate This Airline"),  # Title Case: left alone
+        ("@united lost my bag, @Delta too", "@user lost my bag, @user too"),
+        ("#WorstAirlineEver again", "#Worst Airline Ever again"),
+        ("sooo baaaad", "sooo bad"),  # "sooo" stretches no lexicon word: kept
+        ("wish you nothing but the best", "wish you only the best"),
+        ("I couldn't be happier", "I extremely happier"),
+        ("it can not get any worse", "it extremely worse"),
+        ("one hell of a weekend", "one really weekend"),
+        ("feels like 3 hours, like, why", "feels as 3 hours, as, why"),
+        ("I like it, don't like that", "I like it, don't like that"),
+        ("I would like a refund", "I would as a refund"),
+        ("please stop by the booth", "please visit the booth"),
+        ("an ordinary sentence, unchanged", "an ordinary sentence, unchanged"),
+    ],
+)
+def test_rewrite(text: str, expected: str) -> None:
+    assert rewrite(text, VADER_LEXICON) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("EVENT: bluegrass brunch with the Grateful Dead tribute band", "neutral"),  # "dead"
+        ("@united flight 123 boards at gate 4", "neutral"),  # VADER reads "united" as +1.8
+        ("flying United to Denver tomorrow", "neutral"),
+        ("it feels like we have been here for hours", "neutral"),  # VADER: "like" +1.5
+        ("I would like to change my seat", "neutral"),
+        ("I couldn't be happier with the crew", "positive"),  # VADER flips "happier"
+        ("it couldn't be worse", "negative"),  # VADER flips "worse"
+        ("wish you nothing but the best", "positive"),  # VADER negates "best"
+        ("#WorstAirlineEver", "negative"),
+        ("one hell of a birthday weekend", "neutral"),  # VADER: "hell" -3.6
+        ("stop by our open house on Friday", "neutral"),  # VADER: "stop" -1.2
+        ("that was baaaad", "negative"),
+    ],
+)
+def test_tweet_rules_fix_what_raw_vader_misreads(
+    vader: VaderScorer, english: ComplaintScorer, text: str, expected: str
+) -> None:
+    assert label_of(vader, text) != expected
+    assert label_of(english, text) == expected
+
+
+@pytest.mark.parametrize("text", ["😡", "the update 👎", "the new update 🙄", "my order 💔"])
+def test_english_emoji_cues(vader: VaderScorer, english: ComplaintScorer, text: str) -> None:
+    assert label_of(vader, text) != "negative"
+    assert label_of(english, text) == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "また会議(´・×・｀)",  # noqa: RUF001 - full-width forms as typed
+        "明日も仕事(´-ω-`)",  # noqa: RUF001
+        "終わらない( ；∀；)",  # noqa: RUF001
+        "今日も会議＿|￣|○",  # noqa: RUF001
+        "テスト(ToT)",
+        "朝から会議(;´Д`)",  # noqa: RUF001
+    ],
+)
+def test_japanese_sad_kaomoji(
+    japanese: JapaneseLexiconScorer, japanese_cued: ComplaintScorer, text: str
+) -> None:
+    assert label_of(japanese, text) != "negative"
+    assert label_of(japanese_cued, text) == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["今日は晴れ(*´▽`*)", "ご飯できた(´∀`)", "テスト(test)です"],  # noqa: RUF001
+)
+def test_happy_or_no_kaomoji_are_not_sad(japanese_cued: ComplaintScorer, text: str) -> None:
+    assert japanese_cued.cues.matches(text) == []
+
+
+# -- ML-Ask's words and the Aho-Corasick scan -------------------------------------------------
+
+import re  # noqa: E402
+
+from xwatch.sentiment.japanese import (  # noqa: E402
+    MLASK_WEIGHT,
+    default_lexicon,
+    load_mlask,
+    trie_pattern,
+)
+
+
+def test_load_mlask_turns_lemmas_into_terms() -> None:
+    lexicon = load_mlask(
+        "# comment\n"
+        "呆れる\tiya\n"  # a verb: also its stem, 呆れた / 呆れて
+        "憤慨\tikari\n"
+        "嬉しい\tyorokobi\n"  # an i-adjective: also 嬉しく, 嬉しかっ, ...
+        "あてになるない\tiya\n"  # a lemma sequence no text spells
+        "悲しいさ\taware\n"
+        "いや\tiya\n"  # short hiragana: inside other words
+        "酔う\tsuki\n"  # two characters: no stem
+        "微妙\tiya\n微妙\tsuki\n"  # both valences: left out
+    )
+    assert lexicon["呆れる"] == lexicon["呆れ"] == lexicon["憤慨"] == -MLASK_WEIGHT
+    assert lexicon["嬉しい"] == lexicon["嬉しく"] == lexicon["嬉しかっ"] == MLASK_WEIGHT
+    assert lexicon["酔う"] == MLASK_WEIGHT and "酔" not in lexicon
+    for absent in ("あてになるない", "悲しいさ", "いや", "微妙"):
+        assert absent not in lexicon
+
+
+@pytest.mark.parametrize("line", ["no-tab-here", "語\tunknown", "語\tiya\textra"])
+def test_load_mlask_rejects_malformed_lines(line: str) -> None:
+    with pytest.raises(ValueError, match=r"ja_mlask\.tsv:1:"):
+        load_mlask(line)
+
+
+def test_the_hand_written_lexicon_wins_over_mlask() -> None:
+    lexicon = default_lexicon()
+    assert lexicon["機嫌"] == 0.0  # a shield of the hand-written file, whatever ML-Ask says
+    assert lexicon["憤慨"] == -MLASK_WEIGHT  # ML-Ask only
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("あまりの対応に呆れた", "negative"),
+        ("罪悪感でいっぱい", "negative"),
+        ("のんびりした休日", "positive"),
+    ],
+)
+def test_mlask_words_the_hand_written_lexicon_lacks(
+    japanese: JapaneseLexiconScorer, text: str, expected: str
+) -> None:
+    hand_written = JapaneseLexiconScorer(load_lexicon(_lexicon_text()))
+    assert label_of(hand_written, text) == "neutral"
+    assert label_of(japanese, text) == expected
+
+
+SCAN_TERMS = ["最悪", "最", "悪い", "悪", "不具合", "具合", "合う", "ない", "美味しい", "美味"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="".join(set("".join(SCAN_TERMS))) + "はがのx。", max_size=40))
+def test_the_scan_finds_what_the_trie_regex_finds(text: str) -> None:
+    """Leftmost, then longest, without overlaps: the automaton as ``re.finditer`` of the
+    trie of the terms."""
+    scorer = JapaneseLexiconScorer(dict.fromkeys(SCAN_TERMS, -1.0))
+    trie = re.compile(trie_pattern(SCAN_TERMS))
+    assert [term for term, _ in scorer.matches(text)] == trie.findall(text)

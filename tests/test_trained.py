@@ -441,3 +441,35 @@ def test_a_model_for_another_language_is_refused(project: Path, model_file: Path
                 router_from_config(config)
         else:
             assert "ja" in router_from_config(config).languages  # no --lang: fits any
+
+
+def test_the_negative_bias_is_chosen_by_cross_validated_f1() -> None:
+    """Logits that put every negative just below neutral: argmax finds none, an offset of
+    +0.3 to the negative logit finds them all; ties go to the smaller offset."""
+    from xwatch.sentiment.trained import NEGATIVE_BIASES, _best_bias
+
+    classes = ("negative", "neutral", "positive")
+    labels = np.array(["negative"] * 4 + ["neutral"] * 4 + ["positive"] * 2)
+    logits = np.array([[0.0, 0.25, -1.0]] * 4 + [[-1.0, 1.0, -1.0]] * 4 + [[-1.0, -1.0, 1.0]] * 2)
+    bias, reports = _best_bias(logits, labels, classes)
+    assert bias == 0.3 and bias in NEGATIVE_BIASES
+    assert reports["negative"].f1 == 1.0
+    clear = np.array([[1.0, 0.0, 0.0]] * 4 + [[-1.0, 1.0, -1.0]] * 4 + [[-1.0, -1.0, 1.0]] * 2)
+    assert _best_bias(clear, labels, classes)[0] == 0.0
+
+
+def test_the_chosen_negative_bias_is_in_the_model(model: TrainedModel) -> None:
+    from xwatch.sentiment.trained import NEGATIVE_BIASES
+
+    assert model.stats["negative_bias"] in NEGATIVE_BIASES
+
+
+def test_a_model_of_two_labels() -> None:
+    """scikit-learn keeps one row of coefficients for two classes; the model keeps one
+    per label, and scores and round-trips like a three-label one."""
+    examples = [e for e in synthetic(EN_WORDS, 60, 5, "en") if e.label != "neutral"]
+    model = train(examples, folds=3, params=SMALL, c_grid=(1.0,), class_weights=(None,))
+    assert model.classes == ("negative", "positive")
+    assert model.coef.shape == (2, SMALL.n_features)
+    texts = ["my flight was delayed, they lost my bag", "thank you, great crew"]
+    assert [s.label for s in model.score(texts)] == ["negative", "positive"]

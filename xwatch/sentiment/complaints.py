@@ -410,9 +410,9 @@ def japanese_cues() -> CueSet:
 
 def english_default() -> ComplaintScorer:
     """The default English scorer: VADER's compound, with the words of asking
-    (``REQUEST_WORDS``) scoring 0 and typographic apostrophes read as "'", plus the English
-    complaint cues."""
-    base = VaderScorer(unscored=REQUEST_WORDS, straight_apostrophes=True)
+    (``REQUEST_WORDS``) scoring 0, typographic apostrophes read as "'" and the tweet rules
+    of ``xwatch.sentiment.english``, plus the English complaint cues."""
+    base = VaderScorer(unscored=REQUEST_WORDS, straight_apostrophes=True, tweet_rules=True)
     return ComplaintScorer(base, english_cues())
 
 

@@ -18,6 +18,7 @@ from vaderSentiment.vaderSentiment import (
 )
 
 from xwatch.model import Sentiment
+from xwatch.sentiment.english import rewrite
 
 POSITIVE_THRESHOLD = 0.05
 """Scores at or above this are "positive" (VADER's published convention)."""
@@ -302,10 +303,13 @@ class VaderScorer:
         max_chars: int = MAX_CHARS,
         unscored: Iterable[str] = (),
         straight_apostrophes: bool = False,
+        tweet_rules: bool = False,
     ) -> None:
         """``unscored`` words are left out of VADER's lexicon (``REQUEST_WORDS``, say).
         ``straight_apostrophes`` reads a typographic apostrophe (U+2019) as "'", so VADER
-        sees the negation in "don\u2019t" as it does in "don't"."""
+        sees the negation in "don\u2019t" as it does in "don't".  ``tweet_rules``
+        rewrites the text first as ``xwatch.sentiment.english.rewrite`` says (names,
+        camel-case hashtags, elongated words, idioms of negation)."""
         if not negative_threshold < positive_threshold:
             raise ValueError("negative_threshold must be below positive_threshold")
         self._analyzer = FastAnalyzer(unscored)  # reads its lexicons from disk, once
@@ -313,6 +317,7 @@ class VaderScorer:
         self._negative_threshold = negative_threshold
         self._max_chars = max_chars
         self._straight_apostrophes = straight_apostrophes
+        self._tweet_rules = tweet_rules
 
     def score(self, texts: Sequence[str]) -> list[Sentiment]:
         """One ``Sentiment`` per text, in order."""
@@ -323,6 +328,8 @@ class VaderScorer:
         head = text[: self._max_chars]
         if self._straight_apostrophes:
             head = head.replace("\u2019", "'")
+        if self._tweet_rules:
+            head = rewrite(head, self._analyzer.lexicon)
         return self._analyzer.compound(head)
 
     def _score_one(self, text: str) -> Sentiment:
