@@ -27,9 +27,12 @@ the before-rate = the mean of the un-injected background over the 2 hours from t
 onset and the after-rate = k x that; for the share a binomial CUSUM knowing p0 and
 2 x p0. It starts from zero at the onset (the worst case, Lorden's). Its threshold h is
 calibrated per file (and per k) so that, on the un-injected background (after day 3,
-outside the labelled windows), it raises no more alarms than the detector does there
-(the smallest such h, found by bisection); on the background the volume oracle's
-before-rate is the same forward 2-hour mean, bucket by bucket.
+outside the labelled windows), it raises no more alarms than the detector raises false
+alerts there (the smallest such h, found by bisection). The oracle restarts from zero
+after each alarm, so one alarm is one alert; the detector's false alerts are counted the
+same way, as runs of consecutive alarming buckets (what the daemon sends: one alert per
+episode, which stays firing while the evidence lasts). On the background the volume
+oracle's before-rate is the same forward 2-hour mean, bucket by bucket.
 
 Delays are pooled over files; median and p90 count a miss as infinitely late, so a p90
 reads "missed" when more than 10 % of the crises were missed. Figures are measurements,
@@ -185,13 +188,14 @@ def is_alarm(signal: Signal) -> bool:
 def count_false_alarms(
     bg: Background, alarms: Sequence[bool], name: str, result: FileResult
 ) -> int:
-    """Alarming buckets in the false-alarm region (and how many runs they make)."""
+    """Alarming buckets in the false-alarm region, and how many runs (alerts) they make:
+    the runs are what the oracle is calibrated to."""
     flags = [a and inside for a, inside in zip(alarms, bg.region, strict=True)]
     result.false_alarms[name] = sum(flags)
     result.false_episodes[name] = sum(
         1 for i, flag in enumerate(flags) if flag and (i == 0 or not flags[i - 1])
     )
-    return result.false_alarms[name]
+    return result.false_episodes[name]
 
 
 def run_background(
@@ -481,7 +485,7 @@ def print_tables(rows: list[dict[str, Any]], files: list[FileResult], elapsed: f
         "FA days: the un-injected background where false alarms are counted (after day 3, "
         "outside the labelled windows). FA/day: alarming buckets per day (runs: consecutive "
         "alarming buckets counted once). h: the oracle CUSUM threshold calibrated there to the "
-        "detector's count of alarming buckets (h of 1e-06: even a one-bucket likelihood-ratio "
+        "detector's count of runs (h of 1e-06: even a one-bucket likelihood-ratio "
         "test raises fewer false alarms than the detector)."
     )
 

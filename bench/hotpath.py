@@ -4,8 +4,10 @@
 
 Profiles ``xwatch.backtest.replay_file`` (the replay source and the daemon's pipeline,
 as ``bench/pipeline.py`` times it) on the dense synthetic file (100 brands found by
-their terms) and on the bundled demo week. The profiler itself slows the run about 2x;
-the shares are what matter (other work on the machine adds noise to them).
+their terms), on the bundled demo week, and on 3 hours of ``bench/backtest_speed.py``'s
+history (100 brands at the demo brand's rate: closing buckets weighs most there). The
+profiler itself slows the run about 2x; the shares are what matter (other work on the
+machine adds noise to them).
 
 Each function's own time goes to a component (parse, sentiment, brand matching,
 buckets, detectors, rules...). Time in built-ins and in the standard library (regex
@@ -24,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from backtest_speed import history_file
 from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
 from pipeline import DENSE_BRANDS, dense_file, settings_for
 from synthetic import brand_ids
@@ -57,7 +60,9 @@ COMPONENTS = (
 # pipeline.py by function: its stages are worth telling apart
 PIPELINE_PARTS = {
     "_brands_of": "brand matching (pipeline._brands_of)",
+    "ingest": "pipeline.ingest (glue: dedup, brands)",
     "enrich": "pipeline.enrich (glue)",
+    "_score": "pipeline.enrich (glue)",
     "_count_languages": "pipeline.enrich (glue)",
     "_aggregate": "pipeline._aggregate (glue)",
     "_add_author": "pipeline._aggregate (glue)",
@@ -169,6 +174,9 @@ def main() -> None:
     demo = bundled_demo_path()
     total, stats = profile(settings_for("demo", None, demo), demo)
     results["demo"] = report("demo week", total, stats, args.top)
+    history, _ = history_file(DENSE_BRANDS, 3.0)
+    total, stats = profile(settings_for("history", brand_ids(DENSE_BRANDS), history), history)
+    results["history"] = report(f"history ({DENSE_BRANDS} brands, 3 h)", total, stats, args.top)
     if args.json:
         write_json(args.json, results)
 

@@ -7,14 +7,14 @@ The daemon (in this process) is fed over MQTT by a publisher in a process of its
 (``rig.py``, ``publisher.py``) at ``--rate`` posts per second, spread evenly over enough
 brands that the pipeline has at least ``--series`` series (brand and rule topics, at
 every scale), every one with detectors warmed up on a day of its traffic, so every
-series is active from the start. The store on (in a temporary folder), notifiers that
-do nothing.
+series is active from the start, and every brand's term vocabulary on an hour of it
+(``rig.warm_up``). The store on (in a temporary folder), notifiers that do nothing.
 
 What is measured: the resident set size (VmRSS) of this process, sampled 4 times a
 second. A warm-up (``--warm-seconds``) comes first, while the bounded structures fill:
 the open buckets (a bucket stays open for its width plus the allowed lateness, and
-holds its authors and its terms), each series' history ring (made when its first bucket
-closes), the brands' term vocabularies, the deduplicator's ids (its capacity is set to
+holds its authors, up to the most a rule asks for, and its terms), each brand series'
+history ring (made when its first bucket closes), the deduplicator's ids (its capacity is set to
 what the warm-up brings, ``--dedup-capacity`` to choose: at the default 200,000 ids and
 1,000 posts/s they take over 3 minutes to fill). With the default config (60, 300 and
 900 s buckets, 60 s of lateness: the default ``--scales``, ``--lateness``) the largest

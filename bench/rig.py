@@ -8,7 +8,9 @@
   temporary folder, as a live deployment has it) and no web server.
 * ``warm_up``: the daemon's detectors, fed a day of buckets at the rate the publisher
   will send, so that rules can fire from the first minute (a detector stays silent for
-  its first day of event time).
+  its first day of event time); the brands' term vocabularies, fed an hour of the
+  corpus' terms (their memory is there from the start; new-term rules stay in their
+  first day, as without it).
 * ``Timed``: wraps each notifier; records the wall time at which the daemon calls its
   ``send``. The default inner notifier does nothing; pass another ``make_notifier`` to
   measure a real one (Slack, email, webhook) end to end.
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +46,7 @@ from xwatch.alerting import Notifier
 from xwatch.alerting.incidents import Notice
 from xwatch.daemon import Daemon
 from xwatch.detect import Detector
+from xwatch.detect.terms import TermModel, TermTracker, terms_of
 from xwatch.model import Bucket, SeriesKey
 from xwatch.pipeline import Pipeline, default_detectors
 from xwatch.rules import normalize
@@ -55,6 +59,7 @@ HOST = "127.0.0.1"
 BROKER_QUEUE = 5_000_000  # mosquitto's max_queued_messages: a flood waits at the broker
 CONNECT_SECONDS = 20.0
 WARM_SECONDS = 86400  # a detector's warm-up (CountParams.warmup_seconds)
+VOCABULARY_SECONDS = 3600  # the term models' (under a new-term rule's day of warm-up)
 SAMPLE_SECONDS = 0.25  # how often progress and memory are sampled
 LATENESS_SECONDS = 1  # allowed lateness in the bench config (the default is 60)
 SCALES = (10, 60, 300, 900)  # 10 s buckets: alerts within seconds; the defaults as well
@@ -238,6 +243,7 @@ class Traffic:
     per_brand_per_second: float
     negative_share: float  # of all posts
     topic_share: dict[str, tuple[float, float]]  # topic: (share of posts, its negative share)
+    terms: tuple[frozenset[str], ...]  # the terms of each post of the sample
 
 
 def measure_traffic(pipeline: Pipeline, brand: str, rate: float, sample: int = 2000) -> Traffic:
@@ -263,6 +269,7 @@ def measure_traffic(pipeline: Pipeline, brand: str, rate: float, sample: int = 2
         rate / len(pipeline.config.brands),
         negative / len(enriched),
         {t: (n / len(enriched), k / max(n, 1)) for t, (n, k) in topics.items()},
+        tuple(frozenset(terms_of(normalize(m.text))) for m in enriched),
     )
 
 
@@ -284,7 +291,30 @@ def warm_up(pipeline: Pipeline, traffic: Traffic, now: float, seed: int = 5) -> 
             template = pickle.dumps(_learned(key, mean, negative, now, rng))
             learned[(key.topic, key.scale_seconds)] = template
         pipeline.detectors[key] = pickle.loads(template)  # a copy, much faster than deepcopy
+    vocabularies: dict[int, bytes] = {}
+    for tracker in pipeline.terms.values():
+        model = vocabularies.get(tracker.width)
+        if model is None:
+            model = pickle.dumps(_vocabulary(tracker, traffic, now, rng))
+            vocabularies[tracker.width] = model
+        tracker.model = pickle.loads(model)
     return len(pipeline.aggregator.series)
+
+
+def _vocabulary(
+    tracker: TermTracker, traffic: Traffic, now: float, rng: np.random.Generator
+) -> TermModel:
+    """A term model that has learned an hour of buckets of the sample's posts."""
+    model = TermModel(tracker.width, tracker.model.params)
+    width = tracker.width
+    last = math.floor(now / width) * width
+    for start in range(last - VOCABULARY_SECONDS, last, width):
+        posts = int(rng.poisson(traffic.per_brand_per_second * width))
+        counts: Counter[str] = Counter()
+        for index in rng.integers(0, len(traffic.terms), posts):
+            counts.update(traffic.terms[index] - tracker.stop)
+        model.learn(start, posts, dict(counts))
+    return model
 
 
 def _learned(

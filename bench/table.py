@@ -182,7 +182,9 @@ def backtest_rows(r: dict[str, Any]) -> list[Row]:
 
 def hotpath_rows(r: dict[str, Any]) -> list[Row]:
     rows = []
-    for name in ("dense", "demo"):
+    for name in ("dense", "demo", "history"):
+        if name not in r:
+            continue
         top = list(r[name]["components"].items())[:4]
         shares = ", ".join(f"{label} {share:.0%}" for label, share in top)
         rows.append((f"Hot path ({name}): top components", shares, "-", "-"))

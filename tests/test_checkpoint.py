@@ -7,6 +7,7 @@ whole ``to_state`` documents and detectors by the signals they give.
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import json
 import logging
@@ -19,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, bucket
+from tests.factories import mention as post
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.daemon import Daemon
 from xwatch.detect import Detector
@@ -28,8 +30,10 @@ from xwatch.detect.state import (
     Checkpoint,
     CheckpointError,
     from_state,
+    restore_term_model,
     to_state,
 )
+from xwatch.detect.terms import TermModel, TermTracker
 from xwatch.errors import XwatchError
 from xwatch.metrics import Metrics
 from xwatch.model import Bucket, Measure, Mention, SeriesKey, Signal
@@ -145,9 +149,33 @@ def keyed(items: list[Checkpoint]) -> dict[tuple[SeriesKey, str], dict[str, Any]
     return {(c.series, c.measure): c.state for c in items}
 
 
-def test_every_registered_detector_class_is_a_default_detector() -> None:
-    """So that the tests below, over the default detectors, cover every class."""
-    assert {type(d).__name__ for d in default_detectors(300)} == set(DETECTORS)
+def test_every_registered_class_is_a_default_detector_or_the_term_model() -> None:
+    """So that the tests below, over the default detectors and the term model, cover every
+    class."""
+    names = {type(d).__name__ for d in default_detectors(300)}
+    assert names | {TermModel.__name__} == set(DETECTORS)
+
+
+def test_a_restored_term_model_judges_new_terms_exactly_like_the_original() -> None:
+    rng = random.Random(5)
+    words = [f"word{i}" for i in range(40)]
+    original = TermTracker(300)
+    for i in range(2 * DAY // 60):  # two days of posts, a minute apart
+        terms = set(rng.sample(words, 3)) | ({"recall"} if i > 2 * DAY // 60 - 30 else set())
+        original.add(post("post", at=i * 60, id=str(i)), terms, T0.timestamp() + i * 60)
+    original.close_until(T0.timestamp() + 2 * DAY - 1800)
+    state = json.loads(json.dumps(to_state(original.model)))  # as the store keeps it
+    restored = TermTracker(300)
+    restored.model = restore_term_model(
+        Checkpoint(SeriesKey("b"), "term_volume", "TermModel", STATE_VERSION, state), 300
+    )
+    restored.next_index, restored.open = original.next_index, copy.deepcopy(original.open)
+    end = T0.timestamp() + 2 * DAY
+    closed = original.close_until(end)
+    assert restored.close_until(end) == closed  # the last half hour, bucket by bucket
+    assert closed[0].surges[0].term == "recall" and closed[0].surges[0].likelihood > 0.999
+    assert closed[0].history_seconds > DAY  # no warm-up again
+    assert to_state(restored.model) == to_state(original.model)
 
 
 @pytest.mark.parametrize("scale", [300, 900])
@@ -307,6 +335,7 @@ async def test_a_restored_pipeline_scores_exactly_like_the_original(
 
     assert (restored, refused) == (len(original.detectors), 0)
     assert any(series.topic for series in original.detectors)  # rule topics are series too
+    assert any(c.measure == "term_volume" for c in items)  # the new-term models too
     original.signals.clear()
     original.feed(two)
     restarted.feed(two)

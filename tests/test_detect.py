@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import timedelta
 
@@ -11,8 +12,8 @@ from scipy import stats
 from tests.factories import T0, bucket, mention
 from xwatch.detect.buckets import Aggregator
 from xwatch.detect.share import NegativeShareDetector
-from xwatch.detect.tails import betabinom_sf, nbinom_cdf, nbinom_sf
-from xwatch.detect.volume import CountDetector
+from xwatch.detect.tails import betabinom_sf, nbinom_cdf, nbinom_pmf, nbinom_sf
+from xwatch.detect.volume import CountDetector, CountParams
 from xwatch.model import Measure
 
 # --- tails --------------------------------------------------------------------
@@ -30,6 +31,8 @@ def test_nbinom_tails_match_scipy(x: int, mu: float, alpha: float) -> None:
         sf, cdf = stats.nbinom.sf(x - 1, r, r / (r + mu)), stats.nbinom.cdf(x, r, r / (r + mu))
     assert nbinom_sf(x, mu, alpha) == pytest.approx(sf, rel=1e-9, abs=1e-15)
     assert nbinom_cdf(x, mu, alpha) == pytest.approx(cdf, rel=1e-9, abs=1e-15)
+    pmf = stats.poisson.pmf(x, mu) if alpha == 0 else stats.nbinom.pmf(x, r, r / (r + mu))
+    assert nbinom_pmf(x, mu, alpha) == pytest.approx(pmf, rel=1e-9, abs=1e-15)
 
 
 @pytest.mark.parametrize(
@@ -139,6 +142,49 @@ def test_likelihood_is_calibrated_on_a_stationary_poisson_stream() -> None:
     assert 0.005 <= rate <= 0.02  # nominal 1 % upward tail, within a factor 2
 
 
+def test_likelihood_is_calibrated_on_a_bursty_negative_binomial_stream() -> None:
+    """Counts like real mentions: a daily rhythm and more spread than Poisson."""
+    rng = random.Random(12)
+    counts = []
+    for i in range(12 * 288):
+        mean = 20.0 * (1.0 + 0.6 * math.sin(2 * math.pi * i / 288))
+        rate = rng.gammavariate(1 / 0.3, 0.3 * mean)  # NB(mean, dispersion 0.3)
+        counts.append(poisson_series(rate, 1, seed=i)[0])
+    _, likelihoods, warming = run_counts(counts)
+    judged = [lk for lk, w in zip(likelihoods, warming, strict=True) if not w]
+    rate = sum(lk >= 0.99 for lk in judged) / len(judged)
+    assert 0.005 <= rate <= 0.02  # nominal 1 % upward tail, within a factor 2
+
+
+def test_a_sustained_doubling_is_flagged_though_no_bucket_alone_is_extreme() -> None:
+    before, after = poisson_series(5, 2 * 288, seed=17), poisson_series(10, 24, seed=18)
+    step = len(before)
+
+    def first_alarm(params: CountParams) -> int | None:
+        detector = CountDetector(Measure.VOLUME, 300, params)
+        for i, count in enumerate(before + after):
+            b = bucket(T0 + timedelta(seconds=i * 300), count, scale=300)
+            signal = detector.score_one(b)
+            detector.learn_one(b)
+            if i >= step and signal.direction == "up" and signal.likelihood >= 0.9999:
+                return i - step
+        return None
+
+    found = first_alarm(CountParams())
+    assert found is not None and found < 24  # within the two hours
+    assert first_alarm(CountParams(cusum_cap=0.0)) is None  # the buckets' own tails: missed
+
+
+def test_learning_without_scoring_learns_the_same() -> None:
+    """score_one keeps its work for learn_one: that must not change what is learned."""
+    counts = poisson_series(10, 2 * 288, seed=15)
+    scored, _, _ = run_counts(counts)
+    unscored = CountDetector(Measure.VOLUME, 300)
+    for i, count in enumerate(counts):
+        unscored.learn_one(bucket(T0 + timedelta(seconds=i * 300), count, scale=300))
+    assert unscored == scored
+
+
 def test_robust_learning_a_spike_does_not_become_the_baseline() -> None:
     counts = poisson_series(20, 2 * 288, seed=6)
     detector, _, _ = run_counts(counts)
@@ -188,6 +234,22 @@ def test_a_step_change_alerts_at_once_then_becomes_the_new_normal() -> None:
     # one episode: within a few hours the new level is adopted and the alarms stop
     assert alarming[-1] - step < 6 * 12
     assert max(likelihoods[step + 6 * 12 :]) < 0.9999
+
+
+def test_a_sustained_doubling_of_the_negative_share_is_flagged() -> None:
+    detector = share_detector_after(1, 40, 0.1)
+    rng = random.Random(16)
+    first = None
+    for i in range(24):  # two hours at twice the share, 40 posts a bucket
+        k = sum(rng.random() < 0.2 for _ in range(40))
+        b = bucket(T0 + timedelta(days=1, seconds=300 * i), 40, k)
+        signal = detector.score_one(b)
+        detector.learn_one(b)
+        assert signal.likelihood < 0.9999 or signal.direction == "up"
+        if first is None and signal.direction == "up" and signal.likelihood >= 0.9999:
+            first = i
+    # a binomial CUSUM that knew both shares would need about 6 buckets on average
+    assert first is not None and first < 12
 
 
 def test_the_share_detector_learns_how_much_the_share_drifts() -> None:

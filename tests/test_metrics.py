@@ -216,7 +216,7 @@ def test_stage_latency_sentiment_and_detector_counts_move(scrapes: dict[str, str
     batch, closed = scrapes["batch"], scrapes["closed"]
     for stage in ("enrich", "aggregate"):
         assert (sample(batch, "xwatch_stage_seconds_count", stage=stage) or 0) >= 1
-    assert sample(batch, "xwatch_sentiment_texts_total", lang="en") == 301
+    assert sample(batch, "xwatch_sentiment_texts_total", lang="en") == 300  # not "nothing"
     assert sample(batch, "xwatch_sentiment_texts_total", lang="ja") == 1
     for stage in ("detect", "rules"):
         assert (sample(closed, "xwatch_stage_seconds_count", stage=stage) or 0) >= 1
@@ -225,7 +225,9 @@ def test_stage_latency_sentiment_and_detector_counts_move(scrapes: dict[str, str
         sample(closed, "xwatch_buckets_closed_total", scale=scale) or 0
         for scale in ("1m", "5m", "15m")
     )
-    assert volume is not None and volume == buckets > 0
+    # every closed bucket is scored but the empty ones of a topic that no rule can fire
+    # on (they are only learned): the topics here are mostly empty
+    assert volume is not None and 0 < volume < buckets
 
 
 # --- the pieces, on their own ------------------------------------------------------------

@@ -11,9 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, mention
+from xwatch.detect.state import to_state
 from xwatch.metrics import Metrics
-from xwatch.model import AlertEvent, Author, EventKind, Measure, Mention
-from xwatch.pipeline import Pipeline
+from xwatch.model import AlertEvent, Author, Bucket, EventKind, Measure, Mention, SeriesKey
+from xwatch.pipeline import Pipeline, default_detectors
 from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings, load_settings
 
@@ -176,3 +177,44 @@ def test_a_mention_rule_fires_in_the_ingest_that_brings_its_post(settings: Setti
     assert [(e.alert.rule_id, e.at) for e in resolved] == [
         ("high-reach-complaint", bigger.created_at + timedelta(hours=2))
     ]
+
+
+def test_only_the_posts_about_a_brand_are_scored(settings: Settings) -> None:
+    pipeline, registry = make_pipeline(settings)
+    pipeline.ingest([mention("kettlebird is great", at=1), mention("nothing of ours", at=2)])
+    scored = sum(
+        registry.get_sample_value("xwatch_sentiment_texts_total", {"lang": lang}) or 0.0
+        for lang in ("en", "ja", "other")
+    )
+    assert scored == 1
+    assert registry.get_sample_value("xwatch_mentions_unmatched_total") == 1
+
+
+def test_a_checkpoint_in_chunks_is_the_whole_checkpoint(settings: Settings) -> None:
+    pipeline, _ = make_pipeline(settings)
+    pipeline.ingest(synthetic_week_with_a_spike()[:2000])
+    whole = pipeline.checkpoint()
+    chunks = list(pipeline.checkpoint_chunks(size=4))
+    assert [item for chunk in chunks for item in chunk] == whole
+    assert {item.series for item in whole} >= set(pipeline.detectors) and len(chunks) > 1
+    assert all(len({item.series for item in chunk}) <= 4 for chunk in chunks)
+
+
+def test_scoring_a_bucket_changes_nothing_the_detectors_learn() -> None:
+    """The pipeline only learns the empty buckets of a topic no rule can fire on: the
+    default detectors must then learn what they would have learned after scoring."""
+    key = SeriesKey("kettlebird", "outage", 300)
+    judged, learned = default_detectors(300), default_detectors(300)
+    rng = random.Random(5)
+    for i in range(3000):  # ten days of a sparse topic
+        count = rng.choice([0, 0, 0, 0, 1, 2, 6])
+        start = T0 + timedelta(seconds=300 * i)
+        bucket = Bucket(key, start, start + timedelta(seconds=300), count, count // 2, count * 50)
+        for detector in judged:
+            detector.score_one(bucket)
+        if count:
+            for detector in learned:
+                detector.score_one(bucket)
+        for detector in (*judged, *learned):
+            detector.learn_one(bucket)
+    assert [to_state(d) for d in judged] == [to_state(d) for d in learned]

@@ -121,7 +121,8 @@ def test_a_spike_in_a_window_is_a_hit_and_one_outside_is_a_false_alarm() -> None
     assert result.false_alarms[0].start == T0 + SPIKE_OUT * STEP
     window = result.windows[0]
     assert window.alert is not None and window.alert.start == T0 + SPIKE_IN * STEP
-    assert window.alert.direction == "up" and window.alert.buckets == 3
+    # the burst's three buckets, and maybe one more while its CUSUM evidence drains
+    assert window.alert.direction == "up" and window.alert.buckets in (3, 4)
     # the window opens an hour before the burst; its centre is an hour after it
     assert (window.delay_buckets, window.delay_minutes) == (12, 60.0)
     assert (window.centre_delay_buckets, window.centre_delay_minutes) == (-12, -60.0)

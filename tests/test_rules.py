@@ -27,13 +27,21 @@ from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, mention
 from xwatch.cli import check, main
-from xwatch.detect.terms import ClosedTerms, TermParams, TermTracker, brand_stop_terms, terms_of
+from xwatch.detect.terms import (
+    EARLY_PER_SAMPLE,
+    ClosedTerms,
+    TermParams,
+    TermTracker,
+    brand_stop_terms,
+    terms_of,
+)
 from xwatch.errors import ConfigError
 from xwatch.metrics import Metrics
 from xwatch.model import AlertEvent, Author, Bucket, EventKind, Measure, Mention, Signal
 from xwatch.pipeline import Pipeline
 from xwatch.rules import (
     CompiledMatch,
+    Condition,
     Match,
     OwnAccounts,
     QuietHours,
@@ -785,3 +793,131 @@ def test_brands_are_found_by_their_terms_even_when_one_contains_another(project:
     assert pipeline._brands_of("#kettle time") == ("kettle",)
     assert pipeline._brands_of("@kettlebird hi") == ("kettlebird",)
     assert pipeline._brands_of("kettles and birds") == ()
+
+
+# -- the hot path: what an empty topic bucket costs, what a bucket keeps -------------------
+
+DROP = """\
+rules:
+  - id: outage
+    title: Outage
+    match: {any: [is down]}
+    when: {signal: SIGNAL, likelihood: 0.999, scales_seconds: [60]}
+    playbook: service-outage
+"""
+
+
+@dataclass
+class Empty:
+    """A stand-in detector: "down", likelihood 1, on an empty bucket; it notes what it sees."""
+
+    measure: Measure
+    scored: list[int]
+    learned: list[int]
+
+    def score_one(self, bucket: Bucket) -> Signal:
+        self.scored.append(bucket.count)
+        likelihood = 0.0 if bucket.count else 1.0
+        return Signal(
+            bucket.series, self.measure, bucket.start, bucket.end, 0.0, 1.0, 0.5, 2.0,
+            likelihood, "down",
+        )  # fmt: skip
+
+    def learn_one(self, bucket: Bucket) -> None:
+        self.learned.append(bucket.count)
+
+
+def test_an_empty_topic_bucket_is_learned_and_judged_only_where_a_rule_may_fire(
+    project: Path,
+) -> None:
+    posts = [*minute(2, 3), *minute(5, 3)]  # the topic's minutes 3 and 4 are empty
+    seen: dict[str, tuple[list[int], list[int]]] = {}
+    fired: dict[str, list[AlertEvent]] = {}
+    for signal in ("volume_up", "volume_down"):
+        pipeline = stubbed(loaded(project, DROP.replace("SIGNAL", signal)))
+        scored: list[int] = []
+        learned: list[int] = []
+        for key in pipeline.aggregator.series:
+            if key.topic == "outage" and key.scale_seconds == 60:
+                pipeline.detectors[key] = [Empty(Measure.VOLUME, scored, learned)]
+        fired[signal] = firings(run(pipeline, posts), "outage")
+        seen[signal] = (scored, learned)
+    # every bucket is learned, the empty ones too, whatever the rule
+    learned = seen["volume_up"][1]
+    assert learned[:4] == [6, 0, 0, 6] and set(learned[4:]) == {0}  # the flush: empties
+    assert seen["volume_down"][1] == learned
+    assert seen["volume_up"][0] == [6, 6]  # nothing rises in an empty bucket: not scored
+    assert seen["volume_down"][0] == learned  # a drop may: scored
+    assert fired["volume_down"][0].alert.signal.start == T0 + timedelta(minutes=3)
+    assert fired["volume_up"] == []
+
+
+def test_a_drop_without_minimums_is_the_only_rule_an_empty_bucket_may_fire() -> None:
+    def when(**keys: object) -> bool:
+        return Condition.model_validate(keys).may_hold_when_empty
+
+    assert when(signal="volume_down")
+    assert not when(signal="volume_down", min_count=1)
+    assert not when(signal="volume_down", min_authors=2)
+    assert not when(signal="volume_up")
+    assert not when(signal="negative_share")
+    assert not when(signal="negative_volume")
+
+
+def test_a_bucket_counts_authors_only_up_to_what_its_rules_ask(project: Path) -> None:
+    settings = loaded(project, OUTAGE.replace("EXTRA", ""))  # min_authors: 4
+    pipeline = stubbed(settings)
+    pipeline.ingest(minute(2, authors=50, posts=50))
+    [authors] = pipeline._authors.values()
+    assert [len(names) for names in authors.open.values()] == [4]  # not 50
+    [fired] = firings(pipeline.flush(), "outage")  # and the rule still sees enough
+    assert fired.alert.bucket.count == 50
+
+
+def test_a_term_s_samples_are_its_posts_with_the_most_reach() -> None:
+    tracker = TermTracker(300, samples=3)
+    posts = [
+        mention(f"post {i}", at=i, id=f"p{i:02}", followers=follows)
+        for i, follows in enumerate([900, 10, 20, 30, 800, 40, 50, 700, 5, 1])
+    ]
+    for post in posts:
+        tracker.add(
+            post, {"#meltgate", f"once{post.id}"}, post.created_at.timestamp() - T0.timestamp()
+        )
+    [closed] = tracker.close_until(300)
+    [surge] = [s for s in closed.surges if s.term == "#meltgate"]
+    # the first posts too (before the term could surge), the most reach first
+    assert [m.id for m in surge.samples] == ["p00", "p04", "p07"]
+
+
+def test_an_open_bucket_keeps_a_bounded_number_of_posts() -> None:
+    tracker = TermTracker(300, samples=5)
+    tracker.sample_share = 0.05  # as a rule with min_share: 0.05 asks
+    for i in range(2000):  # a word of its own, one of 500 used 4 times each, a common one
+        terms = {f"word{i}", f"often{i % 500}", "tea"}
+        tracker.add(mention(f"post {i}", at=i / 10, id=f"p{i}"), terms, i / 10)
+    [bucket] = tracker.open.values()
+    kept = {m.id for slot in bucket.slots.values() for _, _, m in slot.samples or ()}
+    kept |= {entry[1] for entry in bucket.early}
+    assert len(kept) <= 5 + 5 * EARLY_PER_SAMPLE  # not 2,000
+
+
+def test_the_term_index_leaves_the_regexes_to_be_searched(project: Path) -> None:
+    rules = load_settings(project / "config.yaml").rules  # the shipped rules
+    texts = [
+        "kettlebird won't connect to my kettle",  # service outage: a regex only
+        "kettlebird outage again",  # ... a term
+        "kettlebird stole my design",  # compliance: a regex only
+        "kettlebird is lovely",
+        "ケトルバードのアプリ、ログインできない",
+    ]
+    own = rules.own("kettlebird")
+    for text in texts:
+        post, folded = mention(text), normalize(text)
+        every = [
+            t for t in rules.topics("kettlebird") if rules.matchers[t].matches(post, folded, own)
+        ]
+        assert rules.topics_of(post, folded, "kettlebird") == every, text
+    post = mention(texts[0])
+    assert "service-outage-surge" not in rules.candidates(normalize(texts[0]), "kettlebird")
+    assert "service-outage-surge" in rules.topics_of(post, normalize(texts[0]), "kettlebird")

@@ -1,11 +1,12 @@
 """The pure pipeline: mentions in, alert events out. No I/O.
 
     dedup      drop a post already ingested (two sources, a redelivery)
-    enrich     which brands a post is about, its sentiment
+    enrich     which brands a post is about; the sentiment of those about a brand
     aggregate  into event-time buckets per series (brand, or a rule's topic in a brand);
                the terms of brands that a new-term rule watches; the posts that a
                mention rule fires on
     detect     each closed bucket: volume, negative share, negative volume; new terms
+               (a topic's empty bucket that no rule can fire on is only learned)
     rules      which rules those signals make fire
     lifecycle  firing → (re-firing updates) → resolved
 
@@ -32,7 +33,7 @@ import itertools
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -45,7 +46,12 @@ from xwatch.detect import Detector
 from xwatch.detect.buckets import Aggregator
 from xwatch.detect.history import History
 from xwatch.detect.share import NegativeShareDetector
-from xwatch.detect.state import Checkpoint, CheckpointError, restore_series
+from xwatch.detect.state import (
+    Checkpoint,
+    CheckpointError,
+    restore_series,
+    restore_term_model,
+)
 from xwatch.detect.terms import ClosedTerms, TermParams, TermTracker, brand_stop_terms
 from xwatch.detect.terms import terms_of as terms_in
 from xwatch.detect.volume import CountDetector
@@ -78,6 +84,8 @@ from xwatch.rules import (
 )
 from xwatch.sentiment.router import LanguageRouter
 
+CHECKPOINT_CHUNK = 100  # series encoded at a time, between which the daemon lets posts in
+
 
 def default_detectors(scale_seconds: int) -> list[Detector]:
     """The detectors every series gets."""
@@ -96,17 +104,25 @@ class _BrandPlan:
     own: OwnAccounts
     judged: dict[str, tuple[int, ...]]  # topic -> the scales a rule judges it at
     authors: dict[str, tuple[int, ...]]  # series ("" = the brand) -> scales counting authors
+    enough_authors: dict[str, int]  # series -> the largest ``min_authors`` of its rules
+    fire_when_empty: frozenset[str]  # the topics with a rule that may fire on an empty bucket
     mention: tuple[tuple[Rule, MentionWhen, CompiledMatch | None], ...]
     new_term: tuple[tuple[Rule, NewTermWhen, int], ...]  # with the scale each counts at
     trackers: tuple[TermTracker, ...]
 
 
 class _Authors:
-    """The different authors in one series' open buckets, per scale (for ``min_authors``)."""
+    """The different authors in one series' open buckets, per scale (for ``min_authors``).
 
-    __slots__ = ("next_index", "open")
+    A bucket stops collecting authors once it has ``enough`` (the largest ``min_authors``
+    of the series' rules): past that, one more author changes no rule's verdict, and a
+    busy bucket would otherwise hold every author id of its posts until it closes.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("enough", "next_index", "open")
+
+    def __init__(self, enough: int) -> None:
+        self.enough = enough
         self.open: dict[tuple[int, int], set[str]] = {}  # (scale, bucket index) -> authors
         self.next_index: dict[int, int] = {}  # scale -> the next bucket to close
 
@@ -118,11 +134,12 @@ class _Authors:
             found = self.open.get((scale, index))
             if found is None:
                 self.open[(scale, index)] = {author}
-            else:
+            elif len(found) < self.enough:
                 found.add(author)
 
     def close(self, scale: int, index: int) -> int:
-        """How many different authors bucket ``index`` had; it is closed from now on."""
+        """How many different authors bucket ``index`` had (at most ``enough``); it is
+        closed from now on."""
         self.next_index[scale] = index + 1
         return len(self.open.pop((scale, index), ()))
 
@@ -212,8 +229,10 @@ class Pipeline:
         plans = {}
         for brand in self.config.brands:
             found = rules.for_brand(brand.id)
-            for topic in found.topics:
-                self.aggregator.declare(brand.id, topic)
+            for topic in found.topics:  # only at the scales its rules judge
+                self.aggregator.declare(
+                    brand.id, topic, rules.judged_scales(brand.id, topic, scales)
+                )
             new_term = []
             for rule in found.new_term:
                 when = rule.when.new_term
@@ -231,6 +250,8 @@ class Pipeline:
                     TermParams().emerging_min_count, *(w.min_count for w in mine)
                 )
                 tracker.warmup_seconds = min(w.warmup_seconds for w in mine)
+                tracker.sample_min = min(w.min_count for w in mine)
+                tracker.sample_share = min(w.min_share for w in mine)
                 trackers[key] = tracker
             plans[brand.id] = _BrandPlan(
                 rules=found,
@@ -238,6 +259,16 @@ class Pipeline:
                 judged={t: rules.judged_scales(brand.id, t, scales) for t in found.topics},
                 authors={
                     t: rules.judged_scales(brand.id, t, scales) if t else scales
+                    for t in ("", *found.topics)
+                    if rules.needs_authors(brand.id, t)
+                },
+                fire_when_empty=frozenset(
+                    t
+                    for t in found.topics
+                    if any(r.when.may_hold_when_empty for r in rules.signal_rules(brand.id, t))
+                ),
+                enough_authors={
+                    t: max(r.when.min_authors for r in rules.signal_rules(brand.id, t))
                     for t in ("", *found.topics)
                     if rules.needs_authors(brand.id, t)
                 },
@@ -257,6 +288,10 @@ class Pipeline:
             for (brand, topic), buckets in self._authors.items()
             if brand in plans and topic in plans[brand].authors
         }
+        for (brand_id, topic), buckets in self._authors.items():
+            # with a higher threshold, the buckets already open may count fewer authors
+            # than they had (those past the old one were not kept)
+            buckets.enough = plans[brand_id].enough_authors[topic]
 
     # -- the three ways in ---------------------------------------------------------
 
@@ -269,7 +304,13 @@ class Pipeline:
             else:
                 self.metrics.duplicates.labels(mention.source).inc()
         started = self._timer()
-        enriched = self.enrich(fresh)
+        # sentiment only for the posts about a brand the pipeline watches: the others
+        # are counted as unmatched and go no further
+        found = [(m, m.brands or self._brands_of(m.text)) for m in fresh]
+        about = [(m, brands) for m, brands in found if not self._plans.keys().isdisjoint(brands)]
+        if len(about) < len(found):
+            self.metrics.unmatched.inc(len(found) - len(about))
+        enriched = self._score(about)
         enriched_at = self._timer()
         for mention in enriched:
             self._aggregate(mention)
@@ -298,12 +339,28 @@ class Pipeline:
     def checkpoint(self) -> list[Checkpoint]:
         """Every series' detectors as plain data: a snapshot that later learning leaves alone.
 
-        Not the term trackers (yet): after a restart, new-term rules warm up again."""
-        return [
-            Checkpoint.of(series, detector)
-            for series, detectors in sorted(self.detectors.items())
-            for detector in detectors
-        ]
+        The term trackers' models too (measure ``term_volume`` on the brand's series)."""
+        return [item for chunk in self.checkpoint_chunks() for item in chunk]
+
+    def checkpoint_chunks(self, size: int = CHECKPOINT_CHUNK) -> Iterator[list[Checkpoint]]:
+        """``checkpoint``, ``size`` series at a time, for a caller that lets posts in
+        between chunks (the daemon: encoding 10,000 series takes a while). Each series
+        is whole (its detectors have learned the same buckets); a chunk is as of when it
+        is taken, and a series that appears after the first one waits for the next
+        checkpoint."""
+        keys = sorted(self.detectors)
+        for first in range(0, len(keys), size):
+            yield [
+                Checkpoint.of(series, detector)
+                for series in keys[first : first + size]
+                for detector in self.detectors[series]
+            ]
+        trackers = sorted(self.terms.items())  # the new-term models, as many at a time
+        for first in range(0, len(trackers), size):
+            yield [
+                Checkpoint.of(SeriesKey(brand, "", scale), tracker.model)
+                for (brand, scale), tracker in trackers[first : first + size]
+            ]
 
     def restore(
         self,
@@ -318,9 +375,21 @@ class Pipeline:
         series starts fresh.
         """
         by_series: dict[SeriesKey, list[Checkpoint]] = {}
+        terms: list[Checkpoint] = []
         for item in items:
-            by_series.setdefault(item.series, []).append(item)
+            if item.measure == Measure.TERM_VOLUME.value:
+                terms.append(item)
+            else:
+                by_series.setdefault(item.series, []).append(item)
         restored = refused = 0
+        for item in terms:  # a tracker no rule needs any more is not restored
+            tracker = self.terms.get((item.series.brand, item.series.scale_seconds))
+            try:
+                if tracker is not None:
+                    tracker.model = restore_term_model(item, tracker.width)
+            except CheckpointError as exc:
+                if on_refused is not None:
+                    on_refused(item.series, exc)
         for series, checkpoints in sorted(by_series.items()):
             try:
                 if series not in self.aggregator.series:
@@ -345,18 +414,19 @@ class Pipeline:
 
     def enrich(self, mentions: Sequence[Mention]) -> list[Mention]:
         """Add brands (by term, unless the source said) and sentiment."""
-        if not mentions:
+        return self._score([(m, m.brands or self._brands_of(m.text)) for m in mentions])
+
+    def _score(self, found: Sequence[tuple[Mention, tuple[str, ...]]]) -> list[Mention]:
+        """Posts with their brands, their language and their sentiment."""
+        if not found:
             return []
-        langs = [self.scorer.detect(m.text, m.lang) for m in mentions]
-        sentiments = self.scorer.score([m.text for m in mentions], langs)
+        langs = [self.scorer.detect(m.text, m.lang) for m, _ in found]
+        sentiments = self.scorer.score([m.text for m, _ in found], langs)
         self._count_languages(langs)
-        enriched = []
-        for mention, lang, sentiment in zip(mentions, langs, sentiments, strict=True):
-            brands = mention.brands or self._brands_of(mention.text)
-            enriched.append(
-                dataclasses.replace(mention, brands=brands, lang=lang, sentiment=sentiment)
-            )
-        return enriched
+        return [
+            dataclasses.replace(mention, brands=brands, lang=lang, sentiment=sentiment)
+            for (mention, brands), lang, sentiment in zip(found, langs, sentiments, strict=True)
+        ]
 
     def _count_languages(self, langs: Sequence[str]) -> None:
         """``xwatch_sentiment_texts_total``: by the scorer's language, or ``other`` when the
@@ -407,7 +477,10 @@ class Pipeline:
                     folded = normalize(mention.text) if folded is None else folded
                     words = words_of(folded) if words is None else words
                     may = self.rules.candidates(folded, brand, words) if may is None else may
-                    if rule.id not in may or not matcher.matches(mention, folded, plan.own):
+                    terms_may = rule.id in may
+                    if not (terms_may or matcher.regexes) or not matcher.matches(
+                        mention, folded, plan.own, terms_may
+                    ):
                         continue
                 self._pending.append(_PendingMention(rule, brand, mention, self.clock.watermark))
             if plan.trackers:
@@ -425,7 +498,8 @@ class Pipeline:
         """Count the post's author in its open bucket at each scale (for ``min_authors``)."""
         authors = self._authors.get((brand, topic))
         if authors is None:
-            authors = self._authors[(brand, topic)] = _Authors()
+            enough = self._plans[brand].enough_authors[topic]
+            authors = self._authors[(brand, topic)] = _Authors(enough)
         author = mention.author.id or mention.author.handle or f"post:{mention.id}"
         authors.add(author, timestamp, scales)
 
@@ -459,11 +533,21 @@ class Pipeline:
                 if not self._judged(bucket.series):
                     continue  # no rule looks at it
                 started = timer()
+                if self._nothing_to_judge(bucket):
+                    self._learn(bucket)
+                    judged = timer()
+                    self.metrics.record_bucket(bucket, [])
+                    recorded = timer()
+                    alerts.extend(self._alerts(bucket, []))  # ends the rules' streaks
+                    detecting += judged - started
+                    ruling += timer() - recorded
+                    continue
                 signals = self._judge(bucket)
                 closed_terms = self._close_terms(bucket)
                 judged = timer()
                 self.metrics.record_bucket(bucket, signals)
-                self.history.record(bucket, signals)
+                if not bucket.series.topic:  # the alerts' charts show the brand
+                    self.history.record(bucket, signals)
                 recorded = timer()
                 if closed_terms is not None:
                     term_alerts.extend(self._term_alerts(bucket, signals, closed_terms))
@@ -513,16 +597,38 @@ class Pipeline:
         scales = plan.judged.get(series.topic) if plan is not None else None
         return scales is not None and series.scale_seconds in scales
 
-    def _judge(self, bucket: Bucket) -> list[Signal]:
-        detectors = self.detectors.get(bucket.series)
+    def _nothing_to_judge(self, bucket: Bucket) -> bool:
+        """Whether a closed bucket is an empty one of a topic that no rule can fire on
+        when it is empty (``Condition.may_hold_when_empty``): its detectors only learn it.
+
+        Most buckets of a topic are empty (a topic is a few posts a day, judged every
+        few minutes); scoring them would cost as much as scoring a busy one, for no
+        alert, no chart (the charts show the brand) and no dashboard (the brand's too).
+        """
+        if bucket.count or not bucket.series.topic:
+            return False
+        plan = self._plans.get(bucket.series.brand)
+        return plan is not None and bucket.series.topic not in plan.fire_when_empty
+
+    def _detectors(self, series: SeriesKey) -> list[Detector]:
+        detectors = self.detectors.get(series)
         if detectors is None:
-            detectors = self.detectors[bucket.series] = default_detectors(
-                bucket.series.scale_seconds
-            )
+            detectors = self.detectors[series] = default_detectors(series.scale_seconds)
+        return detectors
+
+    def _judge(self, bucket: Bucket) -> list[Signal]:
+        """Score the bucket with each of its series' detectors, then learn it."""
+        detectors = self._detectors(bucket.series)
         signals = [detector.score_one(bucket) for detector in detectors]
         for detector in detectors:
             detector.learn_one(bucket)
         return signals
+
+    def _learn(self, bucket: Bucket) -> None:
+        """Learn the bucket without scoring it (the detectors learn exactly as in
+        ``_judge``: their contract is that scoring changes nothing)."""
+        for detector in self._detectors(bucket.series):
+            detector.learn_one(bucket)
 
     # -- rules -----------------------------------------------------------------------
 
@@ -661,7 +767,7 @@ class Pipeline:
             labels=tuple(sorted(rule.labels.items())),
             term=term,
             terms=self.emerging(bucket.series.brand),
-            history=self.history.points(brand_series) or self.history.points(bucket.series),
+            history=self.history.points(brand_series),
         )
 
     def emerging(self, brand: str) -> tuple[TermSurge, ...]:

@@ -222,6 +222,18 @@ class Condition(Frozen):
         assert self.signal is not None
         return SIGNALS[self.signal][0]
 
+    @property
+    def may_hold_when_empty(self) -> bool:
+        """Whether a signal rule may fire on a bucket without posts: only on a drop in
+        volume (an empty bucket is below any expected count, never above it, and has no
+        negative share), and only without a minimum of posts, negatives or authors."""
+        return (
+            self.signal == "volume_down"
+            and not self.min_count
+            and not self.min_negative
+            and not self.min_authors
+        )
+
     def holds(self, signal: Signal, bucket: Bucket, authors: int) -> bool:
         """A signal rule's condition on one bucket (``signal`` is of ``self.measure``)."""
         assert self.signal is not None
@@ -380,9 +392,15 @@ NO_ACCOUNTS = OwnAccounts(frozenset(), None)
 
 @dataclass(frozen=True, slots=True)
 class CompiledMatch:
-    """A rule's ``match``, compiled once: the cheap checks first, then the text."""
+    """A rule's ``match``, compiled once: the cheap checks first, then the text.
 
-    anyof: tuple[re.Pattern[str], ...]  # the terms of ``any`` as one pattern, plus each regex
+    The terms of ``any`` and the regexes are searched apart: a ``TermIndex`` tells
+    from a post's words whether the terms may be there (most posts: no, no search),
+    while the regexes have to be searched in every post.
+    """
+
+    terms: re.Pattern[str] | None  # the terms of ``any`` as one pattern
+    regexes: tuple[re.Pattern[str], ...]  # the regexes (as one where that means the same)
     all: tuple[re.Pattern[str], ...]
     none: re.Pattern[str] | None
     langs: frozenset[str]
@@ -391,10 +409,9 @@ class CompiledMatch:
 
     @classmethod
     def of(cls, match: Match) -> CompiledMatch:
-        terms = term_pattern(match.any)
-        anyof = [*((terms,) if terms is not None else ()), *map(compile_regex, match.regex)]
         return cls(
-            anyof=_one_search(anyof),
+            terms=term_pattern(match.any),
+            regexes=_one_search([compile_regex(r) for r in match.regex]),
             all=tuple(p for t in match.all if (p := term_pattern([t])) is not None),
             none=term_pattern(match.none),
             langs=frozenset(match.langs),
@@ -402,7 +419,11 @@ class CompiledMatch:
             mentions_own_account=match.mentions_own_account,
         )
 
-    def matches(self, mention: Mention, folded_text: str, own: OwnAccounts) -> bool:
+    def matches(
+        self, mention: Mention, folded_text: str, own: OwnAccounts, terms_may: bool = True
+    ) -> bool:
+        """Whether the post matches; ``terms_may=False``: the ``TermIndex`` says that
+        none of the terms of ``any`` is in the text (only the regexes are searched)."""
         if self.langs and mention.lang not in self.langs:
             return False
         author = self.author
@@ -417,12 +438,12 @@ class CompiledMatch:
             found = own.mentioned is not None and own.mentioned.search(folded_text) is not None
             if found != self.mentions_own_account:
                 return False
-        for pattern in self.anyof:  # plain loops: this runs per post and topic rule
-            if pattern.search(folded_text):
-                break
-        else:
-            if self.anyof:
-                return False
+        terms = self.terms
+        if (terms is not None or self.regexes) and not (  # at least one of them
+            (terms_may and terms is not None and terms.search(folded_text))
+            or any(pattern.search(folded_text) for pattern in self.regexes)
+        ):
+            return False
         for pattern in self.all:
             if not pattern.search(folded_text):
                 return False
@@ -489,6 +510,8 @@ class TermIndex:
         by_word = self.by_word
         for word in by_word.keys() & words:  # in C, over the smaller of the two
             found |= by_word[word]
+        if folded_text.isascii():
+            return found  # the other scripts' terms are not ASCII (most posts: no loop)
         for term, key in self.by_substring:
             if key not in found and term in folded_text:
                 found.add(key)
@@ -572,8 +595,9 @@ class RuleSet:
         return self.accounts.get(brand, NO_ACCOUNTS)
 
     def candidates(self, folded_text: str, brand: str, words: set[str] | None = None) -> set[str]:
-        """The ids of the topic and mention rules of ``brand`` that the text may match (the
-        others cannot); ``words``: ``words_of`` the text, if the caller has them."""
+        """The ids of the topic and mention rules of ``brand`` whose terms the text may hold
+        (the others' are not in it: only their regexes can match it, if they have any);
+        ``words``: ``words_of`` the text, if the caller has them."""
         words = words_of(folded_text) if words is None else words
         return self.for_brand(brand).index.candidates(folded_text, words)
 
@@ -583,10 +607,12 @@ class RuleSet:
         """The topic rules of ``brand`` that the post matches (``may``: ``candidates``)."""
         may = self.candidates(folded_text, brand) if may is None else may
         own = self.own(brand)
+        matchers = self.matchers
         return [
             topic
             for topic in self.topics(brand)
-            if topic in may and self.matchers[topic].matches(mention, folded_text, own)
+            if (topic in may or matchers[topic].regexes)
+            and matchers[topic].matches(mention, folded_text, own, topic in may)
         ]
 
     def signal_rules(self, brand: str, topic: str) -> tuple[Rule, ...]:
@@ -656,10 +682,10 @@ class RuleSet:
 
 
 def _index_terms(rule: Rule) -> tuple[str, ...] | None:
-    """The terms a post must have one of to match ``rule`` (None: no such list, or a regex
-    may match instead)."""
+    """The terms of ``rule``'s ``any`` (None: it has none). A rule with regexes too may
+    match without one of them: ``CompiledMatch.matches`` searches its regexes anyway."""
     match = rule.match
-    if match is None or not match.any or match.regex:
+    if match is None or not match.any:
         return None
     return match.any
 

@@ -5,7 +5,7 @@ the allowed lateness) and closes them, in order, when the watermark passes their
 end, including the empty ones: a quiet minute is a bucket with a count of 0.
 A post for a bucket that is already closed is *late*: it is counted, not added.
 
-Both calls are on the daemon's hot path: ``add`` runs for every post at every scale,
+Both calls are on the daemon's hot path: ``add`` runs for every post at each scale,
 ``close_until`` after every batch, however small. ``Aggregator`` therefore keeps each
 (brand, topic)'s series in a list (no key is built per post) and the earliest time at
 which any bucket can close, so that a batch that closes nothing costs one comparison
@@ -14,10 +14,13 @@ instead of a walk over every series (10,000 series: milliseconds per batch).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 
 from xwatch.model import Bucket, Mention, SeriesKey
 
@@ -99,6 +102,13 @@ def _rank(entry: tuple[bool, int, str, Mention]) -> tuple[bool, int, str]:
     return entry[0], entry[1], entry[2]
 
 
+def _tie_order(series: SeriesBuckets) -> tuple[int, str, str]:
+    return series.key.scale_seconds, series.key.brand, series.key.topic
+
+
+_end = attrgetter("end")
+
+
 class Aggregator:
     """Every series at every scale; the series start at the first post's bucket."""
 
@@ -106,6 +116,8 @@ class Aggregator:
         self.scales = scales_seconds
         self.samples = samples
         self.series: dict[SeriesKey, SeriesBuckets] = {}
+        # the same, in the order of buckets that end at one instant: finest scale first
+        self._ordered: list[SeriesBuckets] = []
         self.start: float | None = None  # event time of the first post
         self._scales_of: dict[tuple[str, str], list[SeriesBuckets]] = {}  # one per scale
         self._due = math.inf  # no watermark below this closes a bucket
@@ -117,6 +129,7 @@ class Aggregator:
             start = self.start if self.start is not None else 0.0
             series = SeriesBuckets(key, int(start // scale), self.samples)
             self.series[key] = series
+            bisect.insort(self._ordered, series, key=_tie_order)
             self._due = min(self._due, series.due)
         return series
 
@@ -127,12 +140,19 @@ class Aggregator:
             self._scales_of[(brand, topic)] = found
         return found
 
-    def declare(self, brand: str, topic: str = "") -> None:
-        """Make a series exist (so it has buckets, with zeros, before any post)."""
-        self._all_scales(brand, topic)
+    def declare(self, brand: str, topic: str = "", scales: Iterable[int] | None = None) -> None:
+        """Make a series exist (so it has buckets, with zeros, before any post) at
+        ``scales`` (default: every scale). Its posts are counted at those scales only
+        (a topic's rule may look at 5 and 15 minutes only); declaring it again adds
+        scales, and never takes one away."""
+        wanted = set(self.scales if scales is None else scales) & set(self.scales)
+        found = self._scales_of.setdefault((brand, topic), [])
+        wanted -= {series.key.scale_seconds for series in found}
+        found.extend(self._series(brand, topic, scale) for scale in sorted(wanted))
+        found.sort(key=lambda series: series.key.scale_seconds)
 
     def add(self, mention: Mention, brand: str, topic: str = "") -> bool:
-        """Add a post to a series at every scale; False if it is late at the finest scale."""
+        """Add a post to a series at each of its scales; False if it is late at one."""
         timestamp = mention.created_at.timestamp()
         if self.start is None:
             self.start = timestamp
@@ -152,7 +172,7 @@ class Aggregator:
         mark = watermark.timestamp()
         if mark < self._due:
             return []  # the usual case: no bucket boundary passed since the last call
-        closed = [b for series in self.series.values() for b in series.close_until(mark)]
-        closed.sort(key=lambda b: (b.end, b.series.scale_seconds, b.series.brand, b.series.topic))
+        closed = [b for series in self._ordered for b in series.close_until(mark)]
+        closed.sort(key=_end)  # stable: at one end, in the series' order
         self._due = min((s.due for s in self.series.values()), default=math.inf)
         return closed

@@ -9,6 +9,14 @@ beta's concentration ``c``) is learned online from the buckets themselves: under
 beta-binomial, a bucket's squared Pearson residual has mean ``1 + (n - 1)/(c + 1)``,
 so an average of ``(r**2 - 1)/(n - 1)`` estimates ``1/(c + 1)``. A steady share
 earns a high concentration (and a sharp test); a share that wanders earns a low one.
+
+A one-bucket test misses a share that doubles and stays doubled while the buckets are
+small, so the detector also keeps a CUSUM of the beta-binomial log-likelihood ratio of
+a share ``shift_factor`` times the usual one (at most halfway to 1): its exponential has
+expectation 1 under the usual share, so ``exp(-cusum)`` is a valid tail (Ville's
+inequality). The two tests share the false-alarm budget (weighted Bonferroni, as the
+volume detector does): the bucket's tail is the smaller of ``tail / (1 - cusum_share)``
+and ``exp(-cusum) / cusum_share``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ class ShareParams:
     prior_posts: float = 20.0
     warmup_posts: float = 200.0  # no alarm before this many posts have been learned
     warmup_seconds: float = DAY / 4
+    shift_factor: float = 2.0  # the sustained change the CUSUM looks for: the share doubles
+    cusum_share: float = 0.2  # of the false-alarm budget, for the CUSUM (Bonferroni)
+    cusum_cap: float = 20.0  # nats: the CUSUM saturates here (as the volume one), so it drains
 
 
 @dataclass(slots=True)
@@ -43,6 +54,7 @@ class NegativeShareDetector:
     first_start: float | None = None
     drift: float = -1.0  # running estimate of 1/(c + 1); -1 until initialised from the prior
     drift_buckets: float = 0.0  # buckets behind that estimate (for the fast start)
+    cusum: float = 0.0  # nats of evidence for a share shift_factor x the usual one
     measure: Measure = Measure.NEGATIVE_SHARE
 
     @property
@@ -76,10 +88,15 @@ class NegativeShareDetector:
         else:
             direction = "down"
             tail = betabinom_cdf(k, n, usual, self.concentration)
-        warming_up = self.seen_posts < self.params.warmup_posts or (
-            self.first_start is None
-            or bucket.start.timestamp() - self.first_start < self.params.warmup_seconds
-        )
+        warming_up = self._warming_up(bucket)
+        p = self.params
+        cusum = 0.0 if warming_up else self.cusum + self._llr(k, n, usual)
+        cusum = min(max(cusum, 0.0), p.cusum_cap)
+        sustained = math.exp(-cusum) / p.cusum_share
+        if direction == "up":
+            tail = min(1.0, tail / (1.0 - p.cusum_share), sustained)
+        elif sustained < 1.0:  # a share below the usual one, but in a run of high ones
+            direction, tail = "up", sustained
         return Signal(
             series=bucket.series,
             measure=self.measure,
@@ -95,11 +112,30 @@ class NegativeShareDetector:
             warming_up=warming_up,
         )
 
+    def _warming_up(self, bucket: Bucket) -> bool:
+        return self.seen_posts < self.params.warmup_posts or (
+            self.first_start is None
+            or bucket.start.timestamp() - self.first_start < self.params.warmup_seconds
+        )
+
+    def _llr(self, k: int, n: int, usual: float) -> float:
+        """log BB(k | n, shifted share) - log BB(k | n, usual share), one concentration."""
+        if n == 0:
+            return 0.0
+        shifted = min(usual * self.params.shift_factor, (1.0 + usual) / 2.0)
+        c = self.concentration
+        return _log_betabinom(k, n, shifted, c) - _log_betabinom(k, n, usual, c)
+
     def learn_one(self, bucket: Bucket) -> None:
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()
         n, k = bucket.count, float(bucket.negative)
         usual = self.usual_share
+        if self._warming_up(bucket):
+            self.cusum = 0.0
+        else:
+            step = self._llr(bucket.negative, n, usual)
+            self.cusum = min(max(self.cusum + step, 0.0), self.params.cusum_cap)
         if n and self.seen_posts >= self.params.prior_posts:
             # robust: an outlying share is learned as if it sat on the band's edge
             low, high = self._band(usual, n)
@@ -125,3 +161,15 @@ class NegativeShareDetector:
             1.0 / (self.drift_buckets + p.concentration_prior_buckets),
         )
         self.drift = max(0.0, self.drift + weight * (sample - self.drift))
+
+
+def _log_betabinom(k: int, n: int, p: float, concentration: float) -> float:
+    """log P(K = k) for K ~ BetaBinomial(n, p * c, (1 - p) * c), without the binomial
+    coefficient (the same for every p: it cancels in a likelihood ratio)."""
+    a = max(p, 1e-9) * concentration
+    b = max(1.0 - p, 1e-9) * concentration
+    return _log_beta(k + a, n - k + b) - _log_beta(a, b)
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)

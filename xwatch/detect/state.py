@@ -24,15 +24,16 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from xwatch.detect import Detector
 from xwatch.detect.share import NegativeShareDetector
+from xwatch.detect.terms import TermModel
 from xwatch.detect.volume import CountDetector
 from xwatch.errors import XwatchError
-from xwatch.model import SeriesKey
+from xwatch.model import Measure, SeriesKey
 
-STATE_VERSION = 1  # bump whenever a detector's state changes meaning
+STATE_VERSION = 2  # bump whenever a detector's state changes meaning
 
 JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 
@@ -54,8 +55,17 @@ def register(cls: D) -> D:
     return cls
 
 
+class Stateful(Protocol):
+    """What a checkpoint can hold: a registered dataclass that says what it measures
+    (a detector, or a new-term model: ``term_volume``)."""
+
+    @property
+    def measure(self) -> Measure: ...
+
+
 register(CountDetector)
 register(NegativeShareDetector)
+register(TermModel)  # a brand's new terms at one scale (not a Detector: its tracker judges)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,7 +80,7 @@ class Checkpoint:
     saved_at: datetime | None = None  # set by the store
 
     @classmethod
-    def of(cls, series: SeriesKey, detector: Detector) -> Checkpoint:
+    def of(cls, series: SeriesKey, detector: Stateful) -> Checkpoint:
         return cls(
             series,
             detector.measure.value,
@@ -83,7 +93,7 @@ class Checkpoint:
 # -- saving ------------------------------------------------------------------------
 
 
-def to_state(detector: Detector) -> dict[str, Any]:
+def to_state(detector: Stateful) -> dict[str, Any]:
     """The detector's state as JSON data: class, version, fingerprint and fields."""
     cls = type(detector)
     if DETECTORS.get(cls.__name__) is not cls:
@@ -163,6 +173,8 @@ def _found_names(cls: type[Any], data: Mapping[str, Any]) -> list[str]:
         nested = _dataclasses_in(hints[name]) if name in known else []
         if len(nested) == 1 and isinstance(value, Mapping):
             names.extend(f"{name}.{inner}" for inner in _found_names(nested[0], value))
+        elif len(nested) == 1 and value is None:  # an empty optional record: as declared
+            names.extend(f"{name}.{inner}" for inner in field_names(nested[0]))
     return sorted(names)
 
 
@@ -379,3 +391,18 @@ def restore_series(
             )
         detectors[index] = restored
     return detectors
+
+
+def restore_term_model(checkpoint: Checkpoint, width_seconds: int) -> TermModel:
+    """A tracker's new-term model from its checkpoint, or ``CheckpointError`` saying why."""
+    restored = from_state(checkpoint.state)
+    if not isinstance(restored, TermModel):
+        raise CheckpointError(
+            f"the checkpoint for term_volume holds a {type(restored).__name__}, not a TermModel"
+        )
+    if restored.width_seconds != width_seconds:
+        raise CheckpointError(
+            f"the term model was learned at {restored.width_seconds} s, "
+            f"its tracker counts at {width_seconds} s"
+        )
+    return restored

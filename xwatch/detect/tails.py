@@ -42,11 +42,28 @@ def nbinom_cdf(x: float, mu: float, alpha: float) -> float:
     k = math.floor(x)
     if mu <= 0:
         return 1.0
+    if k == 0:  # an empty bucket, the commonest of a quiet series: P(X = 0) in closed form
+        if alpha <= _MIN_ALPHA:
+            return math.exp(-mu)
+        return math.exp(-math.log1p(alpha * mu) / alpha)
     if alpha <= _MIN_ALPHA:
         return float(gammaincc(k + 1, mu))  # Poisson: P(X <= k) = Q(k + 1, mu)
     r = 1.0 / alpha
     p = r / (r + mu)
     return float(betainc(r, k + 1, p))
+
+
+def nbinom_pmf(x: int, mu: float, alpha: float) -> float:
+    """P(X = x) for X ~ NB(mean mu, dispersion alpha), in closed form (for mid-p tails)."""
+    if x < 0:
+        return 0.0
+    if mu <= 0:
+        return 1.0 if x == 0 else 0.0
+    if alpha <= _MIN_ALPHA:
+        return math.exp(x * math.log(mu) - mu - math.lgamma(x + 1))
+    r = 1.0 / alpha
+    log_p = math.lgamma(x + r) - math.lgamma(r) - math.lgamma(x + 1)
+    return math.exp(log_p + r * math.log(r / (r + mu)) + x * math.log(mu / (r + mu)))
 
 
 def betabinom_sf(k: int, n: int, p: float, concentration: float) -> float:

@@ -18,10 +18,10 @@ once, and the likelihood must keep its meaning for rules, "about one false alarm
 ``1 / (1 - likelihood)`` buckets" of the brand, however many words those hold.
 
 The vocabulary is bounded: past ``capacity`` terms (plus a quarter, so that eviction
-is rare) the weakest are dropped. The model is not checkpointed yet: after a restart,
-new-term rules warm up again (``warmup_seconds``). Rules decide what is a surge worth
-an alert (``when: new_term`` in ``xwatch.rules``); ``emerging`` is the context every
-alert of the brand shows.
+is rare) the weakest are dropped. The model is checkpointed with the detectors
+(``xwatch.detect.state``): new-term rules do not warm up again after a restart.
+Rules decide what is a surge worth an alert (``when: new_term`` in ``xwatch.rules``);
+``emerging`` is the context every alert of the brand shows.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
+from typing import Any
 
 from xwatch.detect.tails import nbinom_band, nbinom_sf
 from xwatch.model import Measure, Mention, SeriesKey, Signal, TermSurge
@@ -104,6 +105,7 @@ class TermModel:
     posts: float = 0.0  # decayed posts in all
     unseen: float = 0.0  # decayed count of the strongest term evicted so far
     first_start: float | None = None  # start of the first bucket learned
+    measure: Measure = Measure.TERM_VOLUME  # what a checkpoint files it under
 
     def count(self, term: str) -> float:
         """The decayed number of posts that used ``term``."""
@@ -138,8 +140,16 @@ class TermModel:
         return 0.0 if self.first_start is None else at - self.first_start
 
 
+_Sample = tuple[int, str, Mention]  # (reach, post id, post): a min-heap keeps the most reach
+_Early = tuple[int, str, Mention, Iterable[str]]  # ... and the post's terms
+
+
 class _Slot:
-    """One term in one open bucket: its posts, negatives, reach and first posts."""
+    """One term in one open bucket: its posts, negatives, reach, and its posts with the
+    most reach among those that came while it could fire a rule (``sample_min`` posts
+    and ``sample_share`` of the bucket's posts so far). Not the others: most terms are
+    one of hundreds of words used a few times, and keeping their posts would keep
+    nearly every post of the bucket."""
 
     __slots__ = ("count", "negative", "reach", "samples")
 
@@ -147,13 +157,19 @@ class _Slot:
         self.count = 0
         self.negative = 0
         self.reach = 0
-        self.samples: list[Mention] = []
+        self.samples: list[_Sample] | None = None  # most terms never have any
 
 
 @dataclass(slots=True)
 class _OpenTerms:
     posts: int = 0
     slots: dict[str, _Slot] = field(default_factory=dict)
+    # the bucket's posts with the most reach, with their terms: the samples of a term's
+    # posts before it could fire a rule
+    early: list[_Early] = field(default_factory=list)
+
+
+EARLY_PER_SAMPLE = 4  # a bucket keeps this many posts per sample an alert shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +184,7 @@ class Surge:
     share: float  # of the bucket's posts
     negative: int
     reach: int
-    samples: tuple[Mention, ...]  # its first posts in the bucket, most reach first
+    samples: tuple[Mention, ...]  # its posts with the most reach, most first
 
     def as_term_surge(self) -> TermSurge:
         return TermSurge(self.term, self.count, self.expected, self.likelihood)
@@ -218,6 +234,10 @@ class TermTracker:
         self.samples = samples
         self.judge_min = params.emerging_min_count  # rules may lower it (their min_count)
         self.warmup_seconds = params.warmup_seconds  # ... and this (their warmup_seconds)
+        # a term's posts are kept as samples once it has this many posts and this share
+        # of the bucket's posts so far (the rules' least ``min_count`` and ``min_share``)
+        self.sample_min = self.judge_min
+        self.sample_share = 0.0
         self.open: dict[int, _OpenTerms] = {}
         self.next_index: int | None = None  # the next bucket to close
         self.emerging: tuple[TermSurge, ...] = ()  # of the last closed bucket
@@ -239,9 +259,11 @@ class TermTracker:
         bucket.posts += 1
         negative = mention.is_negative
         reach = mention.reach
-        slots = bucket.slots
+        sample = (reach, mention.id, mention)
+        may_fire = max(self.sample_min, self.sample_share * bucket.posts)  # posts of a term
+        slots, stop = bucket.slots, self.stop
         for term in terms:
-            if term in self.stop:
+            if term in stop:
                 continue
             slot = slots.get(term)
             if slot is None:
@@ -249,8 +271,11 @@ class TermTracker:
             slot.count += 1
             slot.negative += negative
             slot.reach += reach
-            if len(slot.samples) < self.samples:
-                slot.samples.append(mention)
+            if slot.count >= may_fire:
+                if slot.samples is None:
+                    slot.samples = []
+                _keep(slot.samples, sample, self.samples)
+        _keep(bucket.early, (*sample, terms), self.samples * EARLY_PER_SAMPLE)
 
     def close_until(self, end: float) -> list[ClosedTerms]:
         """Judge, then learn, every bucket that ends at or before ``end`` (empty ones too)."""
@@ -296,7 +321,7 @@ class TermTracker:
                     share=slot.count / n,
                     negative=slot.negative,
                     reach=slot.reach,
-                    samples=tuple(sorted(slot.samples, key=lambda m: -m.reach)),
+                    samples=self._samples(term, slot, bucket.early),
                 )
             )
         surges.sort(key=lambda s: (-s.surprise, -s.count, s.term))
@@ -309,3 +334,19 @@ class TermTracker:
             surges=tuple(surges),
             history_seconds=model.history_seconds(start),
         )
+
+    def _samples(self, term: str, slot: _Slot, early: list[_Early]) -> tuple[Mention, ...]:
+        """The term's posts with the most reach, of those the bucket kept."""
+        found = {entry[1]: entry for entry in slot.samples or ()}
+        for reach, post_id, mention, terms in early:
+            if term in terms:
+                found.setdefault(post_id, (reach, post_id, mention))
+        return tuple(entry[2] for entry in heapq.nlargest(self.samples, found.values()))
+
+
+def _keep(heap: list[Any], entry: Any, size: int) -> None:
+    """Put ``entry`` in a min-heap of at most ``size`` entries: the largest are kept."""
+    if len(heap) < size:
+        heapq.heappush(heap, entry)
+    elif entry[:2] > heap[0][:2]:
+        heapq.heapreplace(heap, entry)

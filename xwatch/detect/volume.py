@@ -6,15 +6,33 @@ The expected count of a bucket is ``level x daily[hour] x weekly[weekday]``:
 * ``daily``  a factor per UTC hour of day, learned online (half-life: a week of that hour);
 * ``weekly`` a factor per day of week (half-life: a month of that weekday).
 
-A bucket is judged by the tail probability of a negative binomial around that
-expectation, whose dispersion is learned online too, so "2 → 6" and
-"2,000 → 6,000" get the weight they deserve. The likelihood is ``1 - tail``:
-under normal behaviour, a likelihood of at least 0.999 happens in about one
-bucket in a thousand.
+A bucket is judged by two pieces of evidence against a negative binomial around
+that expectation (whose dispersion is learned online too, so "2 → 6" and
+"2,000 → 6,000" get the weight they deserve):
+
+* the bucket alone: the NB tail probability of its count (a spike, a drop),
+  mid-p (half the probability of the count itself), as discrete tails are;
+* the buckets so far: a CUSUM of the NB log-likelihood ratio of a mean
+  ``shift_factor`` times (or ``1/shift_factor`` times) the expected one. The
+  ratio has expectation 1 under the baseline, so by Ville's inequality the
+  CUSUM exceeds ``h`` with probability at most ``exp(-h)``: ``exp(-cusum)`` is
+  a valid tail probability, and it catches a sustained x2 that no single
+  bucket's tail would.
+
+The two tests of a direction share its false-alarm budget (weighted Bonferroni:
+``cusum_share`` for the CUSUM, the rest for the bucket's own tail): the smaller of
+``tail / (1 - cusum_share)`` and ``exp(-cusum) / cusum_share`` is the bucket's tail.
+The likelihood is ``1 - tail``: under normal behaviour, a likelihood of at least
+0.999 happens in at most about one bucket in a thousand. Judging a bucket is done
+once: ``score_one`` keeps its work (``judged``) for the ``learn_one`` that follows
+on the same bucket.
 
 Learning is robust: a bucket outside the expected band is learned as if it sat on
-the band's edge, so a crisis does not teach the baseline that crises are normal
-(while a lasting change of level is still followed, step by step).
+the band's edge, so a crisis does not teach the baseline that crises are normal.
+A change that lasts is the new normal, and alerts once: when the buckets have
+stayed outside the band on one side, or a CUSUM has stayed at its cap, for
+``adopt_after_seconds``, the level jumps to their mean and the CUSUMs start
+again from zero.
 """
 
 from __future__ import annotations
@@ -23,7 +41,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from xwatch.detect.tails import nbinom_band, nbinom_cdf, nbinom_sf
+from xwatch.detect.tails import nbinom_band, nbinom_cdf, nbinom_pmf, nbinom_sf
 from xwatch.model import Bucket, Direction, Measure, Signal
 
 DAY = 86400.0
@@ -46,11 +64,30 @@ class CountParams:
     factor_evidence_posts: float = (
         30.0  # a seasonal factor resting on this many posts: half-trusted
     )
+    shift_factor: float = 2.0  # the sustained change the CUSUMs look for: x2 up, /2 down
+    cusum_share: float = 0.2  # of the false-alarm budget, for the CUSUM (Bonferroni)
+    cusum_cap: float = 20.0  # nats: a CUSUM saturates here (its tail, 1e-8 after the budget
+    # share, is beyond the strictest shipped rule, 0.99999), so it drains in time
 
 
 def _alpha(halflife_in_steps: float) -> float:
     """EWMA weight of a new value for a given half-life in update steps."""
     return float(1.0 - 0.5 ** (1.0 / max(halflife_in_steps, 1.0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What judging one bucket found, kept until it is learned (saves doing it twice)."""
+
+    start: float
+    observed: int
+    expected: float
+    low: float
+    high: float
+    llr_up: float  # the bucket's log-likelihood ratio, shifted up against the expected
+    llr_down: float  # ... shifted down
+    surprise_up: float  # -log10 of the tail upwards (bucket and CUSUM combined)
+    surprise_down: float  # ... downwards
 
 
 @dataclass(slots=True)
@@ -71,6 +108,14 @@ class CountDetector:
     last_hour: int = -1
     outlier_side: int = 0  # -1, 0, 1: where the last value fell against the band
     outlier_run: int = 0  # how many buckets in a row fell on that side
+    outlier_sum: float = 0.0  # their deseasonalised values, summed (the new level's mean)
+    cusum_up: float = 0.0  # nats of evidence for a mean shift_factor x the expected one
+    cusum_down: float = 0.0  # ... for 1 / shift_factor x
+    held_up: int = 0  # buckets in a row with cusum_up at its cap (a change that holds)
+    held_up_sum: float = 0.0  # ... their deseasonalised values, summed (its new level)
+    held_down: int = 0
+    held_down_sum: float = 0.0
+    judged: Judgement | None = None  # score_one's work, reused by learn_one on that bucket
 
     def __post_init__(self) -> None:
         if self.dispersion == 0.0:
@@ -107,66 +152,157 @@ class CountDetector:
             return True
         return start.timestamp() - self.first_start < self.params.warmup_seconds
 
-    def _robust(self, value: float, mu: float, start: datetime) -> tuple[float, float]:
+    def _robust(
+        self, value: float, season: float, judged: Judgement, start: datetime
+    ) -> tuple[float, float]:
         """What to learn from a value: (for the level, for the rhythm).
 
         An outlier counts as if it sat on the band's edge, so a crisis does not teach
         the baseline that crises are normal. Not while warming up (there is no band to
         trust yet). Once the values have stayed on the same side outside the band for
         ``adopt_after_seconds``, the level takes them as they are (a lasting change is
-        the new normal), while the hour-of-day and weekday factors still learn the
-        clipped value: a long crisis must not become tomorrow's expected rhythm.
+        the new normal: the level jumps to the run's mean and the CUSUMs start again
+        from it), while the hour-of-day and
+        weekday factors still learn the clipped value: a long crisis must not become
+        tomorrow's expected rhythm.
         """
-        low, high = nbinom_band(mu, self.dispersion)
+        low, high = judged.low, judged.high
         side = 1 if value > high else -1 if value < low else 0
         if side == 0 or side != self.outlier_side:
             self.outlier_run = 0
+            self.outlier_sum = 0.0
         self.outlier_side = side
         if side == 0 or self._warming_up(start):
             return value, value
         self.outlier_run += 1
+        self.outlier_sum += value / season
         clipped = min(max(value, low), high)
         if self.outlier_run * self.width_seconds > self.params.adopt_after_seconds:
+            # the change point is the run's start: the level is the mean since then,
+            # and the CUSUMs start again from it
+            self._adopt(self.outlier_sum / self.outlier_run)
             return value, clipped
         return clipped, clipped
+
+    def _judge(self, bucket: Bucket) -> Judgement:
+        """The model's view of a bucket (the same object for its score and its learning)."""
+        start, observed = bucket.start.timestamp(), self._value(bucket)
+        judged = self.judged
+        if judged is not None and judged.start == start and judged.observed == observed:
+            return judged
+        mu = self.expected(bucket.start)
+        alpha = self.dispersion
+        low, high = nbinom_band(mu, alpha)
+        llr_up = _nb_llr(observed, mu, mu * self.params.shift_factor, alpha)
+        llr_down = _nb_llr(observed, mu, mu / self.params.shift_factor, alpha)
+        # mid-p tails (half the probability of the count itself): a discrete tail is
+        # otherwise conservative, and sharing the budget with the CUSUM makes it more so
+        half = 0.5 * nbinom_pmf(observed, mu, alpha)
+        if observed > mu:
+            up, down = nbinom_sf(observed, mu, alpha) - half, 1.0
+        else:
+            up, down = 1.0, nbinom_cdf(observed, mu, alpha) - half
+        self.judged = judged = Judgement(
+            start=start,
+            observed=observed,
+            expected=mu,
+            low=low,
+            high=high,
+            llr_up=llr_up,
+            llr_down=llr_down,
+            surprise_up=self._model_surprise(up, self.cusum_up + llr_up),
+            surprise_down=self._model_surprise(down, self.cusum_down + llr_down),
+        )
+        return judged
+
+    def _model_surprise(self, tail: float, cusum: float) -> float:
+        """-log10 of the combined tail: weighted Bonferroni of the bucket's tail and the
+        CUSUM's ``exp(-cusum)`` (the bucket's test gets ``1 - cusum_share`` of the budget)."""
+        share = self.params.cusum_share
+        cusum = min(max(cusum, 0.0), self.params.cusum_cap)
+        combined = min(tail / (1.0 - share), math.exp(-cusum) / share)
+        return Signal.surprise_of(min(1.0, combined))
 
     # -- river's contract ----------------------------------------------------------
 
     def score_one(self, bucket: Bucket) -> Signal:
-        observed = self._value(bucket)
-        mu = self.expected(bucket.start)
-        low, high = nbinom_band(mu, self.dispersion)
-        if observed >= mu:
-            direction: Direction = "up"
-            tail = nbinom_sf(observed, mu, self.dispersion)
-        else:
-            direction = "down"
-            tail = nbinom_cdf(observed, mu, self.dispersion)
+        judged = self._judge(bucket)
+        direction: Direction = "up"
+        surprise = judged.surprise_up
+        if judged.surprise_down > surprise or (
+            judged.surprise_down == surprise and judged.observed < judged.expected
+        ):
+            direction, surprise = "down", judged.surprise_down
         return Signal(
             series=bucket.series,
             measure=self.measure,
             start=bucket.start,
             end=bucket.end,
-            observed=float(observed),
-            expected=mu,
-            low=low,
-            high=high,
-            likelihood=min(1.0, max(0.0, 1.0 - tail)),
+            observed=float(judged.observed),
+            expected=judged.expected,
+            low=judged.low,
+            high=judged.high,
+            likelihood=min(1.0, max(0.0, 1.0 - 10.0**-surprise)),
             direction=direction,
-            surprise=Signal.surprise_of(tail),
+            surprise=surprise,
             warming_up=self._warming_up(bucket.start) or self.learned == 0,
         )
 
     def learn_one(self, bucket: Bucket) -> None:
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()
-        hour, weekday = self._slots(bucket.start)
+        judged = self._judge(bucket)
+        self.judged = None  # what is learned next changes the model
+        adopt = self._learn_cusums(bucket.start, judged)
+        self._learn_baseline(bucket.start, judged)
+        if adopt is not None:
+            self._adopt(adopt)
+
+    def _learn_cusums(self, start: datetime, judged: Judgement) -> float | None:
+        """Step both CUSUMs; return a new level when a change has held long enough.
+
+        A CUSUM at its cap has all the evidence it keeps; one that stays there for
+        ``adopt_after_seconds`` sees a change that holds (a burst that fades lets it
+        drain): the change is the new normal, and the level becomes the mean of the
+        buckets that held it there.
+        """
+        if self._warming_up(start) or self.learned == 0:
+            self._adopt(None)
+            return None
+        p = self.params
+        hour, weekday = self._slots(start)
+        value = judged.observed / (self.daily[hour] * self.weekly[weekday])
+        cap = p.cusum_cap
+        self.cusum_up = min(max(self.cusum_up + judged.llr_up, 0.0), cap)
+        self.cusum_down = min(max(self.cusum_down + judged.llr_down, 0.0), cap)
+        held = self.cusum_up >= cap
+        self.held_up = self.held_up + 1 if held else 0
+        self.held_up_sum = self.held_up_sum + value if held else 0.0
+        held = self.cusum_down >= cap
+        self.held_down = self.held_down + 1 if held else 0
+        self.held_down_sum = self.held_down_sum + value if held else 0.0
+        adopt_after = p.adopt_after_seconds / self.width_seconds
+        if self.held_up > adopt_after:
+            return self.held_up_sum / self.held_up
+        if self.held_down > adopt_after:
+            return self.held_down_sum / self.held_down
+        return None
+
+    def _adopt(self, level: float | None) -> None:
+        """Start the CUSUMs again (from a new level, if one is given)."""
+        if level is not None and level > 0.0:
+            self.level = level
+        self.cusum_up = self.cusum_down = 0.0
+        self.held_up = self.held_down = 0
+        self.held_up_sum = self.held_down_sum = 0.0
+
+    def _learn_baseline(self, start: datetime, judged: Judgement) -> None:
+        hour, weekday = self._slots(start)
         width = float(self.width_seconds)
         p = self.params
-        mu = self.expected(bucket.start)
-        value, rhythm_value = self._robust(float(self._value(bucket)), mu, bucket.start)
-
+        mu = judged.expected
         season = self.daily[hour] * self.weekly[weekday]
+        value, rhythm_value = self._robust(float(judged.observed), season, judged, start)
         deseasonalised = value / season
         self.learned += 1
         # Fast start: plain averages until the half-life's own weight takes over.
@@ -191,8 +327,9 @@ class CountDetector:
             self.daily[hour] = max(
                 MIN_FACTOR, self.daily[hour] + a_daily * (target - self.daily[hour])
             )
+        assert self.first_start is not None
         # Weekday factors only move once a whole week has been seen.
-        if bucket.start.timestamp() - self.first_start >= WEEK:
+        if start.timestamp() - self.first_start >= WEEK:
             self.weekly_seen[weekday] += 1
             per_week = DAY / width  # buckets of one weekday per week
             a_weekly = max(
@@ -210,6 +347,17 @@ class CountDetector:
                 self.level *= _normalise(self.daily)
             if min(self.weekly_seen) > 0:
                 self.level *= _normalise(self.weekly)
+
+
+def _nb_llr(x: int, mu0: float, mu1: float, alpha: float) -> float:
+    """log P(x | NB(mu1, alpha)) - log P(x | NB(mu0, alpha)); Poisson when alpha is 0.
+
+    Its exponential has expectation 1 when x follows NB(mu0, alpha).
+    """
+    if alpha <= 0.0:
+        return x * math.log(mu1 / mu0) - (mu1 - mu0)
+    r = 1.0 / alpha
+    return x * math.log(mu1 / mu0) + (r + x) * math.log((r + mu0) / (r + mu1))
 
 
 def _normalise(factors: list[float]) -> float:
