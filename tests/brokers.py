@@ -15,7 +15,8 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -137,3 +138,18 @@ def no_binary(what: str) -> NoReturn:
         f"{what} needs our own mosquitto and there is no binary: install mosquitto "
         "(Debian: apt-get install mosquitto; .ci/run does it)"
     )
+
+
+@contextmanager
+def started_mosquitto(folder: Path, what: str) -> Iterator[Mosquitto]:
+    """Our own mosquitto (persistence in ``folder``) for the length of a ``with``; ``what``
+    names the test in the failure when there is no binary."""
+    binary = Mosquitto.find()
+    if binary is None:
+        no_binary(what)
+    broker = Mosquitto(binary, folder)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

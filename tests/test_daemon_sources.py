@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.brokers import Mosquitto, no_binary
+from tests.brokers import Mosquitto, started_mosquitto
 from tests.fake_x import TOKEN, FakeX, Send
 from xwatch.daemon import Daemon
 from xwatch.settings import load_settings
@@ -36,15 +36,8 @@ def write_config(project: Path, sources_yaml: str) -> Path:
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    binary = Mosquitto.find()
-    if binary is None:
-        no_binary("the daemon's MQTT test")
-    broker = Mosquitto(binary, tmp_path)
-    broker.start()
-    try:
+    with started_mosquitto(tmp_path, "the daemon's MQTT test") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 def metric(text: str, name: str, labels: str = "") -> float | None:

@@ -102,7 +102,7 @@ def signed(
 
 
 def mention(i: int = 1, text: str = "my kettlebird smokes") -> dict[str, Any]:
-    return {"id": str(i), "text": text, "created_at": "2026-11-16T09:00:12Z", "brands": ["kb"]}
+    return {"id": str(i), "text": text, "created_at": "2027-01-15T07:59:12Z", "brands": ["kb"]}
 
 
 def dumps(obj: object) -> bytes:
@@ -115,7 +115,7 @@ def jsonl(*objs: object) -> bytes:
 
 def x_v2_payload(post_id: str) -> dict[str, Any]:
     return {
-        "data": {"id": post_id, "text": "@kettlebird help", "created_at": "2026-11-16T09:00:13Z"},
+        "data": {"id": post_id, "text": "@kettlebird help", "created_at": "2027-01-15T07:59:13Z"},
         "includes": {"users": []},
     }
 
@@ -333,7 +333,7 @@ async def test_one_bad_item_in_a_batch_refuses_the_whole_batch() -> None:
 @pytest.mark.asyncio
 async def test_bad_line_in_a_json_lines_batch_refuses_the_whole_batch() -> None:
     hook = Webhook()
-    body = jsonl(mention(1), {"id": "2", "text": 5, "created_at": "2026-11-16T09:00:12Z"})
+    body = jsonl(mention(1), {"id": "2", "text": 5, "created_at": "2027-01-15T07:59:12Z"})
     answer = await hook.post_signed(body, "application/x-ndjson")
     assert answer.status == 400 and answer.json["error"] == "wrong_type"
     assert answer.json["where"] == "line 2" and hook.batches == []

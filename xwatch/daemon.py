@@ -73,12 +73,12 @@ from xwatch.config import (
 from xwatch.detect.state import Checkpoint, CheckpointError
 from xwatch.errors import ConfigError, PayloadError
 from xwatch.feedback import Feedback, api_token
-from xwatch.metrics import PROBLEM_KINDS, Metrics
+from xwatch.metrics import PROBLEM_KINDS, STORE_OPERATIONS, Metrics
 from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale, utc
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.trained import router_from_config
 from xwatch.settings import Settings
-from xwatch.sources import MetricsReport, Source, build_sources
+from xwatch.sources import MAX_FUTURE_SKEW, MAX_PAST_AGE, MetricsReport, Source, build_sources
 from xwatch.sources.webhook import WebhookIngest
 from xwatch.store import MEMORY, Store, StoreError
 from xwatch.web import LabelsApi, make_app
@@ -87,6 +87,9 @@ from xwatch.web_incidents import add_incident_routes
 log = logging.getLogger("xwatch.daemon")
 
 MAX_BATCH = 1000
+# A batch costs a round of bucket closing and incident bookkeeping whatever its size: when
+# the queue runs dry, the consumer waits this long once for more posts before ingesting.
+BATCH_WAIT_SECONDS = 0.02
 EVIDENCE_POSTS = 3  # sample posts of an alert logged at debug level (cut short)
 SECRET_ENV_FIELDS = (
     "bearer_token_env",
@@ -98,7 +101,6 @@ SECRET_ENV_FIELDS = (
 )
 TICK_SECONDS = 1.0
 PROGRESS_SECONDS = 5.0
-MAX_FUTURE_SKEW = timedelta(minutes=5)  # a live post "from the future" beyond this is refused
 CATCH_UP_SECONDS = 300.0  # after a reconnect, wait this long at most for a source's backlog
 WATCH_SECONDS = 2.0  # how often the rules and playbooks folders are checked for changes
 
@@ -140,16 +142,29 @@ def incident_policy(settings: Settings) -> Policy:
 
 class StoreRefs:
     """``MessageRefs`` kept in the daemon's store (its incident records), so that a
-    notifier finds its Slack message again after a restart."""
+    notifier finds its Slack message again after a restart.
 
-    def __init__(self, records: Callable[[], Store | None]) -> None:
+    A reference the store refuses to write is kept in memory (and ``on_error`` is
+    told): the message was posted, so the notice must not fail and be posted again.
+    """
+
+    def __init__(
+        self,
+        records: Callable[[], Store | None],
+        on_error: Callable[[str, StoreError], None] = lambda operation, exc: None,
+        on_written: Callable[[], None] = lambda: None,
+    ) -> None:
         self.records = records
-        self.memory = MemoryRefs()  # while no store is open (tests that never run)
+        self.on_error = on_error
+        self.on_written = on_written
+        # while no store is open (tests that never run), or the store refused the write
+        self.memory = MemoryRefs()
 
     async def get(self, channel: str, incident_id: str) -> dict[str, str] | None:
         records = self.records()
-        if records is None:
-            return await self.memory.get(channel, incident_id)
+        kept = await self.memory.get(channel, incident_id)
+        if records is None or kept is not None:
+            return kept
         return await asyncio.to_thread(records.message_ref, channel, incident_id)
 
     async def put(self, channel: str, incident_id: str, ref: dict[str, str]) -> None:
@@ -157,7 +172,14 @@ class StoreRefs:
         if records is None:
             await self.memory.put(channel, incident_id, ref)
             return
-        await asyncio.to_thread(records.save_message_ref, channel, incident_id, ref)
+        try:
+            await asyncio.to_thread(records.save_message_ref, channel, incident_id, ref)
+        except StoreError as exc:
+            await self.memory.put(channel, incident_id, ref)
+            self.on_error("message_refs", exc)
+            return
+        self.memory.refs.pop((channel, incident_id), None)
+        self.on_written()
 
 
 def build_notifiers(
@@ -225,7 +247,7 @@ class Daemon:
             if self.api_token
             else secrets.token_bytes(32)
         )
-        self.refs = StoreRefs(lambda: self.records)
+        self.refs = StoreRefs(lambda: self.records, self._store_failed, self._store_written)
         slack = [n for n in config.notifiers.values() if isinstance(n, SlackNotifierConfig)]
         # One /slack/actions endpoint: its signing secret is the (first) Slack app's.
         self.slack_actions = SlackActions.from_config(slack[0], self) if slack else None
@@ -264,7 +286,7 @@ class Daemon:
         self.records: Store | None = None
         self.silence_numbers = 0
         self.failing: set[str] = set()  # notifiers whose last attempt failed (retrying)
-        self.store_problem: str | None = None  # why the last checkpoint failed, for /readyz
+        self.store_problem = None  # why the last write to the store failed, for /readyz
         logs.add_secret_env(*secret_env_names(config), config.api.token_env)
         self._declare_metrics()
 
@@ -286,6 +308,28 @@ class Daemon:
                 kinds=PROBLEM_KINDS["webhook"],
             )
         self.metrics.declare_channels(self.notifiers)
+        for operation in STORE_OPERATIONS:
+            self.metrics.store_write_errors.labels(operation)
+
+    @property
+    def store_problem(self) -> str | None:
+        """Why the last write to the store failed (``None``: the last one worked)."""
+        return self._store_problem
+
+    @store_problem.setter
+    def store_problem(self, problem: str | None) -> None:
+        self._store_problem = problem
+        self.metrics.store_writable.set(0 if problem else 1)
+
+    def _store_failed(self, operation: str, exc: StoreError) -> None:
+        """A write other than a checkpoint failed: count it; /readyz says so until one works."""
+        self.metrics.store_write_errors.labels(operation).inc()
+        self.store_problem = f"store not writable: {exc}"
+
+    def _store_written(self) -> None:
+        if self.store_problem is not None:
+            log.info("the store takes writes again", extra={"event": "store_writable"})
+        self.store_problem = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -451,7 +495,12 @@ class Daemon:
         assert self.store is not None
         started = time.perf_counter()
         try:
-            items = self.pipeline.checkpoint()  # on the loop: a consistent snapshot
+            items = []
+            # on the loop, a chunk of series at a time: each series is a snapshot of its
+            # own, and the posts keep flowing in between (10,000 series take a while)
+            for chunk in self.pipeline.checkpoint_chunks():
+                items.extend(chunk)
+                await asyncio.sleep(0)
             await asyncio.to_thread(self.store.save_checkpoints, items)
             size = await asyncio.to_thread(self.store.size_bytes)
         except (StoreError, CheckpointError) as exc:
@@ -673,6 +722,14 @@ class Daemon:
                                     f"post {mention.id} is from the future: {mention.created_at}",
                                 )
                                 continue
+                            if now - mention.created_at > MAX_PAST_AGE:
+                                self.report.rejected(
+                                    source.name,
+                                    "bad_timestamp",
+                                    f"post {mention.id} is too old for a live source: "
+                                    f"{mention.created_at}",
+                                )
+                                continue
                             lag.observe(max(0.0, (now - mention.created_at).total_seconds()))
                             self.completeness.delivered(source.name, mention.created_at)
                         await self.queue.put(mention)
@@ -706,13 +763,19 @@ class Daemon:
             batch: list[Mention] = []
             marker: _EndOfSources | _Stop | None = None
             item = await self.queue.get()
+            waited = False
             while True:
                 if isinstance(item, Mention):
                     batch.append(item)
                 else:
                     marker = item
                     break
-                if len(batch) >= MAX_BATCH or self.queue.empty():
+                if len(batch) >= MAX_BATCH:
+                    break
+                if self.queue.empty() and not waited:
+                    waited = True  # a post seldom comes alone: wait for the next ones once
+                    await asyncio.sleep(BATCH_WAIT_SECONDS)
+                if self.queue.empty():
                     break
                 item = self.queue.get_nowait()
             self.metrics.queue_depth.set(self.queue.qsize())
@@ -785,12 +848,14 @@ class Daemon:
             try:
                 self.records.record_changes(changes)
             except StoreError as exc:  # sending beats not sending: go on, say so
-                self.store_problem = f"store not writable: {exc}"
+                self._store_failed("incidents", exc)
                 log.error(
                     "incidents not saved (their notifications are sent anyway): %s",
                     exc,
                     extra={"event": "incidents_not_saved"},
                 )
+            else:
+                self._store_written()
         for change in changes:
             if any(e.kind == "opened" for e in change.entries):
                 self.metrics.incidents_opened.labels(change.incident.severity.value).inc()
@@ -889,7 +954,10 @@ class Daemon:
             try:
                 self.records.record_attempt(notice, outcome, error)
             except StoreError as exc:
+                self._store_failed("deliveries", exc)
                 log.error("delivery of %s not recorded: %s", notice.id, exc, extra=fields)
+            else:
+                self._store_written()
 
     # -- what people do (Slack buttons, the incident page, the JSON API) -------------------
 
@@ -988,7 +1056,13 @@ class Daemon:
             return False
         self._apply(self.book.unsilence(silence_id, who, at))
         if self.records is not None:
-            self.records.remove_silence(silence_id, who, at)
+            try:
+                self.records.remove_silence(silence_id, who, at)
+            except StoreError as exc:
+                self._store_failed("silences", exc)
+                log.error("removal of silence %s not saved: %s", silence_id, exc)
+            else:
+                self._store_written()
         self._incident_metrics()
         return True
 
@@ -1001,7 +1075,10 @@ class Daemon:
             try:
                 self.records.save_silence(silence)
             except StoreError as exc:
+                self._store_failed("silences", exc)
                 log.error("silence %s not saved: %s", silence.id, exc)
+            else:
+                self._store_written()
 
 
 def _source_event(what: str, source: Source) -> dict[str, object]:

@@ -36,6 +36,8 @@ PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
 }
 """The problems each type of source reports (``xwatch_source_problems_total{kind}``)."""
 NOTIFICATION_OUTCOMES = ("sent", "retried", "failed")  # failed: for good (or given up)
+STORE_OPERATIONS = ("incidents", "deliveries", "silences", "message_refs")
+"""What the daemon writes to the store besides checkpoints (``xwatch_store_write_errors_total``)."""
 
 
 class Metrics:
@@ -298,6 +300,18 @@ class Metrics:
         self.store_size = Gauge(
             "xwatch_store_size_bytes",
             "Size of the embedded store's database.",
+            registry=registry,
+        )
+        self.store_writable = Gauge(
+            "xwatch_store_writable",
+            "1 while the store takes writes, 0 since its last write failed (until one works).",
+            registry=registry,
+        )
+        self.store_write_errors = Counter(
+            "xwatch_store_write_errors_total",
+            "Writes to the store that failed, by what was written (incidents, deliveries, "
+            "silences, message_refs; checkpoints are counted in xwatch_checkpoints_total).",
+            ["operation"],
             registry=registry,
         )
 

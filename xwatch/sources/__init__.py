@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
+
+from prometheus_client import Counter
 
 from xwatch.config import (
     Config,
@@ -25,6 +28,18 @@ from xwatch.metrics import Metrics
 from xwatch.model import Mention
 
 log = logging.getLogger("xwatch.sources")
+
+# A live post "from the future" beyond this is refused (``bad_timestamp``): its event time
+# would move the watermark far ahead of every real post (from year 9999, the pipeline
+# would close a bucket for every minute until then).
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+# A live post older than this is refused too (``bad_timestamp``). It is beyond the
+# MQTT session expiry (7 days by default), so no backlog the broker kept for xwatch is
+# refused; a post from year 1 as the first a fresh daemon sees would otherwise start
+# every series there, and the next post would close a bucket per minute since then.
+# Older posts belong to ``xwatch backtest``, which replays in event time.
+MAX_PAST_AGE = timedelta(days=8)
 
 
 class SourceReport(Protocol):
@@ -95,9 +110,13 @@ class MetricsReport:
         self._last_logged: dict[tuple[str, str], float] = {}
         self._suppressed: dict[tuple[str, str], int] = {}
         self.up: dict[str, bool] = {}  # connection state by source, for /readyz
+        self._received: dict[str, Counter] = {}  # by source: ``labels()`` is not free
 
     def received(self, source: str) -> None:
-        self.metrics.received.labels(source).inc()
+        counter = self._received.get(source)
+        if counter is None:
+            counter = self._received[source] = self.metrics.received.labels(source)
+        counter.inc()
 
     def rejected(self, source: str, reason: str, detail: str) -> None:
         self.metrics.rejected.labels(source, reason).inc()

@@ -50,13 +50,20 @@ Guarantees
       (MQTT 5: we announce ``Receive Maximum`` = ``RECEIVE_MAXIMUM``; MQTT 3.1.1: the
       broker's setting, mosquitto ``max_inflight_messages``, 20 by default), so a slow
       consumer makes the broker hold messages rather than this process. Those messages are
-      never dropped here; QoS 0 messages beyond ``QOS0_QUEUE_LIMIT`` waiting are dropped
-      (aiomqtt logs it), as QoS 0 allows.
+      never dropped here. A broker that overruns the window (mosquitto 2.0.11 does, when
+      acks come in bursts: hundreds of messages for a window of 100), or sends QoS 0
+      faster than they are taken, is made to wait all the same: with ``RECEIVE_MAXIMUM``
+      messages waiting here, the source stops reading the socket (TCP pushes back on the
+      broker, whose own limits then apply) until half are taken. ``QOS0_QUEUE_LIMIT`` is
+      a last guard: QoS 0 messages beyond it would be dropped (aiomqtt logs it).
 
 Limitations
     * aiomqtt 2.5.1 has no manual-ack API (aiomqtt issue #345, PR #346 unmerged), so we use
       the paho client underneath it (``client._client``): ``manual_ack_set`` before
       connecting, ``ack(mid, qos)`` after the hand-over. Re-check when upgrading aiomqtt.
+    * To stop and restart reading the socket, ``_Reading`` removes aiomqtt's reader from
+      the event loop and adds one that does what aiomqtt's does
+      (``Client._on_socket_open``). Re-check when upgrading.
     * aiomqtt's message iterator costs several turns of the event loop per message, so
       ``_messages`` takes waiting messages from aiomqtt's inbox (``client._queue``) and
       reads waiting packets with paho's ``loop_read`` itself, leaving the waiting and the
@@ -207,6 +214,10 @@ class MqttSource:
         )
         # Before connecting: the session's queued messages arrive right after CONNACK.
         client._client.manual_ack_set(self._manual_ack)
+        inbox = client._queue
+        assert isinstance(inbox, _Inbox)
+        reading = _Reading(client)
+        inbox.on_full, inbox.on_room = reading.pause, reading.resume
         return client
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
@@ -245,21 +256,76 @@ class MqttSource:
             self.report.connected(self.name, up)
 
 
+def _nothing() -> None:
+    return None
+
+
 class _Inbox(asyncio.Queue[aiomqtt.Message]):
     """aiomqtt's incoming queue: ``maxsize`` bounds the QoS 0 messages only.
 
     QoS 1/2 messages are always kept: the broker's in-flight window bounds them, and one
     dropped here would never be acknowledged, holding a slot of that window for good.
+    With ``RECEIVE_MAXIMUM`` messages waiting, ``on_full`` is called (stop reading: the
+    broker overran its window), and ``on_room`` once half of them have been taken.
     """
 
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__()
         self.qos0_limit = maxsize
+        self.on_full: Callable[[], None] = _nothing
+        self.on_room: Callable[[], None] = _nothing
 
     def put_nowait(self, item: aiomqtt.Message) -> None:
         if item.qos == 0 and 0 < self.qos0_limit <= self.qsize():
             raise asyncio.QueueFull
         super().put_nowait(item)
+        if self.qsize() >= RECEIVE_MAXIMUM:
+            self.on_full()
+
+    def get_nowait(self) -> aiomqtt.Message:
+        item = super().get_nowait()
+        if self.qsize() <= RECEIVE_MAXIMUM // 2:
+            self.on_room()
+        return item
+
+
+class _Reading:
+    """Stops and restarts reading a client's socket; aiomqtt reads it whenever it is
+    readable, and each message read goes to the inbox."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.paused: int | None = None  # the socket's file descriptor, while paused
+
+    def pause(self) -> None:
+        sock = self.client._client.socket()
+        if self.paused is not None or sock is None or sock.fileno() < 0:
+            return
+        if asyncio.get_running_loop().remove_reader(sock.fileno()):
+            self.paused = sock.fileno()
+
+    def resume(self) -> None:
+        if self.paused is None:
+            return
+        paused, self.paused = self.paused, None
+        sock = self.client._client.socket()
+        if sock is None or sock.fileno() != paused:
+            return  # that connection is gone
+        asyncio.get_running_loop().add_reader(paused, self._read)
+
+    def _read(self) -> None:
+        """What aiomqtt's reader does: read what is waiting (TLS may hold more than one
+        read takes); an error ends the connection."""
+        paho = self.client._client
+        try:
+            while True:
+                paho.loop_read()
+                pending = getattr(getattr(paho, "_sock", None), "pending", None)
+                if pending is None or pending() <= 0:
+                    break
+        except Exception as exc:
+            if not self.client._disconnected.done():
+                self.client._disconnected.set_exception(exc)
 
 
 async def _messages(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:

@@ -44,7 +44,9 @@ Answers
 -------
 =====  ======================================================================
 202    ``{"accepted": n}``: all n mentions are in the pipeline's queue
-400    malformed or empty: ``{"error": reason, "where": "line 3", "detail": ...}``
+400    malformed or empty, or a post dated more than ``MAX_FUTURE_SKEW`` ahead of
+       the daemon's clock or more than ``MAX_PAST_AGE`` behind it:
+       ``{"error": reason, "where": "line 3", "detail": ...}``
 401    missing or wrong signature, or a timestamp outside the tolerance
 413    body larger than ``max_body_bytes``
 503    the queue is full; nothing was ingested, retry after ``Retry-After`` s
@@ -64,13 +66,14 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from xwatch.config import WebhookSourceConfig
 from xwatch.errors import ConfigError, PayloadError, Problem
 from xwatch.model import Mention
-from xwatch.sources import SourceReport
+from xwatch.sources import MAX_FUTURE_SKEW, MAX_PAST_AGE, SourceReport
 from xwatch.sources.payload import parse_payload
 
 TIMESTAMP_HEADER = "X-Xwatch-Timestamp"
@@ -192,11 +195,21 @@ class WebhookIngest:
     def _parse(self, body: bytes, ndjson: bool) -> list[Mention]:
         """Every mention in the body, or ``_Refused`` naming the first malformed item."""
         mentions: list[Mention] = []
+        now = datetime.fromtimestamp(self._now(), UTC)
+        latest, earliest = now + MAX_FUTURE_SKEW, now - MAX_PAST_AGE
         for where, payload in _payloads(body, ndjson):
             try:
-                mentions.extend(parse_payload(payload, self.name))
+                parsed = parse_payload(payload, self.name)
             except PayloadError as exc:
                 raise _Refused(400, exc.reason, exc.detail, where) from None
+            for mention in parsed:
+                if mention.created_at > latest:
+                    detail = f"post {mention.id} is from the future: {mention.created_at}"
+                    raise _Refused(400, "bad_timestamp", detail, where)
+                if mention.created_at < earliest:
+                    detail = f"post {mention.id} is too old for a live source: {mention.created_at}"
+                    raise _Refused(400, "bad_timestamp", detail, where)
+            mentions.extend(parsed)
         if not mentions:
             raise _Refused(400, "empty", "no mentions in the request")
         return mentions

@@ -1,0 +1,61 @@
+"""The daemon's consumer gathers the posts that trickle in into batches (a batch costs a
+round of bucket closing and bookkeeping whatever its size)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import pytest
+
+from tests.factories import mention
+from xwatch.daemon import Daemon
+from xwatch.model import Mention
+from xwatch.settings import load_settings
+
+
+class Trickle:
+    """A finite source whose posts come one at a time, the loop running in between."""
+
+    live = False
+    name = "trickle"
+
+    def __init__(self, mentions: list[Mention]) -> None:
+        self.mentions = mentions
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def __aiter__(self) -> AsyncIterator[Mention]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[Mention]:
+        for post in self.mentions:
+            await asyncio.sleep(0)  # the consumer may run: the queue is often empty
+            yield post
+
+
+@pytest.mark.asyncio
+async def test_posts_that_trickle_in_are_ingested_in_a_few_batches(project: Path) -> None:
+    config = project / "batching.yaml"
+    config.write_text(
+        'brands:\n  - {id: kettlebird, name: Kettlebird, terms: ["kettlebird"]}\n'
+        f"sources:\n  - {{type: replay, path: {project / 'none.jsonl'}}}\n"  # the trickle instead
+        "server: {host: 127.0.0.1, port: 0}\nstore: {enabled: false}\n",
+        "utf-8",
+    )
+    posts = [mention(f"kettlebird post {i}", at=i, id=f"p{i}") for i in range(50)]
+    daemon = Daemon(load_settings(config), sources=[Trickle(posts)])
+    daemon.exit_when_done = True
+    await asyncio.wait_for(daemon.run(), 20)
+    assert daemon.ingested == 50
+    batches = daemon.registry.get_sample_value("xwatch_pipeline_batch_seconds_count")
+    assert batches is not None and batches <= 5  # one per post without waiting for more

@@ -1,0 +1,141 @@
+"""Faults with real parts: the store's disk stops taking writes while the daemon runs.
+
+As root, a read-only file does not stop SQLite from writing, and a disk cannot be
+remounted read-only under an open database (the kernel answers "busy"). So the fault
+is made inside SQLite itself: ``PRAGMA query_only`` on the daemon's connection makes
+every write fail with ``SQLITE_READONLY`` ("attempt to write a readonly database"),
+the very error a read-only file gives, while reads go on. The daemon must survive,
+say so (``/readyz``, ``xwatch_store_writable``, ``xwatch_store_write_errors_total``),
+keep the pipeline and the notifications going (the real Slack notifier, against the
+local Slack, posts each incident once), and recover at the first write that works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.factories import T0, GatedSource, mention
+from tests.fake_slack import TOKEN as SLACK_TOKEN
+from tests.fake_slack import FakeSlack
+from tests.test_outbox import fire, sample, write_config
+from xwatch.daemon import Daemon
+from xwatch.settings import load_settings
+from xwatch.store import Store
+
+READ_ONLY = "attempt to write a readonly database"
+
+
+@contextmanager
+def read_only(store: Store) -> Iterator[None]:
+    """SQLite refuses every write on the store's connection until the block ends."""
+    with store._lock:
+        store._db.execute("PRAGMA query_only = ON")
+    try:
+        yield
+    finally:
+        with store._lock:
+            store._db.execute("PRAGMA query_only = OFF")
+
+
+def errors(daemon: Daemon, operation: str) -> float:
+    return sample(daemon, "xwatch_store_write_errors_total", {"operation": operation})
+
+
+def slack_config(project: Path, api_url: str) -> Path:
+    config = write_config(project)
+    text = config.read_text("utf-8").replace(
+        "  slack: {type: console}\n",
+        f"  slack:\n    type: slack\n    channel: C0ALERTS\n    api_url: {api_url}\n"
+        "    chart: false\n",
+    )
+    config.write_text(text, "utf-8")
+    return config
+
+
+@pytest.mark.asyncio
+async def test_a_read_only_store_is_survived_surfaced_and_recovered_from(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing-secret")
+    async with FakeSlack() as slack:
+        source = GatedSource([mention("kettlebird is fine", at=13 * 3600)], held=True)
+        daemon = Daemon(load_settings(slack_config(project, slack.api_url)), sources=[source])
+        task = asyncio.create_task(daemon.run())
+        try:
+            await asyncio.wait_for(daemon.started.wait(), 10)
+            store = daemon.store
+            assert store is not None
+            assert sample(daemon, "xwatch_store_writable", {}) == 1
+            with read_only(store):
+                source.go.set()  # the pipeline goes on
+                fire(daemon, ("slack",))
+                await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
+                # the incident was not saved, yet Slack got it, once
+                assert errors(daemon, "incidents") == 1
+                assert len(slack.top_level()) == 1
+                assert errors(daemon, "message_refs") == 1  # its ts is kept in memory
+                assert errors(daemon, "deliveries") >= 1
+                assert sample(daemon, "xwatch_store_writable", {}) == 0
+                ready, why = daemon._ready()
+                assert not ready and why.startswith("store not writable") and READ_ONLY in why
+                # a follow-up edits the same message (found in memory), never a second one
+                (incident_id,) = daemon.book.incidents
+                await daemon.act(incident_id, "acknowledge", "@maria", via="api")
+                await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
+                assert len(slack.top_level()) == 1
+                assert len(slack.calls_to("chat.update")) == 1
+                await daemon._checkpoint()  # the detectors' checkpoint fails too, counted
+                failed = {"outcome": "failed"}
+                assert sample(daemon, "xwatch_checkpoints_total", failed) == 1
+                await asyncio.wait_for(source.sent.wait(), 10)
+                await asyncio.wait_for(daemon.queue.join(), 10)
+                assert daemon.ingested == 1  # the mention went through the pipeline
+                assert await daemon.incident(incident_id) is None  # never stored
+                assert daemon._ready()[0] is False
+
+            # writes work again: the next one clears the problem and stores the incident whole
+            await daemon.act(incident_id, "resolve", "@maria", via="api")
+            await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
+            assert daemon._ready() == (True, "ok")
+            assert sample(daemon, "xwatch_store_writable", {}) == 1
+            record = await daemon.incident(incident_id)
+            assert record is not None
+            assert record.incident.acknowledged_by == "@maria"
+            assert not record.incident.is_open
+            assert len(slack.top_level()) == 1  # still the one message
+            assert store.message_ref("slack", incident_id) is not None  # saved at last
+        finally:
+            daemon.stop.set()
+            source.finish.set()
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_a_silence_that_cannot_be_saved_still_silences_and_is_counted(
+    project: Path,
+) -> None:
+    source = GatedSource([])
+    daemon = Daemon(load_settings(write_config(project)), sources=[source])
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.started.wait(), 10)
+        assert daemon.store is not None
+        with read_only(daemon.store):
+            silence = await daemon.add_silence(
+                who="@maria", ends_at=T0 + timedelta(days=400), brand="kettlebird"
+            )
+            assert silence.id in daemon.book.silences
+            assert await daemon.remove_silence(silence.id, "@maria")  # no exception
+            assert errors(daemon, "silences") == 2
+            assert daemon._ready()[0] is False
+    finally:
+        daemon.stop.set()
+        source.finish.set()
+        await asyncio.wait_for(task, 10)
