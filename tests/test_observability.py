@@ -73,6 +73,7 @@ EXPECTED_ALERTS = {
     "XwatchXApiRateLimited": ("5m", "ticket", "x-api-rate-limited"),
     "XwatchXApiCapBurning": ("1h", "ticket", "x-api-cap"),
     "XwatchCheckpointsFailing": ("5m", "ticket", "checkpoints-failing"),
+    "XwatchStoreNotWritable": ("5m", "ticket", "store-not-writable"),
 }
 
 # Grafana's variables, as the integration test substitutes them (longest names first).
