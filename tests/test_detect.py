@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from datetime import timedelta
 
+import numpy
 import pytest
 from scipy import stats
 
 from tests.factories import T0, bucket, mention
+from xwatch.detect import volume
 from xwatch.detect.buckets import Aggregator
 from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.tails import betabinom_sf, nbinom_cdf, nbinom_pmf, nbinom_sf
@@ -183,6 +186,50 @@ def test_learning_without_scoring_learns_the_same() -> None:
     for i, count in enumerate(counts):
         unscored.learn_one(bucket(T0 + timedelta(seconds=i * 300), count, scale=300))
     assert unscored == scored
+
+
+def quiet_stream(seed: int) -> list[tuple[int, int]]:
+    """(mentions, negatives) of a quiet series: mostly empty buckets (small Poisson means
+    around a daily rhythm), bursts, and silent days (the expected count on its floor)."""
+    rng = numpy.random.default_rng(seed)
+    out = []
+    for i in range(14 * 288):
+        day = i // 288
+        mean = 0.4 * (1.0 + 0.9 * math.sin(2 * math.pi * (i % 288) / 288))
+        if day in (5, 6, 7) or (day == 11 and i % 288 < 144):
+            mean = 0.0  # a silent stretch
+        elif rng.random() < 0.01:
+            mean *= 40.0  # a burst
+        count = int(rng.poisson(mean))
+        out.append((count, int(rng.binomial(count, 0.2))))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("measure", "scale"), [(Measure.VOLUME, 300), (Measure.NEGATIVE_VOLUME, 900)]
+)
+def test_the_empty_bucket_fast_path_judges_and_learns_as_the_general_one(
+    measure: Measure, scale: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, general = CountDetector(measure, scale), CountDetector(measure, scale)
+    empty = 0
+    for i, (count, negative) in enumerate(quiet_stream(seed=scale)):
+        b = bucket(T0 + timedelta(seconds=i * scale), count, negative, scale=scale)
+        fast_signal = fast.score_one(b)
+        fast.learn_one(b)
+        with monkeypatch.context() as patched:
+            patched.setattr(volume, "_tails", volume._general_tails)
+            general_signal = general.score_one(b)
+            general.learn_one(b)
+        assert dataclasses.asdict(fast) == dataclasses.asdict(general)  # learned: identical
+        for field in dataclasses.fields(general_signal):
+            value = getattr(general_signal, field.name)
+            if isinstance(value, float):
+                assert getattr(fast_signal, field.name) == pytest.approx(value, rel=1e-12, abs=0)
+            else:
+                assert getattr(fast_signal, field.name) == value
+        empty += fast_signal.observed == 0
+    assert empty > len(quiet_stream(seed=scale)) // 2  # the fast path was the common one
 
 
 def test_robust_learning_a_spike_does_not_become_the_baseline() -> None:

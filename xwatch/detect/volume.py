@@ -37,6 +37,7 @@ again from zero.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +49,7 @@ DAY = 86400.0
 WEEK = 7 * DAY
 BAND_Z = 2.576  # the expected band is the central 99 %
 MIN_FACTOR = 0.05  # a seasonal factor never goes below this (a quiet hour is not a dead one)
+MIN_EXPECTED = 1e-3  # the expected count never goes below this (a silent series sits on it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +133,7 @@ class CountDetector:
         hour, weekday = self._slots(start)
         daily = self._trusted(self.daily[hour], self.daily_seen[hour])
         weekly = self._trusted(self.weekly[weekday], self.weekly_seen[weekday])
-        return max(self.level * daily * weekly, 1e-3)
+        return max(self.level * daily * weekly, MIN_EXPECTED)
 
     def _trusted(self, factor: float, seen: int) -> float:
         """A seasonal factor shrunk towards 1 by how many posts it rests on.
@@ -192,16 +194,9 @@ class CountDetector:
             return judged
         mu = self.expected(bucket.start)
         alpha = self.dispersion
-        low, high = nbinom_band(mu, alpha)
+        low, high, up, down = _tails(observed, mu, alpha)
         llr_up = _nb_llr(observed, mu, mu * self.params.shift_factor, alpha)
         llr_down = _nb_llr(observed, mu, mu / self.params.shift_factor, alpha)
-        # mid-p tails (half the probability of the count itself): a discrete tail is
-        # otherwise conservative, and sharing the budget with the CUSUM makes it more so
-        half = 0.5 * nbinom_pmf(observed, mu, alpha)
-        if observed > mu:
-            up, down = nbinom_sf(observed, mu, alpha) - half, 1.0
-        else:
-            up, down = 1.0, nbinom_cdf(observed, mu, alpha) - half
         self.judged = judged = Judgement(
             start=start,
             observed=observed,
@@ -347,6 +342,38 @@ class CountDetector:
                 self.level *= _normalise(self.daily)
             if min(self.weekly_seen) > 0:
                 self.level *= _normalise(self.weekly)
+
+
+def _general_tails(observed: int, mu: float, alpha: float) -> tuple[float, float, float, float]:
+    """The expected band (low, high) and the mid-p tails (up, down) of a count.
+
+    Mid-p (half the probability of the count itself): a discrete tail is otherwise
+    conservative, and sharing the budget with the CUSUM makes it more so.
+    """
+    low, high = nbinom_band(mu, alpha)
+    half = 0.5 * nbinom_pmf(observed, mu, alpha)
+    if observed > mu:
+        return low, high, nbinom_sf(observed, mu, alpha) - half, 1.0
+    return low, high, 1.0, nbinom_cdf(observed, mu, alpha) - half
+
+
+@functools.lru_cache(maxsize=64)
+def _silent_band(alpha: float) -> tuple[float, float]:
+    """``nbinom_band`` on the floor of the expected count, cached: a silent series sits
+    there with a dispersion that no longer moves (it learns from means of 1 or more only),
+    so the band of its empty buckets repeats, and is the same for many silent series."""
+    return nbinom_band(MIN_EXPECTED, alpha)
+
+
+def _tails(observed: int, mu: float, alpha: float) -> tuple[float, float, float, float]:
+    """``_general_tails``, with a fast path for an empty bucket, the commonest bucket of a
+    quiet series (topics, night hours, small brands), with the same results: 0 is never
+    above the mean (at least ``MIN_EXPECTED``), its mid-p lower tail is ``P(0) - P(0) / 2``
+    with ``P(0)`` in closed form (``nbinom_cdf`` at 0), and a silent series' band is cached."""
+    if observed == 0:
+        low, high = _silent_band(alpha) if mu == MIN_EXPECTED else nbinom_band(mu, alpha)
+        return low, high, 1.0, 0.5 * nbinom_cdf(0, mu, alpha)
+    return _general_tails(observed, mu, alpha)
 
 
 def _nb_llr(x: int, mu0: float, mu1: float, alpha: float) -> float:
