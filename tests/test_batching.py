@@ -6,36 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import pytest
 
-from tests.factories import mention
+from tests.factories import GatedSource, mention
 from xwatch.daemon import Daemon
 from xwatch.model import Mention
 from xwatch.settings import load_settings
 
 
-class Trickle:
+class Trickle(GatedSource):
     """A finite source whose posts come one at a time, the loop running in between."""
-
-    live = False
-    name = "trickle"
-
-    def __init__(self, mentions: list[Mention]) -> None:
-        self.mentions = mentions
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-    def __aiter__(self) -> AsyncIterator[Mention]:
-        return self._run()
 
     async def _run(self) -> AsyncIterator[Mention]:
         for post in self.mentions:
