@@ -1,3 +1,4 @@
 from xwatch.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a process of ``xwatch backtest --jobs`` imports it
+    raise SystemExit(main())

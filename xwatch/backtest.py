@@ -2,15 +2,20 @@
 
 * ``replay_file``: a mentions file through the whole pipeline (the replay source
   at full speed, the same ``Pipeline``); returns the alert events the daemon
-  would have sent.
+  would have sent, in event time (``in_event_time``).
+* ``replay_in_processes``: the same, the brands split across processes (brands are
+  judged independently of each other); the same events, whatever the split.
 * ``nab_scores``: a NAB series (one count per bucket) through the daemon's volume
   detector with its default parameters; one score in [0, 1] per row, no look-ahead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Iterable
+import multiprocessing
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,11 @@ from xwatch.sources.replay import ReplaySource
 BATCH = 1000
 
 
-async def replay_file(settings: Settings, path: Path | None) -> list[AlertEvent]:
+async def replay_file(
+    settings: Settings, path: Path | None, shard: frozenset[str] | None = None
+) -> list[AlertEvent]:
+    """The alert events of the mentions in ``path`` (stdin if None), in event time;
+    ``shard``: only those of these brands (see ``Pipeline``)."""
     config = settings.config
     metrics = Metrics(CollectorRegistry())
     pipeline = Pipeline(
@@ -38,6 +47,7 @@ async def replay_file(settings: Settings, path: Path | None) -> list[AlertEvent]
         settings.playbooks,
         router_from_config(config),
         metrics,
+        shard=shard,
     )
     source = ReplaySource(path or Path("/dev/stdin"), "backtest", 0.0, MetricsReport(metrics))
     events: list[AlertEvent] = []
@@ -50,7 +60,45 @@ async def replay_file(settings: Settings, path: Path | None) -> list[AlertEvent]
                 batch = []
     events.extend(pipeline.ingest(batch))
     events.extend(pipeline.flush())
-    return events
+    return in_event_time(events, settings)
+
+
+def in_event_time(events: Sequence[AlertEvent], settings: Settings) -> list[AlertEvent]:
+    """Events by their event time, then by brand in the config's order; a brand's events
+    at one instant stay in the pipeline's order. A whole pipeline emits each brand's
+    events in the same order as a shard does, so sorting both gives the same list."""
+    rank = {brand.id: i for i, brand in enumerate(settings.config.brands)}
+    return sorted(events, key=lambda e: (e.at, rank.get(e.alert.series.brand, len(rank))))
+
+
+def shards(brands: Sequence[str], jobs: int) -> list[frozenset[str]]:
+    """``brands`` dealt round-robin into at most ``jobs`` non-empty shards."""
+    count = max(1, min(jobs, len(brands)))
+    return [frozenset(brands[i::count]) for i in range(count)]
+
+
+def replay_in_processes(settings: Settings, path: Path, jobs: int) -> list[AlertEvent]:
+    """``replay_file`` with the brands split across ``jobs`` processes.
+
+    Every process reads and parses the whole file (a post may be about brands of several
+    shards, and each shard's clock must move as a whole pipeline's does), and scores,
+    counts and judges only the posts about its own brands: the parts that grow with the
+    number of brands are divided, the reading is not. The events are those of
+    ``replay_file``, in the same order.
+    """
+    parts = shards([brand.id for brand in settings.config.brands], jobs)
+    if len(parts) == 1:
+        return asyncio.run(replay_file(settings, path))
+    # spawn, not fork: a fresh interpreter, whatever threads this one has started
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(len(parts), mp_context=context) as pool:
+        results = list(pool.map(_replay_shard, [(settings, path, part) for part in parts]))
+    return in_event_time([event for events in results for event in events], settings)
+
+
+def _replay_shard(job: tuple[Settings, Path, frozenset[str]]) -> list[AlertEvent]:
+    settings, path, shard = job
+    return asyncio.run(replay_file(settings, path, shard))
 
 
 EPISODE_HALFLIFE_SECONDS = 6 * 3600.0

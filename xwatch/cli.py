@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -152,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument("--json", action="store_true", help="print alert events as JSON lines")
     backtest.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split the brands across N processes (default: one per CPU; 1 when reading "
+        "stdin); the same alerts whatever N",
+    )
+    backtest.add_argument(
         "files", nargs="*", type=Path, metavar="FILE.csv", help="with --report: NAB CSV files"
     )
     backtest.add_argument(
@@ -269,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return backtest_report(args, sys.stdout)
             if args.format == "nab":
                 return backtest_nab(sys.stdin, sys.stdout)
-            return backtest_mentions(args.config, args.input, args.json, sys.stdout)
+            return backtest_mentions(args.config, args.input, args.json, sys.stdout, args.jobs)
         if args.command == "sentiment":
             return sentiment(sys.stdin, sys.stdout, args.fallback_lang, args.model)
         if args.command == "train":
@@ -396,14 +405,24 @@ def run(config_path: Path | None, exit_when_done: bool) -> int:
 
 
 def backtest_mentions(
-    config_path: Path | None, input_path: Path | None, as_json: bool, out: TextIO
+    config_path: Path | None,
+    input_path: Path | None,
+    as_json: bool,
+    out: TextIO,
+    jobs: int | None = None,
 ) -> int:
     from xwatch.alerting.render import render_text
-    from xwatch.backtest import replay_file
+    from xwatch.backtest import replay_file, replay_in_processes
     from xwatch.settings import load_settings
 
+    if jobs is not None and jobs < 1:
+        print(f"xwatch backtest: --jobs must be 1 or more (found {jobs})", file=sys.stderr)
+        return 2
     settings = load_settings(config_path)
-    events = asyncio.run(replay_file(settings, input_path))
+    if input_path is None or str(input_path) == "-":  # stdin can be read only once
+        events = asyncio.run(replay_file(settings, None))
+    else:
+        events = replay_in_processes(settings, input_path, jobs or available_cpus())
     for event in events:
         if as_json:
             from xwatch.backtest import event_to_json
@@ -413,6 +432,14 @@ def backtest_mentions(
             out.write(render_text(event) + "\n")
     logging.getLogger("xwatch.backtest").info("%d alert events", len(events))
     return 0
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def backtest_nab(stdin: TextIO, out: TextIO) -> int:

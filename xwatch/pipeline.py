@@ -167,7 +167,12 @@ class Pipeline:
         metrics: Metrics,
         *,
         timer: Callable[[], float] = time.perf_counter,
+        shard: frozenset[str] | None = None,
     ) -> None:
+        """``shard``: judge only these brands (of the config's). A backtest splits the brands
+        across processes that each read the whole stream: a shard still finds every brand
+        in the posts, and the posts about the others move its clock as they would move a
+        whole pipeline's, so that each brand's alerts are exactly the whole pipeline's."""
         self.config = config
         self.rules = rules
         self.playbooks = playbooks
@@ -183,14 +188,18 @@ class Pipeline:
         self.streaks: dict[tuple[str, SeriesKey], datetime] = {}  # for_seconds: since when
         self.brand_patterns: dict[str, re.Pattern[str]] = {}
         self._stop_terms: dict[str, frozenset[str]] = {}
+        self.brands = tuple(b for b in config.brands if shard is None or b.id in shard)
         for brand in config.brands:
             pattern = term_pattern(brand.terms)
             assert pattern is not None  # validated: at least one non-blank term
             self.brand_patterns[brand.id] = pattern
+        for brand in self.brands:
             self._stop_terms[brand.id] = brand_stop_terms(
                 [normalize(t) for t in (*brand.terms, *brand.accounts)]
             )
             self.aggregator.declare(brand.id)
+        # a shard: the brands of the config that other shards judge
+        self._others = frozenset(self.brand_patterns.keys() - {b.id for b in self.brands})
         # which brands a post may be about, from its words: one look-up per word, not one
         # search per brand (the patterns confirm)
         self._brand_index = TermIndex.of({brand.id: brand.terms for brand in config.brands})
@@ -204,11 +213,11 @@ class Pipeline:
         self._stage = {stage: metrics.stage_seconds.labels(stage) for stage in STAGES}
         self._langs = scorer.languages  # the languages with a scorer of their own
         metrics.declare_pipeline(
-            (brand.id for brand in config.brands),
+            (brand.id for brand in self.brands),
             ((rule.id, rule.severity.value) for rule in rules.rules),
             [*self._langs, OTHER_LANG],
         )
-        self._processed = {b.id: metrics.processed.labels(b.id) for b in config.brands}
+        self._processed = {b.id: metrics.processed.labels(b.id) for b in self.brands}
 
     def reload_rules(self, rules: RuleSet, playbooks: PlaybookIndex) -> None:
         """Judge with new rules from the next bucket on; a new topic rule gets its series,
@@ -227,7 +236,7 @@ class Pipeline:
         scales = self.config.detect.scales_seconds
         trackers: dict[tuple[str, int], TermTracker] = {}
         plans = {}
-        for brand in self.config.brands:
+        for brand in self.brands:
             found = rules.for_brand(brand.id)
             for topic in found.topics:  # only at the scales its rules judge
                 self.aggregator.declare(
@@ -312,8 +321,11 @@ class Pipeline:
             self.metrics.unmatched.inc(len(found) - len(about))
         enriched = self._score(about)
         enriched_at = self._timer()
-        for mention in enriched:
-            self._aggregate(mention)
+        if self._others:
+            self._aggregate_shard(found, enriched)
+        else:
+            for mention in enriched:
+                self._aggregate(mention)
         if fresh:
             self._stage["enrich"].observe(enriched_at - started)
             self._stage["aggregate"].observe(self._timer() - enriched_at)
@@ -443,6 +455,20 @@ class Pipeline:
         may = self._brand_index.candidates(folded, words_of(folded))
         found = [b for b in may if self.brand_patterns[b].search(folded)]
         return tuple(sorted(found, key=self._brand_rank.__getitem__))  # in the config's order
+
+    def _aggregate_shard(
+        self, found: Sequence[tuple[Mention, tuple[str, ...]]], enriched: Sequence[Mention]
+    ) -> None:
+        """``_aggregate`` for a shard: the posts about the brands of other shards only
+        move the clock (and the first one starts the series), in their place among the
+        others."""
+        mine = iter(enriched)
+        for mention, brands in found:
+            if not self._plans.keys().isdisjoint(brands):
+                self._aggregate(next(mine))
+            elif not self._others.isdisjoint(brands):
+                self.aggregator.begin(mention.created_at.timestamp())
+                self.clock.observe(mention.created_at)
 
     def _aggregate(self, mention: Mention) -> None:
         plans = self._plans

@@ -155,15 +155,22 @@ class Aggregator:
         """Add a post to a series at each of its scales; False if it is late at one."""
         timestamp = mention.created_at.timestamp()
         if self.start is None:
-            self.start = timestamp
-            for key, series in self.series.items():
-                series.next_index = int(timestamp // key.scale_seconds)
-            self._due = min((s.due for s in self.series.values()), default=math.inf)
+            self.begin(timestamp)
         negative, reach = mention.is_negative, mention.reach
         on_time = True
         for series in self._all_scales(brand, topic):
             on_time = series.add_scored(mention, timestamp, negative, reach) and on_time
         return on_time
+
+    def begin(self, timestamp: float) -> None:
+        """Start every series at the bucket of ``timestamp`` (the first post's, unless a
+        pipeline that judges some brands only saw a post about another brand first)."""
+        if self.start is not None:
+            return
+        self.start = timestamp
+        for key, series in self.series.items():
+            series.next_index = int(timestamp // key.scale_seconds)
+        self._due = min((s.due for s in self.series.values()), default=math.inf)
 
     def close_until(self, watermark: datetime) -> list[Bucket]:
         """Every bucket the watermark has passed, oldest first (finest scale first on ties)."""
