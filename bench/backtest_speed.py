@@ -10,7 +10,8 @@ gzip'd as a history file would be. The file is made once and kept under build/be
 The run is the real command, in a process of its own:
 ``xwatch backtest -c CONFIG --input FILE --json`` (the config watches the brands with the
 repository's rules; default detection settings). Wall and CPU time of that process are
-measured, start-up included.
+measured, start-up included. The command splits the brands across one process per CPU
+(``--jobs`` chooses): each process reads the whole file and judges its brands.
 
 A week (2.6 million posts for 100 brands) takes many minutes here, so by default only
 ``--hours`` (3) of it is replayed and the week's time is projected from it in
@@ -22,6 +23,7 @@ whole week.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -36,7 +38,6 @@ from synthetic import DEMO_POSTS_PER_DAY, Corpus, brand_ids, config_yaml, histor
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "bench"
 START = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
-MEAN_HOUR = 9.0  # the daily rhythm crosses its mean at 09:00 (and 21:00) UTC
 MEAN_HOUR = 9.0  # the daily rhythm crosses its mean at 09:00 (and 21:00) UTC
 WEEK_HOURS = 168.0
 TARGET_SECONDS = 60.0  # a week for 100 brands in under a minute (issue #9)
@@ -59,13 +60,16 @@ def history_file(brands: int, hours: float) -> tuple[Path, int]:
     return path, int(count_path.read_text())
 
 
-def run_backtest(config: Path, path: Path) -> dict[str, Any]:
-    """``xwatch backtest`` on ``path``: wall and CPU seconds, alert events printed."""
+def run_backtest(config: Path, path: Path, jobs: int | None) -> dict[str, Any]:
+    """``xwatch backtest`` on ``path``: wall and CPU seconds (the processes it starts
+    included), alert events printed. ``jobs``: its ``--jobs`` (None: its default, one
+    process per CPU)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     command = [sys.executable, "-m", "xwatch", "backtest", "-c", str(config), "--input"]
+    command += [str(path), "--json", *(["--jobs", str(jobs)] if jobs else [])]
     done = subprocess.run(
-        [*command, str(path), "--json"],
+        command,
         capture_output=True,
         check=True,
     )
@@ -84,6 +88,9 @@ def main() -> None:
     span.add_argument("--hours", type=float, default=3.0, help="replay this much (default 3)")
     span.add_argument("--days", type=float, help="replay this many days (7: the whole week)")
     parser.add_argument("--brands", type=int, default=100)
+    parser.add_argument(
+        "--jobs", type=int, help="the command's --jobs (default: its own, one process per CPU)"
+    )
     parser.add_argument("--json", type=Path, help="write the figures there")
     args = parser.parse_args()
     hours = args.days * 24 if args.days else args.hours
@@ -92,13 +99,14 @@ def main() -> None:
     config = BUILD / f"backtest-{args.brands}-brands.yaml"
     source = {"type": "replay", "path": str(path)}
     config.write_text(config_yaml(brand_ids(args.brands), [source], ROOT), "utf-8")
-    result = run_backtest(config, path)
+    result = run_backtest(config, path, args.jobs)
     scale = WEEK_HOURS / hours
     week = result["seconds"] * scale
     results = {
         "benchmark": "backtest_speed",
         "machine": machine(),
         "brands": args.brands,
+        "jobs": args.jobs or os.cpu_count(),
         "hours": hours,
         "mentions": mentions,
         "week_mentions": round(mentions * scale) if hours < WEEK_HOURS else mentions,
@@ -110,7 +118,8 @@ def main() -> None:
     }
     kind = "projected from the part replayed" if results["projected"] else "measured"
     print(
-        f"\n{args.brands} brands, {hours:g} h of event time: {mentions:,} mentions in "
+        f"\n{args.brands} brands, {hours:g} h of event time, {results['jobs']} processes: "
+        f"{mentions:,} mentions in "
         f"{result['seconds']:.1f} s ({results['mentions_per_second']:,.0f}/s, CPU "
         f"{result['cpu_seconds']:.1f} s, {result['alert_events']} alert events)\n"
         f"a week ({results['week_mentions']:,} mentions): {week:,.0f} s, {kind} "
