@@ -93,6 +93,18 @@ def test_x_api_v2_list_payload() -> None:
         (b"{" + b" " * MAX_PAYLOAD_BYTES + b"}", "too_large"),
         (b'{"id": "1", "text": "\xff\xfe"}', "invalid_utf8"),
         (b"{not json", "not_json"),
+        # RFC 8259 has no NaN; an unpaired surrogate is text that no encoder can write
+        # back out (the store, Slack, the logs)
+        (b'{"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z", "x": NaN}', "not_json"),
+        (b'{"id": "1", "text": "\\ud800", "created_at": "2026-11-16T09:00:00Z"}', "not_json"),
+        # beyond 64 bits, a number is read as a float: not a count
+        (
+            dumps({"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z"})[:-1]
+            + b', "author": {"followers": 1'
+            + b"0" * 30
+            + b"}}",
+            "wrong_type",
+        ),
         (b"[1, 2]", "wrong_type"),
         (dumps({"text": "x", "created_at": "2026-11-16T09:00:00Z"}), "missing_field"),
         (dumps({"id": "1", "created_at": "2026-11-16T09:00:00Z"}), "missing_field"),

@@ -13,7 +13,16 @@ from prometheus_client import CollectorRegistry
 from tests.factories import T0, mention
 from xwatch.detect.state import to_state
 from xwatch.metrics import Metrics
-from xwatch.model import AlertEvent, Author, Bucket, EventKind, Measure, Mention, SeriesKey
+from xwatch.model import (
+    AlertEvent,
+    Author,
+    Bucket,
+    EventKind,
+    Measure,
+    Mention,
+    Sentiment,
+    SeriesKey,
+)
 from xwatch.pipeline import Pipeline, default_detectors
 from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings, load_settings
@@ -218,3 +227,31 @@ def test_scoring_a_bucket_changes_nothing_the_detectors_learn() -> None:
         for detector in (*judged, *learned):
             detector.learn_one(bucket)
     assert [to_state(d) for d in judged] == [to_state(d) for d in learned]
+
+
+def test_enriching_a_post_keeps_every_other_field() -> None:
+    """``Mention.enriched`` spells ``dataclasses.replace`` out: a field added to ``Mention``
+    and forgotten there would be lost for every post (the values here differ from
+    every field's default, so a forgotten one shows)."""
+    values = {
+        "id": "7",
+        "text": "kettlebird",
+        "created_at": T0,
+        "source": "mqtt",
+        "author": Author(id="9", handle="sam", followers=12, verified=True),
+        "lang": "en",
+        "url": "https://x.com/sam/status/7",
+        "likes": 1,
+        "reposts": 2,
+        "replies": 3,
+        "quotes": 4,
+        "brands": ("old",),
+        "sentiment": None,
+    }
+    assert set(values) == {field.name for field in dataclasses.fields(Mention)}
+    post = Mention(**values)  # type: ignore[arg-type]
+    sentiment = Sentiment("negative", -0.5)
+    enriched = post.enriched(("kettlebird",), "ja", sentiment)
+    assert enriched == dataclasses.replace(
+        post, brands=("kettlebird",), lang="ja", sentiment=sentiment
+    )

@@ -58,6 +58,27 @@ class Mention:
     brands: tuple[str, ...] = ()  # set by the source (e.g. MQTT topic) or by enrichment
     sentiment: Sentiment | None = None  # set by enrichment
 
+    def enriched(
+        self, brands: tuple[str, ...], lang: str | None, sentiment: Sentiment
+    ) -> Mention:
+        """The same post with its brands, language and sentiment (``dataclasses.replace``
+        spelled out: it takes half the time, and every post goes through here)."""
+        return Mention(
+            id=self.id,
+            text=self.text,
+            created_at=self.created_at,
+            source=self.source,
+            author=self.author,
+            lang=lang,
+            url=self.url,
+            likes=self.likes,
+            reposts=self.reposts,
+            replies=self.replies,
+            quotes=self.quotes,
+            brands=brands,
+            sentiment=sentiment,
+        )
+
     @property
     def reach(self) -> int:
         """How many people this post can plausibly reach: followers plus engagement."""

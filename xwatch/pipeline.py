@@ -27,7 +27,6 @@ another) and the sentiment languages.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import re
@@ -208,6 +207,7 @@ class Pipeline:
         self._plans: dict[str, _BrandPlan] = {}
         self._authors: dict[tuple[str, str], _Authors] = {}  # (brand, topic) -> its authors
         self._pending: deque[_PendingMention] = deque()
+        self._folds: dict[str, tuple[str, set[str]]] = {}  # text -> folded, words (a batch's)
         self._use(rules)
         self._timer = timer
         self._stage = {stage: metrics.stage_seconds.labels(stage) for stage in STAGES}
@@ -218,6 +218,7 @@ class Pipeline:
             [*self._langs, OTHER_LANG],
         )
         self._processed = {b.id: metrics.processed.labels(b.id) for b in self.brands}
+        self._counted: dict[str, int] = {}  # brand -> posts of this batch (counted at its end)
 
     def reload_rules(self, rules: RuleSet, playbooks: PlaybookIndex) -> None:
         """Judge with new rules from the next bucket on; a new topic rule gets its series,
@@ -326,6 +327,10 @@ class Pipeline:
         else:
             for mention in enriched:
                 self._aggregate(mention)
+        self._folds.clear()
+        for brand, count in self._counted.items():
+            self._processed[brand].inc(count)
+        self._counted.clear()
         if fresh:
             self._stage["enrich"].observe(enriched_at - started)
             self._stage["aggregate"].observe(self._timer() - enriched_at)
@@ -426,7 +431,9 @@ class Pipeline:
 
     def enrich(self, mentions: Sequence[Mention]) -> list[Mention]:
         """Add brands (by term, unless the source said) and sentiment."""
-        return self._score([(m, m.brands or self._brands_of(m.text)) for m in mentions])
+        enriched = self._score([(m, m.brands or self._brands_of(m.text)) for m in mentions])
+        self._folds.clear()
+        return enriched
 
     def _score(self, found: Sequence[tuple[Mention, tuple[str, ...]]]) -> list[Mention]:
         """Posts with their brands, their language and their sentiment."""
@@ -436,7 +443,7 @@ class Pipeline:
         sentiments = self.scorer.score([m.text for m, _ in found], langs)
         self._count_languages(langs)
         return [
-            dataclasses.replace(mention, brands=brands, lang=lang, sentiment=sentiment)
+            mention.enriched(brands, lang, sentiment)
             for (mention, brands), lang, sentiment in zip(found, langs, sentiments, strict=True)
         ]
 
@@ -450,9 +457,18 @@ class Pipeline:
         for label, count in counts.items():
             self.metrics.sentiment_texts.labels(label).inc(count)
 
+    def _fold(self, text: str) -> tuple[str, set[str]]:
+        """The folded text and its words, worked out once per batch (brand matching and
+        the rules both need them)."""
+        found = self._folds.get(text)
+        if found is None:
+            folded = normalize(text)
+            found = self._folds[text] = (folded, words_of(folded))
+        return found
+
     def _brands_of(self, text: str) -> tuple[str, ...]:
-        folded = normalize(text)
-        may = self._brand_index.candidates(folded, words_of(folded))
+        folded, words = self._fold(text)
+        may = self._brand_index.candidates(folded, words)
         found = [b for b in may if self.brand_patterns[b].search(folded)]
         return tuple(sorted(found, key=self._brand_rank.__getitem__))  # in the config's order
 
@@ -481,16 +497,17 @@ class Pipeline:
         words: set[str] | None = None  # the same for its words and its terms
         terms: set[str] | None = None
         timestamp = mention.created_at.timestamp()
+        counted = self._counted
         for brand in brands:
             plan = plans[brand]
-            self._processed[brand].inc()
+            counted[brand] = counted.get(brand, 0) + 1
             on_time = self.aggregator.add(mention, brand) and on_time
             if "" in plan.authors:
                 self._add_author(brand, "", mention, timestamp, plan.authors[""])
             may: set[str] | None = None  # the topic and mention rules it may match
             if plan.rules.topics:
-                folded = normalize(mention.text) if folded is None else folded
-                words = words_of(folded) if words is None else words
+                if folded is None or words is None:
+                    folded, words = self._fold(mention.text)
                 may = self.rules.candidates(folded, brand, words)
                 for topic in self.rules.topics_of(mention, folded, brand, may):
                     self.aggregator.add(mention, brand, topic)
@@ -500,8 +517,8 @@ class Pipeline:
                 if not when.admits(mention) or not rule.live_at(mention.created_at):
                     continue
                 if matcher is not None:
-                    folded = normalize(mention.text) if folded is None else folded
-                    words = words_of(folded) if words is None else words
+                    if folded is None or words is None:
+                        folded, words = self._fold(mention.text)
                     may = self.rules.candidates(folded, brand, words) if may is None else may
                     terms_may = rule.id in may
                     if not (terms_may or matcher.regexes) or not matcher.matches(
@@ -510,7 +527,8 @@ class Pipeline:
                         continue
                 self._pending.append(_PendingMention(rule, brand, mention, self.clock.watermark))
             if plan.trackers:
-                folded = normalize(mention.text) if folded is None else folded
+                if folded is None:
+                    folded, words = self._fold(mention.text)
                 terms = terms_in(folded) if terms is None else terms
                 for tracker in plan.trackers:
                     tracker.add(mention, terms, timestamp)

@@ -18,15 +18,20 @@ Anything else raises ``PayloadError`` with a short reason (for metrics) and a de
 (for the log line).
 
 Every live post goes through here, so the field readers check the common case (the
-right type) first and only then work out what is wrong.
+right type) first and only then work out what is wrong, and the JSON is read by orjson
+(a quarter of the standard library's time). orjson is also stricter, as RFC 8259 is:
+``NaN`` and unpaired surrogates (``"\\ud800"``, text no encoder can write back out)
+are ``not_json`` instead of values that break later; an integer beyond 64 bits is
+read as a float (so it is no count).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from xwatch.errors import PayloadError
 from xwatch.model import Author, Mention, utc
@@ -49,8 +54,8 @@ def parse_payload(raw: bytes, source: str, *, brands: tuple[str, ...] = ()) -> l
     except UnicodeDecodeError as exc:
         raise PayloadError("invalid_utf8", f"invalid UTF-8 at byte {exc.start}") from None
     try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:  # nested too deep, too: orjson stops at 1,024
         raise PayloadError("not_json", str(exc)[:200]) from None
     if not isinstance(document, dict):
         raise PayloadError("wrong_type", f"expected a JSON object, found {_kind(document)}")
