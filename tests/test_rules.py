@@ -45,6 +45,7 @@ from xwatch.rules import (
     Match,
     OwnAccounts,
     QuietHours,
+    RuleSet,
     TermIndex,
     normalize,
     term_pattern,
@@ -921,3 +922,36 @@ def test_the_term_index_leaves_the_regexes_to_be_searched(project: Path) -> None
     post = mention(texts[0])
     assert "service-outage-surge" not in rules.candidates(normalize(texts[0]), "kettlebird")
     assert "service-outage-surge" in rules.topics_of(post, normalize(texts[0]), "kettlebird")
+
+
+def _regex_rules(project: Path, regexes_by_rule: dict[str, list[str]]) -> RuleSet:
+    with_rules(
+        project,
+        "rules:\n"
+        + "".join(
+            f"  - id: {rule_id}\n    title: t\n    playbook: mention-spike\n"
+            f"    match: {{regex: {json.dumps(regexes)}}}\n    when: {{signal: volume_up}}\n"
+            for rule_id, regexes in regexes_by_rule.items()
+        ),
+    )
+    return load_settings(project / "config.yaml").rules
+
+
+def test_one_search_for_every_regex_says_when_no_rule_s_regex_can_match(project: Path) -> None:
+    login_and_wallet = {"login": [r"\bcan[’']?t log ?in"], "wallet": [r"\b0x[0-9a-f]{4}\b"]}
+    rules = _regex_rules(project, login_and_wallet)
+    assert not rules.regexes_may(normalize("kettlebird is lovely"), "kettlebird")
+    assert rules.regexes_may(normalize("kettlebird: I CAN'T LOGIN"), "kettlebird")
+    # a regex that refers to its own group cannot be joined with others: the one search
+    # says "maybe" to every text, and each rule searches its own
+    rules = _regex_rules(project, {**login_and_wallet, "stutter": [r"\b(\w+) \1\b", "zzz"]})
+    assert rules.regexes_may(normalize("kettlebird is lovely"), "kettlebird")
+    expected = {
+        "kettlebird is lovely": [],
+        "kettlebird: I CAN'T LOGIN": ["login"],
+        "send to 0xBEEF kettlebird": ["wallet"],
+        "kettlebird is is broken": ["stutter"],
+    }
+    for text, topics in expected.items():
+        post, folded = mention(text), normalize(text)
+        assert rules.topics_of(post, folded, "kettlebird") == topics, text

@@ -504,12 +504,14 @@ class Pipeline:
             on_time = self.aggregator.add(mention, brand) and on_time
             if "" in plan.authors:
                 self._add_author(brand, "", mention, timestamp, plan.authors[""])
-            may: set[str] | None = None  # the topic and mention rules it may match
+            may: set[str] | None = None  # the topic and mention rules its terms may match
+            regexes_may: bool | None = None  # whether one of their regexes may
             if plan.rules.topics:
                 if folded is None or words is None:
                     folded, words = self._fold(mention.text)
                 may = self.rules.candidates(folded, brand, words)
-                for topic in self.rules.topics_of(mention, folded, brand, may):
+                regexes_may = self.rules.regexes_may(folded, brand)
+                for topic in self.rules.topics_of(mention, folded, brand, may, regexes_may):
                     self.aggregator.add(mention, brand, topic)
                     if topic in plan.authors:
                         self._add_author(brand, topic, mention, timestamp, plan.authors[topic])
@@ -521,8 +523,10 @@ class Pipeline:
                         folded, words = self._fold(mention.text)
                     may = self.rules.candidates(folded, brand, words) if may is None else may
                     terms_may = rule.id in may
-                    if not (terms_may or matcher.regexes) or not matcher.matches(
-                        mention, folded, plan.own, terms_may
+                    if matcher.regexes and regexes_may is None:
+                        regexes_may = self.rules.regexes_may(folded, brand)
+                    if not (terms_may or (matcher.regexes and regexes_may)) or not matcher.matches(
+                        mention, folded, plan.own, terms_may, bool(regexes_may)
                     ):
                         continue
                 self._pending.append(_PendingMention(rule, brand, mention, self.clock.watermark))

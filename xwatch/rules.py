@@ -420,10 +420,16 @@ class CompiledMatch:
         )
 
     def matches(
-        self, mention: Mention, folded_text: str, own: OwnAccounts, terms_may: bool = True
+        self,
+        mention: Mention,
+        folded_text: str,
+        own: OwnAccounts,
+        terms_may: bool = True,
+        regexes_may: bool = True,
     ) -> bool:
         """Whether the post matches; ``terms_may=False``: the ``TermIndex`` says that
-        none of the terms of ``any`` is in the text (only the regexes are searched)."""
+        none of the terms of ``any`` is in the text (only the regexes are searched);
+        ``regexes_may=False``: ``BrandRules.regexes`` found none of the regexes in it."""
         if self.langs and mention.lang not in self.langs:
             return False
         author = self.author
@@ -441,13 +447,30 @@ class CompiledMatch:
         terms = self.terms
         if (terms is not None or self.regexes) and not (  # at least one of them
             (terms_may and terms is not None and terms.search(folded_text))
-            or any(pattern.search(folded_text) for pattern in self.regexes)
+            or (regexes_may and any(pattern.search(folded_text) for pattern in self.regexes))
         ):
             return False
         for pattern in self.all:
             if not pattern.search(folded_text):
                 return False
         return self.none is None or not self.none.search(folded_text)
+
+
+_EVERYWHERE = re.compile("")  # matches every text
+
+
+def _any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One pattern that matches a text if any of ``patterns`` does (None: there are none).
+    Where they cannot be joined (a regex that refers to its own groups, group names used
+    twice), one that matches every text: each rule then searches its own."""
+    if len(patterns) < 2:
+        return patterns[0] if patterns else None
+    if any(re.search(r"\\[1-9]|\(\?P=", p.pattern) for p in patterns):
+        return _EVERYWHERE
+    try:
+        return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.IGNORECASE)
+    except re.error:
+        return _EVERYWHERE
 
 
 def _one_search(patterns: list[re.Pattern[str]]) -> tuple[re.Pattern[str], ...]:
@@ -526,6 +549,9 @@ class BrandRules:
     mention: tuple[Rule, ...]
     new_term: tuple[Rule, ...]
     index: TermIndex  # which topic and mention rules a post's words may match
+    # every regex of those rules as one pattern: where it finds nothing (most posts), no
+    # rule's regex can match, and one search has replaced one per rule
+    regexes: re.Pattern[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,6 +609,7 @@ class RuleSet:
                 mention=tuple(r for r in watching if r.kind == "mention"),
                 new_term=tuple(r for r in watching if r.kind == "new_term"),
                 index=TermIndex.of({r.id: _index_terms(r) for r in matched}),
+                regexes=_any_of([p for r in matched for p in self.matchers[r.id].regexes]),
             )
             self._brands[brand] = found
         return found
@@ -601,18 +628,32 @@ class RuleSet:
         words = words_of(folded_text) if words is None else words
         return self.for_brand(brand).index.candidates(folded_text, words)
 
+    def regexes_may(self, folded_text: str, brand: str) -> bool:
+        """Whether a regex of the topic and mention rules of ``brand`` may match the text
+        (False: none does)."""
+        regexes = self.for_brand(brand).regexes
+        return regexes is not None and regexes.search(folded_text) is not None
+
     def topics_of(
-        self, mention: Mention, folded_text: str, brand: str, may: set[str] | None = None
+        self,
+        mention: Mention,
+        folded_text: str,
+        brand: str,
+        may: set[str] | None = None,
+        regexes_may: bool | None = None,
     ) -> list[str]:
-        """The topic rules of ``brand`` that the post matches (``may``: ``candidates``)."""
+        """The topic rules of ``brand`` that the post matches (``may``: ``candidates``;
+        ``regexes_may``: ``regexes_may``, worked out here if None)."""
         may = self.candidates(folded_text, brand) if may is None else may
+        if regexes_may is None:
+            regexes_may = self.regexes_may(folded_text, brand)
         own = self.own(brand)
         matchers = self.matchers
         return [
             topic
             for topic in self.topics(brand)
-            if (topic in may or matchers[topic].regexes)
-            and matchers[topic].matches(mention, folded_text, own, topic in may)
+            if (topic in may or (regexes_may and matchers[topic].regexes))
+            and matchers[topic].matches(mention, folded_text, own, topic in may, regexes_may)
         ]
 
     def signal_rules(self, brand: str, topic: str) -> tuple[Rule, ...]:
