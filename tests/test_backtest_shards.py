@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -12,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from xwatch.backtest import event_to_json, replay_file, replay_in_processes, shards
+from xwatch.backtest import (
+    PROGRESS_SECONDS,
+    event_to_json,
+    replay_file,
+    replay_in_processes,
+    shards,
+)
 from xwatch.cli import main
 from xwatch.demo.generate import generate
 from xwatch.model import EventKind
@@ -57,7 +64,8 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     brands = "\n".join(
-        f"  - id: {brand}\n    name: {latin.title()}\n    terms: [{latin}, '@{latin}', '#{latin}', {katakana}]\n"
+        f"  - id: {brand}\n    name: {latin.title()}\n"
+        f"    terms: [{latin}, '@{latin}', '#{latin}', {katakana}]\n"
         f"    accounts: [{latin}, {latin}_jp]"
         for brand, ((latin, katakana), *_) in BRANDS.items()
     )
@@ -79,9 +87,18 @@ def test_brands_are_dealt_into_at_most_jobs_shards() -> None:
 
 
 @pytest.fixture(scope="module")
-def whole(settings: Settings, history: Path) -> list[dict[str, object]]:
-    """The events of one pipeline that judges every brand."""
-    return [event_to_json(e) for e in asyncio.run(replay_file(settings, history))]
+def progress() -> list[str]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def whole(settings: Settings, history: Path, progress: list[str]) -> list[dict[str, object]]:
+    """The events of one pipeline that judges every brand (its progress: a line a batch)."""
+    ticks = itertools.count(step=PROGRESS_SECONDS)  # each look at the clock: the next line due
+    events = asyncio.run(
+        replay_file(settings, history, progress=progress.append, clock=lambda: next(ticks))
+    )
+    return [event_to_json(e) for e in events]
 
 
 def test_the_brands_split_across_processes_give_the_same_alerts(
@@ -100,6 +117,18 @@ def test_a_shard_alone_gives_its_brands_alerts_and_no_others(
     alone = [event_to_json(e) for e in asyncio.run(replay_file(settings, history, shard))]
     assert alone == [e for e in whole if e["brand"] == "otterpot"]
     assert alone
+
+
+def test_a_long_replay_says_how_far_it_is(
+    whole: list[dict[str, object]], progress: list[str]
+) -> None:
+    assert (
+        progress[0]
+        == "backtest: 1,000 mentions read, event time 2026-11-19 02:20 UTC, 0 alert events"
+    )
+    read = [int(line.split()[1].replace(",", "")) for line in progress]
+    assert read == [1000 * (i + 1) for i in range(len(progress))]  # one line a batch here
+    assert progress[-1].endswith(" alert events") and " 0 alert events" not in progress[-1]
 
 
 def test_the_command_takes_jobs_and_refuses_zero(

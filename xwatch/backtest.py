@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
-from collections.abc import Iterable, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,13 +34,21 @@ from xwatch.sources import MetricsReport
 from xwatch.sources.replay import ReplaySource
 
 BATCH = 1000
+PROGRESS_SECONDS = 5.0  # a progress line this often (wall time), when asked for
+
+Progress = Callable[[str], None]
 
 
 async def replay_file(
-    settings: Settings, path: Path | None, shard: frozenset[str] | None = None
+    settings: Settings,
+    path: Path | None,
+    shard: frozenset[str] | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[AlertEvent]:
     """The alert events of the mentions in ``path`` (stdin if None), in event time;
-    ``shard``: only those of these brands (see ``Pipeline``)."""
+    ``shard``: only those of these brands (see ``Pipeline``); ``progress``: told how far
+    the replay is every ``PROGRESS_SECONDS`` of ``clock``."""
     config = settings.config
     metrics = Metrics(CollectorRegistry())
     pipeline = Pipeline(
@@ -52,15 +62,33 @@ async def replay_file(
     source = ReplaySource(path or Path("/dev/stdin"), "backtest", 0.0, MetricsReport(metrics))
     events: list[AlertEvent] = []
     batch = []
+    read, reported = 0, clock()
     async with source:
         async for mention in source:
             batch.append(mention)
             if len(batch) >= BATCH:
                 events.extend(pipeline.ingest(batch))
+                read += len(batch)
                 batch = []
+                if progress is not None and clock() - reported >= PROGRESS_SECONDS:
+                    reported = clock()
+                    progress(_progress_line(read, pipeline.clock.newest, len(events), shard))
     events.extend(pipeline.ingest(batch))
     events.extend(pipeline.flush())
     return in_event_time(events, settings)
+
+
+def _progress_line(
+    read: int, newest: datetime | None, events: int, shard: frozenset[str] | None
+) -> str:
+    when = f", event time {newest:%Y-%m-%d %H:%M} UTC" if newest is not None else ""
+    whose = f" (the {len(shard)} brands of one process)" if shard is not None else ""
+    return f"backtest: {read:,} mentions read{when}, {events:,} alert events{whose}"
+
+
+def print_progress(line: str) -> None:
+    """``progress`` for the command line: on stderr."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def in_event_time(events: Sequence[AlertEvent], settings: Settings) -> list[AlertEvent]:
@@ -77,8 +105,11 @@ def shards(brands: Sequence[str], jobs: int) -> list[frozenset[str]]:
     return [frozenset(brands[i::count]) for i in range(count)]
 
 
-def replay_in_processes(settings: Settings, path: Path, jobs: int) -> list[AlertEvent]:
-    """``replay_file`` with the brands split across ``jobs`` processes.
+def replay_in_processes(
+    settings: Settings, path: Path, jobs: int, progress: bool = False
+) -> list[AlertEvent]:
+    """``replay_file`` with the brands split across ``jobs`` processes (``progress``: the
+    first one prints its progress on stderr; they all read at about its pace).
 
     Every process reads and parses the whole file (a post may be about brands of several
     shards, and each shard's clock must move as a whole pipeline's does), and scores,
@@ -88,17 +119,19 @@ def replay_in_processes(settings: Settings, path: Path, jobs: int) -> list[Alert
     """
     parts = shards([brand.id for brand in settings.config.brands], jobs)
     if len(parts) == 1:
-        return asyncio.run(replay_file(settings, path))
+        report = print_progress if progress else None
+        return asyncio.run(replay_file(settings, path, progress=report))
     # spawn, not fork: a fresh interpreter, whatever threads this one has started
     context = multiprocessing.get_context("spawn")
+    jobs_of = [(settings, path, part, progress and i == 0) for i, part in enumerate(parts)]
     with ProcessPoolExecutor(len(parts), mp_context=context) as pool:
-        results = list(pool.map(_replay_shard, [(settings, path, part) for part in parts]))
+        results = list(pool.map(_replay_shard, jobs_of))
     return in_event_time([event for events in results for event in events], settings)
 
 
-def _replay_shard(job: tuple[Settings, Path, frozenset[str]]) -> list[AlertEvent]:
-    settings, path, shard = job
-    return asyncio.run(replay_file(settings, path, shard))
+def _replay_shard(job: tuple[Settings, Path, frozenset[str], bool]) -> list[AlertEvent]:
+    settings, path, shard, progress = job
+    return asyncio.run(replay_file(settings, path, shard, print_progress if progress else None))
 
 
 EPISODE_HALFLIFE_SECONDS = 6 * 3600.0

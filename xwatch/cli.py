@@ -412,7 +412,7 @@ def backtest_mentions(
     jobs: int | None = None,
 ) -> int:
     from xwatch.alerting.render import render_text
-    from xwatch.backtest import replay_file, replay_in_processes
+    from xwatch.backtest import print_progress, replay_file, replay_in_processes
     from xwatch.settings import load_settings
 
     if jobs is not None and jobs < 1:
@@ -420,9 +420,10 @@ def backtest_mentions(
         return 2
     settings = load_settings(config_path)
     if input_path is None or str(input_path) == "-":  # stdin can be read only once
-        events = asyncio.run(replay_file(settings, None))
+        events = asyncio.run(replay_file(settings, None, progress=print_progress))
     else:
-        events = replay_in_processes(settings, input_path, jobs or available_cpus())
+        jobs = jobs or available_cpus()
+        events = replay_in_processes(settings, input_path, jobs, progress=True)
     for event in events:
         if as_json:
             from xwatch.backtest import event_to_json

@@ -58,9 +58,7 @@ class Mention:
     brands: tuple[str, ...] = ()  # set by the source (e.g. MQTT topic) or by enrichment
     sentiment: Sentiment | None = None  # set by enrichment
 
-    def enriched(
-        self, brands: tuple[str, ...], lang: str | None, sentiment: Sentiment
-    ) -> Mention:
+    def enriched(self, brands: tuple[str, ...], lang: str | None, sentiment: Sentiment) -> Mention:
         """The same post with its brands, language and sentiment (``dataclasses.replace``
         spelled out: it takes half the time, and every post goes through here)."""
         return Mention(
