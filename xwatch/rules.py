@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import ahocorasick  # type: ignore[import-not-found]  # no type information shipped
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from xwatch.config import Config, Frozen
@@ -501,12 +502,17 @@ class TermIndex:
     Exact for what ``term_pattern`` finds: a Latin term matches only where its first
     word is a whole word of the text, and a term in another script only where it is a
     substring. A key is a candidate when that holds for one of its terms; its own
-    pattern decides. A key without a term list (None) is always a candidate.
+    pattern decides. A key without a term list (None) is always a candidate. The terms
+    in other scripts are found in one pass over the text (an Aho-Corasick automaton,
+    ``pyahocorasick``), not one substring search per term: with the shipped rules, 99
+    of them, in every post that is not ASCII (emoji included).
     """
 
     by_word: dict[str, frozenset[str]]  # the first word of a Latin term -> keys
     by_substring: tuple[tuple[str, str], ...]  # (a term in another script, its key)
     always: frozenset[str]
+    # the terms of ``by_substring`` -> their keys (None: there are none)
+    substrings: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, terms_by_key: dict[str, Sequence[str] | None]) -> TermIndex:
@@ -526,19 +532,32 @@ class TermIndex:
                 else:
                     by_word.setdefault(first.group(), set()).add(key)
         frozen = {word: frozenset(keys) for word, keys in by_word.items()}
-        return cls(frozen, tuple(by_substring), frozenset(always))
+        return cls(frozen, tuple(by_substring), frozenset(always), _automaton(by_substring))
 
     def candidates(self, folded_text: str, words: set[str]) -> set[str]:
         found = set(self.always)
         by_word = self.by_word
         for word in by_word.keys() & words:  # in C, over the smaller of the two
             found |= by_word[word]
-        if folded_text.isascii():
-            return found  # the other scripts' terms are not ASCII (most posts: no loop)
-        for term, key in self.by_substring:
-            if key not in found and term in folded_text:
-                found.add(key)
+        if folded_text.isascii() or self.substrings is None:
+            return found  # the other scripts' terms are not ASCII
+        for _, keys in self.substrings.iter(folded_text):
+            found |= keys
         return found
+
+
+def _automaton(terms: Sequence[tuple[str, str]]) -> Any:
+    """An Aho-Corasick automaton of ``terms``: each term -> the keys it belongs to."""
+    if not terms:
+        return None
+    keys_of: dict[str, set[str]] = {}
+    for term, key in terms:
+        keys_of.setdefault(term, set()).add(key)
+    automaton = ahocorasick.Automaton()
+    for term, keys in keys_of.items():
+        automaton.add_word(term, frozenset(keys))
+    automaton.make_automaton()
+    return automaton
 
 
 @dataclass(frozen=True, slots=True)
