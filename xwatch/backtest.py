@@ -24,6 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from xwatch.alerting.codec import to_json
 from xwatch.detect.volume import CountDetector
 from xwatch.metrics import Metrics
 from xwatch.model import AlertEvent, Bucket, Measure, SeriesKey, Signal
@@ -221,6 +222,7 @@ def event_to_json(event: AlertEvent) -> dict[str, Any]:
         "expected": signal.expected,
         "band": [signal.low, signal.high],
         "likelihood": signal.likelihood,
+        "run": to_json(signal.run),  # the buckets whose evidence together made it, or None
         "count": alert.bucket.count,
         "negative": alert.bucket.negative,
         "samples": [

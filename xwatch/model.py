@@ -136,6 +136,20 @@ class Bucket:
 
 
 @dataclass(frozen=True, slots=True)
+class Run:
+    """Evidence gathered over consecutive buckets (a detector's CUSUM): what a signal
+    stands on when no single bucket is extreme enough to explain it. From ``start``
+    (the first bucket's) through the signal's bucket: ``observed`` in total against
+    ``expected`` (counts; for a negative share, the negative posts of ``posts``)."""
+
+    start: datetime
+    buckets: int
+    observed: float
+    expected: float
+    posts: int = 0  # for a share: the posts the negatives are counted among
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     """A detector's verdict on one bucket of one measure."""
 
@@ -151,6 +165,7 @@ class Signal:
     direction: Direction
     warming_up: bool = False
     surprise: float = 0.0  # -log10 of the tail probability (1 - likelihood), kept precise
+    run: Run | None = None  # the buckets whose evidence together made the likelihood
 
     @staticmethod
     def surprise_of(tail: float) -> float:

@@ -24,19 +24,40 @@ def clean(text: str, limit: int = 200) -> str:
 
 
 def describe(signal: Signal) -> str:
-    """``negative share 62% (usual 9%, band 4%-16%)`` or ``volume 143 (expected 31, ...)``."""
+    """``negative share 62% (usual 9%, band 4%-16%)`` or ``volume 143 (expected 31, ...)``,
+    and the run of buckets behind it when no single bucket explains it (``sustained``)."""
     name = MEASURE_NAMES[signal.measure]
     if signal.measure is Measure.MENTION:
         return f"{name} matched at {signal.end:%Y-%m-%d %H:%M:%S} UTC"
     if signal.measure is Measure.NEGATIVE_SHARE:
-        return (
+        text = (
             f"{name} {signal.observed:.0%} (usual {signal.expected:.0%}, "
             f"band {signal.low:.0%}-{signal.high:.0%})"
         )
-    return (
-        f"{name} {signal.observed:.0f} (expected {signal.expected:.1f}, "
-        f"band {signal.low:.0f}-{signal.high:.0f})"
-    )
+    else:
+        text = (
+            f"{name} {signal.observed:.0f} (expected {signal.expected:.1f}, "
+            f"band {signal.low:.0f}-{signal.high:.0f})"
+        )
+    run = sustained(signal)
+    return f"{text}; {run}" if run else text
+
+
+def sustained(signal: Signal) -> str:
+    """``sustained since 13:05 UTC (6 buckets of 5m): 98 against 51.2 expected``: the
+    detector's evidence over consecutive buckets, when that is what made the likelihood
+    ("" when the bucket alone did)."""
+    run = signal.run
+    if run is None or run.buckets < 2:
+        return ""
+    width = format_scale(round((signal.end - signal.start).total_seconds()))
+    since = f"sustained since {run.start:%H:%M} UTC ({run.buckets} buckets of {width})"
+    if signal.measure is Measure.NEGATIVE_SHARE:
+        return (
+            f"{since}: {run.observed:.0f} of {run.posts} posts negative "
+            f"against {run.expected:.1f} expected"
+        )
+    return f"{since}: {run.observed:.0f} against {run.expected:.1f} expected"
 
 
 def headline(alert: Alert) -> str:

@@ -1,0 +1,110 @@
+"""Signals that explain themselves: when consecutive buckets together made the likelihood
+(a detector's CUSUM), the signal carries that run, and the alert text shows it."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import timedelta
+
+import pytest
+
+from tests.factories import T0, alert, bucket
+from xwatch.alerting.codec import from_json, to_json
+from xwatch.alerting.render import describe
+from xwatch.detect.share import NegativeShareDetector
+from xwatch.model import Alert, Bucket, Measure, Run, SeriesKey, Signal
+
+
+def _share_detector(days: int, per_bucket: int, share: float, seed: int) -> NegativeShareDetector:
+    detector = NegativeShareDetector(300)
+    rng = random.Random(seed)
+    for i in range(days * 288):
+        k = sum(rng.random() < share for _ in range(per_bucket))
+        b = bucket(T0 + timedelta(seconds=300 * i), per_bucket, k)
+        detector.score_one(b)
+        detector.learn_one(b)
+    return detector
+
+
+def test_a_share_alarm_from_its_cusum_carries_the_run_of_buckets_behind_it() -> None:
+    detector = _share_detector(1, 40, 0.1, seed=7)
+    rng = random.Random(16)
+    seen: list[Bucket] = []
+    usual: list[float] = []
+    for i in range(24):  # two hours at twice the usual share, 40 posts a bucket
+        k = sum(rng.random() < 0.2 for _ in range(40))
+        b = bucket(T0 + timedelta(days=1, seconds=300 * i), 40, k)
+        usual.append(detector.usual_share)
+        signal = detector.score_one(b)
+        seen.append(b)
+        if signal.likelihood >= 0.9999 and signal.run is not None:
+            break
+        detector.learn_one(b)
+    else:
+        pytest.fail("the doubled share was never flagged by its CUSUM")
+    run = signal.run
+    assert run is not None and run.buckets >= 2
+    mine = seen[-run.buckets :]
+    assert run.start == mine[0].start
+    assert run.observed == sum(b.negative for b in mine)
+    assert run.posts == sum(b.count for b in mine)
+    expected = sum(b.count * share for b, share in zip(mine, usual[-run.buckets :], strict=True))
+    assert run.expected == pytest.approx(expected)
+    assert run.observed > 1.5 * run.expected  # the doubling it stands on
+    text = describe(signal)
+    assert f"sustained since {run.start:%H:%M} UTC ({run.buckets} buckets of 5m)" in text
+    assert f"{run.observed:.0f} of {run.posts} posts negative" in text
+
+
+def test_a_single_extreme_bucket_explains_itself_without_a_run() -> None:
+    detector = _share_detector(1, 10, 0.1, seed=7)
+    signal = detector.score_one(bucket(T0 + timedelta(days=1), 40, 24))
+    assert signal.likelihood > 0.99999
+    assert signal.run is None
+    assert "sustained" not in describe(signal)
+
+
+def test_the_run_ends_when_the_cusum_is_back_at_zero() -> None:
+    detector = _share_detector(1, 40, 0.1, seed=7)
+    before = detector.run_buckets  # a run the noise may have started already
+    for i in range(3):  # a few high buckets start (or go on with) a run...
+        b = bucket(T0 + timedelta(days=1, seconds=300 * i), 40, 10)
+        detector.score_one(b)
+        detector.learn_one(b)
+    assert detector.run_buckets == before + 3
+    for i in range(3, 40):  # ...calm ones end it
+        b = bucket(T0 + timedelta(days=1, seconds=300 * i), 40, 2)
+        detector.score_one(b)
+        detector.learn_one(b)
+    assert detector.cusum == 0.0
+    assert (detector.run_start, detector.run_buckets, detector.run_posts) == (None, 0, 0)
+
+
+def test_a_volume_run_reads_as_a_total_against_its_expectation() -> None:
+    start = T0 + timedelta(hours=13, minutes=5)
+    signal = Signal(
+        SeriesKey("acme", "", 300),
+        Measure.VOLUME,
+        start,
+        start + timedelta(minutes=5),
+        observed=15.0,
+        expected=21.5,
+        low=6.0,
+        high=50.0,
+        likelihood=0.99999,
+        direction="down",
+        run=Run(start - timedelta(minutes=25), 6, observed=60.0, expected=129.0),
+    )
+    assert describe(signal) == (
+        "volume 15 (expected 21.5, band 6-50); sustained since 12:40 UTC "
+        "(6 buckets of 5m): 60 against 129.0 expected"
+    )
+
+
+def test_alerts_stored_before_signals_had_runs_still_load() -> None:
+    stored = to_json(alert())
+    del stored["signal"]["run"]
+    restored = from_json(Alert, stored)
+    assert restored.signal.run is None
+    assert dataclasses.replace(restored, signal=alert().signal) == alert()
