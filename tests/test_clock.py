@@ -33,7 +33,7 @@ def test_a_source_that_is_down_holds_event_time_at_the_start_of_its_gap() -> Non
     assert live.hold(T0) == T0 - LATE  # nothing delivered yet
     live.connected("mqtt", True, T0)
     live.delivered("mqtt", T0 + timedelta(seconds=1))  # a fresh post: caught up
-    assert live.hold(T0 + timedelta(seconds=1)) is None
+    assert live.hold(T0 + timedelta(seconds=1)) == T0 + timedelta(seconds=1) - LATE  # wall time
 
     gap = T0 + timedelta(minutes=10)
     live.connected("mqtt", False, gap)
@@ -43,7 +43,7 @@ def test_a_source_that_is_down_holds_event_time_at_the_start_of_its_gap() -> Non
     live.delivered("mqtt", gap + timedelta(minutes=1))  # the backlog: still owed
     assert live.hold(back + timedelta(seconds=5)) == gap - LATE
     live.delivered("mqtt", back + timedelta(seconds=2))  # fresh again
-    assert live.hold(back + timedelta(seconds=5)) is None
+    assert live.hold(back + timedelta(seconds=5)) == back + timedelta(seconds=5) - LATE
 
 
 def test_a_quiet_source_is_released_after_the_catch_up_time() -> None:
@@ -51,7 +51,38 @@ def test_a_quiet_source_is_released_after_the_catch_up_time() -> None:
     live.started("x", T0)
     live.connected("x", True, T0)
     assert live.hold(T0 + timedelta(minutes=4)) == T0 - LATE
-    assert live.hold(T0 + timedelta(minutes=5)) is None
+    assert live.hold(T0 + timedelta(minutes=5)) == T0 + timedelta(minutes=5) - LATE
+
+
+def test_without_live_sources_nothing_is_held() -> None:
+    live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))  # a replay, a backtest
+    assert live.hold(T0) is None
+
+
+def test_a_post_from_a_fast_clock_does_not_close_the_buckets_of_the_next_minutes(
+    project: Path,
+) -> None:
+    settings = load_settings(project / "config.yaml")
+    registry = CollectorRegistry()
+    pipeline = Pipeline(
+        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
+    )
+    live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
+    live.started("mqtt", T0)
+    live.connected("mqtt", True, T0)
+    live.delivered("mqtt", T0)
+    for minute in range(10):  # the stream so far
+        pipeline.clock.hold = live.hold(T0 + timedelta(minutes=minute, seconds=30))
+        pipeline.ingest([mention("kettlebird", at=60 * minute + 20, id=f"before-{minute}")])
+    now = T0 + timedelta(minutes=10)
+    pipeline.clock.hold = live.hold(now)
+    # a producer whose clock is 4 minutes fast, then the posts of the next minutes
+    pipeline.ingest([mention("kettlebird", at=14 * 60, id="ahead")])
+    for minute in range(10, 14):
+        now = T0 + timedelta(minutes=minute, seconds=30)
+        pipeline.clock.hold = live.hold(now)
+        pipeline.ingest([mention("kettlebird", at=60 * minute + 20, id=f"on-time-{minute}")])
+    assert registry.get_sample_value("xwatch_mentions_late_total") == 0
 
 
 def test_the_earliest_gap_of_several_sources_wins() -> None:

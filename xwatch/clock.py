@@ -58,6 +58,12 @@ class LiveCompleteness:
     A source is complete again once it delivers a fresh post (created after it
     reconnected, less the allowed lateness) or ``catch_up`` after reconnecting,
     whichever comes first. At start every live source is "down since now".
+
+    Nor does event time run ahead of the wall clock: a live source accepts posts dated
+    up to a few minutes ahead (``sources.MAX_FUTURE_SKEW``: a producer's clock may be
+    fast), and one such post must not close the buckets that the posts of the next
+    minutes still belong to (they would all arrive late). With live sources, the hold
+    is never later than ``now`` less the allowed lateness.
     """
 
     def __init__(self, allowed_lateness: timedelta, catch_up: timedelta) -> None:
@@ -65,8 +71,10 @@ class LiveCompleteness:
         self.catch_up = catch_up
         self._gap_start: dict[str, datetime] = {}  # sources that may owe posts
         self._reconnected: dict[str, datetime] = {}
+        self._live = False  # a live source has started
 
     def started(self, source: str, now: datetime) -> None:
+        self._live = True
         self._gap_start[source] = now
         self._reconnected.pop(source, None)
 
@@ -84,13 +92,14 @@ class LiveCompleteness:
             self._complete(source)
 
     def hold(self, now: datetime) -> datetime | None:
-        """The latest event time buckets may close at, or None when nothing is owed."""
+        """The latest event time buckets may close at (None: no live source, nothing owed)."""
         for source, back in list(self._reconnected.items()):
             if now - back >= self.catch_up:
                 self._complete(source)
-        if not self._gap_start:
-            return None
-        return min(self._gap_start.values()) - self.allowed_lateness
+        holds = [start - self.allowed_lateness for start in self._gap_start.values()]
+        if self._live:
+            holds.append(now - self.allowed_lateness)
+        return min(holds, default=None)
 
     def _complete(self, source: str) -> None:
         self._gap_start.pop(source, None)
