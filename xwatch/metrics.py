@@ -369,12 +369,13 @@ class Metrics:
             for outcome in NOTIFICATION_OUTCOMES:
                 self.notifications.labels(channel, outcome)
 
-    def record_bucket(self, bucket: Bucket, signals: list[Signal]) -> None:
-        """Count a closed bucket; for a brand's own series, update the wall-screen gauges."""
+    def record_bucket(self, bucket: Bucket, signals: list[Signal], closed: int = 1) -> None:
+        """Count ``closed`` buckets of a series; for a brand's own series, show the newest
+        one (``bucket``) on the wall-screen gauges."""
         series = self._series_gauges.get(bucket.series)
         if series is None:
             series = self._series_gauges[bucket.series] = _SeriesGauges(self, bucket.series)
-        series.closed.inc()
+        series.closed.inc(closed)
         if bucket.series.topic:
             return
         series.mentions.set(bucket.count)

@@ -568,6 +568,9 @@ class Pipeline:
         timer = self._timer
         detecting = ruling = 0.0
         evaluations: dict[str, int] = {}
+        # the metrics: each series' newest bucket (gauges show the latest) and how many
+        # closed (a backtest closes several buckets of a series at a time)
+        newest: dict[SeriesKey, tuple[Bucket, list[Signal], int]] = {}
         # Bucket by bucket, in event-time order, so that the alerts (and their
         # resolution) do not depend on how the posts were batched; the buckets that
         # end at one instant make one round of the lifecycle.
@@ -584,7 +587,8 @@ class Pipeline:
                 if self._nothing_to_judge(bucket):
                     self._learn(bucket)
                     judged = timer()
-                    self.metrics.record_bucket(bucket, [])
+                    _, _, closed = newest.get(bucket.series, (bucket, [], 0))
+                    newest[bucket.series] = (bucket, [], closed + 1)
                     recorded = timer()
                     alerts.extend(self._alerts(bucket, []))  # ends the rules' streaks
                     detecting += judged - started
@@ -593,7 +597,8 @@ class Pipeline:
                 signals = self._judge(bucket)
                 closed_terms = self._close_terms(bucket)
                 judged = timer()
-                self.metrics.record_bucket(bucket, signals)
+                _, _, closed = newest.get(bucket.series, (bucket, [], 0))
+                newest[bucket.series] = (bucket, signals, closed + 1)
                 if not bucket.series.topic:  # the alerts' charts show the brand
                     self.history.record(bucket, signals)
                 recorded = timer()
@@ -608,6 +613,8 @@ class Pipeline:
                     evaluations[measure] = evaluations.get(measure, 0) + 1
             events.extend(self.book.observe(alerts + term_alerts, end))
         events.extend(self._release_mentions(before=None))
+        for bucket, signals, closed in newest.values():
+            self.metrics.record_bucket(bucket, signals, closed)
         if evaluations:
             self._stage["detect"].observe(detecting)
             self._stage["rules"].observe(ruling)
