@@ -316,6 +316,62 @@ def test_japanese_negation_flips_polarity(
     assert label_of(japanese, text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("悪いことじゃない", "positive"),  # a nominaliser between the term and the negation
+        ("嫌なわけではない", "positive"),
+        ("面白くねえ", "negative"),  # colloquial ねえ
+        ("泣くしかない", "negative"),  # しかない ("nothing but") is no negation
+        ("最高じゃないか", "positive"),  # the rhetorical "isn't it"
+        ("最高じゃない?", "positive"),
+        ("最高じゃないですか", "positive"),
+        ("最高じゃない", "negative"),
+        ("買わなければよかった", "negative"),  # regret: the よかった of "if only"
+        ("行けばよかった", "negative"),
+        ("行ってよかった", "positive"),
+    ],
+)
+def test_japanese_negation_forms(japanese: JapaneseLexiconScorer, text: str, expected: str) -> None:
+    assert label_of(japanese, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("便利だけど高すぎる", "negative"),  # the clause after the contrast weighs more
+        ("高すぎるけど便利", "positive"),
+        ("美味しいのに高すぎる", "negative"),
+        ("嬉しいが、高すぎる", "negative"),
+        ("でも高すぎる。嬉しい", "positive"),  # only the last contrast counts
+        ("今でも嬉しい", "positive"),  # でも inside a clause ("even") is no contrast
+    ],
+)
+def test_japanese_contrast_weighs_the_last_clause(
+    japanese: JapaneseLexiconScorer, text: str, expected: str
+) -> None:
+    assert label_of(japanese, text) == expected
+
+
+def test_japanese_contrast_weights(japanese: JapaneseLexiconScorer) -> None:
+    assert japanese.matches("便利だけど高すぎる") == [("便利", 0.75), ("高すぎ", -1.5)]
+    assert japanese.matches("便利、高すぎる") == [("便利", 1.5), ("高すぎ", -1.0)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("また来てね(^^)", "positive"),
+        ("また来てね(＾＿＾)", "positive"),  # noqa: RUF001 - full-width forms as typed
+        ("ライブ♪", "positive"),
+        ("また来てね(^^;", "neutral"),  # the sweating smile is awkward, not glad
+        ("雨だ :(", "negative"),
+    ],
+)
+def test_japanese_emoticons(japanese: JapaneseLexiconScorer, text: str, expected: str) -> None:
+    assert label_of(japanese, text) == expected
+
+
 def test_japanese_neutral_and_shielded(japanese: JapaneseLexiconScorer) -> None:
     assert label_of(japanese, "今日は東京に行きます") == "neutral"
     assert label_of(japanese, "今日は機嫌がいい") != "negative"  # 機嫌 shields 嫌
@@ -400,7 +456,7 @@ def test_scorers_survive_awkward_texts(name: str, request: pytest.FixtureRequest
 def test_empty_and_emoji_only_are_neutral(
     vader: VaderScorer, japanese: JapaneseLexiconScorer
 ) -> None:
-    assert [s.label for s in japanese.score(["", "🎉🎉"])] == ["neutral", "neutral"]
+    assert [s.label for s in japanese.score(["", "🚃🚃"])] == ["neutral", "neutral"]
     assert label_of(vader, "") == "neutral"
 
 
@@ -510,6 +566,10 @@ def test_english_cues_that_must_not_fire(
         "なんでこうなるの",  # why
         "電車が運休してる",  # service cancelled
         "何度も電話した",  # again and again
+        "早く直してほしい",  # a request that something change
+        "ちゃんと説明すべきだ",  # what should be done
+        "待つしかない",  # resignation
+        "また延期らしい…",  # trailing off
     ],
 )
 def test_japanese_cues_catch_complaints_the_lexicon_misses(
@@ -526,6 +586,8 @@ def test_japanese_cues_catch_complaints_the_lexicon_misses(
         ("まだ朝です", "neutral"),  # まだ alone is a weak cue
         ("問題ないです、ありがとう", "positive"),
         ("このラーメン最高!!", "positive"),
+        ("また来てほしいなぁ", "neutral"),  # a hopeful wish
+        ("最高すぎる…", "positive"),  # trailing off is weak: a positive term outweighs it
     ],
 )
 def test_japanese_cues_that_must_not_fire(
@@ -833,6 +895,10 @@ VADER_LEXICON = SentimentIntensityAnalyzer().lexicon
         ("I like it, don't like that", "I like it, don't like that"),
         ("I would like a refund", "I would as a refund"),
         ("please stop by the booth", "please visit the booth"),
+        ("I want it so bad", "I want it so much"),
+        ("I need a holiday so badly", "I need a holiday so much"),
+        ("wanted the steak but it was so bad", "wanted the steak but it was so bad"),
+        ("waited 3 hours, so bad", "waited 3 hours, so bad"),
         ("an ordinary sentence, unchanged", "an ordinary sentence, unchanged"),
     ],
 )
@@ -855,6 +921,7 @@ def test_rewrite(text: str, expected: str) -> None:
         ("one hell of a birthday weekend", "neutral"),  # VADER: "hell" -3.6
         ("stop by our open house on Friday", "neutral"),  # VADER: "stop" -1.2
         ("that was baaaad", "negative"),
+        ("I want to see that movie so bad", "positive"),  # VADER: "bad" -2.5
     ],
 )
 def test_tweet_rules_fix_what_raw_vader_misreads(

@@ -8,6 +8,7 @@ import json
 import pickle
 import random
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,15 @@ from xwatch.sentiment.router import default_router
 from xwatch.sentiment.trained import (
     LABELS,
     Example,
+    Featurizer,
     ModelError,
     TrainedModel,
     TrainedScorer,
     VectorizerParams,
     digest,
     load,
+    mark_negation,
+    normalise,
     router_from_config,
     train,
 )
@@ -100,6 +104,57 @@ def test_awkward_texts_do_not_raise(model: TrainedModel) -> None:
     assert model.score([]) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Soooo GOOD!!!!!", "soo good!!"),  # elongation: every length looks alike
+        ("@united 3:45pm, $1,200 http://t.co/x", "@united 0pm, $0  http "),
+        ("don\u2019t", "don't"),  # a typographic apostrophe is the straight one
+        ("😡😡😡😡 届かないwwwww", "😡😡 届かないww"),
+    ],
+)
+def test_normalise(text: str, expected: str) -> None:
+    assert normalise(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("not good at all", "not neg_good neg_at neg_all"),
+        ("it isn't good, but fine", "it isn't neg_good , but fine"),  # a clause ends it
+        ("never ever been so late again", "never neg_ever neg_been neg_so late again"),
+        ("no. good", "no . good"),
+        ("great 😍!", "great 😍 !"),  # emoji and punctuation are tokens of their own
+        ("届かない", "届かない"),  # Japanese negation is left to the characters
+    ],
+)
+def test_mark_negation(text: str, expected: str) -> None:
+    assert mark_negation(text) == expected
+
+
+def test_negated_words_are_features_of_their_own() -> None:
+    """In the default scheme "not good" holds "neg_good", not "good": the n-grams of a
+    negated word differ from the word's."""
+    featurizer = Featurizer(VectorizerParams(bits=16))
+    old = Featurizer(VectorizerParams(bits=16, preprocess="xwatch-1"))
+    for scheme, expect_good in ((featurizer, False), (old, True)):
+        good, negated = scheme.counts(["good", "not good"])[:, : 2**16]  # the word block
+        assert good.nnz == 1
+        assert bool(negated[0, good.indices[0]] > 0) is expect_good
+
+
+def test_each_block_is_normalised_on_its_own() -> None:
+    """Words and characters weigh alike in a row, whatever the text's length."""
+    params = VectorizerParams(bits=12)
+    featurizer = Featurizer(params)
+    counts = featurizer.counts(["ok", "a much longer text with many more character n-grams"])
+    weighted = featurizer.weigh(counts, np.ones(params.n_hashed)).toarray()
+    words, chars = weighted[:, : 2**12], weighted[:, 2**12 :]
+    assert np.allclose(np.linalg.norm(words, axis=1), np.sqrt(0.5))
+    assert np.allclose(np.linalg.norm(chars, axis=1), np.sqrt(0.5))
+    assert np.allclose(np.linalg.norm(weighted, axis=1), 1.0)
+
+
 def test_the_prior_carries_words_the_training_set_lacks(model: TrainedModel) -> None:
     unseen = ["horrible, disgusting, awful experience", "wonderful, lovely, fantastic"]
     assert [s.label for s in model.score(unseen)] == ["negative", "positive"]
@@ -119,13 +174,14 @@ def test_cross_validation_chooses_c_and_class_weight(model: TrainedModel) -> Non
 
 @pytest.fixture(scope="module")
 def plain() -> TrainedModel:
-    """A model without the prior column, as version 1 files hold."""
+    """A model without the prior column and with the first text scheme, as version 1 files
+    hold."""
     return train(
         synthetic(EN_WORDS, 60, 4, "en"),
         folds=3,
         c_grid=(1.0,),
         class_weights=("balanced",),
-        params=VectorizerParams(bits=12, prior=0.0),
+        params=VectorizerParams(bits=12, prior=0.0, preprocess="xwatch-1"),
     )
 
 
@@ -154,6 +210,61 @@ def test_a_version_1_file_still_loads(plain: TrainedModel, tmp_path: Path) -> No
     np.savez_compressed(tmp_path / "v1-prior.npz", **arrays)
     with pytest.raises(ModelError, match="unexpected keys"):
         load(tmp_path / "v1-prior.npz")
+
+
+def rewrite_header(source: Path, target: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Copy the model ``source`` to ``target`` with ``change`` applied to its header and the
+    hash recomputed (a careful forger, or an older xwatch)."""
+    arrays = members(source)
+    header = json.loads(arrays["header"].tobytes())
+    change(header)
+    header["sha256"] = digest(header, arrays)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez_compressed(target, **arrays)
+
+
+def test_a_version_2_file_still_loads_and_scores_the_same(
+    model: TrainedModel, tmp_path: Path
+) -> None:
+    """Files of xwatch before the "xwatch-2" text scheme: version 2, "xwatch-1" texts."""
+    old = train(
+        synthetic(EN_WORDS, 60, 7, "en"),
+        folds=3,
+        c_grid=(1.0,),
+        class_weights=(None,),
+        params=VectorizerParams(bits=12, preprocess="xwatch-1"),
+    )
+    old.save(tmp_path / "v3.npz")
+
+    def to_version_2(header: dict[str, Any]) -> None:
+        header["version"] = 2
+
+    rewrite_header(tmp_path / "v3.npz", tmp_path / "v2.npz", to_version_2)
+    texts = ["delayed again", "great crew", "which gate", "not good at all"]
+    loaded = load(tmp_path / "v2.npz")
+    assert loaded.params.preprocess == "xwatch-1"
+    assert np.array_equal(loaded.probabilities(texts), old.probabilities(texts))
+
+
+def test_a_version_2_file_with_the_new_text_scheme_is_refused(
+    model_file: Path, tmp_path: Path
+) -> None:
+    """Version 2 knew only "xwatch-1": a version 2 file that claims "xwatch-2" is not one
+    an xwatch ever wrote."""
+
+    def to_version_2(header: dict[str, Any]) -> None:
+        header["version"] = 2
+
+    rewrite_header(model_file, tmp_path / "v2-new.npz", to_version_2)
+    with pytest.raises(ModelError, match="preprocess"):
+        load(tmp_path / "v2-new.npz")
+
+    def unknown_scheme(header: dict[str, Any]) -> None:
+        header["vectorizer"]["preprocess"] = "xwatch-9"
+
+    rewrite_header(model_file, tmp_path / "scheme.npz", unknown_scheme)
+    with pytest.raises(ModelError, match="preprocess"):
+        load(tmp_path / "scheme.npz")
 
 
 @pytest.mark.parametrize("prior", [-1.0, 11.0, "0.5", True, None])

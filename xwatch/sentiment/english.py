@@ -28,6 +28,10 @@ complaint cues still read the text as written):
 * **idioms** whose words VADER reads one by one: "a hell of a" and "one hell of a"
   intensify what follows ("one hell of a weekend"), they do not curse it, so they are
   read as "a really"; "stop by" / "stopped by" means visiting, not stopping;
+* **wanting "so bad"**: "want it so bad", "never wanted to see a movie so bad", "need
+  a holiday so badly" say how much, not that anything is bad, so "so bad(ly)" after a
+  verb of wanting (want, wanna, need, crave) in the same clause, with no verb of being or
+  "but" between (not "wanted the steak but it was so bad"), is read as "so much";
 * **idioms of negation**: "nothing but X" means "only X" (VADER reads "nothing" as a
   negation of X); "couldn't be happier", "can't get any better", "couldn't be worse" say
   the adjective at its extreme (VADER flips it), so the negation is read as "extremely".
@@ -69,6 +73,11 @@ LIKE_VERB_BEFORE = frozenset(
 _LIKE = re.compile(r"(?<![\w'])(?:([\w']+)\s+)?like\b", re.IGNORECASE)
 _HELL_OF_A = re.compile(r"\b(a|one)\s+hell\s+of\s+a\b", re.IGNORECASE)
 _STOP_BY = re.compile(r"\bstop(?:s|ped|ping)?\s+by\b", re.IGNORECASE)
+_SO_BAD_WANTING = re.compile(
+    r"\b((?:want|wanna|need|crav)\w*\b(?:(?!\b(?:but|though|was|is|were)\b)[^.,!?;\n]){0,40}?"
+    r"\bso\s+)bad(?:ly)?\b",
+    re.IGNORECASE,
+)
 _NOTHING_BUT = re.compile(r"\bnothing\s+but\b", re.IGNORECASE)
 _EXTREME = re.compile(
     r"\b(?:could|can)(?:n't|not|\s+not|nt)\s+(?:be|get)\s+(?:any\s+)?"
@@ -95,6 +104,8 @@ def rewrite(text: str, lexicon: Container[str]) -> str:
         text = _HELL_OF_A.sub(r"\1 really", text)
     if "by" in lower and "stop" in lower:
         text = _STOP_BY.sub("visit", text)
+    if "so bad" in lower:
+        text = _SO_BAD_WANTING.sub(r"\1much", text)
     if "nothing" in lower:
         text = _NOTHING_BUT.sub("only", text)
     if ("be " in lower or "get " in lower) and ("n't" in lower or "nt" in lower or "not" in lower):

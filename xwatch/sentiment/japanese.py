@@ -7,7 +7,11 @@ the lexicon size; it finds what ``re.finditer`` of ``trie_pattern(terms)`` finds
 times faster for its five thousand terms).  A term followed, after at most a
 few hiragana, by a negation (ない, なかった, なし, ません, ず, じゃない, ...) counts for the
 opposite polarity at reduced strength: 美味しくない is negative, 問題ない mildly positive.
-The weights are summed and squashed into -1..1 like VADER's compound score.
+A contrast turns the weight to the clause after it, as VADER's rule for "but" does: with a
+contrastive conjunction in the text (けど, けれど, だけど, しかし, のに, ものの, "が、", a
+clause-initial でも), the terms before its last occurrence count ``BEFORE_CONTRAST`` times
+their weight, the terms after it ``AFTER_CONTRAST`` times: in 便利だけど高すぎる the
+complaint wins.  The weights are summed and squashed into -1..1 like VADER's compound score.
 
 The lexicon is the hand-written ``ja_lexicon.tsv`` and, for the terms it lacks, the emotion
 words of ML-Ask (``ja_mlask.tsv``, BSD-3-Clause, see its header) at ``MLASK_WEIGHT`` for
@@ -56,8 +60,22 @@ ALPHA = 4.0
 I_ADJECTIVE_ENDINGS = ("く", "かっ", "さ", "そう", "すぎ")
 """Added to the stem of a term ending in い: 美味しい -> 美味しく, 美味しかった, 美味しさ, ..."""
 
-_NEGATION = re.compile(r"[ぁ-ゖ]{0,3}?(?:な(?:い|かっ|く|さ|し)|ません|ず(?!っ))")
-"""A negation just after a term, a few hiragana allowed between: 美味しく|ない, 好き|じゃ|ない."""
+_NEGATION = re.compile(
+    r"(?!しか)(?:[ぁ-ゖ]{0,3}?|[なの]?(?:こと|事|もの|物|わけ|訳)(?:じゃ|では|でも|は|も)?)"
+    r"(?:な(?:い|かっ|く|さ|し)|ねえ|ねぇ|ません|ず(?!っ))"
+    r"(?<!じゃない(?=[か?]|ですか))(?<!ではない(?=[か?]|ですか))"
+)
+"""A negation just after a term: a few hiragana allowed between (美味しく|ない, 好き|じゃ|ない),
+or a nominaliser (悪い|ことじゃ|ない, 嫌|なわけでは|ない); colloquial ねえ counts (見えねえ).
+Not negations: しかない ("nothing but": 泣くしかない is crying), and the rhetorical
+じゃないか / じゃない? / じゃないですか ("isn't it": 最高じゃないか praises)."""
+
+_CONTRAST = re.compile(r"けど|けれど|しかし|のに|ものの|が[、,]|(?:^|[\s、,。!?…])でも")
+"""Contrastive conjunctions: the clause after the last one carries the text's evaluation."""
+
+BEFORE_CONTRAST = 0.5
+AFTER_CONTRAST = 1.5
+"""VADER's weights of the words before and after "but"."""
 
 _Trie: TypeAlias = dict[str, "_Trie"]
 
@@ -199,10 +217,15 @@ class JapaneseLexiconScorer:
         """The terms found in ``text`` with the weight each contributes (negation applied)."""
         normalised = unicodedata.normalize("NFKC", text[: self._max_chars])
         found: list[tuple[str, float]] = []
+        contrast = -1
+        for contrast_match in _CONTRAST.finditer(normalised):
+            contrast = contrast_match.start()
         for end, term in self._terms.iter_long(normalised):
             weight = self._lexicon[term]
             if _NEGATION.match(normalised, end + 1):
                 weight *= NEGATED_WEIGHT
+            if contrast >= 0:
+                weight *= BEFORE_CONTRAST if end < contrast else AFTER_CONTRAST
             found.append((term, weight))
         return found
 

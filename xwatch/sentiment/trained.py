@@ -2,12 +2,22 @@
 
 The model: word 1-2-grams and ``char_wb`` 2-5-grams, hashed (``HashingVectorizer``, so
 there is no vocabulary to store) into two blocks of ``2**bits`` columns; sublinear term
-frequency times a smoothed idf learnt on the training set; rows L2-normalised; one more
-column, the *prior*: the default scorer's score of the text (VADER plus complaint cues for
-English, the lexicon plus cues for Japanese; see ``default_router``) times ``PRIOR_WEIGHT``,
-which carries what the hand-written lexicons know about words the training set lacks; then
-a multinomial logistic regression whose ``C`` and class weighting (balanced or not) are
-chosen by stratified cross-validation on negative-vs-rest F1.
+frequency times a smoothed idf learnt on the training set; each block L2-normalised on its
+own; one more column, the *prior*: the default scorer's score of the text (VADER plus
+complaint cues for English, the lexicon plus cues for Japanese; see ``default_router``)
+times ``PRIOR_WEIGHT``, which carries what the hand-written lexicons know about words the
+training set lacks; then a multinomial logistic regression whose ``C`` and class weighting
+(balanced or not) are chosen by stratified cross-validation on negative-vs-rest F1.
+
+Before the n-grams, the text is normalised (``normalise``: lower case, straight
+apostrophes, URLs to "http", numbers to "0", elongations cut to two letters) and, for the
+word n-grams, tokenised with emoji and punctuation as tokens of their own and the words in
+the scope of an English negation marked (``mark_negation``: "not good" is "not neg_good").
+These are the "xwatch-2" text scheme (``SCHEMES``); files of the older "xwatch-1" scheme
+are read and scored as they were trained.
+
+Handles are kept as written: which account a post addresses is informative (its base rate
+of complaints), and a team's own labels come from its own accounts.
 
 The file (``.npz``, written by ``save`` and read by ``load``) holds plain arrays only:
 
@@ -16,7 +26,8 @@ The file (``.npz``, written by ``save`` and read by ``load``) holds plain arrays
 - ``coef`` (``float32``, classes x features), ``intercept`` (``float64``, classes) and
   ``idf`` (``float64``, hashed features).
 
-Version 1 files (no prior column) still load.
+Version 1 (no prior column) and version 2 files (the "xwatch-1" text scheme) still load
+and score as before; a version 1 or 2 file that names the newer scheme is refused.
 
 ``sha256`` covers the canonical JSON of the header without it and each array's name, dtype,
 shape and bytes.  ``load`` reads with ``allow_pickle=False``, accepts exactly these four
@@ -55,9 +66,15 @@ if TYPE_CHECKING:
     from xwatch.config import Config
 
 FORMAT = "xwatch-sentiment-model"
-VERSION = 2
-VERSIONS = (1, 2)
-"""The file versions ``load`` reads: 1 has no prior column."""
+VERSION = 3
+VERSIONS = (1, 2, 3)
+"""The file versions ``load`` reads: 1 has no prior column; 1 and 2 know only the "xwatch-1"
+text scheme (``SCHEMES``)."""
+SCHEMES = ("xwatch-1", "xwatch-2")
+"""How texts become n-grams (the ``preprocess`` parameter): "xwatch-1" is ``preprocess`` for
+both blocks and one L2 norm over the whole row; "xwatch-2" (the default) is ``normalise``
+for the characters, ``normalise`` then ``mark_negation`` for the words, and each block
+L2-normalised on its own."""
 LABELS: tuple[SentimentLabel, ...] = ("negative", "neutral", "positive")
 C_GRID = (1.0, 3.0, 10.0)
 """Inverse regularisation strengths tried by the cross-validation."""
@@ -80,6 +97,45 @@ _ARRAYS = ("coef", "intercept", "idf")
 _MEMBERS = frozenset({"header", *_ARRAYS})
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _NUMBER = re.compile(r"\d+")
+_DECIMAL = re.compile(r"\d+(?:[.,:]\d+)*")
+_ELONGATION = re.compile(r"(\S)\1{2,}")
+_TOKEN = re.compile(r"[\w']+|[^\w\s]")
+NEGATIONS = frozenset(
+    {
+        "not",
+        "no",
+        "never",
+        "cannot",
+        "nothing",
+        "nobody",
+        "none",
+        "nowhere",
+        "neither",
+        "nor",
+        "without",
+        "dont",
+        "cant",
+        "wont",
+        "didnt",
+        "doesnt",
+        "isnt",
+        "wasnt",
+        "arent",
+        "werent",
+        "havent",
+        "hasnt",
+        "hadnt",
+        "couldnt",
+        "wouldnt",
+        "shouldnt",
+        "aint",
+    }
+)
+"""English words that open a negation scope (and any word ending in "n't")."""
+NEGATION_SCOPE = 3
+"""How many words after a negation ``mark_negation`` marks."""
+SCOPE_ENDS = frozenset({".", ",", "!", "?", ";", ":", "but", "however", "although", "though"})
+"""Tokens that close a negation scope early: a clause ends, or turns."""
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -98,6 +154,44 @@ def preprocess(text: str) -> str:
     return _NUMBER.sub("0", text)
 
 
+def normalise(text: str) -> str:
+    """The "xwatch-2" text: as ``preprocess`` (numbers with their separators, "3:45" or
+    "1,200", become one "0"), typographic apostrophes made straight ("don\u2019t" is
+    "don't"), and a character repeated three times or more cut to two ("soooo" is "soo",
+    "!!!!!" is "!!", "😡😡😡" is "😡😡"): every elongation of a word looks the same, and
+    still differs from the plain word."""
+    text = text[:MAX_CHARS].encode("utf-8", "replace").decode("utf-8")
+    text = _URL.sub(" http ", text.lower().replace("\u2019", "'"))
+    return _ELONGATION.sub(r"\1\1", _DECIMAL.sub("0", text))
+
+
+def mark_negation(text: str) -> str:
+    """The tokens of ``text`` (words, and each other non-space character: punctuation, emoji
+    and symbols are tokens of their own), space-separated, with the ``NEGATION_SCOPE`` words
+    after an English negation prefixed "neg_" until a ``SCOPE_ENDS`` token: "not good at
+    all" is "not neg_good neg_at neg_all", so the n-grams tell "good" from "not good", and
+    "neg_good" is learnt once for every way of saying it ("never good", "isn't good").
+    Japanese negation follows the word and is left to the character n-grams."""
+    tokens = _TOKEN.findall(text)
+    marked: list[str] = []
+    scope = 0
+    for token in tokens:
+        if token in SCOPE_ENDS:
+            scope = 0
+        if scope and token[0].isalnum():
+            marked.append("neg_" + token)
+            scope -= 1
+        else:
+            marked.append(token)
+        if token in NEGATIONS or token.endswith("n't"):
+            scope = NEGATION_SCOPE
+    return " ".join(marked)
+
+
+def _word_text(text: str) -> str:
+    return mark_negation(normalise(text))
+
+
 @dataclass(frozen=True, slots=True)
 class VectorizerParams:
     """Everything needed to rebuild the feature extraction; stored in the header."""
@@ -106,7 +200,8 @@ class VectorizerParams:
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
     sublinear_tf: bool = True
-    preprocess: str = "xwatch-1"
+    preprocess: str = SCHEMES[-1]
+    """The text scheme, one of ``SCHEMES``."""
     prior: float = PRIOR_WEIGHT
     """The weight of the prior column; 0 for none (version 1 files)."""
 
@@ -148,10 +243,16 @@ class VectorizerParams:
                 and 1 <= pair[0] <= pair[1] <= top
             ):
                 raise ModelError(f"vectorizer parameters: {name} {pair!r} is not a range")
-        if not isinstance(data["sublinear_tf"], bool) or data["preprocess"] != "xwatch-1":
+        schemes = SCHEMES if version >= 3 else SCHEMES[:1]
+        if not isinstance(data["sublinear_tf"], bool) or data["preprocess"] not in schemes:
             raise ModelError("vectorizer parameters: unknown sublinear_tf or preprocess")
         return cls(
-            bits, (word[0], word[1]), (char[0], char[1]), data["sublinear_tf"], prior=float(prior)
+            bits,
+            (word[0], word[1]),
+            (char[0], char[1]),
+            data["sublinear_tf"],
+            data["preprocess"],
+            float(prior),
         )
 
     @property
@@ -177,15 +278,20 @@ class Featurizer:
             "n_features": 2**params.bits,
             "alternate_sign": False,
             "norm": None,
-            "lowercase": False,  # done by preprocess
-            "preprocessor": preprocess,
+            "lowercase": False,  # done by the preprocessors
             "dtype": np.float64,
         }
+        if params.preprocess == "xwatch-1":
+            word_text, char_text, tokens = preprocess, preprocess, r"(?u)\b\w+\b|[!?]"
+        else:
+            word_text, char_text, tokens = _word_text, normalise, r"\S+"
         self._word = HashingVectorizer(
-            analyzer="word", ngram_range=params.word_ngrams, token_pattern=r"(?u)\b\w+\b|[!?]",
-            **common,
+            analyzer="word", ngram_range=params.word_ngrams, token_pattern=tokens,
+            preprocessor=word_text, **common,
         )  # fmt: skip
-        self._char = HashingVectorizer(analyzer="char_wb", ngram_range=params.char_ngrams, **common)
+        self._char = HashingVectorizer(
+            analyzer="char_wb", ngram_range=params.char_ngrams, preprocessor=char_text, **common
+        )
         self._router: LanguageRouter | None = None
 
     def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
@@ -194,16 +300,25 @@ class Featurizer:
         return matrix
 
     def weigh(self, counts: sp.csr_matrix, idf: FloatArray) -> sp.csr_matrix:
-        """TF-IDF with rows of unit L2 norm (a new matrix; ``counts`` is left as it is)."""
+        """TF-IDF with rows of unit L2 norm (a new matrix; ``counts`` is left as it is).
+
+        With the "xwatch-2" scheme each block (words, characters) is normalised on its own
+        to a norm of 1/sqrt(2): a text weighs its word and its character view alike, where
+        one norm over both lets the many character n-grams drown the few words."""
         matrix = counts.copy()
         if self.params.sublinear_tf:
             np.log(matrix.data, out=matrix.data)
             matrix.data += 1.0
         matrix.data *= idf[matrix.indices]
-        squares = matrix.multiply(matrix).sum(axis=1).A1
-        norms = np.sqrt(squares)
+        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+        if self.params.preprocess == "xwatch-1":
+            groups, scale = rows, 1.0
+        else:
+            groups, scale = 2 * rows + (matrix.indices >> self.params.bits), math.sqrt(2.0)
+        squares = np.bincount(groups, weights=matrix.data**2, minlength=2 * matrix.shape[0])
+        norms = np.sqrt(squares) * scale
         norms[norms == 0.0] = 1.0
-        matrix.data /= np.repeat(norms, np.diff(matrix.indptr))
+        matrix.data /= norms[groups]
         return matrix
 
     def prior(self, texts: Sequence[str], lang: str | None) -> FloatArray:
