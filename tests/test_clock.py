@@ -85,6 +85,29 @@ def test_a_post_from_a_fast_clock_does_not_close_the_buckets_of_the_next_minutes
     assert registry.get_sample_value("xwatch_mentions_late_total") == 0
 
 
+def test_a_first_post_from_a_fast_clock_does_not_start_the_series_in_the_future(
+    project: Path,
+) -> None:
+    settings = load_settings(project / "config.yaml")
+    registry = CollectorRegistry()
+    pipeline = Pipeline(
+        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
+    )
+    live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
+    live.started("mqtt", T0)
+    pipeline.clock.hold = live.hold(T0)
+    pipeline.ingest([mention("kettlebird", at=4 * 60, id="ahead")])  # the daemon's first post
+    pipeline.tick(T0 + timedelta(seconds=30))
+    for second in range(30, 240, 30):
+        pipeline.clock.hold = live.hold(T0 + timedelta(seconds=second))
+        pipeline.ingest([mention("kettlebird", at=second, id=f"on-time-{second}")])
+    pipeline.clock.hold = None
+    pipeline.flush()
+    assert registry.get_sample_value("xwatch_mentions_late_total") == 0
+    closed = registry.get_sample_value("xwatch_buckets_closed_total", {"scale": "1m"})
+    assert closed is not None and closed >= 5  # the minutes from the first on-time post on
+
+
 def test_the_earliest_gap_of_several_sources_wins() -> None:
     live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
     live.connected("a", False, T0 + timedelta(minutes=20))

@@ -118,7 +118,8 @@ class Aggregator:
         self.series: dict[SeriesKey, SeriesBuckets] = {}
         # the same, in the order of buckets that end at one instant: finest scale first
         self._ordered: list[SeriesBuckets] = []
-        self.start: float | None = None  # event time of the first post
+        self.start: float | None = None  # event time of the first post (the earliest, until
+        self._closed = False  # ... a bucket has closed)
         self._scales_of: dict[tuple[str, str], list[SeriesBuckets]] = {}  # one per scale
         self._due = math.inf  # no watermark below this closes a bucket
 
@@ -154,7 +155,7 @@ class Aggregator:
     def add(self, mention: Mention, brand: str, topic: str = "") -> bool:
         """Add a post to a series at each of its scales; False if it is late at one."""
         timestamp = mention.created_at.timestamp()
-        if self.start is None:
+        if self.start is None or (timestamp < self.start and not self._closed):
             self.begin(timestamp)
         negative, reach = mention.is_negative, mention.reach
         on_time = True
@@ -163,9 +164,11 @@ class Aggregator:
         return on_time
 
     def begin(self, timestamp: float) -> None:
-        """Start every series at the bucket of ``timestamp`` (the first post's, unless a
-        pipeline that judges some brands only saw a post about another brand first)."""
-        if self.start is not None:
+        """Start every series at the bucket of ``timestamp``: the first post's, or an earlier
+        post's until a bucket has closed (a first post from a fast clock must not make the
+        posts of the next minutes late). A pipeline that judges some brands only calls it
+        for the posts about the others too."""
+        if self.start is not None and (self._closed or timestamp >= self.start):
             return
         self.start = timestamp
         for key, series in self.series.items():
@@ -181,5 +184,6 @@ class Aggregator:
             return []  # the usual case: no bucket boundary passed since the last call
         closed = [b for series in self._ordered for b in series.close_until(mark)]
         closed.sort(key=_end)  # stable: at one end, in the series' order
+        self._closed = self._closed or bool(closed)
         self._due = min((s.due for s in self.series.values()), default=math.inf)
         return closed
