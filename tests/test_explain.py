@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.factories import T0, alert, bucket
+from tests.factories import T0, alert, bucket, notice
+from xwatch.alerting.chart import incident_chart
 from xwatch.alerting.codec import from_json, to_json
 from xwatch.alerting.render import describe
 from xwatch.detect.share import NegativeShareDetector
@@ -108,3 +109,13 @@ def test_alerts_stored_before_signals_had_runs_still_load() -> None:
     restored = from_json(Alert, stored)
     assert restored.signal.run is None
     assert dataclasses.replace(restored, signal=alert().signal) == alert()
+
+
+def test_the_incident_chart_shades_the_run_behind_the_alert() -> None:
+    fired = alert()
+    run = Run(fired.signal.start - timedelta(minutes=25), 6, observed=60.0, expected=20.0)
+    with_run = dataclasses.replace(fired, signal=dataclasses.replace(fired.signal, run=run))
+    plain = incident_chart(notice(alert_=fired).incident)
+    shaded = incident_chart(notice(alert_=with_run).incident)
+    assert plain is not None and shaded is not None
+    assert shaded.startswith(b"\x89PNG") and shaded != plain

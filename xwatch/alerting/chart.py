@@ -2,7 +2,8 @@
 
 Two panels sharing the time axis: mention volume per bucket with the expected
 value and its band, and the negative share against its usual level (a gap where a
-bucket had no posts); the bucket that fired is marked in both. Drawn from the
+bucket had no posts); the bucket that fired is marked in both, and, when consecutive
+buckets together made the alert (``Signal.run``), the run behind it, lighter. Drawn from the
 history the lead alert carries (``Alert.history``), with matplotlib's Agg canvas
 (no display, no global pyplot state, safe in a worker thread). About 0.1 s per
 chart: notifiers call it through ``asyncio.to_thread``.
@@ -81,7 +82,11 @@ def incident_chart(incident: Incident, *, dpi: int = 100) -> bytes | None:
     )
     share.set_ylabel("negative %")
     share.set_ylim(bottom=0)
+    run = lead.signal.run
     for axes in (volume, share):
+        if run is not None and run.buckets > 1:
+            since = f"sustained since {run.start:%H:%M}" if axes is volume else None
+            axes.axvspan(run.start, lead.signal.start, color=ALERT, alpha=0.12, label=since)
         axes.axvspan(lead.signal.start, lead.signal.start + width, color=ALERT, alpha=0.3)
         axes.grid(alpha=0.3)
         axes.legend(loc="upper left", fontsize="small", frameon=False)
