@@ -108,6 +108,19 @@ def test_a_first_post_from_a_fast_clock_does_not_start_the_series_in_the_future(
     assert closed is not None and closed >= 5  # the minutes from the first on-time post on
 
 
+def test_a_straggler_from_days_ago_does_not_move_the_start_back(project: Path) -> None:
+    """Only as far as a fast clock may be ahead: not days of empty buckets to learn."""
+    settings = load_settings(project / "config.yaml")
+    registry = CollectorRegistry()
+    pipeline = Pipeline(
+        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
+    )
+    pipeline.ingest([mention("kettlebird", at=2 * 86400, id="now")])
+    pipeline.ingest([mention("kettlebird", at=0, id="two days before")])
+    assert registry.get_sample_value("xwatch_mentions_late_total") == 1
+    assert pipeline.aggregator.start == (T0 + timedelta(days=2)).timestamp()
+
+
 def test_the_earliest_gap_of_several_sources_wins() -> None:
     live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
     live.connected("a", False, T0 + timedelta(minutes=20))

@@ -82,6 +82,7 @@ from xwatch.rules import (
     words_of,
 )
 from xwatch.sentiment.router import LanguageRouter
+from xwatch.sources import MAX_FUTURE_SKEW
 
 CHECKPOINT_CHUNK = 100  # series encoded at a time, between which the daemon lets posts in
 
@@ -178,7 +179,13 @@ class Pipeline:
         self.scorer = scorer
         self.metrics = metrics
         self.clock = EventClock(timedelta(seconds=config.detect.allowed_lateness_seconds))
-        self.aggregator = Aggregator(config.detect.scales_seconds, config.detect.samples_per_bucket)
+        self.aggregator = Aggregator(
+            config.detect.scales_seconds,
+            config.detect.samples_per_bucket,
+            # a live post may be dated this far ahead (a fast clock): if the first one is,
+            # the series start as early as the posts that follow it
+            rewind_seconds=MAX_FUTURE_SKEW.total_seconds(),
+        )
         self.book = AlertBook(timedelta(seconds=config.alerting.resolve_after_seconds))
         self.dedup = Deduplicator(config.dedup_capacity)
         self.detectors: dict[SeriesKey, list[Detector]] = {}

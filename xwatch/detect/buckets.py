@@ -112,14 +112,19 @@ _end = attrgetter("end")
 class Aggregator:
     """Every series at every scale; the series start at the first post's bucket."""
 
-    def __init__(self, scales_seconds: tuple[int, ...], samples: int = 5) -> None:
+    def __init__(
+        self, scales_seconds: tuple[int, ...], samples: int = 5, rewind_seconds: float = 0.0
+    ) -> None:
         self.scales = scales_seconds
         self.samples = samples
         self.series: dict[SeriesKey, SeriesBuckets] = {}
         # the same, in the order of buckets that end at one instant: finest scale first
         self._ordered: list[SeriesBuckets] = []
-        self.start: float | None = None  # event time of the first post (the earliest, until
-        self._closed = False  # ... a bucket has closed)
+        self.start: float | None = None  # event time of the first post
+        # until a bucket has closed, an earlier post moves the start back, by at most this
+        self.rewind_seconds = rewind_seconds
+        self._floor = -math.inf  # ... from the first post
+        self._closed = False
         self._scales_of: dict[tuple[str, str], list[SeriesBuckets]] = {}  # one per scale
         self._due = math.inf  # no watermark below this closes a bucket
 
@@ -156,7 +161,7 @@ class Aggregator:
         """Add a post to a series at each of its scales; False if it is late at one."""
         timestamp = mention.created_at.timestamp()
         if self.start is None or (timestamp < self.start and not self._closed):
-            self.begin(timestamp)
+            self.begin(timestamp)  # (or not: see there)
         negative, reach = mention.is_negative, mention.reach
         on_time = True
         for series in self._all_scales(brand, topic):
@@ -164,11 +169,14 @@ class Aggregator:
         return on_time
 
     def begin(self, timestamp: float) -> None:
-        """Start every series at the bucket of ``timestamp``: the first post's, or an earlier
-        post's until a bucket has closed (a first post from a fast clock must not make the
-        posts of the next minutes late). A pipeline that judges some brands only calls it
-        for the posts about the others too."""
-        if self.start is not None and (self._closed or timestamp >= self.start):
+        """Start every series at the bucket of ``timestamp``: the first post's, or, until a
+        bucket has closed, an earlier post's up to ``rewind_seconds`` before the first (a
+        first post from a fast clock must not make the posts of the next minutes late; a
+        straggler from days ago must not make the detectors learn days of empty buckets).
+        A pipeline that judges some brands only calls it for the posts about the others."""
+        if self.start is None:
+            self._floor = timestamp - self.rewind_seconds
+        elif self._closed or not self._floor <= timestamp < self.start:
             return
         self.start = timestamp
         for key, series in self.series.items():
