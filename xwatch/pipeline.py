@@ -106,6 +106,7 @@ class _BrandPlan:
     authors: dict[str, tuple[int, ...]]  # series ("" = the brand) -> scales counting authors
     enough_authors: dict[str, int]  # series -> the largest ``min_authors`` of its rules
     fire_when_empty: frozenset[str]  # the topics with a rule that may fire on an empty bucket
+    streaks: frozenset[str]  # the topics with a rule that must hold for a while (for_seconds)
     mention: tuple[tuple[Rule, MentionWhen, CompiledMatch | None], ...]
     new_term: tuple[tuple[Rule, NewTermWhen, int], ...]  # with the scale each counts at
     trackers: tuple[TermTracker, ...]
@@ -283,6 +284,11 @@ class Pipeline:
                     t
                     for t in found.topics
                     if any(r.when.may_hold_when_empty for r in rules.signal_rules(brand.id, t))
+                ),
+                streaks=frozenset(
+                    t
+                    for t in found.topics
+                    if any(r.when.for_seconds for r in rules.signal_rules(brand.id, t))
                 ),
                 enough_authors={
                     t: max(r.when.min_authors for r in rules.signal_rules(brand.id, t))
@@ -597,7 +603,8 @@ class Pipeline:
                     _, _, closed = newest.get(bucket.series, (bucket, [], 0))
                     newest[bucket.series] = (bucket, [], closed + 1)
                     recorded = timer()
-                    alerts.extend(self._alerts(bucket, []))  # ends the rules' streaks
+                    if bucket.series.topic in self._plans[bucket.series.brand].streaks:
+                        alerts.extend(self._alerts(bucket, []))  # ends the rules' streaks
                     detecting += judged - started
                     ruling += timer() - recorded
                     continue
