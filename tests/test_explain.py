@@ -68,18 +68,18 @@ def test_a_single_extreme_bucket_explains_itself_without_a_run() -> None:
 
 def test_the_run_ends_when_the_cusum_is_back_at_zero() -> None:
     detector = _share_detector(1, 40, 0.1, seed=7)
-    before = detector.run_buckets  # a run the noise may have started already
+    before = detector.run.buckets  # a run the noise may have started already
     for i in range(3):  # a few high buckets start (or go on with) a run...
         b = bucket(T0 + timedelta(days=1, seconds=300 * i), 40, 10)
         detector.score_one(b)
         detector.learn_one(b)
-    assert detector.run_buckets == before + 3
+    assert detector.run.buckets == before + 3
     for i in range(3, 40):  # ...calm ones end it
         b = bucket(T0 + timedelta(days=1, seconds=300 * i), 40, 2)
         detector.score_one(b)
         detector.learn_one(b)
     assert detector.cusum == 0.0
-    assert (detector.run_start, detector.run_buckets, detector.run_posts) == (None, 0, 0)
+    assert (detector.run.start, detector.run.buckets, detector.run.posts) == (None, 0, 0)
 
 
 def test_a_volume_run_reads_as_a_total_against_its_expectation() -> None:

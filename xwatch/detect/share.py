@@ -26,9 +26,9 @@ explains the alert.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 
+from xwatch.detect.runs import RunTracker
 from xwatch.detect.tails import betabinom_cdf, betabinom_sf
 from xwatch.detect.volume import BAND_Z, DAY
 from xwatch.model import Bucket, Direction, Measure, Run, Signal
@@ -60,12 +60,8 @@ class NegativeShareDetector:
     drift: float = -1.0  # running estimate of 1/(c + 1); -1 until initialised from the prior
     drift_buckets: float = 0.0  # buckets behind that estimate (for the fast start)
     cusum: float = 0.0  # nats of evidence for a share shift_factor x the usual one
-    # the CUSUM's run: the buckets since it last stood at 0 (none while it is at 0)
-    run_start: float | None = None
-    run_buckets: int = 0
-    run_negatives: int = 0
-    run_posts: int = 0
-    run_expected: float = 0.0  # negatives the usual share expected in those buckets
+    # the CUSUM's run: negatives against the usual share's expectation, of how many posts
+    run: RunTracker = field(default_factory=RunTracker)
     measure: Measure = Measure.NEGATIVE_SHARE
 
     @property
@@ -106,7 +102,7 @@ class NegativeShareDetector:
         sustained = math.exp(-cusum) / p.cusum_share
         run = None
         if sustained < 1.0 and (direction == "down" or sustained < tail / (1.0 - p.cusum_share)):
-            run = self._run_with(bucket, usual)  # the CUSUM decides
+            run = self._run_through(bucket, usual)  # the CUSUM decides
         if direction == "up":
             tail = min(1.0, tail / (1.0 - p.cusum_share), sustained)
         elif sustained < 1.0:  # a share below the usual one, but in a run of high ones
@@ -127,28 +123,10 @@ class NegativeShareDetector:
             run=run,
         )
 
-    def _run_with(self, bucket: Bucket, usual: float) -> Run:
+    def _run_through(self, bucket: Bucket, usual: float) -> Run:
         """The CUSUM's run through ``bucket`` (it starts there if the CUSUM is at 0)."""
-        ongoing = self.cusum > 0.0 and self.run_start is not None
-        start = self.run_start if ongoing and self.run_start is not None else None
-        return Run(
-            start=bucket.start if start is None else datetime.fromtimestamp(start, UTC),
-            buckets=(self.run_buckets if ongoing else 0) + 1,
-            observed=float((self.run_negatives if ongoing else 0) + bucket.negative),
-            expected=(self.run_expected if ongoing else 0.0) + bucket.count * usual,
-            posts=(self.run_posts if ongoing else 0) + bucket.count,
-        )
-
-    def _keep_run(self, run: Run | None) -> None:
-        """Remember the CUSUM's run (None: it is back at 0, the run is over)."""
-        if run is None:
-            self.run_start, self.run_buckets = None, 0
-            self.run_negatives = self.run_posts = 0
-            self.run_expected = 0.0
-            return
-        self.run_start = run.start.timestamp()
-        self.run_buckets, self.run_posts = run.buckets, run.posts
-        self.run_negatives, self.run_expected = round(run.observed), run.expected
+        n = bucket.count
+        return self.run.through(self.cusum > 0.0, bucket.start, bucket.negative, n * usual, n)
 
     def _warming_up(self, bucket: Bucket) -> bool:
         return self.seen_posts < self.params.warmup_posts or (
@@ -169,13 +147,13 @@ class NegativeShareDetector:
             self.first_start = bucket.start.timestamp()
         n, k = bucket.count, float(bucket.negative)
         usual = self.usual_share
-        run = self._run_with(bucket, usual)  # (from the CUSUM before this bucket)
+        run = self._run_through(bucket, usual)  # (from the CUSUM before this bucket)
         if self._warming_up(bucket):
             self.cusum = 0.0
         else:
             step = self._llr(bucket.negative, n, usual)
             self.cusum = min(max(self.cusum + step, 0.0), self.params.cusum_cap)
-        self._keep_run(run if self.cusum > 0.0 else None)
+        self.run.keep(run if self.cusum > 0.0 else None)
         if n and self.seen_posts >= self.params.prior_posts:
             # robust: an outlying share is learned as if it sat on the band's edge
             low, high = self._band(usual, n)
