@@ -7,7 +7,9 @@ them) for each detector alone and for the whole set a pipeline series has
 (``xwatch.pipeline.default_detectors``: volume, negative share, negative volume), on
 synthetic 5-minute counts: Poisson around a daily rhythm at a mean of 5, 50 and 500
 mentions per bucket, negatives binomial at a share of 0.12. Fresh detectors each run;
-the best of 3 runs is kept. The buckets are built before the clock starts.
+the best of 3 runs is kept. The buckets are built before the clock starts. The volume
+detector is also timed without its calibration on the series' own past (``calibrate``
+off), in the same run, for the calibration's cost.
 
 Memory: N series (a ``SeriesKey`` and its three detectors in a dict, as the pipeline
 keeps them), each fed one day of 5-minute buckets at its own rate (log-uniform between
@@ -16,10 +18,12 @@ keeps them), each fed one day of 5-minute buckets at its own rate (log-uniform b
 marginal cost, free of one-off allocations), and the bytes tracemalloc counts per
 series on a further batch (just created, and after a day). Detector state may keep
 growing after a day (new objects as counts and factors change), so a few series are
-also fed 30 days. The projection is for 10,000 series, per-series cost x 10,000, with
-and without the process's baseline (interpreter and libraries). Feeding 10,000 series a
-day takes 2 to 4 minutes on a small machine, so the default N is 1,000 (``--series 10000``
-to do it all); memory per series is the same at any N (compare the two RSS figures).
+also fed 30 days; the calibration's share of the state (fixed-size: per count detector
+two ``OnsetTail``s and the calibrated CUSUMs) is reported after a day and after 30
+days. The projection is for 10,000 series, per-series cost x 10,000, with and without
+the process's baseline (interpreter and libraries). Feeding 10,000 series a day takes
+2 to 4 minutes on a small machine, so the default N is 1,000 (``--series 10000`` to do
+it all); memory per series is the same at any N (compare the two RSS figures).
 
 Figures depend on the machine: compare them as ratios, and note the machine with them.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -41,7 +46,8 @@ from machine import machine, write_json  # bench/machine.py (scripts run with be
 
 from xwatch.detect import Detector
 from xwatch.detect.share import NegativeShareDetector
-from xwatch.detect.volume import CountDetector
+from xwatch.detect.tails import OnsetTail
+from xwatch.detect.volume import CountDetector, CountParams
 from xwatch.model import Bucket, Measure, SeriesKey
 from xwatch.pipeline import default_detectors
 
@@ -95,6 +101,9 @@ def seconds_to_feed(make: Callable[[], list[Detector]], buckets: Sequence[Bucket
 
 SETS: dict[str, Callable[[], list[Detector]]] = {
     "CountDetector (volume)": lambda: [CountDetector(Measure.VOLUME, WIDTH)],
+    "CountDetector (volume, uncalibrated)": lambda: [
+        CountDetector(Measure.VOLUME, WIDTH, CountParams(calibrate=False))
+    ],
     "NegativeShareDetector": lambda: [NegativeShareDetector(WIDTH)],
     "CountDetector (negative volume)": lambda: [CountDetector(Measure.NEGATIVE_VOLUME, WIDTH)],
     "per series (default_detectors: all 3)": lambda: default_detectors(WIDTH),
@@ -161,6 +170,39 @@ def traced_per_series(days: int, count: int, first: int, rng: np.random.Generato
     return used / count
 
 
+def calibration_bytes(tail: OnsetTail) -> int:
+    """Bytes of one detector's calibration state: its lists and the numbers only they hold
+    (CPython shares small ints and a list's repeated zeros)."""
+    size = sys.getsizeof(tail)
+    for values in (tail.reached, tail.excess):
+        size += sys.getsizeof(values)
+        unique = {id(v): v for v in values if not (isinstance(v, int) and -5 <= v <= 256)}
+        size += sum(sys.getsizeof(v) for v in unique.values())
+    return size
+
+
+def cusum_bytes(detector: CountDetector) -> int:
+    """Bytes of a count detector's calibrated CUSUMs (two short lists of floats)."""
+    return sum(
+        sys.getsizeof(values) + sum(sys.getsizeof(v) for v in values)
+        for values in (detector.calibrated_up, detector.calibrated_down)
+    )
+
+
+def calibration_per_series(days: int, rng: np.random.Generator) -> float:
+    """Bytes of the calibration state per series (per count detector: two ``OnsetTail``s,
+    episode heights and bucket surprises, and the calibrated CUSUMs), after ``days``
+    days: bounded, whatever the length of the stream."""
+    population = Population(days, 4, rng)
+    population.add(0, 4)
+    detectors = [d for ds in population.series.values() for d in ds if isinstance(d, CountDetector)]
+    total = sum(
+        calibration_bytes(d.onsets) + calibration_bytes(d.bucket_tails) + cusum_bytes(d)
+        for d in detectors
+    )
+    return total / len(population.series)
+
+
 def measure_memory(series: int, traced: int, aged: int) -> dict[str, Any]:
     rng = np.random.default_rng([SEED, 1])
     population = Population(1, 64, rng)
@@ -188,6 +230,8 @@ def measure_memory(series: int, traced: int, aged: int) -> dict[str, Any]:
         "traced_per_series_day": traced_per_series(1, traced, series + traced, rng),
         "aged_series": aged,
         "traced_per_series_30_days": traced_per_series(30, aged, series + 2 * traced, rng),
+        "calibration_per_series_day": calibration_per_series(1, rng),
+        "calibration_per_series_30_days": calibration_per_series(30, rng),
     }
     del population
     return result
@@ -234,6 +278,16 @@ def print_report(
     ]
     for label, per in rows:
         print(f"| {label} | {per:,.0f} | {per * TARGET_SERIES / MIB:,.1f} MiB |")
+    print(
+        f"| of which the calibration (2 count detectors' tails and CUSUMs): after a day | "
+        f"{m['calibration_per_series_day']:,.0f} | "
+        f"{m['calibration_per_series_day'] * TARGET_SERIES / MIB:,.1f} MiB |"
+    )
+    print(
+        f"| of which the calibration: after 30 days (bounded) | "
+        f"{m['calibration_per_series_30_days']:,.0f} | "
+        f"{m['calibration_per_series_30_days'] * TARGET_SERIES / MIB:,.1f} MiB |"
+    )
     largest = max(per for _, per in rows)
     total = m["rss_baseline_bytes"] + largest * TARGET_SERIES
     print()

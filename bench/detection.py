@@ -9,7 +9,8 @@ the part after the first 3 days and at least 6 hours away from NAB's labelled an
 windows. Each onset starts a 2-hour crisis:
 
 * volume: the counts from the onset on are multiplied by k (2, 5, 10), judged by the
-  daemon's ``CountDetector`` (volume, default parameters);
+  daemon's ``CountDetector`` (volume, default parameters: calibrated on the series' own
+  past; ``--uncalibrated``: without that, for a same-run comparison);
 * negative share: negatives are drawn binomially at a usual share p0 = 0.12 from the NAB
   counts, and at 2 x p0 from the onset on (volume unchanged), judged by the daemon's
   ``NegativeShareDetector``.
@@ -59,7 +60,7 @@ from machine import machine, write_json  # bench/machine.py (scripts run with be
 
 from xwatch.detect import Detector
 from xwatch.detect.share import NegativeShareDetector
-from xwatch.detect.volume import CountDetector
+from xwatch.detect.volume import CountDetector, CountParams
 from xwatch.model import Bucket, Measure, SeriesKey, Signal, utc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -313,10 +314,13 @@ def label(measure: str, factor: float) -> str:
     return f"{measure} x{factor:g}"
 
 
-def measure_volume(bg: Background, cases: dict[str, Case], result: FileResult) -> None:
+def measure_volume(
+    bg: Background, cases: dict[str, Case], result: FileResult, params: CountParams
+) -> None:
     zeros = [0] * len(bg.counts)
     buckets = buckets_of(bg, bg.counts, zeros)
-    alarms, snapshots = run_background(CountDetector(Measure.VOLUME, WIDTH), buckets, bg.onsets)
+    detector = CountDetector(Measure.VOLUME, WIDTH, params)
+    alarms, snapshots = run_background(detector, buckets, bg.onsets)
     target = count_false_alarms(bg, alarms, "volume", result)
     rates = forward_means(bg.counts)
     segments = bg.segments()
@@ -437,11 +441,14 @@ def summary_rows(cases: dict[str, Case]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_tables(rows: list[dict[str, Any]], files: list[FileResult], elapsed: float) -> None:
+def print_tables(
+    rows: list[dict[str, Any]], files: list[FileResult], elapsed: float, calibrated: bool
+) -> None:
     print(f"machine: {machine()}; {elapsed:.1f} s")
     print(
         f"threshold: likelihood >= {THRESHOLD}, direction up; crisis {CRISIS_BUCKETS} buckets "
-        f"of {WIDTH // 60} min; delay in buckets seen (1 = {WIDTH // 60} min after the onset)"
+        f"of {WIDTH // 60} min; delay in buckets seen (1 = {WIDTH // 60} min after the onset); "
+        f"volume detector {'calibrated' if calibrated else 'uncalibrated'}"
     )
     print()
     print(
@@ -499,8 +506,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the NAB folder")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="the volume detector without its calibration on the series' own past",
+    )
     args = parser.parse_args(argv)
     points = args.points or (5 if args.quick else 20)
+    params = CountParams(calibrate=not args.uncalibrated)
 
     began = time.perf_counter()
     backgrounds = load_backgrounds(args.data)
@@ -511,11 +524,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         place_onsets(bg, points, np.random.default_rng([args.seed, n, 0]))
         result = FileResult(bg.name, float(np.mean(bg.counts)), bg.region_days, len(bg.onsets))
         files.append(result)
-        measure_volume(bg, cases, result)
+        measure_volume(bg, cases, result, params)
         measure_share(bg, cases, result, np.random.default_rng([args.seed, n, 1]))
     rows = summary_rows(cases)
     elapsed = time.perf_counter() - began
-    print_tables(rows, files, elapsed)
+    print_tables(rows, files, elapsed, params.calibrate)
 
     if args.json is not None:
         document = {
@@ -528,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "crisis_buckets": CRISIS_BUCKETS,
                 "crises_per_file": points,
                 "seed": args.seed,
+                "volume_calibrated": params.calibrate,
                 "volume_factors": list(VOLUME_FACTORS),
                 "share_p0": P0,
                 "share_factor": SHARE_FACTOR,

@@ -34,6 +34,7 @@ from xwatch.detect.state import (
     to_state,
 )
 from xwatch.detect.terms import TermModel, TermTracker
+from xwatch.detect.volume import CountDetector
 from xwatch.errors import XwatchError
 from xwatch.metrics import Metrics
 from xwatch.model import Bucket, Measure, Mention, SeriesKey, Signal
@@ -202,6 +203,11 @@ def test_a_restored_detector_scores_exactly_like_the_original(scale: int, measur
     assert to_state(restored) == to_state(original)
     assert any(not s.warming_up for s in signals)
     assert max(s.likelihood for s in signals) > 0.999  # the spike is in what was compared
+    if isinstance(original, CountDetector):  # its calibration was restored, not started again
+        assert isinstance(restored, CountDetector)
+        assert restored.onsets == original.onsets and original.onsets.reached[0] > 0
+        assert restored.bucket_tails == original.bucket_tails
+        assert restored.calibrated_up == original.calibrated_up
 
 
 def test_a_state_is_plain_json_data() -> None:

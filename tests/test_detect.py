@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 from datetime import timedelta
@@ -12,10 +13,19 @@ import pytest
 from scipy import stats
 
 from tests.factories import T0, bucket, mention
+from xwatch.backtest import nab_scores
 from xwatch.detect import volume
 from xwatch.detect.buckets import Aggregator
 from xwatch.detect.share import NegativeShareDetector
-from xwatch.detect.tails import betabinom_sf, nbinom_cdf, nbinom_pmf, nbinom_sf
+from xwatch.detect.state import to_state
+from xwatch.detect.tails import (
+    ONSET_EDGES,
+    OnsetTail,
+    betabinom_sf,
+    nbinom_cdf,
+    nbinom_pmf,
+    nbinom_sf,
+)
 from xwatch.detect.volume import CountDetector, CountParams
 from xwatch.model import Measure
 
@@ -221,7 +231,19 @@ def test_the_empty_bucket_fast_path_judges_and_learns_as_the_general_one(
             patched.setattr(volume, "_tails", volume._general_tails)
             general_signal = general.score_one(b)
             general.learn_one(b)
-        assert dataclasses.asdict(fast) == dataclasses.asdict(general)  # learned: identical
+        learned_fast, learned_general = dataclasses.asdict(fast), dataclasses.asdict(general)
+        # the model learned: identical; the calibration learns the surprise, which the
+        # two paths compute alike to the last bits
+        bar = learned_fast.pop("episode_bar"), learned_general.pop("episode_bar")
+        assert bar[0] == pytest.approx(bar[1], rel=1e-12, abs=1e-12)
+        for name in ("onsets", "bucket_tails"):
+            tails = learned_fast.pop(name), learned_general.pop(name)
+            assert tails[0]["reached"] == tails[1]["reached"]
+            assert tails[0]["excess"] == pytest.approx(tails[1]["excess"], rel=1e-9, abs=1e-12)
+        for name in ("calibrated_up", "calibrated_down"):
+            cusums = learned_fast.pop(name), learned_general.pop(name)
+            assert cusums[0] == pytest.approx(cusums[1], rel=1e-9, abs=1e-12)
+        assert learned_fast == learned_general
         for field in dataclasses.fields(general_signal):
             value = getattr(general_signal, field.name)
             if isinstance(value, float):
@@ -314,3 +336,153 @@ def test_the_share_detector_learns_how_much_the_share_drifts() -> None:
     # the same bucket is far more surprising where the share is steady
     probe = bucket(T0 + timedelta(days=3), 40, 10)
     assert steady.score_one(probe).surprise > 2 * wandering.score_one(probe).surprise
+
+
+# --- calibration on the series' own past: how rare an episode's onset has been -------
+
+
+def calibrated_onsets(count: int, seed: int, scale: float = 1.0) -> list[float]:
+    """Onsets as -log10 of uniform tails (a calibrated model), times ``scale``."""
+    rng = random.Random(seed)
+    return [-scale * math.log10(1.0 - rng.random()) for _ in range(count)]
+
+
+def test_onset_tail_keeps_the_model_s_word_on_a_calibrated_series() -> None:
+    tail = OnsetTail()
+    for onset in calibrated_onsets(20_000, seed=21):
+        tail.learn(onset)
+    # a one-in-a-million onset stays about one in a million, give or take a factor 10
+    assert tail.surprise(6.0) == pytest.approx(6.0, abs=1.0)
+    assert tail.surprise(2.0) == pytest.approx(2.0, abs=0.3)
+    assert tail.surprise(0.3) == pytest.approx(0.3, abs=0.1)  # the empirical part
+
+
+def test_onset_tail_discounts_a_series_whose_model_is_often_wrong() -> None:
+    """Onsets ten times the calibrated ones (a tail far heavier than the model's): an
+    onset of 30 is as common there as one of 3 on a calibrated series."""
+    tail = OnsetTail()
+    for onset in calibrated_onsets(20_000, seed=22, scale=10.0):
+        tail.learn(onset)
+    assert tail.surprise(30.0) == pytest.approx(3.0, abs=0.5)
+    assert tail.surprise(0.0) == 0.0
+
+
+def test_onset_tail_trusts_the_model_until_it_has_seen_onsets() -> None:
+    tail = OnsetTail()
+    assert tail.surprise(4.0) == pytest.approx(4.0)
+    for _ in range(999):
+        tail.learn(0.0)  # calm buckets: no onset
+    assert tail.surprise(4.0) == pytest.approx(3.0 + 4.0)  # rarer than the model says
+
+
+def test_onset_tail_s_shortcut_calibrates_as_the_full_tail_does() -> None:
+    """``calibrated`` skips the tail below the rarity of any onset: it must not matter."""
+    rng = random.Random(28)
+    for scale, calm in ((1.0, 0), (10.0, 0), (3.0, 5_000)):
+        tail = OnsetTail()
+        for onset in calibrated_onsets(3_000, seed=29, scale=scale):
+            tail.learn(onset - 0.5)  # about a third of the buckets: no onset
+        for _ in range(calm):
+            tail.learn(0.0)
+        for _ in range(500):
+            surprise = rng.uniform(0.0, 20.0) ** 2 / 20.0
+            for prior in (0.0, 2016.0):
+                expected = min(surprise, tail.surprise(surprise, prior))
+                assert tail.calibrated(surprise, prior) == expected
+
+
+def test_onset_tail_state_stays_bounded_after_a_long_stream() -> None:
+    tail = OnsetTail()
+    for onset in calibrated_onsets(100_000, seed=24, scale=5.0):
+        tail.learn(onset)
+    assert len(tail.reached) == len(tail.excess) == len(ONSET_EDGES)
+    assert tail.buckets == 100_000 and tail.reached[0] == 100_000
+
+
+def calm_or_bursty(days: int, seed: int, burst_every: int | None) -> list[int]:
+    """Poisson at 20 per 5 minutes; every ``burst_every`` buckets, one bucket at 4x."""
+    counts = poisson_series(20, days * 288, seed=seed)
+    if burst_every is not None:
+        for i in range(288 + burst_every // 2, len(counts), burst_every):
+            counts[i] = 4 * counts[i]
+    return counts
+
+
+def surprises(counts: list[int], params: CountParams) -> tuple[CountDetector, list[float]]:
+    detector = CountDetector(Measure.VOLUME, 300, params)
+    out = []
+    for i, count in enumerate(counts):
+        b = bucket(T0 + timedelta(seconds=i * 300), count)
+        out.append(detector.score_one(b).surprise)
+        detector.learn_one(b)
+    return detector, out
+
+
+def test_calibration_leaves_a_well_specified_series_as_the_model_judges_it() -> None:
+    counts = poisson_series(20, 20 * 288, seed=25)
+    _, raw = surprises(counts, CountParams(calibrate=False))
+    _, calibrated = surprises(counts, CountParams())
+    # the model's word stands, bucket by bucket: every tail within 12 % of the model's
+    assert max(r - c for r, c in zip(raw, calibrated, strict=True)) < 0.05
+    assert sum(s >= 3.0 for s in calibrated) == sum(s >= 3.0 for s in raw)  # alarms at 0.999
+
+
+def test_calibration_discounts_a_surprise_the_series_has_often_shown() -> None:
+    """A 4x burst every 6 hours: the model calls each one extreme, the series' own past
+    says it is routine. On a calm series the same burst keeps the model's word."""
+    probe = 4 * 20
+    bursty, _ = surprises(calm_or_bursty(20, seed=26, burst_every=72), CountParams())
+    calm, _ = surprises(calm_or_bursty(20, seed=26, burst_every=None), CountParams())
+    at = bucket(T0 + timedelta(days=20, hours=1), probe)  # the rhythm is flat: any hour
+    raw_bursty = CountParams(calibrate=False)
+    assert dataclasses.replace(bursty, params=raw_bursty).score_one(at).likelihood > 0.9999
+    assert bursty.score_one(at).likelihood < 0.999  # seen 80 times in 20 days: routine
+    assert calm.score_one(at).likelihood > 0.99999
+
+
+def test_calibration_keeps_a_surge_as_tall_as_the_routine_bursts_but_sustained() -> None:
+    """The same series (a 4x bucket every 6 hours), now 4x for an hour: each bucket is
+    no taller than the routine bursts, and the model's CUSUM is at its cap (its height
+    is a burst's), but so many unusual buckets in a row have never been seen: the
+    calibrated CUSUMs alarm within half an hour."""
+    counts = calm_or_bursty(20, seed=27, burst_every=72)
+    bursty, _ = surprises(counts, CountParams())
+    prior = bursty.params.calibration_prior_seconds / bursty.width_seconds
+    alarms = []
+    for i in range(12):
+        at = bucket(T0 + timedelta(seconds=(len(counts) + i) * 300), 4 * 20)
+        signal = bursty.score_one(at)
+        assert bursty.judged is not None
+        height_only = bursty.onsets.calibrated(bursty.judged.surprise_up, prior)
+        alarms.append(signal.likelihood >= 0.9999)
+        assert height_only < 3.5  # the episode's height alone: routine
+        bursty.learn_one(at)
+    assert not alarms[0]  # one bucket: a burst like the others
+    assert alarms.index(True) < 6 and all(alarms[alarms.index(True) :])
+
+
+def test_calibration_never_raises_a_surprise_above_the_model_s() -> None:
+    counts = calm_or_bursty(10, seed=28, burst_every=72)
+    counts[6 * 288 : 6 * 288 + 12] = [4 * c for c in counts[6 * 288 : 6 * 288 + 12]]  # a surge
+    _, raw = surprises(counts, CountParams(calibrate=False))
+    _, calibrated = surprises(counts, CountParams())
+    assert all(c <= r for c, r in zip(calibrated, raw, strict=True))
+    assert max(calibrated[6 * 288 : 6 * 288 + 12]) >= 4.0  # and the surge still alarms
+
+
+def test_a_detector_s_state_stays_bounded_after_a_long_stream() -> None:
+    def state_size(days: int) -> int:
+        detector, _ = surprises(calm_or_bursty(days, seed=27, burst_every=72), CountParams())
+        return len(json.dumps(to_state(detector)))
+
+    assert state_size(40) < 1.1 * state_size(10)  # the digits of counts grow, nothing else
+
+
+def test_nab_scores_rank_a_burst_s_first_bucket_first_and_the_rest_low() -> None:
+    start = T0
+    counts = poisson_series(20, 3 * 288, seed=23)
+    counts[700:703] = [200, 200, 200]
+    rows = [(start + timedelta(seconds=300 * i), float(c)) for i, c in enumerate(counts)]
+    scores = nab_scores(rows)
+    assert max(scores) == scores[700]  # the burst's first bucket starts the alert
+    assert max(scores[701:703]) < scores[700] / 2  # its next buckets add little

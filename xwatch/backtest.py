@@ -25,7 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from xwatch.alerting.codec import to_json
-from xwatch.detect.volume import CountDetector
+from xwatch.detect.volume import CountDetector, CountParams
 from xwatch.metrics import Metrics
 from xwatch.model import AlertEvent, Bucket, Measure, SeriesKey, Signal
 from xwatch.pipeline import Pipeline
@@ -135,22 +135,22 @@ def _replay_shard(job: tuple[Settings, Path, frozenset[str], bool]) -> list[Aler
     return asyncio.run(replay_file(settings, path, shard, print_progress if progress else None))
 
 
-EPISODE_HALFLIFE_SECONDS = 6 * 3600.0
-
-
 def nab_scores(rows: Iterable[tuple[datetime, float]]) -> list[float]:
     """Anomaly scores for a series of (bucket start, count), oldest first.
 
     A score says how strongly a bucket should *start* an alert, as the daemon sends
-    one alert per episode rather than one per bucket: it is the bucket's surprise
-    above the bar left by the surprises just before it (the bar halves every
-    ``EPISODE_HALFLIFE_SECONDS``). The first bucket of a burst scores its full
+    one alert per episode rather than one per bucket: it is the detector's surprise
+    (already calibrated on the series' own past, see ``CountDetector``) above the bar
+    left by the surprises just before it (the bar halves every
+    ``episode_halflife_seconds`` of the detector's parameters, the calm after which the
+    shipped config resolves an alert). The first bucket of a burst scores its full
     surprise; the next buckets of the same burst score only what they add.
     """
     rows = list(rows)
     if not rows:
         return []
-    decay = 0.5 ** (_bucket_width(rows) / EPISODE_HALFLIFE_SECONDS)
+    halflife = CountParams().episode_halflife_seconds
+    decay = 0.5 ** (_bucket_width(rows) / halflife)
     bar = 0.0
     scores = []
     for signal in nab_signals(rows):

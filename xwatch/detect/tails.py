@@ -10,11 +10,18 @@ judges counts by the tail probability of a count distribution:
 
 The functions use scipy's regularized incomplete beta/gamma ufuncs directly,
 which are exact and a few microseconds per call.
+
+``OnsetTail`` is the other tail a detector needs: that of its own series' alarms. A
+model's tail probability is exact only if the series follows the model; real feeds
+are heavier-tailed than a negative binomial, some far more than others, so it keeps
+count of how rare each size of onset has been in the series itself (see its docstring).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
+from dataclasses import dataclass, field
 
 from scipy.special import betainc, betaln, gammainc, gammaincc, gammaincinv
 
@@ -103,3 +110,120 @@ def nbinom_band(mu: float, alpha: float, coverage: float = 0.99) -> tuple[float,
         float(gammaincinv(shape, tail)) * scale,
         float(gammaincinv(shape, 1.0 - tail)) * scale,
     )
+
+
+ONSET_EDGES: tuple[float, ...] = (0.0, *(0.05 * 1.1**i for i in range(58)))
+"""Where ``OnsetTail`` counts onsets, in surprise (-log10 of a tail): every 10 % from
+0.05 to 11.5 (a tail of 3e-12, beyond the strictest rule), so its threshold and its
+counts are within 10 % of the exact ones; above the last edge the tail's exponential
+takes over, as it does above the threshold."""
+ONSET_TAIL_QUANTILE = 0.8  # onsets above this quantile of the series' own are its tail
+ONSET_PRIOR_EXCESSES = 5.0  # the tail's scale starts from the model's, worth this many onsets
+LN10 = math.log(10)
+NOMINAL_EXCESS = 1.0 / LN10  # mean excess of a calibrated -log10 tail: Exp(1) / ln 10
+
+
+def _negated(count: int) -> int:
+    return -count
+
+
+@dataclass(slots=True)
+class OnsetTail:
+    """How rare an onset of a given size has been in one series: a peaks-over-threshold
+    estimate, as SPOT does for streams (Siffer et al., KDD 2017), in fixed memory.
+
+    An onset is what a bucket's surprise adds to the episode it belongs to (the first
+    bucket of a burst: its whole surprise; the next ones: what they add), so an episode
+    counts once however many buckets it lasts: its onsets are the series' own alarms,
+    declustered.
+
+    Below the tail's threshold (the highest of ``ONSET_EDGES`` with at least
+    ``1 - ONSET_TAIL_QUANTILE`` of the onsets at or above it) the rate is empirical: the
+    onsets at least as large, plus this one, per bucket seen plus one (a conformal
+    p-value), interpolated log-linearly between the edges. Above it, where the series
+    has too few onsets to count, the excesses are taken as exponential (the generalised
+    Pareto with shape 0: the surprise of a calibrated model, ``-log10`` of a uniform
+    tail, is exponential above any threshold, with mean excess ``NOMINAL_EXCESS``),
+    their mean learned from the series and started from the nominal one. The result is
+    ``-log10`` of the rate per bucket, the scale of the model's surprise: on a series the
+    model fits, the rate is no larger than the model's (an onset of ``s`` needs a
+    surprise of at least ``s``); on a heavier-tailed one, it can be far larger.
+
+    The state is two lists the size of ``ONSET_EDGES`` (how many onsets reached each
+    edge, and by how much in all), whatever the length of the stream.
+
+    ``quantile`` sets the threshold: ``ONSET_TAIL_QUANTILE`` for declustered onsets (few,
+    one per episode); a tail fed every bucket (most of them near 0) needs a higher one,
+    or the exponential would be fitted to the bulk and not to the tail.
+    """
+
+    buckets: int = 0  # buckets judged (after the warm-up)
+    quantile: float = ONSET_TAIL_QUANTILE  # onsets above this quantile are the tail
+    reached: list[int] = field(default_factory=lambda: [0] * len(ONSET_EDGES))
+    excess: list[float] = field(default_factory=lambda: [0.0] * len(ONSET_EDGES))
+    # reached[i]: the onsets at or above ONSET_EDGES[i] (the first: every positive one);
+    # excess[i]: the sum of what they exceed that edge by
+
+    def calibrated(self, surprise: float, prior_buckets: float = 0.0) -> float:
+        """The smaller of a model's surprise and ``self.surprise`` of it. No onset has
+        been commoner than the positive ones all together, so a surprise below their
+        rarity keeps its value without the tail being looked at (most buckets' case)."""
+        if surprise <= math.log10((self.buckets + 1) / (self.reached[0] + 1)):
+            return surprise
+        return min(surprise, self.surprise(surprise, prior_buckets))
+
+    def surprise(self, onset: float, prior_buckets: float = 0.0) -> float:
+        """-log10 of the rate per bucket of onsets at least this large (0 for none).
+
+        ``prior_buckets``: the model's word (a rate of ``10 ** -onset``) counts as that
+        many buckets of the series' own past, so that a short past (just after the
+        warm-up, an episode's first onset counted in it) cannot overrule it alone; the
+        prior fades as the buckets judged outnumber it.
+        """
+        if onset <= 0.0:
+            return 0.0
+        own = self._own_surprise(onset)
+        if prior_buckets <= 0.0:
+            return own
+        # -log10 of (prior x 10^-onset + buckets x 10^-own) / (prior + buckets), stably
+        least = min(onset, own)
+        mixed = prior_buckets * 10.0 ** (least - onset) + self.buckets * 10.0 ** (least - own)
+        return least - math.log10(mixed / (prior_buckets + self.buckets))
+
+    def _own_surprise(self, onset: float) -> float:
+        first, threshold, mean_excess, rarity = self._tail()
+        if onset <= threshold:
+            reached = self.reached
+            i = min(bisect.bisect_right(ONSET_EDGES, onset), first) - 1  # first >= 1 here
+            low, high = ONSET_EDGES[i], ONSET_EDGES[i + 1]
+            step = (onset - low) / (high - low)
+            log_at_least = (1.0 - step) * math.log10(reached[i] + 1) + step * math.log10(
+                reached[i + 1] + 1
+            )
+            return math.log10(self.buckets + 1) - log_at_least
+        return rarity + (onset - threshold) / (mean_excess * LN10)
+
+    def _tail(self) -> tuple[int, float, float, float]:
+        """The tail's edge index, threshold, mean excess, and rarity at the threshold
+        (the threshold: the highest edge that a tail's worth of the onsets reached)."""
+        reached = self.reached
+        needed = max(1.0, (1.0 - self.quantile) * reached[0])
+        first = max(0, bisect.bisect_right(reached, -needed, key=_negated) - 1)
+        tail = reached[first]
+        mean_excess = (self.excess[first] + ONSET_PRIOR_EXCESSES * NOMINAL_EXCESS) / (
+            tail + ONSET_PRIOR_EXCESSES
+        )
+        rarity = math.log10((self.buckets + 1) / (tail + 1))
+        return first, ONSET_EDGES[first], mean_excess, rarity
+
+    def learn(self, onset: float) -> None:
+        """Count one bucket judged, and its onset (0 or less: none)."""
+        self.buckets += 1
+        if onset <= 0.0:
+            return
+        reached, excess = self.reached, self.excess
+        for i, edge in enumerate(ONSET_EDGES):
+            if onset < edge:
+                break
+            reached[i] += 1
+            excess[i] += onset - edge

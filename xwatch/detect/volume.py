@@ -33,6 +33,45 @@ A change that lasts is the new normal, and alerts once: when the buckets have
 stayed outside the band on one side, or a CUSUM has stayed at its cap, for
 ``adopt_after_seconds``, the level jumps to their mean and the CUSUMs start
 again from zero.
+
+Calibration on the series' own past. The tail probability above is exact only if the
+series follows its negative binomial; real feeds are heavier-tailed, some far more than
+others, so one likelihood threshold would buy many more false alarms on a spiky series
+than on a calm one. The detector therefore also keeps how rare its own alarms have been
+(``OnsetTail``, a peaks-over-threshold estimate in fixed memory), learned from its raw
+surprise (before learning each bucket: no look-ahead):
+
+* an episode is a run of surprising buckets; its bar is the highest raw surprise so far,
+  halving every ``episode_halflife_seconds`` (2 h: the calm after which the shipped
+  config resolves an alert). A bucket's onset is what its surprise adds above the bar,
+  so an episode counts once however many buckets it lasts;
+* a bucket's surprise is the smaller of the model's and ``-log10`` of the rate per
+  bucket at which the series has started episodes at least that surprising. One
+  monotone map for every bucket: the first bucket of a burst (the bar near 0) gets its
+  onset's rarity, and a bucket in the middle of an episode gets the rarity of an
+  episode reaching its height, not of what it adds (that would call a crisis calm after
+  its first bucket, and resolve its alert while it lasts). On a series the model fits,
+  episodes are no commoner than the model's tail says, and the model's word stands; on
+  a heavier-tailed one a surprise that has often been seen is discounted.
+
+* heights alone would throw away what a sustained change carries: its duration. The
+  CUSUM's evidence is capped (so that it drains in time), and on a bursty feed a
+  two-hour x5 surge gets no taller than the series' daily one-bucket bursts. So the
+  CUSUM is calibrated too, by its buckets rather than its height: each bucket's own
+  test is turned into a conformal p-value (the rate at which the series' buckets have
+  been at least that surprising, a second ``OnsetTail`` fed every bucket, not
+  declustered), and CUSUMs of those p-values (``CALIBRATORS``: power calibrators, whose
+  exponential has expectation 1 while the p-values are uniform, as the model's
+  likelihood ratios have under the model) gather how long the buckets have been unusual
+  for this series. A burst is one such bucket; a surge is many in a row. Their test has
+  the CUSUM's share of the budget, and stays below the model's CUSUM test.
+
+A bucket's calibrated surprise is the larger of the two (episode height, calibrated
+CUSUMs). The model's word counts as ``calibration_prior_seconds`` (a week) of the
+series' own past, so that a short past (just after the warm-up, or a crisis's first
+bucket counted in it) cannot overrule it alone. Calibration only ever lowers a surprise.
+Its price, on a heavy-tailed feed: a change that the series' own past makes look
+ordinary alerts later (``bench/detection.py``, with and without ``--uncalibrated``).
 """
 
 from __future__ import annotations
@@ -42,7 +81,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from xwatch.detect.tails import nbinom_band, nbinom_cdf, nbinom_pmf, nbinom_sf
+from xwatch.detect.tails import LN10, OnsetTail, nbinom_band, nbinom_cdf, nbinom_pmf, nbinom_sf
 from xwatch.model import Bucket, Direction, Measure, Signal
 
 DAY = 86400.0
@@ -70,6 +109,30 @@ class CountParams:
     cusum_share: float = 0.2  # of the false-alarm budget, for the CUSUM (Bonferroni)
     cusum_cap: float = 20.0  # nats: a CUSUM saturates here (its tail, 1e-8 after the budget
     # share, is beyond the strictest shipped rule, 0.99999), so it drains in time
+    episode_halflife_seconds: float = 2 * 3600.0  # an episode's bar halves in this time
+    calibrate: bool = True  # surprise calibrated on the series' own past (see above)
+    calibration_prior_seconds: float = WEEK  # the model's word counts as this much past
+
+
+CALIBRATORS: tuple[float, ...] = (1 / 2, 1 / 8)
+"""The calibrated CUSUMs' alternatives, as power calibrators ``k p^(k - 1)`` of a
+bucket's calibrated tail ``p`` (Vovk and Wang, "Combining p-values via averaging",
+2021): each has expectation 1 when ``p`` is uniform, so each CUSUM's ``exp(-cusum)`` is
+a valid tail, as the model's CUSUMs' is. ``k`` is the null's mean of ``-ln p`` (1) over
+the alternative's: 1/2, buckets twice as surprising as usual (the CUSUMs' own x2); 1/8,
+buckets each about as surprising as the shipped rules' 0.9999 alone (``-ln p`` of about
+8 nats, ``p`` of about 3e-4): a surge. The test takes the larger, Bonferroni over both."""
+LN_CALIBRATORS = math.log(len(CALIBRATORS))
+BUCKET_TAIL_QUANTILE = 0.99  # every bucket is counted: its tail is its top 1 %
+NO_STEPS: tuple[float, ...] = (0.0,) * len(CALIBRATORS)
+CALIBRATOR_FLOORS = tuple(math.log(k) for k in CALIBRATORS)  # the steps at p = 1
+CALIBRATOR_TERMS = tuple(zip(CALIBRATORS, CALIBRATOR_FLOORS, strict=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _decay(width_seconds: float, halflife_seconds: float) -> float:
+    """What is left of a value after one bucket, for a half-life."""
+    return float(0.5 ** (width_seconds / halflife_seconds))
 
 
 def _alpha(halflife_in_steps: float) -> float:
@@ -90,6 +153,12 @@ class Judgement:
     llr_down: float  # ... shifted down
     surprise_up: float  # -log10 of the tail upwards (bucket and CUSUM combined)
     surprise_down: float  # ... downwards
+    bucket_up: float  # -log10 of the bucket's own test upwards (its share of the budget)
+    bucket_down: float  # ... downwards
+    cusum_surprise_up: float  # -log10 of the CUSUM's test upwards (its share of the budget)
+    cusum_surprise_down: float  # ... downwards
+    steps_up: tuple[float, ...]  # the bucket's step of each calibrated CUSUM upwards
+    steps_down: tuple[float, ...]  # ... downwards
 
 
 @dataclass(slots=True)
@@ -117,7 +186,16 @@ class CountDetector:
     held_up_sum: float = 0.0  # ... their deseasonalised values, summed (its new level)
     held_down: int = 0
     held_down_sum: float = 0.0
+    bucket_tails: OnsetTail = field(
+        default_factory=lambda: OnsetTail(quantile=BUCKET_TAIL_QUANTILE)
+    )
+    # how rare each surprise of the bucket's own test has been (every bucket counted)
+    calibrated_up: list[float] = field(default_factory=lambda: [0.0] * len(CALIBRATORS))
+    calibrated_down: list[float] = field(default_factory=lambda: [0.0] * len(CALIBRATORS))
+    # nats: CUSUMs of the buckets' calibrated tails, one per calibrator, each way
     judged: Judgement | None = None  # score_one's work, reused by learn_one on that bucket
+    episode_bar: float = 0.0  # the highest raw surprise of the episode, decaying
+    onsets: OnsetTail = field(default_factory=OnsetTail)  # how rare such episodes have been
 
     def __post_init__(self) -> None:
         if self.dispersion == 0.0:
@@ -195,8 +273,15 @@ class CountDetector:
         mu = self.expected(bucket.start)
         alpha = self.dispersion
         low, high, up, down = _tails(observed, mu, alpha)
+        cap = self.params.cusum_cap
         llr_up = _nb_llr(observed, mu, mu * self.params.shift_factor, alpha)
         llr_down = _nb_llr(observed, mu, mu / self.params.shift_factor, alpha)
+        share = self.params.cusum_share
+        bucket_up = Signal.surprise_of(min(1.0, up / (1.0 - share)))
+        bucket_down = Signal.surprise_of(min(1.0, down / (1.0 - share)))
+        cusum_up = self._cusum_surprise(min(self.cusum_up + llr_up, cap))
+        cusum_down = self._cusum_surprise(min(self.cusum_down + llr_down, cap))
+        steps_up, steps_down = self._calibrated_steps(bucket, bucket_up, bucket_down)
         self.judged = judged = Judgement(
             start=start,
             observed=observed,
@@ -205,18 +290,47 @@ class CountDetector:
             high=high,
             llr_up=llr_up,
             llr_down=llr_down,
-            surprise_up=self._model_surprise(up, self.cusum_up + llr_up),
-            surprise_down=self._model_surprise(down, self.cusum_down + llr_down),
+            surprise_up=max(bucket_up, cusum_up),
+            surprise_down=max(bucket_down, cusum_down),
+            bucket_up=bucket_up,
+            bucket_down=bucket_down,
+            cusum_surprise_up=cusum_up,
+            cusum_surprise_down=cusum_down,
+            steps_up=steps_up,
+            steps_down=steps_down,
         )
         return judged
 
-    def _model_surprise(self, tail: float, cusum: float) -> float:
-        """-log10 of the combined tail: weighted Bonferroni of the bucket's tail and the
-        CUSUM's ``exp(-cusum)`` (the bucket's test gets ``1 - cusum_share`` of the budget)."""
-        share = self.params.cusum_share
-        cusum = min(max(cusum, 0.0), self.params.cusum_cap)
-        combined = min(tail / (1.0 - share), math.exp(-cusum) / share)
-        return Signal.surprise_of(min(1.0, combined))
+    def _calibrated_steps(
+        self, bucket: Bucket, bucket_up: float, bucket_down: float
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The calibrated CUSUMs' steps, each way: the log-likelihood ratio, under each of
+        ``CALIBRATORS``, of the bucket's calibrated tail ``p`` (how often the series'
+        buckets have been at least this surprising: a conformal p-value, uniform while
+        the series behaves as it did). Zero while warming up or uncalibrated."""
+        if not self.params.calibrate or self._warming_up(bucket.start) or self.learned == 0:
+            return NO_STEPS, NO_STEPS
+        prior = self.params.calibration_prior_seconds / self.width_seconds
+        return self._steps(bucket_up, prior), self._steps(bucket_down, prior)
+
+    def _steps(self, surprise: float, prior: float) -> tuple[float, ...]:
+        if surprise <= 0.0:  # the other side of the mean: p = 1 (half the buckets)
+            return CALIBRATOR_FLOORS
+        nats = self.bucket_tails.calibrated(surprise, prior) * LN10  # -ln p
+        return tuple(floor + (1.0 - k) * nats for k, floor in CALIBRATOR_TERMS)
+
+    def _calibrated_cusum_surprise(self, cusums: list[float], steps: tuple[float, ...]) -> float:
+        """-log10 of the calibrated CUSUMs' test: the largest after this bucket's steps,
+        Bonferroni over the calibrators, with the CUSUM's share of the budget."""
+        largest = 0.0
+        for cusum, step in zip(cusums, steps, strict=True):
+            largest = max(largest, cusum + step)
+        return self._cusum_surprise(min(largest, self.params.cusum_cap) - LN_CALIBRATORS)
+
+    def _cusum_surprise(self, cusum: float) -> float:
+        """-log10 of the CUSUM's test: ``exp(-cusum) / cusum_share`` (weighted Bonferroni:
+        the bucket's own test gets ``1 - cusum_share`` of the budget), in log space."""
+        return max(0.0, (max(cusum, 0.0) + math.log(self.params.cusum_share)) / LN10)
 
     # -- river's contract ----------------------------------------------------------
 
@@ -228,6 +342,9 @@ class CountDetector:
             judged.surprise_down == surprise and judged.observed < judged.expected
         ):
             direction, surprise = "down", judged.surprise_down
+        warming_up = self._warming_up(bucket.start) or self.learned == 0
+        if self.params.calibrate and not warming_up:
+            surprise = self._calibrated(judged, direction, surprise)
         return Signal(
             series=bucket.series,
             measure=self.measure,
@@ -240,18 +357,48 @@ class CountDetector:
             likelihood=min(1.0, max(0.0, 1.0 - 10.0**-surprise)),
             direction=direction,
             surprise=surprise,
-            warming_up=self._warming_up(bucket.start) or self.learned == 0,
+            warming_up=warming_up,
         )
+
+    def _calibrated(self, judged: Judgement, direction: Direction, surprise: float) -> float:
+        """A direction's surprise, calibrated on the series' own past: the rarity of an
+        episode reaching its height, or the calibrated CUSUMs' evidence (how long the
+        buckets have been unusual for this series), whichever is larger; never more
+        than the model's own tests say."""
+        prior = self.params.calibration_prior_seconds / self.width_seconds
+        if direction == "up":
+            cusum = judged.cusum_surprise_up
+            calibrated_cusum = self._calibrated_cusum_surprise(self.calibrated_up, judged.steps_up)
+        else:
+            cusum = judged.cusum_surprise_down
+            calibrated_cusum = self._calibrated_cusum_surprise(
+                self.calibrated_down, judged.steps_down
+            )
+        return max(self.onsets.calibrated(surprise, prior), min(cusum, calibrated_cusum))
 
     def learn_one(self, bucket: Bucket) -> None:
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()
         judged = self._judge(bucket)
         self.judged = None  # what is learned next changes the model
+        self._learn_onset(bucket.start, judged)
         adopt = self._learn_cusums(bucket.start, judged)
         self._learn_baseline(bucket.start, judged)
         if adopt is not None:
             self._adopt(adopt)
+
+    def _learn_onset(self, start: datetime, judged: Judgement) -> None:
+        """Step the episode's bar, count the bucket's onset, and its own test's surprise
+        (not while warming up: the model's surprise means little yet). The raw surprise,
+        as ``score_one``'s."""
+        decay = _decay(self.width_seconds, self.params.episode_halflife_seconds)
+        if self._warming_up(start) or self.learned == 0:
+            self.episode_bar *= decay
+            return
+        surprise = max(judged.surprise_up, judged.surprise_down)
+        self.onsets.learn(surprise - self.episode_bar)
+        self.episode_bar = max(self.episode_bar * decay, surprise)
+        self.bucket_tails.learn(max(judged.bucket_up, judged.bucket_down))
 
     def _learn_cusums(self, start: datetime, judged: Judgement) -> float | None:
         """Step both CUSUMs; return a new level when a change has held long enough.
@@ -270,6 +417,12 @@ class CountDetector:
         cap = p.cusum_cap
         self.cusum_up = min(max(self.cusum_up + judged.llr_up, 0.0), cap)
         self.cusum_down = min(max(self.cusum_down + judged.llr_down, 0.0), cap)
+        for cusums, steps in (
+            (self.calibrated_up, judged.steps_up),
+            (self.calibrated_down, judged.steps_down),
+        ):
+            for i, step in enumerate(steps):
+                cusums[i] = min(max(cusums[i] + step, 0.0), cap)
         held = self.cusum_up >= cap
         self.held_up = self.held_up + 1 if held else 0
         self.held_up_sum = self.held_up_sum + value if held else 0.0
@@ -288,6 +441,8 @@ class CountDetector:
         if level is not None and level > 0.0:
             self.level = level
         self.cusum_up = self.cusum_down = 0.0
+        self.calibrated_up[:] = NO_STEPS
+        self.calibrated_down[:] = NO_STEPS
         self.held_up = self.held_down = 0
         self.held_up_sum = self.held_down_sum = 0.0
 
