@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from xwatch.alerting.chart import incident_chart
 from xwatch.alerting.codec import from_json, to_json
 from xwatch.alerting.render import describe
 from xwatch.detect.share import NegativeShareDetector
+from xwatch.detect.volume import CountDetector
 from xwatch.model import Alert, Bucket, Measure, Run, SeriesKey, Signal
 
 
@@ -119,3 +121,40 @@ def test_the_incident_chart_shades_the_run_behind_the_alert() -> None:
     shaded = incident_chart(notice(alert_=with_run).incident)
     assert plain is not None and shaded is not None
     assert shaded.startswith(b"\x89PNG") and shaded != plain
+
+
+def test_a_sustained_volume_drop_carries_the_run_that_made_it() -> None:
+    """Half the usual volume for a while: no bucket alone is extreme, their run is."""
+    rng = random.Random(3)
+    detector = CountDetector(Measure.VOLUME, 300)
+    counts = [_poisson(rng, 40.0) for _ in range(3 * 288)]  # three calm days
+    counts += [_poisson(rng, 20.0) for _ in range(24)]  # then two hours at half
+    expected: list[float] = []
+    found: Signal | None = None
+    for i, count in enumerate(counts):
+        b = bucket(T0 + timedelta(seconds=300 * i), count)
+        signal = detector.score_one(b)
+        expected.append(signal.expected)
+        if i >= 3 * 288 and signal.direction == "down" and signal.likelihood >= 0.9999:
+            found = signal
+            break
+        detector.learn_one(b)
+    assert found is not None, "the halved volume was never flagged"
+    run = found.run
+    assert run is not None and run.buckets >= 2
+    first = (run.start - T0) // timedelta(seconds=300)
+    assert run.start + timedelta(seconds=300 * (run.buckets - 1)) == found.start
+    assert run.observed == sum(counts[first : first + run.buckets])
+    assert run.expected == pytest.approx(sum(expected[first : first + run.buckets]))
+    assert run.observed < 0.75 * run.expected
+    assert "sustained since" in describe(found)
+
+
+def _poisson(rng: random.Random, rate: float) -> int:
+    """A Poisson draw (Knuth's method: fine for these small rates)."""
+    limit, k, p = math.exp(-rate), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1

@@ -37,7 +37,7 @@ class RunTracker:
         """The run through a bucket: the one so far and the bucket if ``ongoing`` (the
         CUSUM stood above zero before the bucket), else the bucket alone."""
         if not ongoing or self.start is None:
-            return Run(start, 1, observed, expected, posts)
+            return Run(start, 1, float(observed), expected, posts)
         return Run(
             datetime.fromtimestamp(self.start, UTC),
             self.buckets + 1,

@@ -17,7 +17,10 @@ that expectation (whose dispersion is learned online too, so "2 → 6" and
   ratio has expectation 1 under the baseline, so by Ville's inequality the
   CUSUM exceeds ``h`` with probability at most ``exp(-h)``: ``exp(-cusum)`` is
   a valid tail probability, and it catches a sustained x2 that no single
-  bucket's tail would.
+  bucket's tail would. Each CUSUM keeps its run (``runs.RunTracker``: the buckets
+  since it left 0, their counts against their expected counts), and a signal whose
+  CUSUM outweighs the bucket's own tail carries it: the alert then says "sustained
+  since 12:40 UTC (6 buckets): 60 against 129 expected", not just this bucket's count.
 
 The two tests of a direction share its false-alarm budget (weighted Bonferroni:
 ``cusum_share`` for the CUSUM, the rest for the bucket's own tail): the smaller of
@@ -81,8 +84,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from xwatch.detect.runs import RunTracker
 from xwatch.detect.tails import LN10, OnsetTail, nbinom_band, nbinom_cdf, nbinom_pmf, nbinom_sf
-from xwatch.model import Bucket, Direction, Measure, Signal
+from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -186,6 +190,9 @@ class CountDetector:
     held_up_sum: float = 0.0  # ... their deseasonalised values, summed (its new level)
     held_down: int = 0
     held_down_sum: float = 0.0
+    # each CUSUM's run: its buckets' counts against their expected counts, since it left 0
+    run_up: RunTracker = field(default_factory=RunTracker)
+    run_down: RunTracker = field(default_factory=RunTracker)
     bucket_tails: OnsetTail = field(
         default_factory=lambda: OnsetTail(quantile=BUCKET_TAIL_QUANTILE)
     )
@@ -358,7 +365,21 @@ class CountDetector:
             direction=direction,
             surprise=surprise,
             warming_up=warming_up,
+            run=None if warming_up else self._run(bucket, judged, direction),
         )
+
+    def _run(self, bucket: Bucket, judged: Judgement, direction: Direction) -> Run | None:
+        """The CUSUM's run through this bucket, when its evidence outweighs the bucket's
+        own (the bucket alone does not explain the signal then)."""
+        if direction == "up":
+            if judged.cusum_surprise_up <= judged.bucket_up:
+                return None
+            tracker, ongoing = self.run_up, self.cusum_up > 0.0
+        else:
+            if judged.cusum_surprise_down <= judged.bucket_down:
+                return None
+            tracker, ongoing = self.run_down, self.cusum_down > 0.0
+        return tracker.through(ongoing, bucket.start, judged.observed, judged.expected)
 
     def _calibrated(self, judged: Judgement, direction: Direction, surprise: float) -> float:
         """A direction's surprise, calibrated on the series' own past: the rarity of an
@@ -415,8 +436,14 @@ class CountDetector:
         hour, weekday = self._slots(start)
         value = judged.observed / (self.daily[hour] * self.weekly[weekday])
         cap = p.cusum_cap
+        run_up = self.run_up.through(self.cusum_up > 0.0, start, judged.observed, judged.expected)
+        run_down = self.run_down.through(
+            self.cusum_down > 0.0, start, judged.observed, judged.expected
+        )
         self.cusum_up = min(max(self.cusum_up + judged.llr_up, 0.0), cap)
         self.cusum_down = min(max(self.cusum_down + judged.llr_down, 0.0), cap)
+        self.run_up.keep(run_up if self.cusum_up > 0.0 else None)
+        self.run_down.keep(run_down if self.cusum_down > 0.0 else None)
         for cusums, steps in (
             (self.calibrated_up, judged.steps_up),
             (self.calibrated_down, judged.steps_down),
@@ -441,6 +468,8 @@ class CountDetector:
         if level is not None and level > 0.0:
             self.level = level
         self.cusum_up = self.cusum_down = 0.0
+        self.run_up.keep(None)
+        self.run_down.keep(None)
         self.calibrated_up[:] = NO_STEPS
         self.calibrated_down[:] = NO_STEPS
         self.held_up = self.held_down = 0
