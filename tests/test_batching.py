@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,29 @@ async def test_posts_that_trickle_in_are_ingested_in_a_few_batches(project: Path
     assert daemon.ingested == 50
     batches = daemon.registry.get_sample_value("xwatch_pipeline_batch_seconds_count")
     assert batches is not None and batches <= 5  # one per post without waiting for more
+
+
+class LiveGated(GatedSource):
+    live = True
+
+
+@pytest.mark.asyncio
+async def test_wall_time_does_not_close_the_buckets_of_posts_still_waiting(project: Path) -> None:
+    """A daemon that falls behind: the posts in its queue carry the event time; ticking
+    the clock to the wall time first would close their buckets and make them late."""
+    config = project / "ticks.yaml"
+    config.write_text(
+        'brands:\n  - {id: kettlebird, name: Kettlebird, terms: ["kettlebird"]}\n'
+        f"sources:\n  - {{type: replay, path: {project / 'none.jsonl'}}}\n"
+        "server: {host: 127.0.0.1, port: 0}\nstore: {enabled: false}\n",
+        "utf-8",
+    )
+    daemon = Daemon(load_settings(config), sources=[LiveGated([])])
+    waiting = mention("kettlebird", at=0, id="waiting")
+    daemon.queue.put_nowait(waiting)
+    later = waiting.created_at + timedelta(minutes=10)
+    daemon.tick(later)
+    assert daemon.pipeline.clock.newest is None  # its buckets stay open
+    daemon.queue.get_nowait()
+    daemon.tick(later)  # a silent feed: wall time closes buckets
+    assert daemon.pipeline.clock.newest == later

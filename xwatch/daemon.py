@@ -750,8 +750,15 @@ class Daemon:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            now = self.clock.now()
-            self.pipeline.clock.hold = self.completeness.hold(now)
+            self.tick(self.clock.now())
+
+    def tick(self, now: datetime) -> None:
+        """Wall time passing closes the buckets of a silent feed, but not while posts wait
+        in the queue: when the daemon falls behind, the posts it has yet to take carry
+        the event time, and closing their buckets by the wall clock first would make
+        them all late (counted nowhere)."""
+        self.pipeline.clock.hold = self.completeness.hold(now)
+        if self.queue.empty():
             self._dispatch(self.pipeline.tick(now))
 
     def _connection_changed(self, source: str, up: bool) -> None:
