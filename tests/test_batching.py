@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.factories import GatedSource, mention
+from tests.factories import T0, GatedSource, mention
+from tests.waiting import eventually
 from xwatch.daemon import Daemon
 from xwatch.model import Mention
 from xwatch.settings import load_settings
@@ -47,6 +48,14 @@ class LiveGated(GatedSource):
     live = True
 
 
+class FixedClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
 @pytest.mark.asyncio
 async def test_wall_time_does_not_close_the_buckets_of_posts_still_waiting(project: Path) -> None:
     """A daemon that falls behind: the posts in its queue carry the event time; ticking
@@ -67,3 +76,31 @@ async def test_wall_time_does_not_close_the_buckets_of_posts_still_waiting(proje
     daemon.queue.get_nowait()
     daemon.tick(later)  # a silent feed: wall time closes buckets
     assert daemon.pipeline.clock.newest == later
+
+
+@pytest.mark.asyncio
+async def test_wall_time_waits_while_a_backlog_is_worked_through(project: Path) -> None:
+    """The queue may be empty for a moment while the broker still holds a backlog: the
+    age of the posts just taken says the daemon is behind."""
+    config = project / "ticks.yaml"
+    config.write_text(
+        'brands:\n  - {id: kettlebird, name: Kettlebird, terms: ["kettlebird"]}\n'
+        f"sources:\n  - {{type: replay, path: {project / 'none.jsonl'}}}\n"
+        "server: {host: 127.0.0.1, port: 0}\nstore: {enabled: false}\n",
+        "utf-8",
+    )
+    clock = FixedClock(T0 + timedelta(minutes=10))
+    daemon = Daemon(load_settings(config), sources=[LiveGated([])], clock=clock)
+    old = [mention(f"kettlebird {i}", at=60 * i, id=f"old-{i}") for i in range(3)]
+    for post in old:
+        daemon.queue.put_nowait(post)
+    consumer = asyncio.create_task(daemon._consume())
+    await eventually(lambda: daemon.ingested == 3, "the backlog's first batch taken")
+    assert daemon.queue.empty()
+    newest = daemon.pipeline.clock.newest
+    daemon.tick(clock.now())  # 8 minutes behind: the posts still at the broker count
+    assert daemon.pipeline.clock.newest == newest
+    clock.at += timedelta(minutes=2)  # no post for longer than the lateness: silence
+    daemon.tick(clock.now())
+    assert daemon.pipeline.clock.newest == clock.now()
+    consumer.cancel()

@@ -278,6 +278,8 @@ class Daemon:
         for result in ("ok", "failed"):
             self.metrics.rule_reloads.labels(result)
         self.ingested = 0
+        # the last batch: when it was ingested (wall time) and how old its newest post was
+        self._last_batch: tuple[datetime, timedelta] | None = None
         self.alerts = 0
         self.web_url: str | None = None
         self.store: Store | None = None  # open while ``run`` runs, with store.enabled
@@ -753,13 +755,24 @@ class Daemon:
             self.tick(self.clock.now())
 
     def tick(self, now: datetime) -> None:
-        """Wall time passing closes the buckets of a silent feed, but not while posts wait
-        in the queue: when the daemon falls behind, the posts it has yet to take carry
-        the event time, and closing their buckets by the wall clock first would make
-        them all late (counted nowhere)."""
+        """Wall time passing closes the buckets of a silent feed, but not while the daemon
+        is behind: then the posts it has yet to take (in its queue, or still at the
+        broker) carry the event time, and closing their buckets by the wall clock first
+        would make them all late (counted nowhere)."""
         self.pipeline.clock.hold = self.completeness.hold(now)
-        if self.queue.empty():
+        if not self._behind(now):
             self._dispatch(self.pipeline.tick(now))
+
+    def _behind(self, now: datetime) -> bool:
+        """Posts wait in the queue, or the last batch, just ingested, was older than the
+        allowed lateness (a backlog is being worked through)."""
+        if not self.queue.empty():
+            return True
+        if self._last_batch is None:
+            return False
+        at, lag = self._last_batch
+        lateness = self.pipeline.clock.allowed_lateness
+        return lag > lateness and now - at < lateness + timedelta(seconds=TICK_SECONDS)
 
     def _connection_changed(self, source: str, up: bool) -> None:
         self.completeness.connected(source, up, self.clock.now())
@@ -792,6 +805,8 @@ class Daemon:
                 with self.metrics.batch_seconds.time():
                     self._dispatch(self.pipeline.ingest(batch))
                 self.ingested += len(batch)
+                now = self.clock.now()
+                self._last_batch = (now, now - max(m.created_at for m in batch))
             for _ in range(len(batch) + (marker is not None)):
                 self.queue.task_done()
             if isinstance(marker, _EndOfSources):
