@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -291,13 +292,13 @@ def warm_up(pipeline: Pipeline, traffic: Traffic, now: float, seed: int = 5) -> 
             template = pickle.dumps(_learned(key, mean, negative, now, rng))
             learned[(key.topic, key.scale_seconds)] = template
         pipeline.detectors[key] = pickle.loads(template)  # a copy, much faster than deepcopy
-    vocabularies: dict[int, bytes] = {}
+    vocabularies: dict[int, TermModel] = {}
     for tracker in pipeline.terms.values():
         model = vocabularies.get(tracker.width)
         if model is None:
-            model = pickle.dumps(_vocabulary(tracker, traffic, now, rng))
-            vocabularies[tracker.width] = model
-        tracker.model = pickle.loads(model)
+            model = vocabularies[tracker.width] = _vocabulary(tracker, traffic, now, rng)
+        # a copy whose terms are the same strings, as models that learned them live have
+        tracker.model = dataclasses.replace(model, counts=dict(model.counts))
     return len(pipeline.aggregator.series)
 
 

@@ -405,4 +405,5 @@ def restore_term_model(checkpoint: Checkpoint, width_seconds: int) -> TermModel:
             f"the term model was learned at {restored.width_seconds} s, "
             f"its tracker counts at {width_seconds} s"
         )
+    restored.intern_terms()  # one string per word, shared with the other brands' models
     return restored

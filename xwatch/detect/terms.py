@@ -18,8 +18,12 @@ once, and the likelihood must keep its meaning for rules, "about one false alarm
 ``1 / (1 - likelihood)`` buckets" of the brand, however many words those hold.
 
 The vocabulary is bounded: past ``capacity`` terms (plus a quarter, so that eviction
-is rare) the weakest are dropped. The model is checkpointed with the detectors
-(``xwatch.detect.state``): new-term rules do not warm up again after a restart.
+is rare) the weakest are dropped. Every term is interned (``sys.intern``) when a post's
+terms are read: a word is one string in the process, however many brands' models and
+open buckets hold it, and a bucket's counting keeps no string of its own (10,000
+brands share one English vocabulary; an interned string is freed with its last use).
+The model is checkpointed with the detectors (``xwatch.detect.state``): new-term rules
+do not warm up again after a restart.
 Rules decide what is a surge worth an alert (``when: new_term`` in ``xwatch.rules``);
 ``emerging`` is the context every alert of the brand shows.
 """
@@ -32,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
+from sys import intern
 from typing import Any
 
 from xwatch.detect.tails import nbinom_band, nbinom_sf
@@ -65,8 +70,9 @@ _TOKENS = re.compile(
 
 
 def terms_of(folded_text: str) -> set[str]:
-    """The distinct terms of a post, from its folded text (``xwatch.rules.normalize``)."""
-    return {t for t in _TOKENS.findall(folded_text) if t and t not in STOP_WORDS}
+    """The distinct terms of a post, from its folded text (``xwatch.rules.normalize``),
+    interned: the same word is the same string object in every post."""
+    return {intern(t) for t in _TOKENS.findall(folded_text) if t and t not in STOP_WORDS}
 
 
 def brand_stop_terms(folded_terms: Iterable[str]) -> frozenset[str]:
@@ -128,13 +134,22 @@ class TermModel:
             self.unit = 1.0
         known, unit = self.counts, self.unit
         for term, count in counts.items():
-            known[term] = known.get(term, 0.0) + count / unit
+            value = known.get(term)
+            if value is None:  # a new term: the process's one copy of it (see intern_terms)
+                known[intern(term)] = count / unit
+            else:
+                known[term] = value + count / unit
         capacity = self.params.capacity
         if len(known) > capacity + capacity // 4:
             kept = dict(heapq.nlargest(capacity, known.items(), key=itemgetter(1)))
             dropped = max((v for t, v in known.items() if t not in kept), default=0.0)
             self.counts = kept
             self.unseen = max(self.unseen, dropped * unit)
+
+    def intern_terms(self) -> None:
+        """Make every term the process's one copy of it (for a model that was read back
+        from a checkpoint or a copy: its strings are its own until then)."""
+        self.counts = {intern(term): value for term, value in self.counts.items()}
 
     def history_seconds(self, at: float) -> float:
         return 0.0 if self.first_start is None else at - self.first_start
