@@ -327,20 +327,11 @@ class Store:
         The checkpoint is a snapshot of every detector: a series that is not in
         ``items`` any more (a brand or rule removed) is dropped from the store.
         """
-        at = (saved_at or datetime.now(UTC)).astimezone(UTC).isoformat()
-        rows = [
-            (
-                item.series.brand,
-                item.series.topic,
-                item.series.scale_seconds,
-                item.measure,
-                item.detector,
-                item.version,
-                json.dumps(item.state, separators=(",", ":")),
-                at,
-            )
-            for item in items
-        ]
+        self.save_checkpoint_rows(checkpoint_rows(items, saved_at or datetime.now(UTC)))
+
+    def save_checkpoint_rows(self, rows: Iterable[CheckpointRow]) -> None:
+        """``save_checkpoints`` of rows already encoded (``checkpoint_rows``): a caller
+        with many series encodes them a chunk at a time and drops each chunk's states."""
         try:
             with self._write() as db:
                 db.execute("DELETE FROM detector_checkpoints")
@@ -741,6 +732,27 @@ class Store:
 
 
 _LABEL_COLUMNS = "id, post_id, text, lang, label, source, who, alert, created_at"
+
+
+CheckpointRow = tuple[str, str, int, str, str, int, str, str]  # a detector_checkpoints row
+
+
+def checkpoint_rows(items: Iterable[Checkpoint], saved_at: datetime) -> list[CheckpointRow]:
+    """Checkpoints as the rows ``save_checkpoint_rows`` writes (their states as JSON)."""
+    at = saved_at.astimezone(UTC).isoformat()
+    return [
+        (
+            item.series.brand,
+            item.series.topic,
+            item.series.scale_seconds,
+            item.measure,
+            item.detector,
+            item.version,
+            json.dumps(item.state, separators=(",", ":")),
+            at,
+        )
+        for item in items
+    ]
 
 
 def training_line(item: StoredLabel) -> str:
