@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
 from xwatch.alerting.incidents import IncidentBook, Notice, NoticeKind, Policy
+from xwatch.detect.share import NegativeShareDetector
 from xwatch.model import (
     Alert,
     AlertEvent,
@@ -273,3 +275,16 @@ def notice(
         made = [n for c in changes for n in c.notices if n.channel == channel]
     assert made, f"the book made no {kind} notice for {channel}"
     return made[-1]
+
+
+def share_detector_after(days: int, per_bucket: int, share: float) -> NegativeShareDetector:
+    """A negative-share detector that has learned ``days`` of 5-minute buckets of
+    ``per_bucket`` posts, each negative with probability ``share`` (seeded)."""
+    detector = NegativeShareDetector(300)
+    rng = random.Random(7)
+    for i in range(days * 288):
+        k = sum(rng.random() < share for _ in range(per_bucket))
+        b = bucket(T0 + timedelta(seconds=300 * i), per_bucket, k)
+        detector.score_one(b)
+        detector.learn_one(b)
+    return detector

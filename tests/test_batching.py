@@ -17,6 +17,18 @@ from xwatch.model import Mention
 from xwatch.settings import load_settings
 
 
+def _config(project: Path) -> Path:
+    """One brand, no store, no fixed port; the test gives the daemon its own sources."""
+    config = project / "batching.yaml"
+    config.write_text(
+        'brands:\n  - {id: kettlebird, name: Kettlebird, terms: ["kettlebird"]}\n'
+        f"sources:\n  - {{type: replay, path: {project / 'none.jsonl'}}}\n"
+        "server: {host: 127.0.0.1, port: 0}\nstore: {enabled: false}\n",
+        "utf-8",
+    )
+    return config
+
+
 class Trickle(GatedSource):
     """A finite source whose posts come one at a time, the loop running in between."""
 
@@ -28,13 +40,7 @@ class Trickle(GatedSource):
 
 @pytest.mark.asyncio
 async def test_posts_that_trickle_in_are_ingested_in_a_few_batches(project: Path) -> None:
-    config = project / "batching.yaml"
-    config.write_text(
-        'brands:\n  - {id: kettlebird, name: Kettlebird, terms: ["kettlebird"]}\n'
-        f"sources:\n  - {{type: replay, path: {project / 'none.jsonl'}}}\n"  # the trickle instead
-        "server: {host: 127.0.0.1, port: 0}\nstore: {enabled: false}\n",
-        "utf-8",
-    )
+    config = _config(project)
     posts = [mention(f"kettlebird post {i}", at=i, id=f"p{i}") for i in range(50)]
     daemon = Daemon(load_settings(config), sources=[Trickle(posts)])
     daemon.exit_when_done = True
@@ -60,13 +66,7 @@ class FixedClock:
 async def test_wall_time_does_not_close_the_buckets_of_posts_still_waiting(project: Path) -> None:
     """A daemon that falls behind: the posts in its queue carry the event time; ticking
     the clock to the wall time first would close their buckets and make them late."""
-    config = project / "ticks.yaml"
-    config.write_text(
-        'brands:\n  - {id: kettlebird, name: Kettlebird, terms: ["kettlebird"]}\n'
-        f"sources:\n  - {{type: replay, path: {project / 'none.jsonl'}}}\n"
-        "server: {host: 127.0.0.1, port: 0}\nstore: {enabled: false}\n",
-        "utf-8",
-    )
+    config = _config(project)
     daemon = Daemon(load_settings(config), sources=[LiveGated([])])
     waiting = mention("kettlebird", at=0, id="waiting")
     daemon.queue.put_nowait(waiting)
@@ -82,13 +82,7 @@ async def test_wall_time_does_not_close_the_buckets_of_posts_still_waiting(proje
 async def test_wall_time_waits_while_a_backlog_is_worked_through(project: Path) -> None:
     """The queue may be empty for a moment while the broker still holds a backlog: the
     age of the posts just taken says the daemon is behind."""
-    config = project / "ticks.yaml"
-    config.write_text(
-        'brands:\n  - {id: kettlebird, name: Kettlebird, terms: ["kettlebird"]}\n'
-        f"sources:\n  - {{type: replay, path: {project / 'none.jsonl'}}}\n"
-        "server: {host: 127.0.0.1, port: 0}\nstore: {enabled: false}\n",
-        "utf-8",
-    )
+    config = _config(project)
     clock = FixedClock(T0 + timedelta(minutes=10))
     daemon = Daemon(load_settings(config), sources=[LiveGated([])], clock=clock)
     old = [mention(f"kettlebird {i}", at=60 * i, id=f"old-{i}") for i in range(3)]

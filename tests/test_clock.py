@@ -17,6 +17,16 @@ from xwatch.settings import load_settings
 LATE = timedelta(seconds=60)
 
 
+def _pipeline(project: Path) -> tuple[Pipeline, CollectorRegistry]:
+    """The shipped config's pipeline, and the registry its metrics go to."""
+    settings = load_settings(project / "config.yaml")
+    registry = CollectorRegistry()
+    pipeline = Pipeline(
+        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
+    )
+    return pipeline, registry
+
+
 def test_watermark_is_the_newest_event_less_the_lateness_and_never_past_a_hold() -> None:
     clock = EventClock(LATE)
     assert clock.watermark is None
@@ -62,11 +72,7 @@ def test_without_live_sources_nothing_is_held() -> None:
 def test_a_post_from_a_fast_clock_does_not_close_the_buckets_of_the_next_minutes(
     project: Path,
 ) -> None:
-    settings = load_settings(project / "config.yaml")
-    registry = CollectorRegistry()
-    pipeline = Pipeline(
-        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
-    )
+    pipeline, registry = _pipeline(project)
     live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
     live.started("mqtt", T0)
     live.connected("mqtt", True, T0)
@@ -88,11 +94,7 @@ def test_a_post_from_a_fast_clock_does_not_close_the_buckets_of_the_next_minutes
 def test_a_first_post_from_a_fast_clock_does_not_start_the_series_in_the_future(
     project: Path,
 ) -> None:
-    settings = load_settings(project / "config.yaml")
-    registry = CollectorRegistry()
-    pipeline = Pipeline(
-        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
-    )
+    pipeline, registry = _pipeline(project)
     live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
     live.started("mqtt", T0)
     pipeline.clock.hold = live.hold(T0)
@@ -110,11 +112,7 @@ def test_a_first_post_from_a_fast_clock_does_not_start_the_series_in_the_future(
 
 def test_a_straggler_from_days_ago_does_not_move_the_start_back(project: Path) -> None:
     """Only as far as a fast clock may be ahead: not days of empty buckets to learn."""
-    settings = load_settings(project / "config.yaml")
-    registry = CollectorRegistry()
-    pipeline = Pipeline(
-        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
-    )
+    pipeline, registry = _pipeline(project)
     pipeline.ingest([mention("kettlebird", at=2 * 86400, id="now")])
     pipeline.ingest([mention("kettlebird", at=0, id="two days before")])
     assert registry.get_sample_value("xwatch_mentions_late_total") == 1
@@ -130,11 +128,7 @@ def test_the_earliest_gap_of_several_sources_wins() -> None:
 
 def test_posts_backfilled_after_a_gap_are_counted_not_late(project: Path) -> None:
     """While a source is down the ticks do not close its gap; the backfill fills it."""
-    settings = load_settings(project / "config.yaml")
-    registry = CollectorRegistry()
-    pipeline = Pipeline(
-        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
-    )
+    pipeline, registry = _pipeline(project)
     live = LiveCompleteness(LATE, catch_up=timedelta(minutes=5))
     live.started("x", T0)
     live.connected("x", True, T0)

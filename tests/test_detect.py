@@ -12,7 +12,7 @@ import numpy
 import pytest
 from scipy import stats
 
-from tests.factories import T0, bucket, mention
+from tests.factories import T0, bucket, mention, share_detector_after
 from xwatch.backtest import nab_scores
 from xwatch.detect import volume
 from xwatch.detect.buckets import Aggregator
@@ -266,17 +266,6 @@ def test_robust_learning_a_spike_does_not_become_the_baseline() -> None:
 
 
 # --- negative share detector -------------------------------------------------------
-
-
-def share_detector_after(days: int, per_bucket: int, share: float) -> NegativeShareDetector:
-    detector = NegativeShareDetector(300)
-    rng = random.Random(7)
-    for i in range(days * 288):
-        k = sum(rng.random() < share for _ in range(per_bucket))
-        b = bucket(T0 + timedelta(seconds=300 * i), per_bucket, k)
-        detector.score_one(b)
-        detector.learn_one(b)
-    return detector
 
 
 def test_one_negative_out_of_two_is_not_a_crisis() -> None:

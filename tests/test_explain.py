@@ -10,28 +10,16 @@ from datetime import timedelta
 
 import pytest
 
-from tests.factories import T0, alert, bucket, notice
+from tests.factories import T0, alert, bucket, notice, share_detector_after
 from xwatch.alerting.chart import incident_chart
 from xwatch.alerting.codec import from_json, to_json
 from xwatch.alerting.render import describe
-from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.volume import CountDetector
 from xwatch.model import Alert, Bucket, Measure, Run, SeriesKey, Signal
 
 
-def _share_detector(days: int, per_bucket: int, share: float, seed: int) -> NegativeShareDetector:
-    detector = NegativeShareDetector(300)
-    rng = random.Random(seed)
-    for i in range(days * 288):
-        k = sum(rng.random() < share for _ in range(per_bucket))
-        b = bucket(T0 + timedelta(seconds=300 * i), per_bucket, k)
-        detector.score_one(b)
-        detector.learn_one(b)
-    return detector
-
-
 def test_a_share_alarm_from_its_cusum_carries_the_run_of_buckets_behind_it() -> None:
-    detector = _share_detector(1, 40, 0.1, seed=7)
+    detector = share_detector_after(1, 40, 0.1)
     rng = random.Random(16)
     seen: list[Bucket] = []
     usual: list[float] = []
@@ -61,7 +49,7 @@ def test_a_share_alarm_from_its_cusum_carries_the_run_of_buckets_behind_it() -> 
 
 
 def test_a_single_extreme_bucket_explains_itself_without_a_run() -> None:
-    detector = _share_detector(1, 10, 0.1, seed=7)
+    detector = share_detector_after(1, 10, 0.1)
     signal = detector.score_one(bucket(T0 + timedelta(days=1), 40, 24))
     assert signal.likelihood > 0.99999
     assert signal.run is None
@@ -69,7 +57,7 @@ def test_a_single_extreme_bucket_explains_itself_without_a_run() -> None:
 
 
 def test_the_run_ends_when_the_cusum_is_back_at_zero() -> None:
-    detector = _share_detector(1, 40, 0.1, seed=7)
+    detector = share_detector_after(1, 40, 0.1)
     before = detector.run.buckets  # a run the noise may have started already
     for i in range(3):  # a few high buckets start (or go on with) a run...
         b = bucket(T0 + timedelta(days=1, seconds=300 * i), 40, 10)
