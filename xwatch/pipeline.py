@@ -583,7 +583,13 @@ class Pipeline:
         evaluations: dict[str, int] = {}
         # the metrics: each series' newest bucket (gauges show the latest) and how many
         # closed (a backtest closes several buckets of a series at a time)
-        newest: dict[SeriesKey, tuple[Bucket, list[Signal], int]] = {}
+        newest: dict[SeriesKey, tuple[Bucket, list[Signal]]] = {}
+        closed: dict[SeriesKey, int] = {}
+
+        def closing(bucket: Bucket, signals: list[Signal]) -> None:
+            newest[bucket.series] = (bucket, signals)
+            closed[bucket.series] = closed.get(bucket.series, 0) + 1
+
         # Bucket by bucket, in event-time order, so that the alerts (and their
         # resolution) do not depend on how the posts were batched; the buckets that
         # end at one instant make one round of the lifecycle.
@@ -600,8 +606,7 @@ class Pipeline:
                 if self._nothing_to_judge(bucket):
                     self._learn(bucket)
                     judged = timer()
-                    _, _, closed = newest.get(bucket.series, (bucket, [], 0))
-                    newest[bucket.series] = (bucket, [], closed + 1)
+                    closing(bucket, [])
                     recorded = timer()
                     if bucket.series.topic in self._plans[bucket.series.brand].streaks:
                         alerts.extend(self._alerts(bucket, []))  # ends the rules' streaks
@@ -611,8 +616,7 @@ class Pipeline:
                 signals = self._judge(bucket)
                 closed_terms = self._close_terms(bucket)
                 judged = timer()
-                _, _, closed = newest.get(bucket.series, (bucket, [], 0))
-                newest[bucket.series] = (bucket, signals, closed + 1)
+                closing(bucket, signals)
                 if not bucket.series.topic:  # the alerts' charts show the brand
                     self.history.record(bucket, signals)
                 recorded = timer()
@@ -627,8 +631,8 @@ class Pipeline:
                     evaluations[measure] = evaluations.get(measure, 0) + 1
             events.extend(self.book.observe(alerts + term_alerts, end))
         events.extend(self._release_mentions(before=None))
-        for bucket, signals, closed in newest.values():
-            self.metrics.record_bucket(bucket, signals, closed)
+        for series, (bucket, signals) in newest.items():
+            self.metrics.record_bucket(bucket, signals, closed[series])
         if evaluations:
             self._stage["detect"].observe(detecting)
             self._stage["rules"].observe(ruling)
