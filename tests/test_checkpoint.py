@@ -29,6 +29,7 @@ from xwatch.detect.state import (
     STATE_VERSION,
     Checkpoint,
     CheckpointError,
+    fingerprint,
     from_state,
     restore_term_model,
     to_state,
@@ -410,6 +411,26 @@ def test_a_refused_series_starts_fresh_and_the_others_are_restored(settings: Set
     assert "not in the config any more" in refusals[0][1]
     assert refusals[1][0] == fifteen
     assert "state version 0" in refusals[1][1]
+
+
+PINNED_FINGERPRINTS = {
+    5: {
+        "CountDetector": "ba4ae091fdf05579",
+        "NegativeShareDetector": "459a89ed366f7827",
+        "TermModel": "a89c6275c0bdf88b",
+    },
+}
+
+
+def test_the_saved_fields_change_only_with_the_state_version() -> None:
+    """A class's field names, nested ones included (``CountDetector.judged``'s), are its
+    checkpoints' fingerprint: a renamed or added field makes every saved checkpoint
+    refused, as a new ``STATE_VERSION`` does. Pinned, so that it only happens on purpose
+    (a speed-up once added a field to ``Judgement``): when this fails, bump
+    ``STATE_VERSION`` and pin the new fingerprints."""
+    assert STATE_VERSION in PINNED_FINGERPRINTS, "a new STATE_VERSION: pin its fingerprints"
+    found = {name: fingerprint(cls) for name, cls in DETECTORS.items()}
+    assert found == PINNED_FINGERPRINTS[STATE_VERSION]
 
 
 # -- the daemon ----------------------------------------------------------------------

@@ -46,6 +46,30 @@ class RunTracker:
             self.posts + posts,
         )
 
+    def advance(
+        self,
+        ongoing: bool,
+        start: float,
+        observed: float,
+        expected: float,
+        posts: int = 0,
+        *,
+        lasts: bool,
+    ) -> None:
+        """Learn a bucket: ``keep(through(...))`` if the CUSUM stays above zero after it
+        (``lasts``), else ``keep(None)``; in place, without making a ``Run`` (this is
+        done for every bucket of every series). ``start``: epoch seconds."""
+        if not lasts:
+            self.keep(None)
+        elif not ongoing or self.start is None:
+            self.start, self.buckets, self.posts = start, 1, posts
+            self.observed, self.expected = float(observed), expected
+        else:
+            self.buckets += 1
+            self.observed += observed
+            self.expected += expected
+            self.posts += posts
+
     def keep(self, run: Run | None) -> None:
         """Remember ``run`` (None: the CUSUM is back at zero, the run is over)."""
         if run is None:

@@ -147,13 +147,13 @@ class NegativeShareDetector:
             self.first_start = bucket.start.timestamp()
         n, k = bucket.count, float(bucket.negative)
         usual = self.usual_share
-        run = self._run_through(bucket, usual)  # (from the CUSUM before this bucket)
+        ongoing = self.cusum > 0.0  # (the run is the CUSUM's before this bucket)
         if self._warming_up(bucket):
             self.cusum = 0.0
         else:
             step = self._llr(bucket.negative, n, usual)
             self.cusum = min(max(self.cusum + step, 0.0), self.params.cusum_cap)
-        self.run.keep(run if self.cusum > 0.0 else None)
+        self.run.advance(ongoing, bucket.start.timestamp(), k, n * usual, n, lasts=self.cusum > 0.0)
         if n and self.seen_posts >= self.params.prior_posts:
             # robust: an outlying share is learned as if it sat on the band's edge
             low, high = self._band(usual, n)

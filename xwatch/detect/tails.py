@@ -20,9 +20,12 @@ count of how rare each size of onset has been in the series itself (see its docs
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 from scipy.special import betainc, betaln, gammainc, gammaincc, gammaincinv
 
 _MIN_ALPHA = 1e-6
@@ -105,11 +108,17 @@ def nbinom_band(mu: float, alpha: float, coverage: float = 0.99) -> tuple[float,
         return 0.0, 0.0
     variance = mu + alpha * mu * mu
     shape, scale = mu * mu / variance, variance / mu
+    low, high = gammaincinv(shape, _band_quantiles(coverage)).tolist()  # one ufunc call
+    return low * scale, high * scale
+
+
+@functools.lru_cache(maxsize=8)
+def _band_quantiles(coverage: float) -> npt.NDArray[np.float64]:
+    """The quantiles of a central band: (1 - coverage) / 2 and its complement."""
     tail = (1.0 - coverage) / 2.0
-    return (
-        float(gammaincinv(shape, tail)) * scale,
-        float(gammaincinv(shape, 1.0 - tail)) * scale,
-    )
+    quantiles = np.array([tail, 1.0 - tail])
+    quantiles.flags.writeable = False  # shared by every call
+    return quantiles
 
 
 ONSET_EDGES: tuple[float, ...] = (0.0, *(0.05 * 1.1**i for i in range(58)))
@@ -222,8 +231,6 @@ class OnsetTail:
         if onset <= 0.0:
             return
         reached, excess = self.reached, self.excess
-        for i, edge in enumerate(ONSET_EDGES):
-            if onset < edge:
-                break
+        for i in range(bisect.bisect_right(ONSET_EDGES, onset)):  # the edges it reached
             reached[i] += 1
-            excess[i] += onset - edge
+            excess[i] += onset - ONSET_EDGES[i]

@@ -139,16 +139,20 @@ def _decay(width_seconds: float, halflife_seconds: float) -> float:
     return float(0.5 ** (width_seconds / halflife_seconds))
 
 
+@functools.lru_cache(maxsize=256)
 def _alpha(halflife_in_steps: float) -> float:
     """EWMA weight of a new value for a given half-life in update steps."""
     return float(1.0 - 0.5 ** (1.0 / max(halflife_in_steps, 1.0)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Judgement:
-    """What judging one bucket found, kept until it is learned (saves doing it twice)."""
+    """What judging one bucket found, kept until it is learned (saves doing it twice).
+    Not frozen: it never leaves its detector, and is made for every bucket. Its field
+    names are part of the checkpoint's fingerprint (``state.field_names``): a new one
+    makes every saved checkpoint refused, as ``STATE_VERSION`` does."""
 
-    start: float
+    start: float  # the bucket's start, epoch seconds
     observed: int
     expected: float
     low: float
@@ -234,14 +238,13 @@ class CountDetector:
     def _value(self, bucket: Bucket) -> int:
         return bucket.negative if self.measure is Measure.NEGATIVE_VOLUME else bucket.count
 
-    def _warming_up(self, start: datetime) -> bool:
+    def _warming_up(self, start: float) -> bool:
+        """Whether a bucket starting at ``start`` (epoch seconds) is in the warm-up."""
         if self.first_start is None:
             return True
-        return start.timestamp() - self.first_start < self.params.warmup_seconds
+        return start - self.first_start < self.params.warmup_seconds
 
-    def _robust(
-        self, value: float, season: float, judged: Judgement, start: datetime
-    ) -> tuple[float, float]:
+    def _robust(self, value: float, season: float, judged: Judgement) -> tuple[float, float]:
         """What to learn from a value: (for the level, for the rhythm).
 
         An outlier counts as if it sat on the band's edge, so a crisis does not teach
@@ -259,7 +262,7 @@ class CountDetector:
             self.outlier_run = 0
             self.outlier_sum = 0.0
         self.outlier_side = side
-        if side == 0 or self._warming_up(start):
+        if side == 0 or self._warming_up(judged.start):
             return value, value
         self.outlier_run += 1
         self.outlier_sum += value / season
@@ -288,7 +291,7 @@ class CountDetector:
         bucket_down = Signal.surprise_of(min(1.0, down / (1.0 - share)))
         cusum_up = self._cusum_surprise(min(self.cusum_up + llr_up, cap))
         cusum_down = self._cusum_surprise(min(self.cusum_down + llr_down, cap))
-        steps_up, steps_down = self._calibrated_steps(bucket, bucket_up, bucket_down)
+        steps_up, steps_down = self._calibrated_steps(start, bucket_up, bucket_down)
         self.judged = judged = Judgement(
             start=start,
             observed=observed,
@@ -309,13 +312,13 @@ class CountDetector:
         return judged
 
     def _calibrated_steps(
-        self, bucket: Bucket, bucket_up: float, bucket_down: float
+        self, start: float, bucket_up: float, bucket_down: float
     ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The calibrated CUSUMs' steps, each way: the log-likelihood ratio, under each of
         ``CALIBRATORS``, of the bucket's calibrated tail ``p`` (how often the series'
         buckets have been at least this surprising: a conformal p-value, uniform while
         the series behaves as it did). Zero while warming up or uncalibrated."""
-        if not self.params.calibrate or self._warming_up(bucket.start) or self.learned == 0:
+        if not self.params.calibrate or self._warming_up(start) or self.learned == 0:
             return NO_STEPS, NO_STEPS
         prior = self.params.calibration_prior_seconds / self.width_seconds
         return self._steps(bucket_up, prior), self._steps(bucket_down, prior)
@@ -349,7 +352,7 @@ class CountDetector:
             judged.surprise_down == surprise and judged.observed < judged.expected
         ):
             direction, surprise = "down", judged.surprise_down
-        warming_up = self._warming_up(bucket.start) or self.learned == 0
+        warming_up = self._warming_up(judged.start) or self.learned == 0
         if self.params.calibrate and not warming_up:
             surprise = self._calibrated(judged, direction, surprise)
         return Signal(
@@ -402,18 +405,18 @@ class CountDetector:
             self.first_start = bucket.start.timestamp()
         judged = self._judge(bucket)
         self.judged = None  # what is learned next changes the model
-        self._learn_onset(bucket.start, judged)
+        self._learn_onset(judged)
         adopt = self._learn_cusums(bucket.start, judged)
         self._learn_baseline(bucket.start, judged)
         if adopt is not None:
             self._adopt(adopt)
 
-    def _learn_onset(self, start: datetime, judged: Judgement) -> None:
+    def _learn_onset(self, judged: Judgement) -> None:
         """Step the episode's bar, count the bucket's onset, and its own test's surprise
         (not while warming up: the model's surprise means little yet). The raw surprise,
         as ``score_one``'s."""
         decay = _decay(self.width_seconds, self.params.episode_halflife_seconds)
-        if self._warming_up(start) or self.learned == 0:
+        if self._warming_up(judged.start) or self.learned == 0:
             self.episode_bar *= decay
             return
         surprise = max(judged.surprise_up, judged.surprise_down)
@@ -429,21 +432,21 @@ class CountDetector:
         drain): the change is the new normal, and the level becomes the mean of the
         buckets that held it there.
         """
-        if self._warming_up(start) or self.learned == 0:
+        if self._warming_up(judged.start) or self.learned == 0:
             self._adopt(None)
             return None
         p = self.params
         hour, weekday = self._slots(start)
         value = judged.observed / (self.daily[hour] * self.weekly[weekday])
         cap = p.cusum_cap
-        run_up = self.run_up.through(self.cusum_up > 0.0, start, judged.observed, judged.expected)
-        run_down = self.run_down.through(
-            self.cusum_down > 0.0, start, judged.observed, judged.expected
-        )
+        ongoing_up, ongoing_down = self.cusum_up > 0.0, self.cusum_down > 0.0
         self.cusum_up = min(max(self.cusum_up + judged.llr_up, 0.0), cap)
         self.cusum_down = min(max(self.cusum_down + judged.llr_down, 0.0), cap)
-        self.run_up.keep(run_up if self.cusum_up > 0.0 else None)
-        self.run_down.keep(run_down if self.cusum_down > 0.0 else None)
+        observed, expected = judged.observed, judged.expected
+        self.run_up.advance(ongoing_up, judged.start, observed, expected, lasts=self.cusum_up > 0.0)
+        self.run_down.advance(
+            ongoing_down, judged.start, observed, expected, lasts=self.cusum_down > 0.0
+        )
         for cusums, steps in (
             (self.calibrated_up, judged.steps_up),
             (self.calibrated_down, judged.steps_down),
@@ -481,7 +484,7 @@ class CountDetector:
         p = self.params
         mu = judged.expected
         season = self.daily[hour] * self.weekly[weekday]
-        value, rhythm_value = self._robust(float(judged.observed), season, judged, start)
+        value, rhythm_value = self._robust(float(judged.observed), season, judged)
         deseasonalised = value / season
         self.learned += 1
         # Fast start: plain averages until the half-life's own weight takes over.
@@ -508,7 +511,7 @@ class CountDetector:
             )
         assert self.first_start is not None
         # Weekday factors only move once a whole week has been seen.
-        if start.timestamp() - self.first_start >= WEEK:
+        if judged.start - self.first_start >= WEEK:
             self.weekly_seen[weekday] += 1
             per_week = DAY / width  # buckets of one weekday per week
             a_weekly = max(
