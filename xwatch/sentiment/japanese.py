@@ -5,8 +5,8 @@ NFKC-normalised text for lexicon terms, leftmost and then longest first, without
 (an Aho-Corasick automaton of the terms, ``pyahocorasick``: one pass over the text whatever
 the lexicon size; it finds what ``re.finditer`` of ``trie_pattern(terms)`` finds, about ten
 times faster for its five thousand terms).  A term followed, after at most a
-few hiragana, by a negation (ない, なかった, なし, ません, ず, じゃない, ...) counts for the
-opposite polarity at reduced strength: 美味しくない is negative, 問題ない mildly positive.
+few hiragana, by a negation (ない, なかった, なし, ません, ず, じゃない, 無い, ...) counts for
+the opposite polarity at reduced strength: 美味しくない is negative, 問題ない mildly positive.
 A contrast turns the weight to the clause after it, as VADER's rule for "but" does: with a
 contrastive conjunction in the text (けど, けれど, だけど, しかし, のに, ものの, "が、", a
 clause-initial でも), the terms before its last occurrence count ``BEFORE_CONTRAST`` times
@@ -57,16 +57,18 @@ NEGATED_WEIGHT = -0.5
 ALPHA = 4.0
 """Squashing constant: score = total / sqrt(total**2 + ALPHA), so one ±1 term scores ±0.45."""
 
-I_ADJECTIVE_ENDINGS = ("く", "かっ", "さ", "そう", "すぎ")
-"""Added to the stem of a term ending in い: 美味しい -> 美味しく, 美味しかった, 美味しさ, ..."""
+I_ADJECTIVE_ENDINGS = ("く", "かっ", "さ", "そう", "すぎ", "過ぎ")
+"""Added to the stem of a term ending in い: 美味しい -> 美味しく, 美味しかった, 美味しさ, ...
+(すぎ also in kanji: 高過ぎ)."""
 
 _NEGATION = re.compile(
     r"(?!しか)(?:[ぁ-ゖ]{0,3}?|[なの]?(?:こと|事|もの|物|わけ|訳)(?:じゃ|では|でも|は|も)?)"
-    r"(?:な(?:い|かっ|く|さ|し)|ねえ|ねぇ|ません|ず(?!っ))"
+    r"(?:[な無](?:い|かっ|く|さ|し)|ねえ|ねぇ|ません|ず(?!っ))"
     r"(?<!じゃない(?=[か?]|ですか))(?<!ではない(?=[か?]|ですか))"
 )
 """A negation just after a term: a few hiragana allowed between (美味しく|ない, 好き|じゃ|ない),
-or a nominaliser (悪い|ことじゃ|ない, 嫌|なわけでは|ない); colloquial ねえ counts (見えねえ).
+or a nominaliser (悪い|ことじゃ|ない, 嫌|なわけでは|ない); colloquial ねえ counts (見えねえ), and
+ない written in kanji (悔いは|無い, 問題|無し).
 Not negations: しかない ("nothing but": 泣くしかない is crying), and the rhetorical
 じゃないか / じゃない? / じゃないですか ("isn't it": 最高じゃないか praises)."""
 
@@ -81,8 +83,11 @@ _Trie: TypeAlias = dict[str, "_Trie"]
 
 
 def load_lexicon(text: str) -> dict[str, float]:
-    """Term -> weight from the TSV ``text``, terms NFKC-normalised and i-adjectives inflected."""
-    lexicon: dict[str, float] = {}
+    """Term -> weight from the TSV ``text``, terms NFKC-normalised and i-adjectives inflected.
+
+    A term written out in the file wins over the same form inflected from another line
+    (重すぎ's own weight, not 重い's), wherever the two lines are."""
+    written: dict[str, float] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
@@ -95,7 +100,10 @@ def load_lexicon(text: str) -> dict[str, float]:
             weight = math.nan
         if not math.isfinite(weight):
             raise ValueError(f"{LEXICON_FILE}:{number}: weight must be a number, got {fields[1]!r}")
-        for form in _inflections(unicodedata.normalize("NFKC", fields[0].strip())):
+        written.setdefault(unicodedata.normalize("NFKC", fields[0].strip()), weight)
+    lexicon = dict(written)
+    for term, weight in written.items():
+        for form in _inflections(term):
             lexicon.setdefault(form, weight)  # a form written out in the file wins
     return lexicon
 
