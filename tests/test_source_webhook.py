@@ -331,6 +331,17 @@ async def test_one_bad_item_in_a_batch_refuses_the_whole_batch() -> None:
 
 
 @pytest.mark.asyncio
+async def test_an_item_nested_too_deep_to_re_encode_is_refused_not_a_server_error() -> None:
+    """orjson reads 1,024 levels but writes 254: an array item between the two (found by
+    the fuzz test) is refused as too-deep JSON, with where it is."""
+    hook = Webhook()
+    deep = b"[" * 300 + b"]" * 300
+    answer = await hook.post_signed(b"[" + dumps(mention(1)) + b"," + deep + b"]")
+    assert answer.status == 400 and answer.json["error"] == "not_json"
+    assert answer.json["where"] == "index 1" and hook.batches == []
+
+
+@pytest.mark.asyncio
 async def test_bad_line_in_a_json_lines_batch_refuses_the_whole_batch() -> None:
     hook = Webhook()
     body = jsonl(mention(1), {"id": "2", "text": 5, "created_at": "2027-01-15T07:59:12Z"})

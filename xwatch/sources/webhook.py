@@ -61,13 +61,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+import orjson
 from aiohttp import web
 
 from xwatch.config import WebhookSourceConfig
@@ -239,18 +239,24 @@ def _payloads(body: bytes, ndjson: bool) -> list[tuple[str, bytes]]:
     if ndjson:
         return _lines(body)
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (ValueError, RecursionError):  # not one JSON document: JSON lines, or malformed
+        document = orjson.loads(body)  # as parse_payload reads (RFC 8259: no NaN, depth 1,024)
+    except orjson.JSONDecodeError:  # not one JSON document: JSON lines, or malformed
         lines = _lines(body)
         if len(lines) > 1 and _is_json(lines[0][1]):
             return lines
         return [("body", body)]  # parse_payload says precisely what is wrong, with the line
     if isinstance(document, list):
-        return [
-            (f"index {i}", json.dumps(item, ensure_ascii=False).encode())
-            for i, item in enumerate(document)
-        ]
+        return [(f"index {i}", _encoded(item, f"index {i}")) for i, item in enumerate(document)]
     return [("body", body)]
+
+
+def _encoded(item: object, where: str) -> bytes:
+    """An array item as a payload of its own; one nested deeper than orjson writes (it
+    reads 1,024 levels, writes 254) is refused as any too-deep JSON is."""
+    try:
+        return orjson.dumps(item)
+    except orjson.JSONEncodeError as exc:
+        raise _Refused(400, "not_json", str(exc), where) from None
 
 
 def _lines(body: bytes) -> list[tuple[str, bytes]]:
@@ -263,7 +269,7 @@ def _lines(body: bytes) -> list[tuple[str, bytes]]:
 
 def _is_json(raw: bytes) -> bool:
     try:
-        json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError):
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return False
     return True
