@@ -28,10 +28,14 @@ Latency: a fresh daemon, its detectors warmed up on a day of the same traffic, f
 40 and twice the brand's usual count in the bucket). A spike's latency is the time from
 the instant its bucket may close (its end plus the allowed lateness, 1 s here: the
 publication time of the post that closes it) to the daemon calling the notifier's
-``send`` for the brand's incident. A post waits for its bucket to close before that:
+``send`` for the brand's incident with a part that a signal rule fired on that bucket
+(or a later one). A mention rule may notify sooner, before the bucket closes: one of
+the crisis posts is a complaint from a large account (``high-reach-complaint``); that
+notice is not the spike's (timed from the bucket's close, it read as a negative
+latency in earlier versions of this benchmark). A post waits for its bucket to close:
 up to the bucket width plus the allowed lateness (here 10 s + 1 s; with the default
-config, 60 s + 60 s). Spikes without a notice are counted as missed, notices for brands
-that did not spike as false alarms.
+config, 60 s + 60 s). Spikes without such a notice are counted as missed, notices for
+brands that did not spike as false alarms.
 
 CPU seconds used by the daemon (this process), the publisher and the broker are
 reported with each run: they share 2 cores, so each takes time from the others.
@@ -66,7 +70,9 @@ from rig import (
     start_publisher,
 )
 
+from xwatch.alerting.incidents import Notice
 from xwatch.daemon import Daemon
+from xwatch.model import Measure
 from xwatch.sources.mqtt import RECEIVE_MAXIMUM
 
 TOPIC = "xwatch/mentions/#"
@@ -240,10 +246,13 @@ async def latency(
 
 
 def _latency_result(run: Run, rate: float, posts: int) -> dict[str, Any]:
-    first: dict[str, float] = {}
-    for at, notice in run.notices:
-        first.setdefault(notice_brand(notice), at)
     spikes = {brand: end for brand, end in run.publisher["spikes"]}
+    first: dict[str, float] = {}  # each brand's first notice of a spike
+    for at, notice in run.notices:
+        brand = notice_brand(notice)
+        if brand in spikes and not _of_spike(notice, spikes[brand]):
+            continue  # a mention rule on a background post (a high-reach complaint)
+        first.setdefault(brand, at)
     delays = [first[b] - (end + LATENESS_SECONDS) for b, end in spikes.items() if b in first]
     sent = run.publisher["sent"]
     achieved = run.publisher["background"] / max(
@@ -269,6 +278,19 @@ def _latency_result(run: Run, rate: float, posts: int) -> dict[str, Any]:
         },
         "wall_seconds": run.wall,
     }
+
+
+def _of_spike(notice: Notice, end: float) -> bool:
+    """Whether a notice is about a spike whose bucket ends at ``end`` (Unix time): a part
+    fired by a signal rule on that bucket or a later one. Background posts can make a
+    mention rule fire for a spiking brand (a negative post from a large account), even
+    before its spike; timed from the spike's bucket, that notice read as a negative
+    latency."""
+    return any(
+        part.first.signal.measure is not Measure.MENTION
+        and part.first.signal.end.timestamp() >= end
+        for part in notice.incident.parts
+    )
 
 
 def _cpu(result: dict[str, Any]) -> str:
