@@ -111,7 +111,7 @@ def train_split(path: Path, default: ComplaintScorer) -> None:
     print(
         f"xwatch train on {len(train_rows)} airline rows (seed {SPLIT_SEED}), "
         f"scored on the other {len(test_rows)}: {seconds:.0f} s ({cpu_seconds:.0f} s of CPU), "
-        f"C={model.stats['C']:g}, "
+        f"{model.stats['model']} C={model.stats['C']:g}, "
         f"class_weight={model.stats['class_weight']}, "
         f"cross-validated negative F1 {100 * model.stats['cv']['negative']['f1']:.1f}"
     )

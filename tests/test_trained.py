@@ -3,6 +3,7 @@ files, and routing by ``sentiment.models`` in the config."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import pickle
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import yaml
 from prometheus_client import CollectorRegistry
 
@@ -25,6 +27,7 @@ from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import default_router
 from xwatch.sentiment.trained import (
     LABELS,
+    MODELS,
     Example,
     Featurizer,
     ModelError,
@@ -32,7 +35,9 @@ from xwatch.sentiment.trained import (
     TrainedScorer,
     VectorizerParams,
     digest,
+    format_cv,
     load,
+    log_count_ratios,
     mark_negation,
     normalise,
     router_from_config,
@@ -96,6 +101,25 @@ def test_scores_follow_the_labels(model: TrainedModel) -> None:
     assert [r.label for r in results] == ["negative", "positive", "neutral"]
     assert results[0].score < 0 < results[1].score
     assert all(-1.0 <= r.score <= 1.0 for r in results)
+
+
+def test_one_text_at_a_time_scores_as_a_batch(model: TrainedModel) -> None:
+    """The daemon scores a few texts at a time: each text's probabilities do not depend on
+    the batch it comes in."""
+    texts = [e.text for e in synthetic(EN_WORDS, 12, 8, "en")]
+    batch = model.probabilities(texts)
+    one_by_one = np.vstack([model.probabilities([text]) for text in texts])
+    assert np.array_equal(batch, one_by_one)
+
+
+def test_scores_follow_a_replaced_coef(model: TrainedModel) -> None:
+    """The float64 weights kept for scoring are remade when ``coef`` is replaced."""
+    copy = dataclasses.replace(model)
+    texts = ["my flight was delayed and they lost my bag", "thank you, great crew"]
+    before = copy.probabilities(texts)
+    copy.coef = -copy.coef
+    assert [s.label for s in copy.score(texts)] != [s.label for s in model.score(texts)]
+    assert np.array_equal(model.probabilities(texts), before)
 
 
 def test_awkward_texts_do_not_raise(model: TrainedModel) -> None:
@@ -162,14 +186,75 @@ def test_the_prior_carries_words_the_training_set_lacks(model: TrainedModel) -> 
     assert prior[model.classes.index("positive")] > 0 > prior[model.classes.index("negative")]
 
 
-def test_cross_validation_chooses_c_and_class_weight(model: TrainedModel) -> None:
+def test_cross_validation_chooses_model_c_and_class_weight(model: TrainedModel) -> None:
     assert set(model.stats["cv_selection"]) == {
-        f"C={c:g} class_weight={w}" for c in (1.0, 10.0) for w in ("balanced", None)
+        f"{kind} C={c:g} class_weight={w}"
+        for kind in MODELS
+        for c in (1.0, 10.0)
+        for w in ("balanced", None)
     }
-    chosen = f"C={model.stats['C']:g} class_weight={model.stats['class_weight']}"
+    chosen = (
+        f"{model.stats['model']} C={model.stats['C']:g} class_weight={model.stats['class_weight']}"
+    )
     assert model.stats["cv_selection"][chosen] == max(model.stats["cv_selection"].values())
-    with pytest.raises(ModelError, match="grid"):
-        train(synthetic(EN_WORDS, 30, 3, "en"), params=SMALL, c_grid=())
+    for empty in ({"c_grid": ()}, {"models": ()}, {"class_weights": ()}):
+        with pytest.raises(ModelError, match="grid"):
+            train(synthetic(EN_WORDS, 30, 3, "en"), params=SMALL, **empty)  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="unknown models"):
+        train(synthetic(EN_WORDS, 30, 3, "en"), params=SMALL, models=("svm",))
+
+
+def test_log_count_ratios_lean_to_the_class_an_ngram_comes_with() -> None:
+    """An n-gram seen only in negative texts has a positive ratio for negative and a
+    negative one for the other classes; one in every text leans much less."""
+    counts = sp.csr_matrix(
+        np.array(
+            [
+                [2.0, 1.0, 0.0, 0.0],  # negative
+                [1.0, 1.0, 0.0, 0.0],  # negative
+                [0.0, 1.0, 1.0, 0.0],  # neutral
+                [0.0, 1.0, 0.0, 0.0],  # positive
+            ]
+        )
+    )
+    labels = np.array(["negative", "negative", "neutral", "positive"])
+    ratios = log_count_ratios(counts, labels, LABELS)
+    assert ratios.shape == (3, 4)
+    assert ratios[0, 0] > 0 > ratios[1, 0] and ratios[2, 0] < 0
+    assert ratios[1, 2] > 0 > ratios[0, 2]
+    assert abs(ratios[0, 1]) < ratios[0, 0]
+
+
+@pytest.fixture(scope="module")
+def nb_model() -> TrainedModel:
+    return train(
+        synthetic(EN_WORDS, 90, 1, "en"), folds=3, params=SMALL, models=("nb-lr",), c_grid=(3.0,)
+    )
+
+
+def test_an_nb_lr_model_scores_and_round_trips(nb_model: TrainedModel, tmp_path: Path) -> None:
+    """NB-LR folds its scaling into the coefficients: the file is an ordinary model file,
+    and what it scores after loading is what was trained."""
+    assert nb_model.stats["model"] == "nb-lr"
+    assert nb_model.stats["cv"]["negative"]["f1"] > 0.9
+    texts = ["my flight was delayed and they lost my bag", "thank you, great crew", "which gate"]
+    assert [s.label for s in nb_model.score(texts)] == ["negative", "positive", "neutral"]
+    nb_model.save(tmp_path / "nb.npz")
+    loaded = load(tmp_path / "nb.npz")
+    assert set(members(tmp_path / "nb.npz")) == {"header", "coef", "intercept", "idf"}
+    assert np.array_equal(loaded.probabilities(texts), nb_model.probabilities(texts))
+    assert loaded.stats["model"] == "nb-lr"
+    assert "nb-lr" in format_cv(loaded.stats)
+
+
+def test_nb_lr_gives_no_weight_to_ngrams_never_seen(nb_model: TrainedModel) -> None:
+    """A hashed column no training text has keeps a coefficient of exactly 0, whatever its
+    log-count ratio: an unseen n-gram moves no score."""
+    featurizer = Featurizer(SMALL)
+    seen = featurizer.counts([e.text for e in synthetic(EN_WORDS, 90, 1, "en")])
+    unseen = np.setdiff1d(np.arange(SMALL.n_hashed), seen.indices)
+    assert unseen.size > 0
+    assert not np.any(nb_model.coef[:, unseen])
 
 
 @pytest.fixture(scope="module")
@@ -575,11 +660,15 @@ def test_the_chosen_negative_bias_is_in_the_model(model: TrainedModel) -> None:
     assert model.stats["negative_bias"] in NEGATIVE_BIASES
 
 
-def test_a_model_of_two_labels() -> None:
+@pytest.mark.parametrize("kind", MODELS)
+def test_a_model_of_two_labels(kind: str) -> None:
     """scikit-learn keeps one row of coefficients for two classes; the model keeps one
     per label, and scores and round-trips like a three-label one."""
     examples = [e for e in synthetic(EN_WORDS, 60, 5, "en") if e.label != "neutral"]
-    model = train(examples, folds=3, params=SMALL, c_grid=(1.0,), class_weights=(None,))
+    model = train(
+        examples, folds=3, params=SMALL, models=(kind,), c_grid=(1.0,), class_weights=(None,)
+    )
+    assert model.stats["model"] == kind
     assert model.classes == ("negative", "positive")
     assert model.coef.shape == (2, SMALL.n_features)
     texts = ["my flight was delayed, they lost my bag", "thank you, great crew"]

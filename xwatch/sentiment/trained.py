@@ -6,8 +6,11 @@ frequency times a smoothed idf learnt on the training set; each block L2-normali
 own; one more column, the *prior*: the default scorer's score of the text (VADER plus
 complaint cues for English, the lexicon plus cues for Japanese; see ``default_router``)
 times ``PRIOR_WEIGHT``, which carries what the hand-written lexicons know about words the
-training set lacks; then a multinomial logistic regression whose ``C`` and class weighting
-(balanced or not) are chosen by stratified cross-validation on negative-vs-rest F1.
+training set lacks; then a linear model, of the kind (``MODELS``: a multinomial logistic
+regression, or NB-LR, one logistic regression per class on features scaled by their
+naive-Bayes log-count ratios), ``C``, class weighting (balanced or not) and offset to the
+negative logit chosen by stratified cross-validation on negative-vs-rest F1.  Both kinds
+are stored and scored alike: one row of coefficients per class, softmax.
 
 Before the n-grams, the text is normalised (``normalise``: lower case, straight
 apostrophes, URLs to "http", numbers to "0", elongations cut to two letters) and, for the
@@ -81,11 +84,24 @@ C_GRID = (1.0, 3.0, 10.0)
 CLASS_WEIGHTS: tuple[str | None, ...] = ("balanced", None)
 """Class weightings tried by the cross-validation: "balanced" helps rare classes, none
 helps the majority's F1 (negative, in complaint streams)."""
-NEGATIVE_BIASES = tuple(round(0.1 * step, 1) for step in range(-10, 11))
+MODELS = ("multinomial", "nb-lr")
+"""The kinds of model the cross-validation tries (with each ``C`` and class weighting).
+"multinomial": one softmax logistic regression over the features.  "nb-lr": NB-LR (Wang &
+Manning 2012), for each class a logistic regression of that class against the rest, on
+features scaled column by column by their log-count ratio (``log_count_ratios``): an
+n-gram that leans clearly to the class or away from it gets a larger column, so the
+regularisation holds its weight back less, and one that leans nowhere a smaller one.
+Both are linear in the features (NB-LR's scaling is folded into its coefficients): the
+file and the scoring are the same."""
+NB_ALPHA = 1.0
+"""The smoothing of the log-count ratio: one pseudo-text holding every n-gram, added to
+each side (Wang & Manning's add-one), so an n-gram seen in few texts leans little."""
+NEGATIVE_BIASES = tuple(round(0.1 * step, 1) for step in range(-20, 21))
 """Offsets to the negative class's logit tried by the cross-validation (with each setting
-of ``C`` and class weighting): the argmax of three classes is not the best cut for
+of model, ``C`` and class weighting): the argmax of three classes is not the best cut for
 negative-vs-rest F1, so the offset with the best cross-validated negative F1 is added to
-the negative intercept of the final model (ties go to the smaller offset)."""
+the negative intercept of the final model (ties go to the smaller offset).  Up to 2: the
+one-vs-rest logits of "nb-lr" are not calibrated against each other as a softmax's are."""
 PRIOR_WEIGHT = 0.5
 """The prior column is the default scorer's score (-1..1) times this: on the scale of the
 TF-IDF values (rows of unit norm), so the solver converges as fast as without it."""
@@ -373,18 +389,29 @@ class TrainedModel:
     lang: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     _featurizer: Featurizer | None = field(default=None, init=False, repr=False)
+    _weights: tuple[npt.NDArray[np.float32], FloatArray] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def _features(self) -> Featurizer:
         if self._featurizer is None:
             self._featurizer = Featurizer(self.params)
         return self._featurizer
 
+    def _logit_weights(self) -> FloatArray:
+        """``coef`` transposed, as C-ordered float64 (what the sparse product reads), made
+        once per ``coef``: making it costs more than scoring a few texts, and the daemon
+        scores a few at a time."""
+        if self._weights is None or self._weights[0] is not self.coef:
+            self._weights = (self.coef, np.ascontiguousarray(self.coef.T, dtype=np.float64))
+        return self._weights[1]
+
     def probabilities(self, texts: Sequence[str]) -> FloatArray:
         """One row of class probabilities (in ``classes`` order) per text."""
         if not texts:
             return np.zeros((0, len(self.classes)))
         matrix = self._features().features(texts, self.idf, self.lang)
-        logits = np.asarray(matrix @ self.coef.T.astype(np.float64)) + self.intercept
+        logits = np.asarray(matrix @ self._logit_weights()) + self.intercept
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         probabilities: FloatArray = exp / exp.sum(axis=1, keepdims=True)
@@ -667,6 +694,61 @@ def class_reports(
     return reports
 
 
+def log_count_ratios(
+    counts: sp.csr_matrix, labels: npt.NDArray[np.str_], classes: Sequence[str]
+) -> FloatArray:
+    """NB-LR's scaling (Wang & Manning 2012): for each class (a row) and hashed column, the
+    log of the share of the column among the class's texts over its share among the other
+    texts, counting each text once (binarised) and adding ``NB_ALPHA`` to every column."""
+    present = counts.copy()
+    present.data[:] = 1.0
+    ratios = np.empty((len(classes), counts.shape[1]))
+    for row, label in enumerate(classes):
+        inside = labels == label
+        p = np.asarray(present[inside].sum(axis=0)).ravel() + NB_ALPHA
+        q = np.asarray(present[~inside].sum(axis=0)).ravel() + NB_ALPHA
+        ratios[row] = np.log(p / p.sum()) - np.log(q / q.sum())
+    return ratios
+
+
+def _fit_nb(
+    features: sp.csr_matrix,
+    labels: npt.NDArray[np.str_],
+    classes: Sequence[str],
+    ratios: FloatArray,
+    c: float,
+    class_weight: str | None,
+    seed: int,
+) -> tuple[FloatArray, FloatArray]:
+    """NB-LR: for each class, a logistic regression of it against the rest on ``features``
+    whose hashed columns are scaled by the class's row of ``ratios`` (any further column,
+    the prior, is left as it is).  Returns one row of coefficients per class, the scaling
+    folded in (so they apply to unscaled features), and the intercepts.  liblinear's dual
+    solver: a few seconds for thousands of texts and a million columns."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    coef = np.zeros((len(classes), features.shape[1]))
+    intercept = np.zeros(len(classes))
+    unscaled = np.ones(features.shape[1] - ratios.shape[1])
+    for row, label in enumerate(classes):
+        scale = np.concatenate([ratios[row], unscaled])
+        model = LogisticRegression(
+            C=c,
+            class_weight=class_weight,
+            solver="liblinear",
+            dual=True,
+            max_iter=1000,
+            random_state=seed,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(features @ sp.diags(scale), labels == label)
+        coef[row] = model.coef_[0] * scale
+        intercept[row] = model.intercept_[0]
+    return coef, intercept
+
+
 def _per_class(model: Any) -> tuple[FloatArray, FloatArray]:
     """The fitted ``model``'s coefficients and intercepts, one row per class of its
     ``classes_``.  With two classes scikit-learn keeps one row, the second class's logit
@@ -722,19 +804,21 @@ def train(
     *,
     lang: str | None = None,
     folds: int = 5,
+    models: Sequence[str] = MODELS,
     c_grid: Sequence[float] = C_GRID,
     class_weights: Sequence[str | None] = CLASS_WEIGHTS,
     params: VectorizerParams | None = None,
     seed: int = 0,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> TrainedModel:
-    """Choose ``C``, the class weighting and the negative bias (``NEGATIVE_BIASES``) by
-    stratified ``folds``-fold cross-validation (on negative-vs-rest F1), then fit on
-    everything and add the bias to the negative intercept.
+    """Choose the kind of model (``MODELS``), ``C``, the class weighting and the negative
+    bias (``NEGATIVE_BIASES``) by stratified ``folds``-fold cross-validation (on
+    negative-vs-rest F1), then fit on everything and add the bias to the negative intercept.
 
     The cross-validated per-class scores of the chosen setting go into ``stats["cv"]``.
     ``folds`` is lowered to the size of the smallest class when that is smaller (>= 2).
-    The prior column's scores are computed once: they do not depend on the folds.
+    The prior column's scores are computed once: they do not depend on the folds; the idf
+    and NB-LR's log-count ratios are learnt on each fold's training rows only.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -750,8 +834,10 @@ def train(
             f"cross-validation needs folds >= 2 and >= 2 examples of each label "
             f"(folds {folds}, smallest label has {smallest})"
         )
-    if not c_grid or not class_weights:
-        raise ModelError("the grid of C and class weights must not be empty")
+    if not models or not c_grid or not class_weights:
+        raise ModelError("the grid of models, C and class weights must not be empty")
+    if set(models) - set(MODELS):
+        raise ModelError(f"unknown models {sorted(set(models) - set(MODELS))}, known {MODELS}")
     folds = min(folds, smallest)
     started = time.perf_counter()
     featurizer = Featurizer(params)
@@ -759,11 +845,12 @@ def train(
     labels = np.array([e.label for e in examples])
     counts = featurizer.counts(texts)
     prior = featurizer.prior(texts, lang) if params.prior else _NONE
-    grid = [(c, weight) for weight in class_weights for c in c_grid]
+    grid = [(kind, c, weight) for kind in models for weight in class_weights for c in c_grid]
     progress(
         f"{len(examples)} examples ({', '.join(f'{c} {counts_by_label[c]}' for c in classes)}), "
         f"{counts.nnz / max(len(examples), 1):.0f} features per text; "
-        f"{folds}-fold CV over C in {list(c_grid)}, class weights {list(class_weights)}"
+        f"{folds}-fold CV over models {list(models)}, C in {list(c_grid)}, "
+        f"class weights {list(class_weights)}"
     )
 
     def rows(matrix: sp.csr_matrix, idf: FloatArray, where: npt.NDArray[np.intp]) -> sp.csr_matrix:
@@ -773,45 +860,56 @@ def train(
 
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     splits = list(splitter.split(np.zeros(len(labels)), labels))
-    fold_features = []
+    logits = {setting: np.empty((len(labels), len(classes))) for setting in grid}
     for train_rows, test_rows in splits:
         idf = learn_idf(counts[train_rows])
-        fold_features.append((rows(counts, idf, train_rows), rows(counts, idf, test_rows)))
-    best: tuple[float, float, str | None, float, dict[str, ClassReport]] | None = None
+        x_train, x_test = rows(counts, idf, train_rows), rows(counts, idf, test_rows)
+        y_train = labels[train_rows]
+        ratios = (
+            log_count_ratios(counts[train_rows], y_train, classes) if "nb-lr" in models else _NONE
+        )
+        for weight in class_weights:
+            if "multinomial" in models:
+                model = None
+                for c in sorted(c_grid):  # each fit starts from the one of the next smaller C
+                    model = _fit(x_train, y_train, c, weight, seed, model)
+                    logits["multinomial", c, weight][test_rows] = _logits(model, x_test, classes)
+            if "nb-lr" in models:
+                for c in c_grid:
+                    coef, intercept = _fit_nb(x_train, y_train, classes, ratios, c, weight, seed)
+                    logits["nb-lr", c, weight][test_rows] = x_test @ coef.T + intercept
+    best: tuple[float, tuple[str, float, str | None], float, dict[str, ClassReport]] | None = None
     cv_selection: dict[str, float] = {}
-    logits = {setting: np.empty((len(labels), len(classes))) for setting in grid}
-    for weight in class_weights:
-        for (train_rows, test_rows), (x_train, x_test) in zip(splits, fold_features, strict=True):
-            model = None
-            for c in sorted(c_grid):  # each fit starts from the one of the next smaller C
-                model = _fit(x_train, labels[train_rows], c, weight, seed, model)
-                logits[c, weight][test_rows] = _logits(model, x_test, classes)
-    for c, weight in grid:
-        bias, reports = _best_bias(logits[c, weight], labels, classes)
+    for setting in grid:
+        bias, reports = _best_bias(logits[setting], labels, classes)
         selection = _selection_score(reports)
-        setting = f"C={c:g} class_weight={weight}"
-        cv_selection[setting] = round(selection, 4)
+        name = _setting_name(*setting)
+        cv_selection[name] = round(selection, 4)
         progress(
-            f"{setting} negative bias {bias:+.1f}: "
+            f"{name} negative bias {bias:+.1f}: "
             + ", ".join(f"{label} F1 {r.f1:.3f}" for label, r in reports.items())
             + f" ({time.perf_counter() - started:.1f}s)"
         )
         if best is None or selection > best[0]:
-            best = (selection, c, weight, bias, reports)
+            best = (selection, setting, bias, reports)
     assert best is not None
-    _, chosen, chosen_weight, chosen_bias, reports = best
+    _, (kind, chosen, chosen_weight), chosen_bias, reports = best
     idf = learn_idf(counts)
-    everything = np.arange(len(labels))
-    final = _fit(rows(counts, idf, everything), labels, chosen, chosen_weight, seed)
-    order = [list(final.classes_).index(c) for c in classes]
-    coef, intercept = _per_class(final)
-    coef, intercept = coef[order], intercept[order]
+    everything = rows(counts, idf, np.arange(len(labels)))
+    if kind == "nb-lr":
+        ratios = log_count_ratios(counts, labels, classes)
+        coef, intercept = _fit_nb(everything, labels, classes, ratios, chosen, chosen_weight, seed)
+    else:
+        final = _fit(everything, labels, chosen, chosen_weight, seed)
+        order = [list(final.classes_).index(c) for c in classes]
+        coef, intercept = _per_class(final)
+        coef, intercept = coef[order], intercept[order]
     if "negative" in classes:
         intercept[classes.index("negative")] += chosen_bias
     elapsed = time.perf_counter() - started
     progress(
-        f"fitted on all {len(examples)} examples with C={chosen:g} "
-        f"class_weight={chosen_weight} negative bias {chosen_bias:+.1f} in {elapsed:.1f}s"
+        f"fitted on all {len(examples)} examples with {_setting_name(kind, chosen, chosen_weight)} "
+        f"negative bias {chosen_bias:+.1f} in {elapsed:.1f}s"
     )
     from sklearn import __version__ as sklearn_version
 
@@ -820,6 +918,7 @@ def train(
     stats: dict[str, Any] = {
         "examples": len(examples),
         "label_counts": {c: counts_by_label[c] for c in classes},
+        "model": kind,
         "C": chosen,
         "class_weight": chosen_weight,
         "negative_bias": chosen_bias,
@@ -850,12 +949,17 @@ def train(
     )
 
 
+def _setting_name(kind: str, c: float, class_weight: str | None) -> str:
+    return f"{kind} C={c:g} class_weight={class_weight}"
+
+
 def format_cv(stats: Mapping[str, Any]) -> str:
     """The cross-validated per-class table of a model's stats."""
     weight = f", class_weight={stats['class_weight']}" if "class_weight" in stats else ""
     if "negative_bias" in stats:
         weight += f", negative bias {stats['negative_bias']:+.1f}"
-    lines = [f"cross-validated ({stats['folds']} folds, C={stats['C']:g}{weight}):"]
+    model = f"{stats['model']}, " if "model" in stats else ""
+    lines = [f"cross-validated ({stats['folds']} folds, {model}C={stats['C']:g}{weight}):"]
     lines.append(f"  {'label':<10}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}")
     for label, r in stats["cv"].items():
         lines.append(
