@@ -11,6 +11,7 @@ from datetime import timedelta
 import numpy
 import pytest
 from scipy import stats
+from scipy.special import betaln
 
 from tests.factories import T0, bucket, mention, share_detector_after
 from xwatch.backtest import nab_scores
@@ -54,6 +55,34 @@ def test_nbinom_tails_match_scipy(x: int, mu: float, alpha: float) -> None:
 def test_betabinom_tail_matches_scipy(k: int, n: int, p: float, c: float) -> None:
     expected = stats.betabinom.sf(k - 1, n, p * c, (1 - p) * c)
     assert betabinom_sf(k, n, p, c) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p", "c"),
+    [
+        (49, 100, 0.128, 300),
+        (1405, 5000, 0.2145, 10_000),
+        (600, 5000, 0.12, 10),
+        (3, 5000, 0.1, 50),
+    ],
+)
+def test_betabinom_tail_of_a_busy_bucket_matches_the_sum_of_its_terms(
+    k: int, n: int, p: float, c: float
+) -> None:
+    """Thousands of posts, and upper tails far below 1e-12, where ``1 - cdf`` (and scipy's
+    ``sf`` at (49, 100)) lose every digit: the tail is summed term by term, on the side
+    of k away from the mean."""
+    a, b = p * c, (1 - p) * c
+
+    def pmf(j: int) -> float:
+        log_choose = math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+        return math.exp(log_choose + betaln(j + a, n - j + b) - betaln(a, b))
+
+    if k > n * p:
+        expected = math.fsum(pmf(j) for j in range(k, n + 1))
+    else:
+        expected = 1.0 - math.fsum(pmf(j) for j in range(k))
+    assert betabinom_sf(k, n, p, c) == pytest.approx(expected, rel=1e-9, abs=1e-300)
 
 
 # --- buckets ------------------------------------------------------------------

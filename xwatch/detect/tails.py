@@ -84,15 +84,44 @@ def betabinom_sf(k: int, n: int, p: float, concentration: float) -> float:
         return 0.0
     a = max(p, 1e-9) * concentration
     b = max(1.0 - p, 1e-9) * concentration
-    # Sum the pmf over the shorter side of the distribution.
-    if k > n / 2:
-        return min(1.0, sum(_betabinom_pmf(j, n, a, b) for j in range(k, n + 1)))
-    return max(0.0, 1.0 - sum(_betabinom_pmf(j, n, a, b) for j in range(k)))
+    # Sum the side of k away from the mean (the smaller one, and no cancellation).
+    if k > n * a / (a + b):
+        return min(1.0, _betabinom_sum(k, 1, n, a, b))
+    return max(0.0, 1.0 - _betabinom_sum(k - 1, -1, n, a, b))
 
 
 def betabinom_cdf(k: int, n: int, p: float, concentration: float) -> float:
     """P(K <= k) for K ~ BetaBinomial(n, p * c, (1 - p) * c)."""
     return 1.0 - betabinom_sf(k + 1, n, p, concentration)
+
+
+_NEGLIGIBLE = 1e-17  # a term this small against the sum so far changes no double
+
+
+def _betabinom_sum(first: int, step: int, n: int, a: float, b: float) -> float:
+    """The pmf summed from ``first`` outwards (``step`` +1: up to n; -1: down to 0).
+
+    One pmf in closed form, the others by the ratio of consecutive terms,
+    ``pmf(j + 1) / pmf(j) = (n - j) (j + a) / ((j + 1) (n - j - 1 + b))``; the sum
+    stops once the terms shrink below ``_NEGLIGIBLE`` of it, a few standard
+    deviations from ``first`` when it lies past the mean (the pmf is unimodal or
+    monotone there: the concentration is at least 10). A bucket of thousands of
+    posts costs tens of terms, not thousands of log-gamma calls.
+    """
+    term = _betabinom_pmf(first, n, a, b)
+    total = term
+    j = first
+    while 0 <= j + step <= n:
+        if step > 0:
+            ratio = (n - j) * (j + a) / ((j + 1) * (n - j - 1 + b))
+        else:
+            ratio = j * (n - j + b) / ((n - j + 1) * (j - 1 + a))
+        term *= ratio
+        j += step
+        total += term
+        if ratio < 1.0 and term < _NEGLIGIBLE * total:
+            break
+    return total
 
 
 def _betabinom_pmf(j: int, n: int, a: float, b: float) -> float:
