@@ -143,9 +143,10 @@ def rewrite(text: str, lexicon: Mapping[str, float]) -> str:
         text = NAME_RUN.sub(_join, text)
     if "#" in text:
         text = _HASHTAG.sub(_split_camel, text)
-    if _TRIPLE.search(text.lower()):  # faster than _RUN.search(text), and never misses one
-        text = _ELONGATED.sub(lambda match: _shorten(match.group(), lexicon), text)
     lower = text.lower()
+    if _TRIPLE.search(lower):  # faster than _RUN.search(text), and never misses one
+        text = _ELONGATED.sub(lambda match: _shorten(match.group(), lexicon), text)
+        lower = text.lower()
     text = _profanity_as_emphasis(text, lower)  # before "like": "looks like hell" is no "as hell"
     if "like" in lower:
         text = _LIKE.sub(_like, text)

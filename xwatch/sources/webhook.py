@@ -238,16 +238,19 @@ def _payloads(body: bytes, ndjson: bool) -> list[tuple[str, bytes]]:
     """
     if ndjson:
         return _lines(body)
-    try:
-        document = orjson.loads(body)  # as parse_payload reads (RFC 8259: no NaN, depth 1,024)
-    except orjson.JSONDecodeError:  # not one JSON document: JSON lines, or malformed
-        lines = _lines(body)
-        if len(lines) > 1 and _is_json(lines[0][1]):
-            return lines
-        return [("body", body)]  # parse_payload says precisely what is wrong, with the line
-    if isinstance(document, list):
-        return [(f"index {i}", _encoded(item, f"index {i}")) for i, item in enumerate(document)]
-    return [("body", body)]
+    if body.lstrip()[:1] == b"[":  # an array (only an array needs parsing here)
+        try:
+            document = orjson.loads(body)  # as parse_payload reads (RFC 8259, depth 1,024)
+        except orjson.JSONDecodeError:
+            document = None  # not one JSON document: JSON lines, or malformed
+        if isinstance(document, list):
+            return [(f"index {i}", _encoded(item, f"index {i}")) for i, item in enumerate(document)]
+    # One document (parse_payload reads it) or JSON lines: a first line that is JSON on
+    # its own with more after it cannot be the start of one document.
+    lines = _lines(body)
+    if len(lines) > 1 and _is_json(lines[0][1]):
+        return lines
+    return [("body", body)]  # parse_payload says precisely what is wrong, with the line
 
 
 def _encoded(item: object, where: str) -> bytes:
