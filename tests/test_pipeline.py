@@ -188,6 +188,35 @@ def test_a_mention_rule_fires_in_the_ingest_that_brings_its_post(settings: Setti
     ]
 
 
+def test_the_brand_s_own_posts_are_not_mentions_of_it(settings: Settings) -> None:
+    """A support team's replies do not swell the brand's volume, its negative share, its
+    topics or its new terms, and a large brand's apology is no high-reach complaint; a
+    rule that asks for the brand's own posts (a hijacked account's) still sees them."""
+    pipeline, registry = make_pipeline(settings)
+    apology = "@sam so sorry, your kettlebird overheating is awful. please unplug it"
+    replies = [
+        by(mention(apology, at=5 + i, negative=True), "kettlebird", 300_000) for i in range(6)
+    ]
+    fans = [by(mention("kettlebird aero is fine", at=10 + i), f"fan{i}") for i in range(3)]
+    takeover = by(mention("kettlebird airdrop! connect your wallet", at=30), "Kettlebird_JP")
+    events = pipeline.ingest([*replies, *fans, takeover])
+    assert [e.alert.rule_id for e in events] == ["account-takeover-post"]
+    processed = {"brand": "kettlebird"}
+    assert registry.get_sample_value("xwatch_mentions_processed_total", processed) == 10
+
+    def counted(topic: str) -> tuple[int, int]:
+        series = pipeline.aggregator.series[SeriesKey("kettlebird", topic, 300)]
+        return sum(b.count for b in series.open.values()), sum(
+            b.negative for b in series.open.values()
+        )
+
+    assert counted("") == (3, 0)  # the fans' posts only
+    assert counted("product-defect-surge") == (0, 0)  # "overheating": the brand's own words
+    assert counted("own-account-anomaly") == (7, 6)  # a rule that asks for them
+    [terms] = pipeline.terms[("kettlebird", 300)].open.values()
+    assert terms.posts == 3 and "aero" in terms.slots and "overheating" not in terms.slots
+
+
 def test_only_the_posts_about_a_brand_are_scored(settings: Settings) -> None:
     pipeline, registry = make_pipeline(settings)
     pipeline.ingest([mention("kettlebird is great", at=1), mention("nothing of ours", at=2)])

@@ -339,6 +339,22 @@ def test_author_conditions() -> None:
     assert not matches(others, "we were not hacked", author="kettlebird")
 
 
+def test_the_brand_s_own_posts_are_seen_only_by_rules_that_ask_for_them() -> None:
+    terms = Match(any=("sorry",))
+    assert matches(terms, "so sorry for the wait", author="customer")
+    assert not matches(terms, "so sorry for the wait", author="kettlebird")  # the default
+    big = Match(author={"min_followers": 1_000})  # an author condition without own_account
+    assert not matches(big, "so sorry", author="Kettlebird_JP", followers=50_000)
+    everyone = Match(any=("sorry",), author={"own_account": None})
+    assert matches(everyone, "so sorry for the wait", author="kettlebird")
+    assert matches(everyone, "so sorry for the wait", author="customer")
+    # the caller may say whose post it is (the pipeline works it out once per post)
+    post = mention("so sorry for the wait")
+    compiled = CompiledMatch.of(terms)
+    assert not compiled.matches(post, normalize(post.text), OWN, own_post=True)
+    assert compiled.matches(post, normalize(post.text), OWN, own_post=False)
+
+
 def test_posts_addressed_to_the_brand_s_own_accounts() -> None:
     addressed = Match(mentions_own_account=True)
     assert matches(addressed, "@Kettlebird_JP 削除して")

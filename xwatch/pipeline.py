@@ -514,9 +514,15 @@ class Pipeline:
         for brand in brands:
             plan = plans[brand]
             counted[brand] = counted.get(brand, 0) + 1
-            on_time = self.aggregator.add(mention, brand) and on_time
-            if "" in plan.authors:
-                self._add_author(brand, "", mention, timestamp, plan.authors[""])
+            # the brand's own posts are not mentions of it: only the rules that ask for
+            # them see them (see ``xwatch.rules``)
+            own_post = plan.own.wrote(mention)
+            if own_post:
+                self.aggregator.begin(timestamp)  # it starts the series all the same
+            else:
+                on_time = self.aggregator.add(mention, brand) and on_time
+                if "" in plan.authors:
+                    self._add_author(brand, "", mention, timestamp, plan.authors[""])
             may: set[str] | None = None  # the topic and mention rules its terms may match
             regexes_may: bool | None = None  # whether one of their regexes may
             if plan.rules.topics:
@@ -524,13 +530,17 @@ class Pipeline:
                     folded, words = self._fold(mention.text)
                 may = self.rules.candidates(folded, brand, words)
                 regexes_may = self.rules.regexes_may(folded, brand)
-                for topic in self.rules.topics_of(mention, folded, brand, may, regexes_may):
-                    self.aggregator.add(mention, brand, topic)
+                for topic in self.rules.topics_of(
+                    mention, folded, brand, may, regexes_may, own_post
+                ):
+                    on_time = self.aggregator.add(mention, brand, topic) and on_time
                     if topic in plan.authors:
                         self._add_author(brand, topic, mention, timestamp, plan.authors[topic])
             for rule, when, matcher in plan.mention:
                 if not when.admits(mention) or not rule.live_at(mention.created_at):
                     continue
+                if matcher is None and own_post:
+                    continue  # a rule without ``match`` watches the brand's mentions
                 if matcher is not None:
                     if folded is None or words is None:
                         folded, words = self._fold(mention.text)
@@ -539,11 +549,11 @@ class Pipeline:
                     if matcher.regexes and regexes_may is None:
                         regexes_may = self.rules.regexes_may(folded, brand)
                     if not (terms_may or (matcher.regexes and regexes_may)) or not matcher.matches(
-                        mention, folded, plan.own, terms_may, bool(regexes_may)
+                        mention, folded, plan.own, terms_may, bool(regexes_may), own_post
                     ):
                         continue
                 self._pending.append(_PendingMention(rule, brand, mention, self.clock.watermark))
-            if plan.trackers:
+            if plan.trackers and not own_post:
                 if folded is None:
                     folded, words = self._fold(mention.text)
                 terms = terms_in(folded) if terms is None else terms

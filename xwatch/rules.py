@@ -16,8 +16,9 @@ A rule file (``rules/*.yaml``) holds a list of rules. Every key, with its defaul
           author:                       # conditions on who posted
             min_followers: 0
             verified: null              # true: verified accounts only; false: unverified only
-            own_account: null           # true: the brand's own accounts (config
-                                        # `brands[].accounts`) only; false: everyone else
+            own_account: false          # true: the brand's own accounts (config
+                                        # `brands[].accounts`) only; false: everyone else;
+                                        # null: every post, the brand's own included
           mentions_own_account: null    # true: posts that @-mention one of the brand's accounts
         when:                           # exactly one of `signal`, `mention` or `new_term`
           signal: negative_volume       # volume_up | volume_down | negative_share | negative_volume
@@ -51,6 +52,14 @@ Three kinds of rule:
   ``min_count`` posts and ``min_share`` of the brand's posts in a bucket. It watches all
   of the brand's posts (no ``match``) and fires on one term at a time per brand (the
   other surging terms show in the alert's emerging terms).
+
+The brand's own posts (by its ``brands[].accounts``) are not mentions of it: they do
+not count in its series, its topics' series or its new terms, and a rule sees them only
+when it asks for them (``author: {own_account: true}``, or ``null`` for every post). A
+support team's replies ("so sorry for the wait, please DM us") would otherwise swell
+the negative share and the complaints they answer, top the alerts' sample posts (the
+brand has the most followers) and, from a large brand, fire ``high-reach-complaint``.
+A hijacked account is the case for watching them, with rules of their own.
 
 Terms match case- and width-insensitively (full-width Latin letters match ``recall``,
 half-width katakana match ``リコール``); Latin words and phrases match whole words only,
@@ -127,7 +136,7 @@ NonNegative = Annotated[int, Field(ge=0)]
 class AuthorMatch(Frozen):
     min_followers: NonNegative = 0
     verified: bool | None = None  # None: either
-    own_account: bool | None = None  # True: the brand's own handles only; False: all others
+    own_account: bool | None = False  # True: the brand's own handles only; None: everyone
 
 
 class Match(Frozen):
@@ -385,7 +394,8 @@ class OwnAccounts:
         return cls(handles, re.compile(rf"@(?:{alternatives})(?!\w)") if handles else None)
 
     def wrote(self, mention: Mention) -> bool:
-        return normalize(mention.author.handle).lstrip("@") in self.handles
+        """Whether the post is by one of the brand's own accounts."""
+        return bool(self.handles) and normalize(mention.author.handle).lstrip("@") in self.handles
 
 
 NO_ACCOUNTS = OwnAccounts(frozenset(), None)
@@ -427,19 +437,24 @@ class CompiledMatch:
         own: OwnAccounts,
         terms_may: bool = True,
         regexes_may: bool = True,
+        own_post: bool | None = None,
     ) -> bool:
         """Whether the post matches; ``terms_may=False``: the ``TermIndex`` says that
         none of the terms of ``any`` is in the text (only the regexes are searched);
-        ``regexes_may=False``: ``BrandRules.regexes`` found none of the regexes in it."""
+        ``regexes_may=False``: ``BrandRules.regexes`` found none of the regexes in it;
+        ``own_post``: ``own.wrote(mention)``, if the caller knows it."""
         if self.langs and mention.lang not in self.langs:
             return False
         author = self.author
+        wants_own = author.own_account if author is not None else False
+        if wants_own is not None and wants_own != (
+            own.wrote(mention) if own_post is None else own_post
+        ):
+            return False
         if author is not None:
             if mention.author.followers < author.min_followers:
                 return False
             if author.verified is not None and mention.author.verified != author.verified:
-                return False
-            if author.own_account is not None and own.wrote(mention) != author.own_account:
                 return False
         if self.mentions_own_account is not None:
             found = own.mentioned is not None and own.mentioned.search(folded_text) is not None
@@ -660,19 +675,25 @@ class RuleSet:
         brand: str,
         may: set[str] | None = None,
         regexes_may: bool | None = None,
+        own_post: bool | None = None,
     ) -> list[str]:
         """The topic rules of ``brand`` that the post matches (``may``: ``candidates``;
-        ``regexes_may``: ``regexes_may``, worked out here if None)."""
+        ``regexes_may``: ``regexes_may``; ``own_post``: whether one of the brand's own
+        accounts wrote it; each worked out here if None)."""
         may = self.candidates(folded_text, brand) if may is None else may
         if regexes_may is None:
             regexes_may = self.regexes_may(folded_text, brand)
         own = self.own(brand)
+        if own_post is None:
+            own_post = own.wrote(mention)
         matchers = self.matchers
         return [
             topic
             for topic in self.topics(brand)
             if (topic in may or (regexes_may and matchers[topic].regexes))
-            and matchers[topic].matches(mention, folded_text, own, topic in may, regexes_may)
+            and matchers[topic].matches(
+                mention, folded_text, own, topic in may, regexes_may, own_post
+            )
         ]
 
     def signal_rules(self, brand: str, topic: str) -> tuple[Rule, ...]:
