@@ -211,6 +211,34 @@ def test_a_restored_detector_scores_exactly_like_the_original(scale: int, measur
         assert restored.calibrated_up == original.calibrated_up
 
 
+def test_a_restored_detector_remembers_the_level_before_an_adopted_shift() -> None:
+    """Saved while a five-hour crisis is the new normal, the level before it remembered:
+    the restored detector judges the return to that level, and adopts it, exactly as the
+    original does."""
+    rng = random.Random(9)
+    rates = [20.0] * (2 * DAY // 300) + [100.0] * (5 * HOUR // 300) + [20.0] * (6 * HOUR // 300)
+    history = [
+        bucket(T0 + timedelta(seconds=300 * i), round(rng.gauss(rate, rate**0.5)))
+        for i, rate in enumerate(rates)
+    ]
+    cut = 2 * DAY // 300 + 5 * HOUR // 300  # the crisis's end
+    original = CountDetector(Measure.VOLUME, 300)
+    for b in history[:cut]:
+        original.score_one(b)
+        original.learn_one(b)
+    assert original.shift_from > 0.0  # the crisis was adopted, the calm level remembered
+
+    restored = from_state(json.loads(json.dumps(to_state(original))))
+
+    assert isinstance(restored, CountDetector)
+    for b in history[cut:]:
+        assert restored.score_one(b) == original.score_one(b)
+        original.learn_one(b)
+        restored.learn_one(b)
+    assert to_state(restored) == to_state(original)
+    assert original.shift_from == 0.0  # the calm level came back, and was adopted
+
+
 def test_a_state_is_plain_json_data() -> None:
     for detector in default_detectors(300):
         state = to_state(detector)
@@ -416,6 +444,11 @@ def test_a_refused_series_starts_fresh_and_the_others_are_restored(settings: Set
 PINNED_FINGERPRINTS = {
     5: {
         "CountDetector": "ba4ae091fdf05579",
+        "NegativeShareDetector": "459a89ed366f7827",
+        "TermModel": "a89c6275c0bdf88b",
+    },
+    6: {  # CountDetector remembers the level before an adopted shift
+        "CountDetector": "351e403b50cf2b11",
         "NegativeShareDetector": "459a89ed366f7827",
         "TermModel": "a89c6275c0bdf88b",
     },

@@ -28,7 +28,7 @@ from xwatch.detect.tails import (
     nbinom_sf,
 )
 from xwatch.detect.volume import CountDetector, CountParams
-from xwatch.model import Measure
+from xwatch.model import Measure, Signal
 
 # --- tails --------------------------------------------------------------------
 
@@ -321,6 +321,107 @@ def test_a_step_change_alerts_at_once_then_becomes_the_new_normal() -> None:
     # one episode: within a few hours the new level is adopted and the alarms stop
     assert alarming[-1] - step < 6 * 12
     assert max(likelihoods[step + 6 * 12 :]) < 0.9999
+
+
+HOUR = 12  # buckets of 5 minutes
+
+
+def run_signals(
+    counts: list[int], params: CountParams | None = None
+) -> tuple[CountDetector, list[Signal]]:
+    """Every bucket's signal, 5-minute buckets from T0, each learned after it is judged."""
+    detector = CountDetector(Measure.VOLUME, 300, params or CountParams())
+    signals = []
+    for i, count in enumerate(counts):
+        b = bucket(T0 + timedelta(seconds=i * 300), count)
+        signals.append(detector.score_one(b))
+        detector.learn_one(b)
+    return detector, signals
+
+
+def alarms(signals: list[Signal], direction: str) -> list[int]:
+    """The buckets that alarm that way (as the shipped rules' 0.9999 do)."""
+    return [
+        i
+        for i, s in enumerate(signals)
+        if s.direction == direction and s.likelihood >= 0.9999 and not s.warming_up
+    ]
+
+
+def calm_crisis_calm(crisis_hours: int, after_hours: int) -> tuple[list[int], int, int]:
+    """Two calm days at 20 a bucket, a crisis at x5, then 20 again: the counts, and where
+    the crisis starts and ends."""
+    calm = poisson_series(20, 2 * 288, seed=30)
+    crisis = poisson_series(100, crisis_hours * HOUR, seed=31)
+    after = poisson_series(20, after_hours * HOUR, seed=32)
+    return calm + crisis + after, len(calm), len(calm) + len(crisis)
+
+
+def test_the_end_of_a_crisis_adopted_as_the_new_normal_is_not_a_collapse() -> None:
+    """Five hours at x5: adopted after three, but the return to the usual level is not
+    news; it is adopted in turn (silently), which ends the memory of the old level."""
+    counts, start, end = calm_crisis_calm(crisis_hours=5, after_hours=12)
+    detector, signals = run_signals(counts)
+    assert alarms(signals, "up")[0] == start
+    assert alarms(signals, "down") == []
+    back = signals[end + HOUR]  # said against the level it was judged against
+    assert back.direction == "down"
+    assert back.low <= back.observed <= back.high and back.expected < 30
+    assert detector.shift_from == 0.0  # the old level came back: nothing remembered
+    assert detector.level == pytest.approx(20, rel=0.2)
+
+
+def test_a_collapse_below_the_old_normal_still_alarms_after_an_adopted_crisis() -> None:
+    """An hour after the crisis (the old level still remembered), mentions all but stop:
+    that is news (within the hour: the crisis, in the series' own past, makes its first
+    buckets less rare than on a calm series)."""
+    counts, _, end = calm_crisis_calm(crisis_hours=5, after_hours=1)
+    counts += poisson_series(1, 2 * HOUR, seed=33)
+    _, signals = run_signals(counts)
+    down = alarms(signals, "down")
+    assert down and end + HOUR <= down[0] < end + 2 * HOUR
+    collapse = signals[down[0]]  # against the old level, not the crisis level
+    assert collapse.expected == pytest.approx(20, rel=0.3) and collapse.observed < collapse.low
+
+
+def test_a_new_crisis_after_the_old_level_came_back_alarms_again() -> None:
+    """Calm, a crisis adopted, back to calm (adopted again), then the same crisis: the
+    memory is the calm level, never the crisis level, so the second crisis is news."""
+    counts, start, _ = calm_crisis_calm(crisis_hours=5, after_hours=6)
+    counts += poisson_series(100, HOUR, seed=34)
+    _, signals = run_signals(counts)
+    assert alarms(signals, "down") == []
+    assert alarms(signals, "up")[0] == start
+    assert len(counts) - HOUR in alarms(signals, "up")  # the second one's first bucket
+
+
+def test_a_feed_s_recovery_after_an_outage_is_not_a_spike_but_a_real_one_is() -> None:
+    """Four hours of near silence (the source's outage, adopted as the new normal), then
+    the usual level: no up alarm; a x10 spike after it still alarms."""
+    calm = poisson_series(20, 2 * 288, seed=35)
+    silence = poisson_series(0.2, 4 * HOUR, seed=36)
+    recovery = poisson_series(20, 2 * HOUR, seed=37)
+    counts = calm + silence + recovery + [200]
+    _, signals = run_signals(counts)
+    end = len(calm) + len(silence)
+    assert alarms(signals, "down")[0] == len(calm)  # the outage itself is news
+    assert [i for i in alarms(signals, "up") if i < len(counts) - 1] == []
+    assert signals[end].direction == "up" and signals[end].expected > 10  # the old level
+    spike = signals[-1]
+    assert spike.direction == "up" and spike.likelihood >= 0.9999
+
+
+@pytest.mark.parametrize(("crisis_hours", "alarmed"), [(5, False), (30, True)])
+def test_a_level_that_has_held_a_day_is_the_normal_one_for_good(
+    crisis_hours: int, alarmed: bool
+) -> None:
+    """A crisis that lasts more than a day after its adoption is remembered no longer:
+    the drop at its end is judged against it, as any change from the normal is."""
+    counts, _, end = calm_crisis_calm(crisis_hours, after_hours=2)
+    _, signals = run_signals(counts)
+    assert bool([i for i in alarms(signals, "down") if i >= end]) is alarmed
+    _, forgetful = run_signals(counts, CountParams(shift_memory_seconds=0.0))
+    assert [i for i in alarms(forgetful, "down") if i >= end]  # without the memory
 
 
 def test_a_sustained_doubling_of_the_negative_share_is_flagged() -> None:

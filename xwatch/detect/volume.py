@@ -37,6 +37,25 @@ stayed outside the band on one side, or a CUSUM has stayed at its cap, for
 ``adopt_after_seconds``, the level jumps to their mean and the CUSUMs start
 again from zero.
 
+A change that is adopted is not forgotten at once: a crisis that lasts longer than
+``adopt_after_seconds`` is the new normal, but its end, a return to the usual level, is
+not news (nor is a feed's recovery after an outage of its source). So the detector
+remembers the level it had before the shift (the last level at which neither CUSUM saw
+any change), for ``shift_memory_seconds`` after the adoption, and judges the tests
+towards it against that level: after a rise, the down tests (the bucket's down tail, the
+down CUSUM, and so the calibrated down steps) are judged against the lower of the
+expected count and the one at the remembered level; after a fall, the up tests against
+the higher. A collapse below the old normal too, or a spike above the pre-outage normal,
+still alarms, and a signal says what it was judged against (its expected count and band).
+The return itself is adopted as any lasting change is, silently: by the model's own
+CUSUM towards the remembered level (``cusum_return``, against the expected count, as the
+CUSUM of that direction is without the memory). The memory is the normal before the
+whole episode, never a crisis level: an adoption back near it (within
+``sqrt(shift_factor)``: nearer it than the change the CUSUMs look for) clears it, so the
+next crisis of the same size alarms again. The calibration below still learns the
+model's own surprise, as if nothing were remembered: how heavy-tailed the series is
+does not change with what is news.
+
 Calibration on the series' own past. The tail probability above is exact only if the
 series follows its negative binomial; real feeds are heavier-tailed, some far more than
 others, so one likelihood threshold would buy many more false alarms on a spiky series
@@ -116,6 +135,8 @@ class CountParams:
     episode_halflife_seconds: float = 2 * 3600.0  # an episode's bar halves in this time
     calibrate: bool = True  # surprise calibrated on the series' own past (see above)
     calibration_prior_seconds: float = WEEK  # the model's word counts as this much past
+    shift_memory_seconds: float = DAY  # after an adopted shift, a return to the level
+    # before it is not news for this long; a level that has held a day is the normal one
 
 
 CALIBRATORS: tuple[float, ...] = (1 / 2, 1 / 8)
@@ -167,6 +188,30 @@ class Judgement:
     cusum_surprise_down: float  # ... downwards
     steps_up: tuple[float, ...]  # the bucket's step of each calibrated CUSUM upwards
     steps_down: tuple[float, ...]  # ... downwards
+    # the expected count at the level remembered before an adopted shift, and its band:
+    # what the tests towards it were judged against (expected, low, high if none)
+    remembered: float
+    remembered_low: float
+    remembered_high: float
+    llr_return: float  # the model's llr towards it, against the expected (adoption only)
+    # -log10 of the tail, both ways, as if nothing were remembered (what calibration learns)
+    raw_surprise: float  # bucket and CUSUM combined
+    raw_bucket: float  # the bucket's own test
+
+    def against(self, direction: Direction) -> tuple[float, float, float]:
+        """The expected count and band a direction's tests were judged against: the
+        remembered level's if it lies that way (below the expected count for "down",
+        above for "up"), else the model's."""
+        if self.remembered == self.expected:  # the common case: nothing remembered
+            return self.expected, self.low, self.high
+        lies_that_way = (
+            self.remembered < self.expected
+            if direction == "down"
+            else self.remembered > self.expected
+        )
+        if lies_that_way:
+            return self.remembered, self.remembered_low, self.remembered_high
+        return self.expected, self.low, self.high
 
 
 @dataclass(slots=True)
@@ -194,6 +239,12 @@ class CountDetector:
     held_up_sum: float = 0.0  # ... their deseasonalised values, summed (its new level)
     held_down: int = 0
     held_down_sum: float = 0.0
+    # the model's CUSUM towards a remembered level (against the expected count, as the
+    # CUSUM of that direction is without the memory): a return is adopted when it holds
+    cusum_return: float = 0.0
+    calm_level: float = 0.0  # the level at the last bucket where neither CUSUM saw a change
+    shift_from: float = 0.0  # the level before the last adopted shift (0: none remembered)
+    shift_at: float = 0.0  # when that shift was adopted, epoch seconds
     # each CUSUM's run: its buckets' counts against their expected counts, since it left 0
     run_up: RunTracker = field(default_factory=RunTracker)
     run_down: RunTracker = field(default_factory=RunTracker)
@@ -218,11 +269,16 @@ class CountDetector:
         hour = start.hour if self.width_seconds < DAY else 0
         return hour, start.weekday()
 
-    def expected(self, start: datetime) -> float:
+    def expected(self, start: datetime, level: float | None = None) -> float:
+        """The expected count of a bucket, at the current level or at ``level``."""
         hour, weekday = self._slots(start)
         daily = self._trusted(self.daily[hour], self.daily_seen[hour])
         weekly = self._trusted(self.weekly[weekday], self.weekly_seen[weekday])
-        return max(self.level * daily * weekly, MIN_EXPECTED)
+        return max((self.level if level is None else level) * daily * weekly, MIN_EXPECTED)
+
+    def _remembering(self, start: float) -> bool:
+        """Whether a level from before an adopted shift is remembered at ``start``."""
+        return self.shift_from > 0.0 and start - self.shift_at < self.params.shift_memory_seconds
 
     def _trusted(self, factor: float, seen: int) -> float:
         """A seasonal factor shrunk towards 1 by how many posts it rests on.
@@ -270,7 +326,7 @@ class CountDetector:
         if self.outlier_run * self.width_seconds > self.params.adopt_after_seconds:
             # the change point is the run's start: the level is the mean since then,
             # and the CUSUMs start again from it
-            self._adopt(self.outlier_sum / self.outlier_run)
+            self._adopt(self.outlier_sum / self.outlier_run, judged.start)
             return value, clipped
         return clipped, clipped
 
@@ -282,15 +338,30 @@ class CountDetector:
             return judged
         mu = self.expected(bucket.start)
         alpha = self.dispersion
+        p = self.params
         low, high, up, down = _tails(observed, mu, alpha)
-        cap = self.params.cusum_cap
-        llr_up = _nb_llr(observed, mu, mu * self.params.shift_factor, alpha)
-        llr_down = _nb_llr(observed, mu, mu / self.params.shift_factor, alpha)
-        share = self.params.cusum_share
-        bucket_up = Signal.surprise_of(min(1.0, up / (1.0 - share)))
-        bucket_down = Signal.surprise_of(min(1.0, down / (1.0 - share)))
-        cusum_up = self._cusum_surprise(min(self.cusum_up + llr_up, cap))
-        cusum_down = self._cusum_surprise(min(self.cusum_down + llr_down, cap))
+        llr_up = _nb_llr(observed, mu, mu * p.shift_factor, alpha)
+        llr_down = _nb_llr(observed, mu, mu / p.shift_factor, alpha)
+        remembered, remembered_low, remembered_high, llr_return = mu, low, high, 0.0
+        raw: tuple[float, float] | None = None  # (surprise, bucket's): none remembered
+        if self._remembering(start):
+            remembered = self.expected(bucket.start, self.shift_from)
+        if remembered != mu:  # the tests towards it are judged against it
+            remembered_low, remembered_high, up_there, down_there = _tails(
+                observed, remembered, alpha
+            )
+            raw = self._raw_surprise(min(up, down), llr_up, llr_down, remembered < mu)
+            if remembered < mu:
+                llr_return, down = llr_down, down_there
+                llr_down = _nb_llr(observed, remembered, remembered / p.shift_factor, alpha)
+            else:
+                llr_return, up = llr_up, up_there
+                llr_up = _nb_llr(observed, remembered, remembered * p.shift_factor, alpha)
+        bucket_up, bucket_down = self._bucket_surprise(up), self._bucket_surprise(down)
+        cusum_up = self._cusum_surprise(min(self.cusum_up + llr_up, p.cusum_cap))
+        cusum_down = self._cusum_surprise(min(self.cusum_down + llr_down, p.cusum_cap))
+        if raw is None:
+            raw = max(bucket_up, bucket_down, cusum_up, cusum_down), max(bucket_up, bucket_down)
         steps_up, steps_down = self._calibrated_steps(start, bucket_up, bucket_down)
         self.judged = judged = Judgement(
             start=start,
@@ -308,8 +379,27 @@ class CountDetector:
             cusum_surprise_down=cusum_down,
             steps_up=steps_up,
             steps_down=steps_down,
+            remembered=remembered,
+            remembered_low=remembered_low,
+            remembered_high=remembered_high,
+            llr_return=llr_return,
+            raw_surprise=raw[0],
+            raw_bucket=raw[1],
         )
         return judged
+
+    def _raw_surprise(
+        self, tail: float, llr_up: float, llr_down: float, remembered_below: bool
+    ) -> tuple[float, float]:
+        """The model's own surprise (bucket and CUSUM combined, both ways) and its bucket's,
+        as if no level were remembered: what the calibration learns, how heavy-tailed the
+        series is not changing with what is news. ``tail``: the bucket's, on its side of
+        the expected count; the CUSUM towards the remembered level is ``cusum_return``."""
+        cusum_up = self.cusum_return if not remembered_below else self.cusum_up
+        cusum_down = self.cusum_return if remembered_below else self.cusum_down
+        evidence = min(max(cusum_up + llr_up, cusum_down + llr_down), self.params.cusum_cap)
+        bucket = self._bucket_surprise(tail)
+        return max(bucket, self._cusum_surprise(evidence)), bucket
 
     def _calibrated_steps(
         self, start: float, bucket_up: float, bucket_down: float
@@ -337,6 +427,10 @@ class CountDetector:
             largest = max(largest, cusum + step)
         return self._cusum_surprise(min(largest, self.params.cusum_cap) - LN_CALIBRATORS)
 
+    def _bucket_surprise(self, tail: float) -> float:
+        """-log10 of the bucket's own test: its tail, with its share of the budget."""
+        return Signal.surprise_of(min(1.0, tail / (1.0 - self.params.cusum_share)))
+
     def _cusum_surprise(self, cusum: float) -> float:
         """-log10 of the CUSUM's test: ``exp(-cusum) / cusum_share`` (weighted Bonferroni:
         the bucket's own test gets ``1 - cusum_share`` of the budget), in log space."""
@@ -349,21 +443,22 @@ class CountDetector:
         direction: Direction = "up"
         surprise = judged.surprise_up
         if judged.surprise_down > surprise or (
-            judged.surprise_down == surprise and judged.observed < judged.expected
+            judged.surprise_down == surprise and judged.observed < _midpoint(judged)
         ):
             direction, surprise = "down", judged.surprise_down
         warming_up = self._warming_up(judged.start) or self.learned == 0
         if self.params.calibrate and not warming_up:
             surprise = self._calibrated(judged, direction, surprise)
+        expected, low, high = judged.against(direction)
         return Signal(
             series=bucket.series,
             measure=self.measure,
             start=bucket.start,
             end=bucket.end,
             observed=float(judged.observed),
-            expected=judged.expected,
-            low=judged.low,
-            high=judged.high,
+            expected=expected,
+            low=low,
+            high=high,
             likelihood=min(1.0, max(0.0, 1.0 - 10.0**-surprise)),
             direction=direction,
             surprise=surprise,
@@ -382,7 +477,8 @@ class CountDetector:
             if judged.cusum_surprise_down <= judged.bucket_down:
                 return None
             tracker, ongoing = self.run_down, self.cusum_down > 0.0
-        return tracker.through(ongoing, bucket.start, judged.observed, judged.expected)
+        expected = judged.against(direction)[0]
+        return tracker.through(ongoing, bucket.start, judged.observed, expected)
 
     def _calibrated(self, judged: Judgement, direction: Direction, surprise: float) -> float:
         """A direction's surprise, calibrated on the series' own past: the rarity of an
@@ -407,22 +503,24 @@ class CountDetector:
         self.judged = None  # what is learned next changes the model
         self._learn_onset(judged)
         adopt = self._learn_cusums(bucket.start, judged)
+        if self.cusum_up == 0.0 and self.cusum_down == 0.0:
+            self.calm_level = self.level  # no sign of a change: the normal, so far
         self._learn_baseline(bucket.start, judged)
         if adopt is not None:
-            self._adopt(adopt)
+            self._adopt(adopt, judged.start)
 
     def _learn_onset(self, judged: Judgement) -> None:
         """Step the episode's bar, count the bucket's onset, and its own test's surprise
         (not while warming up: the model's surprise means little yet). The raw surprise,
-        as ``score_one``'s."""
+        as ``score_one``'s would be if no level were remembered."""
         decay = _decay(self.width_seconds, self.params.episode_halflife_seconds)
         if self._warming_up(judged.start) or self.learned == 0:
             self.episode_bar *= decay
             return
-        surprise = max(judged.surprise_up, judged.surprise_down)
+        surprise = judged.raw_surprise
         self.onsets.learn(surprise - self.episode_bar)
         self.episode_bar = max(self.episode_bar * decay, surprise)
-        self.bucket_tails.learn(max(judged.bucket_up, judged.bucket_down))
+        self.bucket_tails.learn(judged.raw_bucket)
 
     def _learn_cusums(self, start: datetime, judged: Judgement) -> float | None:
         """Step both CUSUMs; return a new level when a change has held long enough.
@@ -433,7 +531,7 @@ class CountDetector:
         buckets that held it there.
         """
         if self._warming_up(judged.start) or self.learned == 0:
-            self._adopt(None)
+            self._adopt(None, judged.start)
             return None
         p = self.params
         hour, weekday = self._slots(start)
@@ -442,10 +540,25 @@ class CountDetector:
         ongoing_up, ongoing_down = self.cusum_up > 0.0, self.cusum_down > 0.0
         self.cusum_up = min(max(self.cusum_up + judged.llr_up, 0.0), cap)
         self.cusum_down = min(max(self.cusum_down + judged.llr_down, 0.0), cap)
-        observed, expected = judged.observed, judged.expected
-        self.run_up.advance(ongoing_up, judged.start, observed, expected, lasts=self.cusum_up > 0.0)
+        # each run is against what its CUSUM was judged against; a return towards a
+        # remembered level is adopted as any lasting change is (by the model's own
+        # evidence, against the expected count), though it does not alarm
+        expected_up = expected_down = judged.expected
+        up_evidence, down_evidence = self.cusum_up, self.cusum_down
+        if judged.remembered == judged.expected:  # nothing remembered (or no difference)
+            self.cusum_return = 0.0
+        else:
+            self.cusum_return = min(max(self.cusum_return + judged.llr_return, 0.0), cap)
+            if judged.remembered > judged.expected:
+                expected_up, up_evidence = judged.remembered, self.cusum_return
+            else:
+                expected_down, down_evidence = judged.remembered, self.cusum_return
+        observed = judged.observed
+        self.run_up.advance(
+            ongoing_up, judged.start, observed, expected_up, lasts=self.cusum_up > 0.0
+        )
         self.run_down.advance(
-            ongoing_down, judged.start, observed, expected, lasts=self.cusum_down > 0.0
+            ongoing_down, judged.start, observed, expected_down, lasts=self.cusum_down > 0.0
         )
         for cusums, steps in (
             (self.calibrated_up, judged.steps_up),
@@ -453,10 +566,10 @@ class CountDetector:
         ):
             for i, step in enumerate(steps):
                 cusums[i] = min(max(cusums[i] + step, 0.0), cap)
-        held = self.cusum_up >= cap
+        held = up_evidence >= cap
         self.held_up = self.held_up + 1 if held else 0
         self.held_up_sum = self.held_up_sum + value if held else 0.0
-        held = self.cusum_down >= cap
+        held = down_evidence >= cap
         self.held_down = self.held_down + 1 if held else 0
         self.held_down_sum = self.held_down_sum + value if held else 0.0
         adopt_after = p.adopt_after_seconds / self.width_seconds
@@ -466,17 +579,30 @@ class CountDetector:
             return self.held_down_sum / self.held_down
         return None
 
-    def _adopt(self, level: float | None) -> None:
-        """Start the CUSUMs again (from a new level, if one is given)."""
+    def _adopt(self, level: float | None, start: float) -> None:
+        """Start the CUSUMs again (from a new level adopted at ``start``, if one is given)."""
         if level is not None and level > 0.0:
+            self._remember_shift(level, start)
             self.level = level
-        self.cusum_up = self.cusum_down = 0.0
+        self.cusum_up = self.cusum_down = self.cusum_return = 0.0
         self.run_up.keep(None)
         self.run_down.keep(None)
         self.calibrated_up[:] = NO_STEPS
         self.calibrated_down[:] = NO_STEPS
         self.held_up = self.held_down = 0
         self.held_up_sum = self.held_down_sum = 0.0
+
+    def _remember_shift(self, level: float, start: float) -> None:
+        """Remember the normal before a shift to ``level``: the level already remembered
+        (the shift continues an episode), or the last calm one. A shift back near it
+        (within ``sqrt(shift_factor)``: nearer it than the change the CUSUMs look for)
+        ends the episode, and the memory: the crisis level is never the one remembered."""
+        normal = self.shift_from if self._remembering(start) else self.calm_level
+        near = 0.5 * math.log(self.params.shift_factor)
+        if normal <= 0.0 or abs(math.log(level / normal)) <= near:
+            self.shift_from = self.shift_at = 0.0
+        else:
+            self.shift_from, self.shift_at = normal, start
 
     def _learn_baseline(self, start: datetime, judged: Judgement) -> None:
         hour, weekday = self._slots(start)
@@ -525,10 +651,21 @@ class CountDetector:
         # so that ``level`` stays the mean rate.
         if hour != self.last_hour:
             self.last_hour = hour
-            if min(self.daily_seen) > 0:
-                self.level *= _normalise(self.daily)
-            if min(self.weekly_seen) > 0:
-                self.level *= _normalise(self.weekly)
+            for factors, seen in ((self.daily, self.daily_seen), (self.weekly, self.weekly_seen)):
+                if min(seen) > 0:
+                    scale = _normalise(factors)  # levels are in the factors' units
+                    self.level *= scale
+                    self.calm_level *= scale
+                    self.shift_from *= scale
+
+
+def _midpoint(judged: Judgement) -> float:
+    """Where a bucket that neither direction finds surprising turns from up to down: the
+    expected count, or, while a level is remembered, the geometric mean of the two (a
+    return to the old level reads "down, against the old level"; the new level, "up")."""
+    if judged.remembered == judged.expected:
+        return judged.expected
+    return math.sqrt(judged.remembered * judged.expected)
 
 
 def _general_tails(observed: int, mu: float, alpha: float) -> tuple[float, float, float, float]:
