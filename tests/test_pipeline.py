@@ -201,8 +201,9 @@ def test_the_brand_s_own_posts_are_not_mentions_of_it(settings: Settings) -> Non
     takeover = by(mention("kettlebird airdrop! connect your wallet", at=30), "Kettlebird_JP")
     events = pipeline.ingest([*replies, *fans, takeover])
     assert [e.alert.rule_id for e in events] == ["account-takeover-post"]
-    processed = {"brand": "kettlebird"}
-    assert registry.get_sample_value("xwatch_mentions_processed_total", processed) == 10
+    brand = {"brand": "kettlebird"}
+    assert registry.get_sample_value("xwatch_mentions_processed_total", brand) == 3
+    assert registry.get_sample_value("xwatch_mentions_own_total", brand) == 7
 
     def counted(topic: str) -> tuple[int, int]:
         series = pipeline.aggregator.series[SeriesKey("kettlebird", topic, 300)]

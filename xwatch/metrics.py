@@ -66,6 +66,13 @@ class Metrics:
             ["brand"],
             registry=registry,
         )
+        self.own_posts = Counter(
+            "xwatch_mentions_own_total",
+            "The brand's own posts (brands[].accounts): not counted into its series; "
+            "only the rules that ask for them see them.",
+            ["brand"],
+            registry=registry,
+        )
         self.unmatched = Counter(
             "xwatch_mentions_unmatched_total",
             "Mentions that matched no configured brand.",
@@ -350,6 +357,7 @@ class Metrics:
         per measure and per stage."""
         for brand in brands:
             self.processed.labels(brand)
+            self.own_posts.labels(brand)
             self.brand_active_alerts.labels(brand)
         for rule, severity in rules:
             self.alerts_fired.labels(rule, severity)

@@ -226,7 +226,10 @@ class Pipeline:
             [*self._langs, OTHER_LANG],
         )
         self._processed = {b.id: metrics.processed.labels(b.id) for b in self.brands}
-        self._counted: dict[str, int] = {}  # brand -> posts of this batch (counted at its end)
+        self._own_posts = {b.id: metrics.own_posts.labels(b.id) for b in self.brands}
+        # brand -> posts of this batch, counted at its end: its mentions, its own posts
+        self._counted: dict[str, int] = {}
+        self._counted_own: dict[str, int] = {}
 
     def reload_rules(self, rules: RuleSet, playbooks: PlaybookIndex) -> None:
         """Judge with new rules from the next bucket on; a new topic rule gets its series,
@@ -343,7 +346,10 @@ class Pipeline:
         self._folds.clear()
         for brand, count in self._counted.items():
             self._processed[brand].inc(count)
+        for brand, count in self._counted_own.items():
+            self._own_posts[brand].inc(count)
         self._counted.clear()
+        self._counted_own.clear()
         if fresh:
             self._stage["enrich"].observe(enriched_at - started)
             self._stage["aggregate"].observe(self._timer() - enriched_at)
@@ -510,13 +516,13 @@ class Pipeline:
         words: set[str] | None = None  # the same for its words and its terms
         terms: set[str] | None = None
         timestamp = mention.created_at.timestamp()
-        counted = self._counted
         for brand in brands:
             plan = plans[brand]
-            counted[brand] = counted.get(brand, 0) + 1
             # the brand's own posts are not mentions of it: only the rules that ask for
             # them see them (see ``xwatch.rules``)
             own_post = plan.own.wrote(mention)
+            counted = self._counted_own if own_post else self._counted
+            counted[brand] = counted.get(brand, 0) + 1
             if own_post:
                 self.aggregator.begin(timestamp)  # it starts the series all the same
             else:
