@@ -16,6 +16,11 @@ lifecycle), as ``xwatch backtest`` runs it. Two files:
 Mentions per second of wall time, best of ``--repeat`` runs; the setup (config, rules,
 sentiment resources: timed on its own) is not counted. CPU seconds per mention are shown
 too: the machine is shared, and CPU time moves less than wall time when it is busy.
+
+The dense file also goes through ``replay_in_processes`` with ``--jobs`` processes (2:
+this machine's cores), as ``xwatch backtest --jobs`` runs it: the brands split across
+processes, each reading and parsing the whole file. Its fixed cost (starting the
+processes, each one's setup) is measured on a one-post file and not counted either.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +38,7 @@ from machine import machine, write_json  # bench/machine.py (scripts run with be
 from prometheus_client import CollectorRegistry
 from synthetic import Corpus, brand_ids, config_yaml, history, write_history
 
-from xwatch.backtest import replay_file
+from xwatch.backtest import replay_file, replay_in_processes
 from xwatch.demo.generate import bundled_demo_path
 from xwatch.metrics import Metrics
 from xwatch.pipeline import Pipeline
@@ -103,6 +109,33 @@ def measure(settings: Settings, path: Path, repeat: int) -> dict[str, Any]:
     }
 
 
+def measure_jobs(settings: Settings, path: Path, jobs: int, repeat: int) -> dict[str, Any]:
+    """Best wall time of ``replay_in_processes`` on ``path``, less its fixed cost (the
+    same on a file of its first post alone)."""
+    first = BUILD / f"{path.stem}-first-post.jsonl"
+    with path.open("rb") as lines:
+        first.write_bytes(next(line for line in lines if line.strip()))
+
+    def best(file: Path) -> float:
+        walls = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            replay_in_processes(settings, file, jobs)
+            walls.append(time.perf_counter() - started)
+        return min(walls)
+
+    fixed = best(first)
+    seconds = best(path) - fixed
+    mentions = count_lines(path)
+    return {
+        "mentions": mentions,
+        "jobs": jobs,
+        "seconds": seconds,
+        "fixed_seconds": fixed,
+        "rate": mentions / seconds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,6 +143,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs per file (best is kept)")
     parser.add_argument("--mentions", type=int, default=100_000, help="posts in the dense file")
     parser.add_argument("--json", type=Path, help="write the figures there")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="processes for the split run"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
     dense = dense_file(args.mentions)
@@ -118,6 +154,8 @@ def main() -> None:
         settings_for("dense", brand_ids(DENSE_BRANDS), dense), dense, args.repeat
     )
     results["dense"]["brands"] = DENSE_BRANDS
+    dense_settings = settings_for("dense", brand_ids(DENSE_BRANDS), dense)
+    results["dense_jobs"] = measure_jobs(dense_settings, dense, args.jobs, args.repeat)
     results["demo"] = measure(
         settings_for("demo", None, bundled_demo_path()), bundled_demo_path(), args.repeat
     )
@@ -132,6 +170,11 @@ def main() -> None:
             f"| {name} | {r['brands']} | {r['mentions']:,} | {r['rate']:,.0f} "
             f"| {r['cpu_us_per_mention']:.0f} | {r['rate'] / TARGET:.0%} |"
         )
+    j = results["dense_jobs"]
+    print(
+        f"| dense, {j['jobs']} processes | {DENSE_BRANDS} | {j['mentions']:,} | {j['rate']:,.0f} "
+        f"| - | {j['rate'] / TARGET:.0%} |"
+    )
     if args.json:
         write_json(args.json, results)
 

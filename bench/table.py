@@ -102,6 +102,17 @@ def pipeline_rows(r: dict[str, Any]) -> list[Row]:
                 ratio(d["rate"], target),
             )
         )
+    j = r.get("dense_jobs")
+    if j is not None:
+        rows.append(
+            (
+                f"In-process pipeline, dense replay split across {j['jobs']} processes "
+                f"(xwatch backtest --jobs {j['jobs']})",
+                f"{rate(j['rate'])} (start-up not counted: {j['fixed_seconds']:.1f} s)",
+                f">= {target:,.0f}/s",
+                ratio(j["rate"], target),
+            )
+        )
     return rows
 
 
