@@ -150,11 +150,9 @@ def main() -> None:
     print(f"machine: {machine()}", flush=True)
     dense = dense_file(args.mentions)
     results: dict[str, Any] = {"benchmark": "pipeline", "machine": machine(), "target": TARGET}
-    results["dense"] = measure(
-        settings_for("dense", brand_ids(DENSE_BRANDS), dense), dense, args.repeat
-    )
-    results["dense"]["brands"] = DENSE_BRANDS
     dense_settings = settings_for("dense", brand_ids(DENSE_BRANDS), dense)
+    results["dense"] = measure(dense_settings, dense, args.repeat)
+    results["dense"]["brands"] = DENSE_BRANDS
     results["dense_jobs"] = measure_jobs(dense_settings, dense, args.jobs, args.repeat)
     results["demo"] = measure(
         settings_for("demo", None, bundled_demo_path()), bundled_demo_path(), args.repeat
