@@ -452,6 +452,11 @@ PINNED_FINGERPRINTS = {
         "NegativeShareDetector": "459a89ed366f7827",
         "TermModel": "a89c6275c0bdf88b",
     },
+    7: {  # CountDetector: rhythm from the whole warm-up, weekdays from whole days
+        "CountDetector": "e12035459878636c",
+        "NegativeShareDetector": "459a89ed366f7827",
+        "TermModel": "a89c6275c0bdf88b",
+    },
 }
 
 

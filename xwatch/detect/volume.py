@@ -3,8 +3,11 @@
 The expected count of a bucket is ``level x daily[hour] x weekly[weekday]``:
 
 * ``level``  the recent mean rate, deseasonalised (half-life: hours);
-* ``daily``  a factor per UTC hour of day, learned online (half-life: a week of that hour);
-* ``weekly`` a factor per day of week (half-life: a month of that weekday).
+* ``daily``  a factor per UTC hour of day, learned online (half-life: a week of that hour),
+  first estimated from the whole warm-up day at once, and trusted as far as it rests on
+  enough posts to stand out from its noise (``_trusted_daily``: empirical Bayes);
+* ``weekly`` a factor per day of week, learned from whole UTC days against the mean of the
+  last seven (half-life: a month of that weekday).
 
 A bucket is judged by two pieces of evidence against a negative binomial around
 that expectation (whose dispersion is learned online too, so "2 → 6" and
@@ -125,9 +128,8 @@ class CountParams:
     initial_dispersion: float = 0.05
     warmup_seconds: float = DAY  # no alarm before a day of rhythm has been seen
     adopt_after_seconds: float = 3 * 3600.0  # a change that lasts this long is the new normal
-    factor_evidence_posts: float = (
-        30.0  # a seasonal factor resting on this many posts: half-trusted
-    )
+    factor_evidence_posts: float = 30.0  # a weekday factor resting on this many posts:
+    # half-trusted (the hours' factors are trusted by their own spread: ``_trusted_daily``)
     shift_factor: float = 2.0  # the sustained change the CUSUMs look for: x2 up, /2 down
     cusum_share: float = 0.2  # of the false-alarm budget, for the CUSUM (Bonferroni)
     cusum_cap: float = 20.0  # nats: a CUSUM saturates here (its tail, 1e-8 after the budget
@@ -226,7 +228,17 @@ class CountDetector:
     daily: list[float] = field(default_factory=lambda: [1.0] * 24)
     weekly: list[float] = field(default_factory=lambda: [1.0] * 7)
     daily_seen: list[int] = field(default_factory=lambda: [0] * 24)
-    weekly_seen: list[int] = field(default_factory=lambda: [0] * 7)
+    rhythm_spread: float = 0.0  # variance of the hours' log factors beyond their noise
+    weekly_seen: list[int] = field(default_factory=lambda: [0] * 7)  # days learned
+    # the warm-up's buckets per hour of day: how many, and their sum (the rhythm's first
+    # estimate, taken as a whole at the warm-up's end; emptied then)
+    warmup_n: list[int] = field(default_factory=lambda: [0] * 24)
+    warmup_sum: list[float] = field(default_factory=lambda: [0.0] * 24)
+    # each weekday's last day: its values over the daily factors, summed, and its buckets
+    # (the weekday factors are learned from whole days against the week's mean)
+    day_sums: list[float] = field(default_factory=lambda: [0.0] * 7)
+    day_buckets: list[int] = field(default_factory=lambda: [0] * 7)
+    day: int = -1  # the UTC day being summed, in days since the epoch
     learned: int = 0
     first_start: float | None = None
     last_hour: int = -1
@@ -272,9 +284,14 @@ class CountDetector:
     def expected(self, start: datetime, level: float | None = None) -> float:
         """The expected count of a bucket, at the current level or at ``level``."""
         hour, weekday = self._slots(start)
-        daily = self._trusted(self.daily[hour], self.daily_seen[hour])
-        weekly = self._trusted(self.weekly[weekday], self.weekly_seen[weekday])
+        daily = self._trusted_daily(hour)
+        weekly = self._trusted(self.weekly[weekday], self.weekly_seen[weekday] * self._per_day)
         return max((self.level if level is None else level) * daily * weekly, MIN_EXPECTED)
+
+    @property
+    def _per_day(self) -> int:
+        """Buckets in a day (1 for day-wide buckets)."""
+        return max(1, round(DAY / self.width_seconds))
 
     def _remembering(self, start: float) -> bool:
         """Whether a level from before an adopted shift is remembered at ``start``."""
@@ -290,6 +307,40 @@ class CountDetector:
         posts = seen * self.level  # buckets learned in this slot x posts per bucket
         weight = posts / (posts + self.params.factor_evidence_posts)
         return 1.0 + (factor - 1.0) * weight
+
+    def _trusted_daily(self, hour: int) -> float:
+        """An hour's factor shrunk towards 1 by how much of it may be noise.
+
+        Empirical Bayes, in log space (a rhythm is multiplicative): the log factor
+        learned from ``posts`` posts has a noise variance of about ``1 / (1 + posts)``,
+        and the hours' true log factors spread with ``rhythm_spread`` (their variance
+        beyond that noise, learned from the factors themselves). The factor keeps the
+        share of its log that is signal: all of it on a busy series, none on one whose
+        hours differ no more than their noise does (a topic seen a few times a day).
+        A quiet night hour's small factor is shrunk in proportion, not pulled towards the
+        day's mean (which would call every quiet night a collapse).
+        """
+        spread = self.rhythm_spread
+        if spread <= 0.0:
+            return 1.0
+        factor = self.daily[hour]
+        noise = 1.0 / (1.0 + self._slot_posts(hour))
+        return float(factor ** (spread / (spread + noise)))
+
+    def _slot_posts(self, hour: int) -> float:
+        """The posts an hour's factor rests on: its buckets within the factor's memory
+        (an EWMA's effective sample, about 2.9 half-lives) at its own rate."""
+        memory = DAY / self.width_seconds / 24.0 * self.params.daily_halflife_days * 2.885
+        return min(self.daily_seen[hour], memory) * self.level * self.daily[hour]
+
+    def _learn_rhythm_spread(self) -> None:
+        """How much the hours' log factors differ beyond their noise (their variance
+        less the mean noise variance, never below 0)."""
+        logs = [math.log(f) for f in self.daily]
+        mean = math.fsum(logs) / 24.0
+        variance = math.fsum((x - mean) ** 2 for x in logs) / 23.0
+        noise = math.fsum(1.0 / (1.0 + self._slot_posts(h)) for h in range(24)) / 24.0
+        self.rhythm_spread = max(0.0, variance - noise)
 
     def _value(self, bucket: Bucket) -> int:
         return bucket.negative if self.measure is Measure.NEGATIVE_VOLUME else bucket.count
@@ -508,6 +559,8 @@ class CountDetector:
         self._learn_baseline(bucket.start, judged)
         if adopt is not None:
             self._adopt(adopt, judged.start)
+        if self.warmup_n and not self._warming_up(judged.start + self.width_seconds):
+            self._initialise_rhythm()  # the next bucket is judged: start from the whole day
 
     def _learn_onset(self, judged: Judgement) -> None:
         """Step the episode's bar, count the bucket's onset, and its own test's surprise
@@ -613,6 +666,11 @@ class CountDetector:
         value, rhythm_value = self._robust(float(judged.observed), season, judged)
         deseasonalised = value / season
         self.learned += 1
+        if self.warmup_n and self._warming_up(judged.start):
+            self.warmup_n[hour] += 1
+            self.warmup_sum[hour] += value
+        else:  # the warm-up's days are judged against a rhythm still being learned
+            self._learn_weekdays(judged.start, self.daily[hour], rhythm_value)
         # Fast start: plain averages until the half-life's own weight takes over.
         a_level = max(_alpha(p.level_halflife_seconds / width), 1.0 / self.learned)
         if self.learned > 1 and mu >= 1.0:
@@ -635,18 +693,6 @@ class CountDetector:
             self.daily[hour] = max(
                 MIN_FACTOR, self.daily[hour] + a_daily * (target - self.daily[hour])
             )
-        assert self.first_start is not None
-        # Weekday factors only move once a whole week has been seen.
-        if judged.start - self.first_start >= WEEK:
-            self.weekly_seen[weekday] += 1
-            per_week = DAY / width  # buckets of one weekday per week
-            a_weekly = max(
-                _alpha(per_week * p.weekly_halflife_weeks), 1 / (self.weekly_seen[weekday] + 1)
-            )
-            target = rhythm_value / (level_before * self.daily[hour])
-            self.weekly[weekday] = max(
-                MIN_FACTOR, self.weekly[weekday] + a_weekly * (target - self.weekly[weekday])
-            )
         # Once every slot has been seen, keep the factors averaging 1 (at each new hour),
         # so that ``level`` stays the mean rate.
         if hour != self.last_hour:
@@ -657,6 +703,65 @@ class CountDetector:
                     self.level *= scale
                     self.calm_level *= scale
                     self.shift_from *= scale
+            if self.width_seconds < DAY:
+                self._learn_rhythm_spread()
+
+    def _initialise_rhythm(self) -> None:
+        """At the warm-up's end: the level and the hour-of-day factors from the whole
+        warm-up at once (each hour's mean against the day's mean), as Holt-Winters starts
+        from its first season. Learned bucket by bucket, they were learned against a level
+        that was itself still being learned from the first hours (the night, often): a
+        quiet night's factors came out near 1, and the next night read as a collapse."""
+        n, sums = self.warmup_n, self.warmup_sum
+        self.warmup_n, self.warmup_sum = [], []
+        total, buckets = math.fsum(sums), sum(n)
+        if total <= 0.0 or buckets == 0:
+            return  # nothing seen yet: the factors learn as they go
+        mean = total / buckets
+        for hour, seen in enumerate(n):
+            if seen:
+                self.daily[hour] = max(MIN_FACTOR, sums[hour] / seen / mean)
+                self.daily_seen[hour] = seen
+        self.level = mean * _normalise(self.daily)  # in the factors' units
+        self.calm_level = self.level
+        if self.width_seconds < DAY:
+            self._learn_rhythm_spread()
+
+    def _learn_weekdays(self, start: float, daily: float, value: float) -> None:
+        """Sum the day's values over their hour's factor; when a day ends, its weekday's
+        factor learns the day's mean against the mean of the last seven days (once seven
+        have been seen). A factor learned bucket by bucket against ``level`` would learn
+        nothing: the level follows a day within hours, so any factor fits its own day."""
+        day = int(start // DAY)
+        if day != self.day:
+            if self.day >= 0:
+                self._learn_weekday((self.day + 3) % 7)  # 1970-01-01 was a Thursday
+            self.day = day
+            self.day_sums[(day + 3) % 7] = 0.0
+            self.day_buckets[(day + 3) % 7] = 0
+        weekday = (day + 3) % 7
+        self.day_sums[weekday] += value / daily
+        self.day_buckets[weekday] += 1
+
+    def _learn_weekday(self, weekday: int) -> None:
+        """A day has ended: its weekday's factor learns it (the first whole week seen sets
+        every weekday's at once, so that the first weekend is not news twice)."""
+        if min(self.day_buckets) == 0:
+            return  # not a whole week yet
+        rates = [total / n for total, n in zip(self.day_sums, self.day_buckets, strict=True)]
+        week = math.fsum(rates) / 7.0
+        if week <= 0.0:
+            return
+        first_week = max(self.weekly_seen) == 0
+        for day in range(7) if first_week else (weekday,):
+            self.weekly_seen[day] += 1
+            # the first week sets it as it is (its whole day of posts is evidence enough:
+            # the factor is still shrunk by how many posts it rests on, see ``expected``)
+            alpha = max(_alpha(self.params.weekly_halflife_weeks), 1.0 / self.weekly_seen[day])
+            target = rates[day] / week
+            self.weekly[day] = max(
+                MIN_FACTOR, self.weekly[day] + alpha * (target - self.weekly[day])
+            )
 
 
 def _midpoint(judged: Judgement) -> float:
