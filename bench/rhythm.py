@@ -1,0 +1,113 @@
+"""False alarms of the volume detector on steady traffic with a daily and weekly rhythm.
+
+    .venv/bin/python bench/rhythm.py [--weeks W] [--seeds S] [--json PATH]
+
+The streams are synthetic and stationary: Poisson counts whose rate follows a daily
+rhythm (``AMPLITUDE``: 19x from the night's trough at 02:00 UTC to the afternoon's peak
+at 14:00) and, in half of them, weekends at 0.6x the weekdays. Nothing in them is news,
+so every alarm is a false one. Two figures per stream size:
+
+* the rate of 5-minute buckets whose likelihood reaches 0.999, either way, after the
+  warm-up (nominal: about 1 in 1,000 each way);
+* the alerts the shipped brand-health volume rules would send: ``mention-volume-drop``
+  (15-minute buckets, 0.99999 down, two buckets in a row) and ``mention-volume-spike``
+  (5-minute buckets, 0.9999 up, at least 30 posts), counted as episodes.
+
+Until a week has been seen a weekend is news (the first Saturday and Monday of a big
+brand can alert); those alerts are counted too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
+
+from xwatch.detect.volume import CountDetector
+from xwatch.model import Bucket, Measure, SeriesKey
+
+DAY = 86400
+START = datetime(2026, 11, 4, tzinfo=UTC)  # a Wednesday: the first weekend comes in week 1
+AMPLITUDE = 0.9  # the rate is mean x (1 + 0.9 cos(hour from 14:00))
+POSTS_PER_DAY = (150, 600, 6_000, 60_000)
+
+
+def stream(per_day: int, weekend: float, seed: int, days: int, width: int) -> Iterator[Bucket]:
+    rng = np.random.default_rng(seed)
+    mean = per_day * width / DAY
+    key = SeriesKey("steady", "", width)
+    for i in range(days * DAY // width):
+        start = START + timedelta(seconds=width * i)
+        hour = start.hour + start.minute / 60
+        rate = mean * (1 + AMPLITUDE * math.cos((hour - 14) / 24 * 2 * math.pi))
+        rate *= weekend if start.weekday() >= 5 else 1.0
+        count = int(rng.poisson(rate))
+        yield Bucket(key, start, start + timedelta(seconds=width), count, 0, 0)
+
+
+def judged(per_day: int, weekend: float, seed: int, days: int) -> dict[str, int]:
+    """Buckets judged and surprising at 5 minutes, and the two rules' alert episodes."""
+    figures = {"buckets": 0, "at_0_999": 0, "spike_alerts": 0, "drop_alerts": 0}
+    detector, firing = CountDetector(Measure.VOLUME, 300), False
+    for bucket in stream(per_day, weekend, seed, days, 300):
+        signal = detector.score_one(bucket)
+        detector.learn_one(bucket)
+        if signal.warming_up:
+            continue
+        figures["buckets"] += 1
+        figures["at_0_999"] += signal.likelihood >= 0.999
+        spike = signal.direction == "up" and signal.likelihood >= 0.9999 and bucket.count >= 30
+        figures["spike_alerts"] += spike and not firing
+        firing = spike
+    detector, run = CountDetector(Measure.VOLUME, 900), 0
+    for bucket in stream(per_day, weekend, seed, days, 900):
+        signal = detector.score_one(bucket)
+        detector.learn_one(bucket)
+        down = not signal.warming_up and signal.direction == "down"
+        run = run + 1 if down and signal.likelihood >= 0.99999 else 0
+        figures["drop_alerts"] += run == 2
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weeks", type=int, default=5, help="weeks per stream (5)")
+    parser.add_argument("--seeds", type=int, default=3, help="streams per size and shape (3)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    print(f"machine: {machine()}")
+    print(
+        f"{args.seeds} streams of {args.weeks} weeks per row; 5-minute buckets at 0.999 "
+        "(either way, after the warm-up); alerts of the shipped volume rules\n"
+    )
+    print("| posts a day | weekends | buckets at 0.999, per 1,000 | spike alerts | drop alerts |")
+    print("|--:|---|--:|--:|--:|")
+    rows: list[dict[str, Any]] = []
+    for per_day in POSTS_PER_DAY:
+        for weekend in (1.0, 0.6):
+            total = {"buckets": 0, "at_0_999": 0, "spike_alerts": 0, "drop_alerts": 0}
+            for seed in range(args.seeds):
+                for name, value in judged(per_day, weekend, seed, args.weeks * 7).items():
+                    total[name] += value
+            rate = 1000 * total["at_0_999"] / max(1, total["buckets"])
+            shape = "as weekdays" if weekend == 1.0 else f"{weekend:g}x"
+            print(
+                f"| {per_day:,} | {shape} | {rate:.2f} | {total['spike_alerts']} "
+                f"| {total['drop_alerts']} |",
+                flush=True,
+            )
+            rows.append({"posts_per_day": per_day, "weekend": weekend, **total})
+    if args.json:
+        write_json(args.json, {"machine": machine(), "weeks": args.weeks, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
