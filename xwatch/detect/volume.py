@@ -733,13 +733,13 @@ class CountDetector:
         have been seen). A factor learned bucket by bucket against ``level`` would learn
         nothing: the level follows a day within hours, so any factor fits its own day."""
         day = int(start // DAY)
+        weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
         if day != self.day:
             if self.day >= 0:
-                self._learn_weekday((self.day + 3) % 7)  # 1970-01-01 was a Thursday
+                self._learn_weekday((self.day + 3) % 7)
             self.day = day
-            self.day_sums[(day + 3) % 7] = 0.0
-            self.day_buckets[(day + 3) % 7] = 0
-        weekday = (day + 3) % 7
+            self.day_sums[weekday] = 0.0
+            self.day_buckets[weekday] = 0
         self.day_sums[weekday] += value / daily
         self.day_buckets[weekday] += 1
 
