@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy
 import pytest
@@ -206,16 +206,19 @@ def judge_all(counts: list[int]) -> tuple[CountDetector, list[Signal]]:
     return detector, signals
 
 
-@pytest.mark.parametrize("per_bucket", [2.0, 20.0])
+@pytest.mark.parametrize(("per_bucket", "seed"), [(0.5, 2), (2.0, 7), (20.0, 7)])
 def test_likelihood_is_calibrated_on_a_poisson_stream_with_a_daily_rhythm(
-    per_bucket: float,
+    per_bucket: float, seed: int
 ) -> None:
     """Either way, up or down. It was not: the night's factors, learned in the warm-up
     against a level still learning from the night itself, came out near 1, and were pulled
     towards 1 while few posts backed them; the weekday factors learned nothing (see below).
     Every night of the first week read as a collapse: 34-56 buckets in 1,000 at 0.999 at 2
-    posts a bucket, 7-17 at 20."""
-    _, signals = judge_all(rhythmic_poisson(per_bucket, 21, seed=7))
+    posts a bucket, 7-17 at 20. At 0.5 (150 posts a day) the level itself wandered: each
+    night post, divided by a night factor of 0.1, moved it as ten day posts do, and the
+    morning after expected half as much again as came (42 buckets in 1,000 on this
+    stream, 0-9 on others, mostly down)."""
+    _, signals = judge_all(rhythmic_poisson(per_bucket, 21, seed=seed))
     judged = [s for s in signals if not s.warming_up]
     rate = sum(s.likelihood >= 0.999 for s in judged) / len(judged)
     assert rate <= 0.002  # nominal 0.1 % each way
@@ -232,6 +235,38 @@ def test_weekday_factors_are_learned_from_whole_days() -> None:
     weekdays = sum(quiet_weekends.weekly[:5]) / 5
     assert quiet_weekends.weekly[5] / weekdays == pytest.approx(0.6, abs=0.1)
     assert quiet_weekends.weekly[6] / weekdays == pytest.approx(0.6, abs=0.1)
+
+
+def level_step(detector: CountDetector, at: datetime, count: int) -> float:
+    """How far the level moves, relative to itself, on learning one bucket."""
+    before = detector.level
+    detector.score_one(bucket(at, count))
+    detector.learn_one(bucket(at, count))
+    return detector.level / before - 1.0
+
+
+def test_a_quiet_night_post_moves_the_level_as_little_as_it_says() -> None:
+    """The level learns each bucket by its information: on a small series, in proportion
+    to the bucket's expected count, as a Poisson rate is estimated. One post in a night
+    bucket expected to hold 0.05 is a small surprise in posts, not twenty times the level
+    (it moved the level as much as 10 posts above the expected count at the peak did)."""
+    detector, _ = judge_all(rhythmic_poisson(0.5, 2, seed=5))
+    night = T0 + timedelta(days=2, hours=3)  # a 03:00 bucket: 0.06 expected, truly
+    assert detector.expected(night) < 0.2
+    night_post = level_step(detector, night, 1)
+    peak = T0 + timedelta(days=2, hours=14)
+    peak_post = level_step(detector, peak, round(detector.expected(peak)) + 1)
+    assert 0 < night_post < 2 * peak_post
+
+
+def test_on_a_busy_series_every_hour_teaches_the_level_alike() -> None:
+    """Where the dispersion, not Poisson noise, rules, a night bucket 20 % up says as much
+    about the level as a peak bucket 20 % up."""
+    detector, _ = judge_all(rhythmic_poisson(2000.0, 2, seed=6))
+    night, peak = T0 + timedelta(days=2, hours=3), T0 + timedelta(days=2, hours=14)
+    night_step = level_step(detector, night, round(1.2 * detector.expected(night)))
+    peak_step = level_step(detector, peak, round(1.2 * detector.expected(peak)))
+    assert night_step == pytest.approx(peak_step, rel=0.5)
 
 
 def test_the_warm_up_day_sets_the_rhythm_as_a_whole() -> None:

@@ -146,3 +146,24 @@ def _poisson(rng: random.Random, rate: float) -> int:
         if p <= limit:
             return k
         k += 1
+
+
+def test_a_sparse_series_expected_count_is_not_rounded_to_silence() -> None:
+    """A topic seen 15 times a day expects 0.05 posts in a 5-minute bucket: "expected 0.0"
+    would say it is never mentioned."""
+    sparse = Signal(
+        series=SeriesKey("b", "defect"),
+        measure=Measure.VOLUME,
+        start=T0,
+        end=T0 + timedelta(minutes=5),
+        observed=8.0,
+        expected=0.047,
+        low=0.0,
+        high=1.0,
+        likelihood=1.0,
+        direction="up",
+        surprise=9.0,
+    )
+    assert describe(sparse).startswith("volume 8 (expected 0.047, band 0-1)")
+    busy = dataclasses.replace(sparse, expected=31.44, high=47.0)
+    assert "expected 31.4," in describe(busy)

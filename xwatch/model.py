@@ -110,6 +110,14 @@ class SeriesKey:
         return f"{name}@{format_scale(self.scale_seconds)}"
 
 
+def format_count(expected: float) -> str:
+    """An expected count as people read it: one decimal (``31.4``), or two significant
+    digits below 1 (``0.05``: a sparse topic's bucket, which ``0.0`` would call silent)."""
+    if expected >= 0.95 or expected <= 0.0:
+        return f"{expected:.1f}"
+    return f"{expected:.2g}"
+
+
 def format_scale(seconds: int) -> str:
     if seconds % 3600 == 0:
         return f"{seconds // 3600}h"

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from xwatch.model import Direction, Signal, format_scale
+from xwatch.model import Direction, Signal, format_count, format_scale
 
 if TYPE_CHECKING:
     import numpy as np
@@ -506,8 +506,9 @@ def _window_verdict(w: WindowResult) -> str:
 
 def _alert_text(alert: Episode) -> str:
     arrow = "up" if alert.direction == "up" else "down"
+    expected = format_count(alert.expected)
     return (
-        f"{_when(alert.start)} {arrow}: {alert.observed:.0f} (expected {alert.expected:.1f}, "
+        f"{_when(alert.start)} {arrow}: {alert.observed:.0f} (expected {expected}, "
         f"band {alert.low:.0f}-{alert.high:.0f}), {alert.buckets} bucket"
         f"{'s' * (alert.buckets > 1)}"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from xwatch.model import Alert, AlertEvent, EventKind, Measure, Signal, format_scale
+from xwatch.model import Alert, AlertEvent, EventKind, Measure, Signal, format_count, format_scale
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 MEASURE_NAMES = {
@@ -36,7 +36,7 @@ def describe(signal: Signal) -> str:
         )
     else:
         text = (
-            f"{name} {signal.observed:.0f} (expected {signal.expected:.1f}, "
+            f"{name} {signal.observed:.0f} (expected {format_count(signal.expected)}, "
             f"band {signal.low:.0f}-{signal.high:.0f})"
         )
     run = sustained(signal)
@@ -55,9 +55,9 @@ def sustained(signal: Signal) -> str:
     if signal.measure is Measure.NEGATIVE_SHARE:
         return (
             f"{since}: {run.observed:.0f} of {run.posts} posts negative "
-            f"against {run.expected:.1f} expected"
+            f"against {format_count(run.expected)} expected"
         )
-    return f"{since}: {run.observed:.0f} against {run.expected:.1f} expected"
+    return f"{since}: {run.observed:.0f} against {format_count(run.expected)} expected"
 
 
 def headline(alert: Alert) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from xwatch.alerting.incidents import Incident, Notice, NoticeKind, Part, State
 from xwatch.alerting.render import MEASURE_NAMES, describe
-from xwatch.model import Measure, Mention, format_scale
+from xwatch.model import Measure, Mention, format_count, format_scale
 
 TOP_POSTS = 5
 TOP_TERMS = 5
@@ -101,7 +101,7 @@ def headline(incident: Incident) -> str:
         what = f"negative share {signal.observed:.0%} (usual {signal.expected:.0%})"
     else:
         name = MEASURE_NAMES[signal.measure]
-        what = f"{name} {signal.observed:.0f} (expected {signal.expected:.1f})"
+        what = f"{name} {signal.observed:.0f} (expected {format_count(signal.expected)})"
     return f"[{incident.severity.value.upper()}] {incident.brand}: {what}"
 
 

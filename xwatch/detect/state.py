@@ -33,7 +33,7 @@ from xwatch.detect.volume import CountDetector
 from xwatch.errors import XwatchError
 from xwatch.model import Measure, SeriesKey
 
-STATE_VERSION = 7  # bump whenever a detector's state changes meaning
+STATE_VERSION = 8  # bump whenever a detector's state changes meaning
 
 JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 

@@ -2,10 +2,13 @@
 
 The expected count of a bucket is ``level x daily[hour] x weekly[weekday]``:
 
-* ``level``  the recent mean rate, deseasonalised (half-life: hours);
+* ``level``  the recent mean rate, deseasonalised (half-life: hours), each bucket learned
+  in proportion to what it says about the level (``_information``: on a small series a
+  quiet hour's bucket says little, so one night post does not move the level as twenty);
 * ``daily``  a factor per UTC hour of day, learned online (half-life: a week of that hour),
   first estimated from the whole warm-up day at once, and trusted as far as it rests on
-  enough posts to stand out from its noise (``_trusted_daily``: empirical Bayes);
+  enough posts to stand out from its noise (``_trusted_daily``: empirical Bayes; the
+  trusted factors average 1 too, so shrinking the day's shape adds no posts to it);
 * ``weekly`` a factor per day of week, learned from whole UTC days against the mean of the
   last seven (half-life: a month of that weekday).
 
@@ -229,6 +232,8 @@ class CountDetector:
     weekly: list[float] = field(default_factory=lambda: [1.0] * 7)
     daily_seen: list[int] = field(default_factory=lambda: [0] * 24)
     rhythm_spread: float = 0.0  # variance of the hours' log factors beyond their noise
+    trusted_mean: float = 1.0  # the mean of the hours' shrunk factors (``_trusted_daily``)
+    day_information: float = 0.0  # a bucket's information about the level, mean of the day
     weekly_seen: list[int] = field(default_factory=lambda: [0] * 7)  # days learned
     # the warm-up's buckets per hour of day: how many, and their sum (the rhythm's first
     # estimate, taken as a whole at the warm-up's end; emptied then)
@@ -320,6 +325,9 @@ class CountDetector:
         A quiet night hour's small factor is shrunk in proportion, not pulled towards the
         day's mean (which would call every quiet night a collapse).
         """
+        return self._shrunk_daily(hour) / self.trusted_mean
+
+    def _shrunk_daily(self, hour: int) -> float:
         spread = self.rhythm_spread
         if spread <= 0.0:
             return 1.0
@@ -335,12 +343,16 @@ class CountDetector:
 
     def _learn_rhythm_spread(self) -> None:
         """How much the hours' log factors differ beyond their noise (their variance
-        less the mean noise variance, never below 0)."""
+        less the mean noise variance, never below 0); then the day's means that follow
+        from the hours' factors (``trusted_mean``, ``day_information``)."""
         logs = [math.log(f) for f in self.daily]
         mean = math.fsum(logs) / 24.0
         variance = math.fsum((x - mean) ** 2 for x in logs) / 23.0
         noise = math.fsum(1.0 / (1.0 + self._slot_posts(h)) for h in range(24)) / 24.0
         self.rhythm_spread = max(0.0, variance - noise)
+        # shrunk factors average 1 too: shrinking the day's shape moves no posts in or out
+        self.trusted_mean = math.fsum(self._shrunk_daily(h) for h in range(24)) / 24.0
+        self.day_information = math.fsum(self._information(f) for f in self.daily) / 24.0
 
     def _value(self, bucket: Bucket) -> int:
         return bucket.negative if self.measure is Measure.NEGATIVE_VOLUME else bucket.count
@@ -680,6 +692,8 @@ class CountDetector:
                 1.0, max(0.001, self.dispersion + a_disp * (raw - self.dispersion))
             )
         level_before = self.level
+        if self.day_information > 0.0 and not self._warming_up(judged.start):
+            a_level = min(1.0, a_level * self._information(season) / self.day_information)
         self.level += a_level * (deseasonalised - self.level)
         if self.level <= 0 or level_before <= 0:
             return
@@ -705,6 +719,18 @@ class CountDetector:
                     self.shift_from *= scale
             if self.width_seconds < DAY:
                 self._learn_rhythm_spread()
+
+    def _information(self, season: float) -> float:
+        """What a bucket at this seasonal factor says about the level: the Fisher
+        information of a negative binomial count about its log mean, ``mu / (1 + dispersion
+        x mu)``. The level learns each bucket in proportion to it (against the day's mean,
+        ``day_information``, so that the half-life holds over a day): where Poisson noise
+        rules (a small series, a quiet hour) in proportion to the expected count, as a
+        Poisson rate is estimated, so that one post in a night bucket expected to hold 0.05
+        is not read as twenty times the level; where the dispersion rules (a busy series),
+        every bucket alike."""
+        mu = self.level * season
+        return mu / (1.0 + self.dispersion * mu)
 
     def _initialise_rhythm(self) -> None:
         """At the warm-up's end: the level and the hour-of-day factors from the whole
