@@ -457,8 +457,8 @@ PINNED_FINGERPRINTS = {
         "NegativeShareDetector": "459a89ed366f7827",
         "TermModel": "a89c6275c0bdf88b",
     },
-    8: {  # CountDetector: the level learns by each bucket's information
-        "CountDetector": "7fef62a7dfc2097b",
+    8: {  # CountDetector: the level learns by information; the first week is remembered
+        "CountDetector": "18505488396d58c9",
         "NegativeShareDetector": "459a89ed366f7827",
         "TermModel": "a89c6275c0bdf88b",
     },

@@ -269,6 +269,19 @@ def test_on_a_busy_series_every_hour_teaches_the_level_alike() -> None:
     assert night_step == pytest.approx(peak_step, rel=0.5)
 
 
+def test_the_monday_after_a_big_brand_s_first_quiet_weekend_is_not_news() -> None:
+    """Until a week has been seen there are no weekday factors: the level learned the
+    first weekend's 0.6x, and the Monday after, back at the weekdays' level, read as a
+    surge (at 200 posts a bucket, hours of buckets at 0.9999). A return to a level held
+    at the end of a calm day this week is not news; the first quiet Saturday still is
+    (nothing so low has been seen)."""
+    detector, signals = judge_all(rhythmic_poisson(200.0, 9, weekend=0.6, seed=3))
+    monday = signals[7 * 288 : 7 * 288 + 144]  # the Monday after, to noon
+    assert not [s for s in monday if s.likelihood >= 0.999]
+    assert detector.week_high == detector.week_low == 0.0  # a week learned: factors say it
+    assert detector.weekly[5] < 0.7 < detector.weekly[1]
+
+
 def test_the_warm_up_day_sets_the_rhythm_as_a_whole() -> None:
     """The first night after the warm-up is expected as quiet as the warm-up's was."""
     detector, signals = judge_all(rhythmic_poisson(2.0, 2, seed=9))

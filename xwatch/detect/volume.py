@@ -62,6 +62,16 @@ next crisis of the same size alarms again. The calibration below still learns th
 model's own surprise, as if nothing were remembered: how heavy-tailed the series is
 does not change with what is news.
 
+The first week is remembered the same way. Until a whole week has been seen there are
+no weekday factors, and a quiet first weekend is learned by the level; the Monday
+after, back at the weekdays' level, would read as a surge. So, until then, the detector
+keeps the highest and lowest calm level at which a day ended (the warm-up's included),
+and judges the tests towards the farther of the two against it, as it does a level
+remembered before a shift (``_first_week_level``): a return to a level held this week is
+not news, a first quiet Saturday still is (nothing so low has been seen), and so is
+anything beyond the week's range. An adopted shift ends the range (the new level is the
+normal one, as above).
+
 Calibration on the series' own past. The tail probability above is exact only if the
 series follows its negative binomial; real feeds are heavier-tailed, some far more than
 others, so one likelihood threshold would buy many more false alarms on a spiky series
@@ -262,6 +272,10 @@ class CountDetector:
     calm_level: float = 0.0  # the level at the last bucket where neither CUSUM saw a change
     shift_from: float = 0.0  # the level before the last adopted shift (0: none remembered)
     shift_at: float = 0.0  # when that shift was adopted, epoch seconds
+    # until a whole week has been seen (no weekday factors yet): the highest and lowest
+    # calm level at the end of a day since the warm-up's (0: none), ``_first_week_level``
+    week_high: float = 0.0
+    week_low: float = 0.0
     # each CUSUM's run: its buckets' counts against their expected counts, since it left 0
     run_up: RunTracker = field(default_factory=RunTracker)
     run_down: RunTracker = field(default_factory=RunTracker)
@@ -407,8 +421,9 @@ class CountDetector:
         llr_down = _nb_llr(observed, mu, mu / p.shift_factor, alpha)
         remembered, remembered_low, remembered_high, llr_return = mu, low, high, 0.0
         raw: tuple[float, float] | None = None  # (surprise, bucket's): none remembered
-        if self._remembering(start):
-            remembered = self.expected(bucket.start, self.shift_from)
+        memory = self.shift_from if self._remembering(start) else self._first_week_level()
+        if memory > 0.0:
+            remembered = self.expected(bucket.start, memory)
         if remembered != mu:  # the tests towards it are judged against it
             remembered_low, remembered_high, up_there, down_there = _tails(
                 observed, remembered, alpha
@@ -663,6 +678,7 @@ class CountDetector:
         (within ``sqrt(shift_factor)``: nearer it than the change the CUSUMs look for)
         ends the episode, and the memory: the crisis level is never the one remembered."""
         normal = self.shift_from if self._remembering(start) else self.calm_level
+        self.week_high = self.week_low = 0.0  # an adopted change ends the first week's range
         near = 0.5 * math.log(self.params.shift_factor)
         if normal <= 0.0 or abs(math.log(level / normal)) <= near:
             self.shift_from = self.shift_at = 0.0
@@ -717,6 +733,8 @@ class CountDetector:
                     self.level *= scale
                     self.calm_level *= scale
                     self.shift_from *= scale
+                    self.week_high *= scale
+                    self.week_low *= scale
             if self.width_seconds < DAY:
                 self._learn_rhythm_spread()
 
@@ -749,9 +767,34 @@ class CountDetector:
                 self.daily[hour] = max(MIN_FACTOR, sums[hour] / seen / mean)
                 self.daily_seen[hour] = seen
         self.level = mean * _normalise(self.daily)  # in the factors' units
-        self.calm_level = self.level
+        self.calm_level = self.week_high = self.week_low = self.level
         if self.width_seconds < DAY:
             self._learn_rhythm_spread()
+
+    def _first_week_level(self) -> float:
+        """Before any weekday factor is learned, the level of an earlier day that the tests
+        towards it are judged against (0: none): a first week's days may differ (a quiet
+        first weekend, and the Monday after it back at the weekdays' level), and a return
+        to a level the series held at the end of a calm day this week is not news. The
+        farthest of the highest and the lowest such level from the current one, if farther
+        than ``sqrt(shift_factor)`` (the CUSUMs look for a change of ``shift_factor``)."""
+        if self.week_low <= 0.0 or self.level <= 0.0:
+            return 0.0
+        above = math.log(self.week_high / self.level)
+        below = math.log(self.level / self.week_low)
+        if max(above, below) <= 0.5 * math.log(self.params.shift_factor):
+            return 0.0
+        return self.week_high if above >= below else self.week_low
+
+    def _remember_day_level(self) -> None:
+        """A day has ended in the first week: its calm level widens the week's range,
+        unless a shift is remembered (the day ended in an episode: not a normal level)."""
+        if max(self.weekly_seen) > 0 or self.week_low <= 0.0:
+            return
+        if self.shift_from > 0.0 or self.calm_level <= 0.0:
+            return
+        self.week_high = max(self.week_high, self.calm_level)
+        self.week_low = min(self.week_low, self.calm_level)
 
     def _learn_weekdays(self, start: float, daily: float, value: float) -> None:
         """Sum the day's values over their hour's factor; when a day ends, its weekday's
@@ -762,6 +805,7 @@ class CountDetector:
         weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
         if day != self.day:
             if self.day >= 0:
+                self._remember_day_level()
                 self._learn_weekday((self.day + 3) % 7)
             self.day = day
             self.day_sums[weekday] = 0.0
@@ -779,6 +823,8 @@ class CountDetector:
         if week <= 0.0:
             return
         first_week = max(self.weekly_seen) == 0
+        if first_week:
+            self.week_high = self.week_low = 0.0  # the weekday factors say it from now on
         for day in range(7) if first_week else (weekday,):
             self.weekly_seen[day] += 1
             # the first week sets it as it is (its whole day of posts is evidence enough:
