@@ -787,11 +787,9 @@ class CountDetector:
         return self.week_high if above >= below else self.week_low
 
     def _remember_day_level(self) -> None:
-        """A day has ended in the first week: its calm level widens the week's range,
-        unless a shift is remembered (the day ended in an episode: not a normal level)."""
-        if max(self.weekly_seen) > 0 or self.week_low <= 0.0:
-            return
-        if self.shift_from > 0.0 or self.calm_level <= 0.0:
+        """A day has ended in the first week: its calm level widens the week's range (none
+        once a week is learned, or after an adopted shift: ``week_low`` is 0 then)."""
+        if self.week_low <= 0.0 or self.calm_level <= 0.0:
             return
         self.week_high = max(self.week_high, self.calm_level)
         self.week_low = min(self.week_low, self.calm_level)
