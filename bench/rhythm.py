@@ -13,8 +13,15 @@ so every alarm is a false one. Two figures per stream size:
   (15-minute buckets, 0.99999 down, two buckets in a row) and ``mention-volume-spike``
   (5-minute buckets, 0.9999 up, at least 30 posts), counted as episodes.
 
-Until a week has been seen a weekend is news (the first Saturday and Monday of a big
-brand can alert); those alerts are counted too.
+Until a week has been seen a quiet weekend is news (a big brand's first quiet Saturday
+can alert); those alerts are counted too.
+
+The negative share has a daily rhythm too: a second table judges the share detector on
+the same streams' posts, each negative with a probability of ``BASE_SHARE`` x (1 + a x
+cos(hour from 03:00)) (``a`` 0 or ``SHARE_AMPLITUDE``: 0.06 in the afternoon to 0.18 at
+night), binomial, so again nothing is news: the rate of buckets at 0.999, and the alerts
+of the shipped ``negative-share-spike`` rule (15-minute buckets, 0.9999 up, at least 20
+posts and 8 negative; its ``min_authors`` is not applied).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 import numpy as np
 from machine import machine, write_json  # bench/machine.py (scripts run with bench/ on sys.path)
 
+from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.volume import CountDetector
 from xwatch.model import Bucket, Measure, SeriesKey
 
@@ -37,10 +45,16 @@ DAY = 86400
 START = datetime(2026, 11, 4, tzinfo=UTC)  # a Wednesday: the first weekend comes in week 1
 AMPLITUDE = 0.9  # the rate is mean x (1 + 0.9 cos(hour from 14:00))
 POSTS_PER_DAY = (150, 600, 6_000, 60_000)
+BASE_SHARE = 0.12
+SHARE_AMPLITUDE = 0.5
 
 
-def stream(per_day: int, weekend: float, seed: int, days: int, width: int) -> Iterator[Bucket]:
-    rng = np.random.default_rng(seed)
+def stream(
+    per_day: int, weekend: float, seed: int, days: int, width: int, share_amplitude: float = 0.0
+) -> Iterator[Bucket]:
+    """Poisson posts per bucket; negatives binomial at the share's rhythm (drawn apart:
+    the posts are the same whatever the share)."""
+    rng, share_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     mean = per_day * width / DAY
     key = SeriesKey("steady", "", width)
     for i in range(days * DAY // width):
@@ -49,7 +63,9 @@ def stream(per_day: int, weekend: float, seed: int, days: int, width: int) -> It
         rate = mean * (1 + AMPLITUDE * math.cos((hour - 14) / 24 * 2 * math.pi))
         rate *= weekend if start.weekday() >= 5 else 1.0
         count = int(rng.poisson(rate))
-        yield Bucket(key, start, start + timedelta(seconds=width), count, 0, 0)
+        share = BASE_SHARE * (1 + share_amplitude * math.cos((hour - 3) / 24 * 2 * math.pi))
+        negative = int(share_rng.binomial(count, share))
+        yield Bucket(key, start, start + timedelta(seconds=width), count, negative, 0)
 
 
 def judged(per_day: int, weekend: float, seed: int, days: int) -> dict[str, int]:
@@ -73,6 +89,32 @@ def judged(per_day: int, weekend: float, seed: int, days: int) -> dict[str, int]
         down = not signal.warming_up and signal.direction == "down"
         run = run + 1 if down and signal.likelihood >= 0.99999 else 0
         figures["drop_alerts"] += run == 2
+    return figures
+
+
+def judged_share(per_day: int, amplitude: float, seed: int, days: int) -> dict[str, int]:
+    """Buckets judged and surprising at 5 minutes, and the shipped rule's alert episodes."""
+    figures = {"buckets": 0, "at_0_999": 0, "share_alerts": 0}
+    detector = NegativeShareDetector(300)
+    for bucket in stream(per_day, 1.0, seed, days, 300, amplitude):
+        signal = detector.score_one(bucket)
+        detector.learn_one(bucket)
+        if not signal.warming_up:
+            figures["buckets"] += 1
+            figures["at_0_999"] += signal.likelihood >= 0.999
+    detector, firing = NegativeShareDetector(900), False
+    for bucket in stream(per_day, 1.0, seed, days, 900, amplitude):
+        signal = detector.score_one(bucket)
+        detector.learn_one(bucket)
+        alarm = (
+            not signal.warming_up
+            and signal.direction == "up"
+            and signal.likelihood >= 0.9999
+            and bucket.count >= 20
+            and bucket.negative >= 8
+        )
+        figures["share_alerts"] += alarm and not firing
+        firing = alarm
     return figures
 
 
@@ -104,8 +146,26 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             rows.append({"posts_per_day": per_day, "weekend": weekend, **total})
+    print("\nThe negative share, on the same streams' posts (weekends as weekdays):\n")
+    print("| posts a day | share's daily rhythm | buckets at 0.999, per 1,000 | share alerts |")
+    print("|--:|---|--:|--:|")
+    share_rows: list[dict[str, Any]] = []
+    for per_day in POSTS_PER_DAY[1:]:
+        for amplitude in (0.0, SHARE_AMPLITUDE):
+            total = {"buckets": 0, "at_0_999": 0, "share_alerts": 0}
+            for seed in range(args.seeds):
+                for name, value in judged_share(per_day, amplitude, seed, args.weeks * 7).items():
+                    total[name] += value
+            rate = 1000 * total["at_0_999"] / max(1, total["buckets"])
+            low, high = BASE_SHARE * (1 - amplitude), BASE_SHARE * (1 + amplitude)
+            shape = "none" if amplitude == 0.0 else f"{low:.2f} to {high:.2f}"
+            print(f"| {per_day:,} | {shape} | {rate:.2f} | {total['share_alerts']} |", flush=True)
+            share_rows.append({"posts_per_day": per_day, "amplitude": amplitude, **total})
     if args.json:
-        write_json(args.json, {"machine": machine(), "weeks": args.weeks, "rows": rows})
+        write_json(
+            args.json,
+            {"machine": machine(), "weeks": args.weeks, "rows": rows, "share_rows": share_rows},
+        )
     return 0
 
 

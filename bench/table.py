@@ -238,6 +238,21 @@ def rhythm_rows(r: dict[str, Any]) -> list[Row]:
                 f"{max(rates) / 2:.1f}x the bound",
             )
         )
+    for amplitude in sorted({row["amplitude"] for row in r.get("share_rows", [])}):
+        mine = [row for row in r["share_rows"] if row["amplitude"] == amplitude]
+        rates = [1000 * row["at_0_999"] / max(1, row["buckets"]) for row in mine]
+        alerts = sum(row["share_alerts"] for row in mine)
+        shape = "flat" if amplitude == 0.0 else f"with a daily rhythm (x1 +/- {amplitude:g})"
+        sizes = " / ".join(f"{row['posts_per_day']:,}" for row in mine)
+        rows.append(
+            (
+                f"False alarms at 0.999 per 1,000 buckets, negative share {shape}, "
+                f"{sizes} posts a day",
+                " / ".join(f"{rate:.1f}" for rate in rates) + f" ({alerts} shipped-rule alerts)",
+                "<= 2 (nominal 1)",
+                f"{max(rates) / 2:.1f}x the bound",
+            )
+        )
     return rows
 
 

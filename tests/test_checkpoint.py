@@ -457,9 +457,10 @@ PINNED_FINGERPRINTS = {
         "NegativeShareDetector": "459a89ed366f7827",
         "TermModel": "a89c6275c0bdf88b",
     },
-    8: {  # CountDetector: the level learns by information; the first week is remembered
+    8: {  # CountDetector: the level learns by information; the first week is remembered;
+        # NegativeShareDetector: a share per hour of day
         "CountDetector": "18505488396d58c9",
-        "NegativeShareDetector": "459a89ed366f7827",
+        "NegativeShareDetector": "bae851be25063f08",
         "TermModel": "a89c6275c0bdf88b",
     },
 }

@@ -568,6 +568,44 @@ def test_the_share_detector_learns_how_much_the_share_drifts() -> None:
     assert steady.score_one(probe).surprise > 2 * wandering.score_one(probe).surprise
 
 
+def rhythmic_share(days: int, *, amplitude: float, seed: int) -> list[tuple[int, int]]:
+    """(posts, negatives) per 5-minute bucket from T0: 20 posts a bucket on average with
+    a strong daily rhythm, and a negative share of 0.12 x (1 + amplitude x cos), highest
+    at 03:00 UTC (the night's complaints), lowest at 15:00; binomial, nothing news."""
+    rng = numpy.random.default_rng(seed)
+    out = []
+    for i in range(days * 288):
+        at = T0 + timedelta(seconds=300 * i)
+        hour = at.hour + at.minute / 60
+        n = int(rng.poisson(20.0 * (1 + 0.9 * math.cos((hour - 14) / 24 * 2 * math.pi))))
+        share = 0.12 * (1 + amplitude * math.cos((hour - 3) / 24 * 2 * math.pi))
+        out.append((n, int(rng.binomial(n, share))))
+    return out
+
+
+def test_the_share_is_judged_against_its_hour_of_day() -> None:
+    """The share has a daily rhythm too (0.06 to 0.18 here). Judged against the day's
+    share alone, 250-450 buckets in 1,000 read 0.999, every night a "complaint wave";
+    each hour of day now has its own usual share (its factor learned as the volume's
+    are: trusted as far as it stands out from its binomial noise)."""
+    detector = NegativeShareDetector(300)
+    judged = alarmed = 0
+    for i, (n, k) in enumerate(rhythmic_share(14, amplitude=0.5, seed=11)):
+        b = bucket(T0 + timedelta(seconds=300 * i), n, k)
+        signal = detector.score_one(b)
+        detector.learn_one(b)
+        if not signal.warming_up:
+            judged += 1
+            alarmed += signal.likelihood >= 0.999
+    assert alarmed <= 0.002 * judged  # nominal 0.1 %
+    night, afternoon = detector.hour_factors[3], detector.hour_factors[15]
+    assert night / afternoon == pytest.approx(0.18 / 0.06, rel=0.2)
+    flat = NegativeShareDetector(300)
+    for i, (n, k) in enumerate(rhythmic_share(4, amplitude=0.0, seed=12)):
+        flat.learn_one(bucket(T0 + timedelta(seconds=300 * i), n, k))
+    assert max(abs(f - 1.0) for f in flat.hour_factors) < 0.1  # no rhythm: none learned
+
+
 # --- calibration on the series' own past: how rare an episode's onset has been -------
 
 

@@ -1,7 +1,13 @@
 """The negative-share detector: the fraction of negative posts against its usual level.
 
 The usual share is an exponentially weighted ratio of negative posts to posts
-(half-life: a day), started from a weak prior. A bucket with ``k`` negatives out
+(half-life: a day), started from a weak prior, times a factor for the UTC hour of day:
+the share has a rhythm too (who posts at 3 a.m. is not who posts at noon; complaints
+pile up while a support desk is closed). Each hour's factor is its share over the last
+weeks (``hour_negatives`` over ``hour_posts``, half-life: a week of that hour) against
+the share of the whole day, trusted as far as it stands out from its binomial noise
+(empirical Bayes: the hours' shares spread beyond their noise by ``rhythm_spread``),
+so that an hour seen on a few posts keeps the day's share. A bucket with ``k`` negatives out
 of ``n`` posts is judged by a beta-binomial tail probability: the binomial part
 respects small counts (1 negative out of 2 posts is not a crisis), the beta part
 lets the share drift from hour to hour without alarming. How much it drifts (the
@@ -33,6 +39,8 @@ from xwatch.detect.tails import betabinom_cdf, betabinom_sf
 from xwatch.detect.volume import BAND_Z, DAY
 from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
+MAX_SHARE = 0.99  # the usual share never reaches 1 (a share, not a certainty)
+
 
 @dataclass(frozen=True, slots=True)
 class ShareParams:
@@ -43,18 +51,25 @@ class ShareParams:
     prior_share: float = 0.15
     prior_posts: float = 20.0
     warmup_posts: float = 200.0  # no alarm before this many posts have been learned
-    warmup_seconds: float = DAY / 4
+    warmup_seconds: float = DAY  # a day: the hours of day have each been seen once
     shift_factor: float = 2.0  # the sustained change the CUSUM looks for: the share doubles
     cusum_share: float = 0.2  # of the false-alarm budget, for the CUSUM (Bonferroni)
     cusum_cap: float = 20.0  # nats: the CUSUM saturates here (as the volume one), so it drains
+    hour_halflife_days: float = 7.0  # an hour of day's share: half-life in days of that hour
 
 
 @dataclass(slots=True)
 class NegativeShareDetector:
     width_seconds: int
     params: ShareParams = ShareParams()
-    negatives: float = 0.0  # exponentially weighted
+    negatives: float = 0.0  # exponentially weighted, each over its hour's factor
     posts: float = 0.0
+    # per UTC hour of day: negatives and posts, exponentially weighted over that hour's
+    # buckets (the hour's own share), and the factors they give (``_learn_hour_factors``)
+    hour_negatives: list[float] = field(default_factory=lambda: [0.0] * 24)
+    hour_posts: list[float] = field(default_factory=lambda: [0.0] * 24)
+    hour_factors: list[float] = field(default_factory=lambda: [1.0] * 24)
+    last_hour: int = -1
     seen_posts: int = 0
     first_start: float | None = None
     drift: float = -1.0  # running estimate of 1/(c + 1); -1 until initialised from the prior
@@ -73,8 +88,16 @@ class NegativeShareDetector:
 
     @property
     def usual_share(self) -> float:
+        """The day's usual share, whatever the hour (``usual_at`` gives the hour's)."""
         p = self.params
         return (self.negatives + p.prior_share * p.prior_posts) / (self.posts + p.prior_posts)
+
+    def usual_at(self, bucket: Bucket) -> float:
+        """The usual share at the bucket's hour of day (below 1: a share, not a certainty)."""
+        return min(self.usual_share * self.hour_factors[self._hour(bucket)], MAX_SHARE)
+
+    def _hour(self, bucket: Bucket) -> int:
+        return bucket.start.hour if self.width_seconds < DAY else 0
 
     def _band(self, share: float, n: int) -> tuple[float, float]:
         n = max(n, 1)
@@ -84,7 +107,7 @@ class NegativeShareDetector:
 
     def score_one(self, bucket: Bucket) -> Signal:
         n, k = bucket.count, bucket.negative
-        usual = self.usual_share
+        usual = self.usual_at(bucket)
         observed = k / n if n else 0.0
         low, high = self._band(usual, n)
         direction: Direction = "up"
@@ -146,7 +169,7 @@ class NegativeShareDetector:
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()
         n, k = bucket.count, float(bucket.negative)
-        usual = self.usual_share
+        usual = self.usual_at(bucket)
         ongoing = self.cusum > 0.0  # (the run is the CUSUM's before this bucket)
         if self._warming_up(bucket):
             self.cusum = 0.0
@@ -161,9 +184,48 @@ class NegativeShareDetector:
         if n >= 2 and self.seen_posts >= self.params.prior_posts:
             self._learn_drift(n, k, usual)
         decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
-        self.negatives = self.negatives * decay + k
+        hour = self._hour(bucket)
+        self.negatives = self.negatives * decay + k / self.hour_factors[hour]
         self.posts = self.posts * decay + n
         self.seen_posts += n
+        if self.width_seconds < DAY:
+            self._learn_hour(hour, n, k)
+
+    def _learn_hour(self, hour: int, n: int, k: float) -> None:
+        """The hour's own negatives and posts learn the bucket; at each new hour, the
+        factors follow."""
+        per_hour = max(1.0, 3600.0 / self.width_seconds)  # buckets of an hour a day
+        decay = 0.5 ** (1.0 / (per_hour * self.params.hour_halflife_days))
+        self.hour_negatives[hour] = self.hour_negatives[hour] * decay + k
+        self.hour_posts[hour] = self.hour_posts[hour] * decay + n
+        if hour != self.last_hour:
+            self.last_hour = hour
+            self._learn_hour_factors()
+
+    def _learn_hour_factors(self) -> None:
+        """Each hour's share against the whole day's, shrunk towards it as far as it may
+        be noise: empirical Bayes, as the volume detector trusts its hours. An hour's share
+        over ``posts`` posts has a binomial noise variance of ``day (1 - day) / posts``; the
+        hours' true shares spread by their variance beyond that noise (``rhythm_spread``,
+        never below 0); each hour keeps the share of its difference that is signal. An
+        hour not seen yet keeps the day's share (factor 1)."""
+        total_posts = math.fsum(self.hour_posts)
+        if total_posts <= 0.0:
+            return
+        day = math.fsum(self.hour_negatives) / total_posts
+        if not 0.0 < day < 1.0:
+            return
+        seen = [h for h in range(24) if self.hour_posts[h] > 0.0]
+        shares = {h: self.hour_negatives[h] / self.hour_posts[h] for h in seen}
+        noise = {h: day * (1.0 - day) / self.hour_posts[h] for h in seen}
+        variance = math.fsum((shares[h] - day) ** 2 for h in seen) / len(seen)
+        spread = max(0.0, variance - math.fsum(noise.values()) / len(seen))
+        for h in range(24):
+            if h not in shares or spread <= 0.0:
+                self.hour_factors[h] = 1.0
+                continue
+            trust = spread / (spread + noise[h])
+            self.hour_factors[h] = (day + trust * (shares[h] - day)) / day
 
     def _learn_drift(self, n: int, k: float, usual: float) -> None:
         """Update the estimate of 1/(c + 1) from one bucket's Pearson residual."""
