@@ -606,6 +606,18 @@ def test_the_share_is_judged_against_its_hour_of_day() -> None:
     assert max(abs(f - 1.0) for f in flat.hour_factors) < 0.1  # no rhythm: none learned
 
 
+def test_an_hour_that_never_had_a_negative_post_is_quiet_not_immune() -> None:
+    """Its factor has a floor: the day's share learns each bucket over its hour's factor,
+    and a share of 0 learned from a million posts would make that a division by almost 0
+    (a factor of 1e-7)."""
+    detector = NegativeShareDetector(300)
+    detector.hour_posts = [1000.0] * 24
+    detector.hour_negatives = [200.0] * 24
+    detector.hour_posts[4], detector.hour_negatives[4] = 1e6, 0.0
+    detector._learn_hour_factors()
+    assert detector.hour_factors[4] == volume.MIN_FACTOR
+
+
 # --- calibration on the series' own past: how rare an episode's onset has been -------
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from xwatch.detect.runs import RunTracker
 from xwatch.detect.tails import betabinom_cdf, betabinom_sf
-from xwatch.detect.volume import BAND_Z, DAY
+from xwatch.detect.volume import BAND_Z, DAY, MIN_FACTOR
 from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
 MAX_SHARE = 0.99  # the usual share never reaches 1 (a share, not a certainty)
@@ -225,7 +225,8 @@ class NegativeShareDetector:
                 self.hour_factors[h] = 1.0
                 continue
             trust = spread / (spread + noise[h])
-            self.hour_factors[h] = (day + trust * (shares[h] - day)) / day
+            # an hour without a negative post is quiet, not immune (and is divided by)
+            self.hour_factors[h] = max(MIN_FACTOR, (day + trust * (shares[h] - day)) / day)
 
     def _learn_drift(self, n: int, k: float, usual: float) -> None:
         """Update the estimate of 1/(c + 1) from one bucket's Pearson residual."""
