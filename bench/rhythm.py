@@ -19,9 +19,10 @@ can alert); those alerts are counted too.
 The negative share has a daily rhythm too: a second table judges the share detector on
 the same streams' posts, each negative with a probability of ``BASE_SHARE`` x (1 + a x
 cos(hour from 03:00)) (``a`` 0 or ``SHARE_AMPLITUDE``: 0.06 in the afternoon to 0.18 at
-night), binomial, so again nothing is news: the rate of buckets at 0.999, and the alerts
-of the shipped ``negative-share-spike`` rule (15-minute buckets, 0.9999 up, at least 20
-posts and 8 negative; its ``min_authors`` is not applied).
+night), binomial or, with ``WANDERING`` as the concentration, beta-binomial (the share
+wanders from bucket to bucket), so again nothing is news: the rate of buckets at 0.999,
+and the alerts of the shipped ``negative-share-spike`` rule (15-minute buckets, 0.9999
+up, at least 20 posts and 8 negative; its ``min_authors`` is not applied).
 """
 
 from __future__ import annotations
@@ -47,10 +48,18 @@ AMPLITUDE = 0.9  # the rate is mean x (1 + 0.9 cos(hour from 14:00))
 POSTS_PER_DAY = (150, 600, 6_000, 60_000)
 BASE_SHARE = 0.12
 SHARE_AMPLITUDE = 0.5
+WANDERING = 30.0  # a beta-binomial share's concentration (the smaller, the more it wanders)
+SHARE_SHAPES = ((0.0, None), (SHARE_AMPLITUDE, None), (0.0, WANDERING))
 
 
 def stream(
-    per_day: int, weekend: float, seed: int, days: int, width: int, share_amplitude: float = 0.0
+    per_day: int,
+    weekend: float,
+    seed: int,
+    days: int,
+    width: int,
+    share_amplitude: float = 0.0,
+    concentration: float | None = None,
 ) -> Iterator[Bucket]:
     """Poisson posts per bucket; negatives binomial at the share's rhythm (drawn apart:
     the posts are the same whatever the share)."""
@@ -64,6 +73,8 @@ def stream(
         rate *= weekend if start.weekday() >= 5 else 1.0
         count = int(rng.poisson(rate))
         share = BASE_SHARE * (1 + share_amplitude * math.cos((hour - 3) / 24 * 2 * math.pi))
+        if concentration is not None:
+            share = share_rng.beta(share * concentration, (1 - share) * concentration)
         negative = int(share_rng.binomial(count, share))
         yield Bucket(key, start, start + timedelta(seconds=width), count, negative, 0)
 
@@ -92,18 +103,20 @@ def judged(per_day: int, weekend: float, seed: int, days: int) -> dict[str, int]
     return figures
 
 
-def judged_share(per_day: int, amplitude: float, seed: int, days: int) -> dict[str, int]:
+def judged_share(
+    per_day: int, amplitude: float, concentration: float | None, seed: int, days: int
+) -> dict[str, int]:
     """Buckets judged and surprising at 5 minutes, and the shipped rule's alert episodes."""
     figures = {"buckets": 0, "at_0_999": 0, "share_alerts": 0}
     detector = NegativeShareDetector(300)
-    for bucket in stream(per_day, 1.0, seed, days, 300, amplitude):
+    for bucket in stream(per_day, 1.0, seed, days, 300, amplitude, concentration):
         signal = detector.score_one(bucket)
         detector.learn_one(bucket)
         if not signal.warming_up:
             figures["buckets"] += 1
             figures["at_0_999"] += signal.likelihood >= 0.999
     detector, firing = NegativeShareDetector(900), False
-    for bucket in stream(per_day, 1.0, seed, days, 900, amplitude):
+    for bucket in stream(per_day, 1.0, seed, days, 900, amplitude, concentration):
         signal = detector.score_one(bucket)
         detector.learn_one(bucket)
         alarm = (
@@ -147,20 +160,32 @@ def main(argv: list[str] | None = None) -> int:
             )
             rows.append({"posts_per_day": per_day, "weekend": weekend, **total})
     print("\nThe negative share, on the same streams' posts (weekends as weekdays):\n")
-    print("| posts a day | share's daily rhythm | buckets at 0.999, per 1,000 | share alerts |")
+    print("| posts a day | the share | buckets at 0.999, per 1,000 | share alerts |")
     print("|--:|---|--:|--:|")
     share_rows: list[dict[str, Any]] = []
     for per_day in POSTS_PER_DAY[1:]:
-        for amplitude in (0.0, SHARE_AMPLITUDE):
+        for amplitude, concentration in SHARE_SHAPES:
             total = {"buckets": 0, "at_0_999": 0, "share_alerts": 0}
             for seed in range(args.seeds):
-                for name, value in judged_share(per_day, amplitude, seed, args.weeks * 7).items():
+                days = args.weeks * 7
+                for name, value in judged_share(
+                    per_day, amplitude, concentration, seed, days
+                ).items():
                     total[name] += value
             rate = 1000 * total["at_0_999"] / max(1, total["buckets"])
             low, high = BASE_SHARE * (1 - amplitude), BASE_SHARE * (1 + amplitude)
-            shape = "none" if amplitude == 0.0 else f"{low:.2f} to {high:.2f}"
+            shape = "steady" if amplitude == 0.0 else f"{low:.2f} to {high:.2f} by hour"
+            if concentration is not None:
+                shape = f"wandering (beta-binomial, concentration {concentration:g})"
             print(f"| {per_day:,} | {shape} | {rate:.2f} | {total['share_alerts']} |", flush=True)
-            share_rows.append({"posts_per_day": per_day, "amplitude": amplitude, **total})
+            share_rows.append(
+                {
+                    "posts_per_day": per_day,
+                    "amplitude": amplitude,
+                    "concentration": concentration,
+                    **total,
+                }
+            )
     if args.json:
         write_json(
             args.json,

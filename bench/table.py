@@ -238,11 +238,18 @@ def rhythm_rows(r: dict[str, Any]) -> list[Row]:
                 f"{max(rates) / 2:.1f}x the bound",
             )
         )
-    for amplitude in sorted({row["amplitude"] for row in r.get("share_rows", [])}):
-        mine = [row for row in r["share_rows"] if row["amplitude"] == amplitude]
+    shapes = {(row["amplitude"], row.get("concentration")) for row in r.get("share_rows", [])}
+    for amplitude, concentration in sorted(shapes, key=lambda shape: (shape[1] or 0, shape[0])):
+        mine = [
+            row
+            for row in r["share_rows"]
+            if (row["amplitude"], row.get("concentration")) == (amplitude, concentration)
+        ]
         rates = [1000 * row["at_0_999"] / max(1, row["buckets"]) for row in mine]
         alerts = sum(row["share_alerts"] for row in mine)
-        shape = "flat" if amplitude == 0.0 else f"with a daily rhythm (x1 +/- {amplitude:g})"
+        shape = "steady" if amplitude == 0.0 else f"with a daily rhythm (x1 +/- {amplitude:g})"
+        if concentration is not None:
+            shape = f"wandering (concentration {concentration:g})"
         sizes = " / ".join(f"{row['posts_per_day']:,}" for row in mine)
         rows.append(
             (

@@ -458,9 +458,9 @@ PINNED_FINGERPRINTS = {
         "TermModel": "a89c6275c0bdf88b",
     },
     8: {  # CountDetector: the level learns by information; the first week is remembered;
-        # NegativeShareDetector: a share per hour of day
+        # NegativeShareDetector: a share per hour of day, its drift a pooled estimate
         "CountDetector": "18505488396d58c9",
-        "NegativeShareDetector": "bae851be25063f08",
+        "NegativeShareDetector": "5cb471816577384b",
         "TermModel": "a89c6275c0bdf88b",
     },
 }

@@ -13,7 +13,9 @@ respects small counts (1 negative out of 2 posts is not a crisis), the beta part
 lets the share drift from hour to hour without alarming. How much it drifts (the
 beta's concentration ``c``) is learned online from the buckets themselves: under a
 beta-binomial, a bucket's squared Pearson residual has mean ``1 + (n - 1)/(c + 1)``,
-so an average of ``(r**2 - 1)/(n - 1)`` estimates ``1/(c + 1)``. A steady share
+so the sum of ``r**2 - 1`` over the sum of ``n - 1`` estimates ``1/(c + 1)`` (the
+pooled moment estimator: each bucket weighs by its posts, so that the many small
+buckets of a quiet hour, whose residuals are mostly noise, do not swamp it). A steady share
 earns a high concentration (and a sharp test); a share that wanders earns a low one.
 
 A one-bucket test misses a share that doubles and stays doubled while the buckets are
@@ -40,13 +42,15 @@ from xwatch.detect.volume import BAND_Z, DAY, MIN_FACTOR
 from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
 MAX_SHARE = 0.99  # the usual share never reaches 1 (a share, not a certainty)
+DRIFT_BAND_Z = 4.0  # the drift learns buckets within this many sd (1 in 16,000 beyond)
 
 
 @dataclass(frozen=True, slots=True)
 class ShareParams:
     halflife_seconds: float = DAY
     concentration: float = 100.0  # prior beta-binomial concentration (drift between buckets)
-    concentration_prior_buckets: float = 50.0  # how many buckets the prior counts for
+    concentration_prior_pairs: float = 50.0  # the prior counts as buckets of this many posts,
+    # less one each (the weight of a bucket in the drift's estimate)
     concentration_range: tuple[float, float] = (10.0, 10_000.0)
     prior_share: float = 0.15
     prior_posts: float = 20.0
@@ -72,17 +76,25 @@ class NegativeShareDetector:
     last_hour: int = -1
     seen_posts: int = 0
     first_start: float | None = None
-    drift: float = -1.0  # running estimate of 1/(c + 1); -1 until initialised from the prior
-    drift_buckets: float = 0.0  # buckets behind that estimate (for the fast start)
+    # the drift's estimate, 1/(c + 1): exponentially weighted sums of the buckets' squared
+    # Pearson residuals less 1, and of their posts less 1 (``drift``)
+    drift_excess: float = 0.0
+    drift_pairs: float = 0.0
     cusum: float = 0.0  # nats of evidence for a share shift_factor x the usual one
     # the CUSUM's run: negatives against the usual share's expectation, of how many posts
     run: RunTracker = field(default_factory=RunTracker)
     measure: Measure = Measure.NEGATIVE_SHARE
 
     @property
+    def drift(self) -> float:
+        """The estimate of 1/(c + 1), the prior's counted in. Not floored at 0: the sum
+        of a steady share's residuals is 0 on average and may stand below it."""
+        p = self.params
+        prior = p.concentration_prior_pairs
+        return (self.drift_excess + prior / (p.concentration + 1.0)) / (self.drift_pairs + prior)
+
+    @property
     def concentration(self) -> float:
-        if self.drift < 0:
-            return self.params.concentration
         low, high = self.params.concentration_range
         return min(high, max(low, 1.0 / max(self.drift, 1e-9) - 1.0))
 
@@ -99,11 +111,11 @@ class NegativeShareDetector:
     def _hour(self, bucket: Bucket) -> int:
         return bucket.start.hour if self.width_seconds < DAY else 0
 
-    def _band(self, share: float, n: int) -> tuple[float, float]:
+    def _band(self, share: float, n: int, z: float = BAND_Z) -> tuple[float, float]:
         n = max(n, 1)
         c = self.concentration
         sd = math.sqrt(share * (1 - share) / n * (1 + (n - 1) / (c + 1)))
-        return max(0.0, share - BAND_Z * sd), min(1.0, share + BAND_Z * sd)
+        return max(0.0, share - z * sd), min(1.0, share + z * sd)
 
     def score_one(self, bucket: Bucket) -> Signal:
         n, k = bucket.count, bucket.negative
@@ -177,12 +189,18 @@ class NegativeShareDetector:
             step = self._llr(bucket.negative, n, usual)
             self.cusum = min(max(self.cusum + step, 0.0), self.params.cusum_cap)
         self.run.advance(ongoing, bucket.start.timestamp(), k, n * usual, n, lasts=self.cusum > 0.0)
+        if n >= 2 and self.seen_posts >= self.params.prior_posts:
+            # the drift from the bucket as it is, unless it is far out (a crisis does not
+            # teach that the share wanders): clipped at the usual band's edge, the spread
+            # it is learned from was truncated, most at small buckets (2 negatives of 2 is
+            # outside the band), and the share read steadier than it is (a concentration
+            # of 48 to 80 learned where it is 30)
+            low, high = self._band(usual, n, DRIFT_BAND_Z)
+            self._learn_drift(n, min(max(k, low * n), high * n), usual)
         if n and self.seen_posts >= self.params.prior_posts:
             # robust: an outlying share is learned as if it sat on the band's edge
             low, high = self._band(usual, n)
             k = min(max(k, low * n), high * n)
-        if n >= 2 and self.seen_posts >= self.params.prior_posts:
-            self._learn_drift(n, k, usual)
         decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
         hour = self._hour(bucket)
         self.negatives = self.negatives * decay + k / self.hour_factors[hour]
@@ -229,19 +247,12 @@ class NegativeShareDetector:
             self.hour_factors[h] = max(MIN_FACTOR, (day + trust * (shares[h] - day)) / day)
 
     def _learn_drift(self, n: int, k: float, usual: float) -> None:
-        """Update the estimate of 1/(c + 1) from one bucket's Pearson residual."""
-        p = self.params
-        if self.drift < 0:
-            self.drift = 1.0 / (p.concentration + 1.0)
+        """Add one bucket's squared Pearson residual less 1, and its posts less 1, to the
+        drift's sums (both fading with the usual share's half-life)."""
         pearson = (k - n * usual) ** 2 / max(n * usual * (1.0 - usual), 1e-9)
-        sample = (pearson - 1.0) / (n - 1)
-        self.drift_buckets += 1
-        halflife_buckets = p.halflife_seconds / self.width_seconds
-        weight = max(
-            1.0 - 0.5 ** (1.0 / halflife_buckets),
-            1.0 / (self.drift_buckets + p.concentration_prior_buckets),
-        )
-        self.drift = max(0.0, self.drift + weight * (sample - self.drift))
+        decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
+        self.drift_excess = self.drift_excess * decay + pearson - 1.0
+        self.drift_pairs = self.drift_pairs * decay + n - 1
 
 
 def _log_betabinom(k: int, n: int, p: float, concentration: float) -> float:
