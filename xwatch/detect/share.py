@@ -6,17 +6,18 @@ the share has a rhythm too (who posts at 3 a.m. is not who posts at noon; compla
 pile up while a support desk is closed). Each hour's factor is its share over the last
 weeks (``hour_negatives`` over ``hour_posts``, half-life: a week of that hour) against
 the share of the whole day, trusted as far as it stands out from its binomial noise
-(empirical Bayes: the hours' shares spread beyond their noise by ``rhythm_spread``),
-so that an hour seen on a few posts keeps the day's share. A bucket with ``k`` negatives out
-of ``n`` posts is judged by a beta-binomial tail probability: the binomial part
-respects small counts (1 negative out of 2 posts is not a crisis), the beta part
-lets the share drift from hour to hour without alarming. How much it drifts (the
+(empirical Bayes, ``_learn_hour_factors``), so that an hour seen on a few posts keeps
+the day's share. A bucket with ``k`` negatives out of ``n`` posts is judged by a
+beta-binomial tail probability: the binomial part respects small counts (1 negative
+out of 2 posts is not a crisis), the beta part lets the share drift from bucket to
+bucket without alarming. How much it drifts (the
 beta's concentration ``c``) is learned online from the buckets themselves: under a
 beta-binomial, a bucket's squared Pearson residual has mean ``1 + (n - 1)/(c + 1)``,
 so the sum of ``r**2 - 1`` over the sum of ``n - 1`` estimates ``1/(c + 1)`` (the
 pooled moment estimator: each bucket weighs by its posts, so that the many small
-buckets of a quiet hour, whose residuals are mostly noise, do not swamp it). A steady share
-earns a high concentration (and a sharp test); a share that wanders earns a low one.
+buckets of a quiet hour, whose residuals are mostly noise, do not swamp it). A steady
+share earns a high concentration (and a sharp test); a share that wanders earns a low
+one.
 
 A one-bucket test misses a share that doubles and stays doubled while the buckets are
 small, so the detector also keeps a CUSUM of the beta-binomial log-likelihood ratio of
@@ -224,9 +225,9 @@ class NegativeShareDetector:
         """Each hour's share against the whole day's, shrunk towards it as far as it may
         be noise: empirical Bayes, as the volume detector trusts its hours. An hour's share
         over ``posts`` posts has a binomial noise variance of ``day (1 - day) / posts``; the
-        hours' true shares spread by their variance beyond that noise (``rhythm_spread``,
-        never below 0); each hour keeps the share of its difference that is signal. An
-        hour not seen yet keeps the day's share (factor 1)."""
+        hours' true shares spread by their variance beyond that noise (``spread``, never
+        below 0); each hour keeps the share of its difference that is signal. An hour not
+        seen yet keeps the day's share (factor 1)."""
         total_posts = math.fsum(self.hour_posts)
         if total_posts <= 0.0:
             return
