@@ -20,7 +20,8 @@ The negative share has a daily rhythm too: a second table judges the share detec
 the same streams' posts, each negative with a probability of ``BASE_SHARE`` x (1 + a x
 cos(hour from 03:00)) (``a`` 0 or ``SHARE_AMPLITUDE``: 0.06 in the afternoon to 0.18 at
 night), binomial or, with ``WANDERING`` as the concentration, beta-binomial (the share
-wanders from bucket to bucket), so again nothing is news: the rate of buckets at 0.999,
+wanders from bucket to bucket), or ``WEEKEND_SHARE`` times higher at weekends, so again
+nothing is news: the rate of buckets at 0.999,
 and the alerts of the shipped ``negative-share-spike`` rule (15-minute buckets, 0.9999
 up, at least 20 posts and 8 negative; its ``min_authors`` is not applied).
 """
@@ -49,7 +50,13 @@ POSTS_PER_DAY = (150, 600, 6_000, 60_000)
 BASE_SHARE = 0.12
 SHARE_AMPLITUDE = 0.5
 WANDERING = 30.0  # a beta-binomial share's concentration (the smaller, the more it wanders)
-SHARE_SHAPES = ((0.0, None), (SHARE_AMPLITUDE, None), (0.0, WANDERING))
+WEEKEND_SHARE = 1.5
+SHARE_SHAPES = (  # (daily amplitude, concentration, weekends' share x)
+    (0.0, None, 1.0),
+    (SHARE_AMPLITUDE, None, 1.0),
+    (0.0, WANDERING, 1.0),
+    (0.0, None, WEEKEND_SHARE),
+)
 
 
 def stream(
@@ -60,6 +67,7 @@ def stream(
     width: int,
     share_amplitude: float = 0.0,
     concentration: float | None = None,
+    share_weekend: float = 1.0,
 ) -> Iterator[Bucket]:
     """Poisson posts per bucket; negatives binomial at the share's rhythm (drawn apart:
     the posts are the same whatever the share)."""
@@ -73,6 +81,7 @@ def stream(
         rate *= weekend if start.weekday() >= 5 else 1.0
         count = int(rng.poisson(rate))
         share = BASE_SHARE * (1 + share_amplitude * math.cos((hour - 3) / 24 * 2 * math.pi))
+        share *= share_weekend if start.weekday() >= 5 else 1.0
         if concentration is not None:
             share = share_rng.beta(share * concentration, (1 - share) * concentration)
         negative = int(share_rng.binomial(count, share))
@@ -104,19 +113,22 @@ def judged(per_day: int, weekend: float, seed: int, days: int) -> dict[str, int]
 
 
 def judged_share(
-    per_day: int, amplitude: float, concentration: float | None, seed: int, days: int
+    per_day: int,
+    shape: tuple[float, float | None, float],
+    seed: int,
+    days: int,
 ) -> dict[str, int]:
     """Buckets judged and surprising at 5 minutes, and the shipped rule's alert episodes."""
     figures = {"buckets": 0, "at_0_999": 0, "share_alerts": 0}
     detector = NegativeShareDetector(300)
-    for bucket in stream(per_day, 1.0, seed, days, 300, amplitude, concentration):
+    for bucket in stream(per_day, 1.0, seed, days, 300, *shape):
         signal = detector.score_one(bucket)
         detector.learn_one(bucket)
         if not signal.warming_up:
             figures["buckets"] += 1
             figures["at_0_999"] += signal.likelihood >= 0.999
     detector, firing = NegativeShareDetector(900), False
-    for bucket in stream(per_day, 1.0, seed, days, 900, amplitude, concentration):
+    for bucket in stream(per_day, 1.0, seed, days, 900, *shape):
         signal = detector.score_one(bucket)
         detector.learn_one(bucket)
         alarm = (
@@ -164,25 +176,27 @@ def main(argv: list[str] | None = None) -> int:
     print("|--:|---|--:|--:|")
     share_rows: list[dict[str, Any]] = []
     for per_day in POSTS_PER_DAY[1:]:
-        for amplitude, concentration in SHARE_SHAPES:
+        for amplitude, concentration, weekend in SHARE_SHAPES:
             total = {"buckets": 0, "at_0_999": 0, "share_alerts": 0}
             for seed in range(args.seeds):
+                share_shape = (amplitude, concentration, weekend)
                 days = args.weeks * 7
-                for name, value in judged_share(
-                    per_day, amplitude, concentration, seed, days
-                ).items():
+                for name, value in judged_share(per_day, share_shape, seed, days).items():
                     total[name] += value
             rate = 1000 * total["at_0_999"] / max(1, total["buckets"])
             low, high = BASE_SHARE * (1 - amplitude), BASE_SHARE * (1 + amplitude)
-            shape = "steady" if amplitude == 0.0 else f"{low:.2f} to {high:.2f} by hour"
+            label = "steady" if amplitude == 0.0 else f"{low:.2f} to {high:.2f} by hour"
             if concentration is not None:
-                shape = f"wandering (beta-binomial, concentration {concentration:g})"
-            print(f"| {per_day:,} | {shape} | {rate:.2f} | {total['share_alerts']} |", flush=True)
+                label = f"wandering (beta-binomial, concentration {concentration:g})"
+            if weekend != 1.0:
+                label = f"{BASE_SHARE:.2f}, {BASE_SHARE * weekend:.2f} at weekends"
+            print(f"| {per_day:,} | {label} | {rate:.2f} | {total['share_alerts']} |", flush=True)
             share_rows.append(
                 {
                     "posts_per_day": per_day,
                     "amplitude": amplitude,
                     "concentration": concentration,
+                    "weekend": weekend,
                     **total,
                 }
             )

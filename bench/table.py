@@ -238,18 +238,23 @@ def rhythm_rows(r: dict[str, Any]) -> list[Row]:
                 f"{max(rates) / 2:.1f}x the bound",
             )
         )
-    shapes = {(row["amplitude"], row.get("concentration")) for row in r.get("share_rows", [])}
-    for amplitude, concentration in sorted(shapes, key=lambda shape: (shape[1] or 0, shape[0])):
+
+    def shape_of(row: dict[str, Any]) -> tuple[float, float, float]:
+        return row["amplitude"], row.get("concentration") or 0.0, row.get("weekend", 1.0)
+
+    for amplitude, concentration, weekend in sorted(
+        {shape_of(row) for row in r.get("share_rows", [])}
+    ):
         mine = [
-            row
-            for row in r["share_rows"]
-            if (row["amplitude"], row.get("concentration")) == (amplitude, concentration)
+            row for row in r["share_rows"] if shape_of(row) == (amplitude, concentration, weekend)
         ]
         rates = [1000 * row["at_0_999"] / max(1, row["buckets"]) for row in mine]
         alerts = sum(row["share_alerts"] for row in mine)
         shape = "steady" if amplitude == 0.0 else f"with a daily rhythm (x1 +/- {amplitude:g})"
-        if concentration is not None:
+        if concentration:
             shape = f"wandering (concentration {concentration:g})"
+        if weekend != 1.0:
+            shape = f"{weekend:g}x at weekends"
         sizes = " / ".join(f"{row['posts_per_day']:,}" for row in mine)
         rows.append(
             (

@@ -458,9 +458,9 @@ PINNED_FINGERPRINTS = {
         "TermModel": "a89c6275c0bdf88b",
     },
     8: {  # CountDetector: the level learns by information; the first week is remembered;
-        # NegativeShareDetector: a share per hour of day, its drift a pooled estimate
+        # NegativeShareDetector: a share per hour of day and weekday, a pooled drift
         "CountDetector": "18505488396d58c9",
-        "NegativeShareDetector": "5cb471816577384b",
+        "NegativeShareDetector": "0c3297ff08fb182d",
         "TermModel": "a89c6275c0bdf88b",
     },
 }

@@ -17,7 +17,7 @@ from tests.factories import T0, bucket, mention, share_detector_after
 from xwatch.backtest import nab_scores
 from xwatch.detect import volume
 from xwatch.detect.buckets import Aggregator
-from xwatch.detect.share import NegativeShareDetector
+from xwatch.detect.share import NegativeShareDetector, shrunk_factors
 from xwatch.detect.state import to_state
 from xwatch.detect.tails import (
     ONSET_EDGES,
@@ -646,12 +646,31 @@ def test_an_hour_that_never_had_a_negative_post_is_quiet_not_immune() -> None:
     """Its factor has a floor: the day's share learns each bucket over its hour's factor,
     and a share of 0 learned from a million posts would make that a division by almost 0
     (a factor of 1e-7)."""
+    posts, negatives = [1000.0] * 24, [200.0] * 24
+    posts[4], negatives[4] = 1e6, 0.0
+    assert shrunk_factors(negatives, posts)[4] == volume.MIN_FACTOR
+
+
+def test_a_share_that_runs_higher_at_weekends_is_not_news_every_saturday() -> None:
+    """A busy brand (about 200 posts a bucket) whose share is 0.12 on weekdays and 0.18 at
+    weekends: judged against the day's share alone, every Saturday morning read as a
+    complaint wave until the day's share caught up (52, 43 and 18 buckets at 0.999 in
+    three weeks). Each weekday learns its share from its whole days; the first weekend is
+    still news (it has not been seen)."""
+    rng = numpy.random.default_rng(21)
     detector = NegativeShareDetector(300)
-    detector.hour_posts = [1000.0] * 24
-    detector.hour_negatives = [200.0] * 24
-    detector.hour_posts[4], detector.hour_negatives[4] = 1e6, 0.0
-    detector._learn_hour_factors()
-    assert detector.hour_factors[4] == volume.MIN_FACTOR
+    alarms_by_week = [0, 0, 0]
+    for i in range(21 * 288):
+        at = T0 + timedelta(seconds=300 * i)
+        n = int(rng.poisson(200.0))
+        k = int(rng.binomial(n, 0.18 if at.weekday() >= 5 else 0.12))
+        b = bucket(at, n, k)
+        signal = detector.score_one(b)
+        detector.learn_one(b)
+        alarms_by_week[i // (7 * 288)] += not signal.warming_up and signal.likelihood >= 0.999
+    assert alarms_by_week[1] + alarms_by_week[2] <= 0.002 * 14 * 288
+    weekdays = sum(detector.weekday_factors[:5]) / 5
+    assert detector.weekday_factors[5] / weekdays == pytest.approx(18 / 12, rel=0.05)
 
 
 # --- calibration on the series' own past: how rare an episode's onset has been -------

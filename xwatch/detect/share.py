@@ -6,11 +6,13 @@ the share has a rhythm too (who posts at 3 a.m. is not who posts at noon; compla
 pile up while a support desk is closed). Each hour's factor is its share over the last
 weeks (``hour_negatives`` over ``hour_posts``, half-life: a week of that hour) against
 the share of the whole day, trusted as far as it stands out from its binomial noise
-(empirical Bayes, ``_learn_hour_factors``), so that an hour seen on a few posts keeps
-the day's share. A bucket with ``k`` negatives out of ``n`` posts is judged by a
-beta-binomial tail probability: the binomial part respects small counts (1 negative
-out of 2 posts is not a crisis), the beta part lets the share drift from bucket to
-bucket without alarming. How much it drifts (the
+(empirical Bayes, ``shrunk_factors``), so that an hour seen on a few posts keeps
+the day's share; and times a factor for the day of the week, learned the same way from
+whole UTC days (half-life: a month of that weekday), once each has ended: a share that
+runs higher at weekends is not news every Saturday. A bucket with ``k`` negatives out
+of ``n`` posts is judged by a beta-binomial tail probability: the binomial part respects
+small counts (1 negative out of 2 posts is not a crisis), the beta part lets the share
+drift from bucket to bucket without alarming. How much it drifts (the
 beta's concentration ``c``) is learned online from the buckets themselves: under a
 beta-binomial, a bucket's squared Pearson residual has mean ``1 + (n - 1)/(c + 1)``,
 so the sum of ``r**2 - 1`` over the sum of ``n - 1`` estimates ``1/(c + 1)`` (the
@@ -61,6 +63,7 @@ class ShareParams:
     cusum_share: float = 0.2  # of the false-alarm budget, for the CUSUM (Bonferroni)
     cusum_cap: float = 20.0  # nats: the CUSUM saturates here (as the volume one), so it drains
     hour_halflife_days: float = 7.0  # an hour of day's share: half-life in days of that hour
+    weekday_halflife_weeks: float = 4.0  # a weekday's share: half-life in weeks
 
 
 @dataclass(slots=True)
@@ -75,6 +78,14 @@ class NegativeShareDetector:
     hour_posts: list[float] = field(default_factory=lambda: [0.0] * 24)
     hour_factors: list[float] = field(default_factory=lambda: [1.0] * 24)
     last_hour: int = -1
+    # per day of the week (Monday first), the same over whole days: each day is summed
+    # (``today_*``) and, once it has ended, learned by its weekday
+    weekday_negatives: list[float] = field(default_factory=lambda: [0.0] * 7)
+    weekday_posts: list[float] = field(default_factory=lambda: [0.0] * 7)
+    weekday_factors: list[float] = field(default_factory=lambda: [1.0] * 7)
+    today: int = -1  # the UTC day being summed, in days since the epoch
+    today_negatives: float = 0.0
+    today_posts: float = 0.0
     seen_posts: int = 0
     first_start: float | None = None
     # the drift's estimate, 1/(c + 1): exponentially weighted sums of the buckets' squared
@@ -106,8 +117,12 @@ class NegativeShareDetector:
         return (self.negatives + p.prior_share * p.prior_posts) / (self.posts + p.prior_posts)
 
     def usual_at(self, bucket: Bucket) -> float:
-        """The usual share at the bucket's hour of day (below 1: a share, not a certainty)."""
-        return min(self.usual_share * self.hour_factors[self._hour(bucket)], MAX_SHARE)
+        """The usual share at the bucket's hour of day and day of the week (below 1: a
+        share, not a certainty)."""
+        return min(self.usual_share * self._season(bucket), MAX_SHARE)
+
+    def _season(self, bucket: Bucket) -> float:
+        return self.hour_factors[self._hour(bucket)] * self.weekday_factors[bucket.start.weekday()]
 
     def _hour(self, bucket: Bucket) -> int:
         return bucket.start.hour if self.width_seconds < DAY else 0
@@ -203,12 +218,12 @@ class NegativeShareDetector:
             low, high = self._band(usual, n)
             k = min(max(k, low * n), high * n)
         decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
-        hour = self._hour(bucket)
-        self.negatives = self.negatives * decay + k / self.hour_factors[hour]
+        self.negatives = self.negatives * decay + k / self._season(bucket)
         self.posts = self.posts * decay + n
         self.seen_posts += n
         if self.width_seconds < DAY:
-            self._learn_hour(hour, n, k)
+            self._learn_hour(self._hour(bucket), n, k)
+        self._learn_day(int(bucket.start.timestamp() // DAY), n, k)
 
     def _learn_hour(self, hour: int, n: int, k: float) -> None:
         """The hour's own negatives and posts learn the bucket; at each new hour, the
@@ -219,33 +234,24 @@ class NegativeShareDetector:
         self.hour_posts[hour] = self.hour_posts[hour] * decay + n
         if hour != self.last_hour:
             self.last_hour = hour
-            self._learn_hour_factors()
+            self.hour_factors = shrunk_factors(self.hour_negatives, self.hour_posts)
 
-    def _learn_hour_factors(self) -> None:
-        """Each hour's share against the whole day's, shrunk towards it as far as it may
-        be noise: empirical Bayes, as the volume detector trusts its hours. An hour's share
-        over ``posts`` posts has a binomial noise variance of ``day (1 - day) / posts``; the
-        hours' true shares spread by their variance beyond that noise (``spread``, never
-        below 0); each hour keeps the share of its difference that is signal. An hour not
-        seen yet keeps the day's share (factor 1)."""
-        total_posts = math.fsum(self.hour_posts)
-        if total_posts <= 0.0:
-            return
-        day = math.fsum(self.hour_negatives) / total_posts
-        if not 0.0 < day < 1.0:
-            return
-        seen = [h for h in range(24) if self.hour_posts[h] > 0.0]
-        shares = {h: self.hour_negatives[h] / self.hour_posts[h] for h in seen}
-        noise = {h: day * (1.0 - day) / self.hour_posts[h] for h in seen}
-        variance = math.fsum((shares[h] - day) ** 2 for h in seen) / len(seen)
-        spread = max(0.0, variance - math.fsum(noise.values()) / len(seen))
-        for h in range(24):
-            if h not in shares or spread <= 0.0:
-                self.hour_factors[h] = 1.0
-                continue
-            trust = spread / (spread + noise[h])
-            # an hour without a negative post is quiet, not immune (and is divided by)
-            self.hour_factors[h] = max(MIN_FACTOR, (day + trust * (shares[h] - day)) / day)
+    def _learn_day(self, day: int, n: int, k: float) -> None:
+        """Sum the day's negatives and posts; when a day ends, its weekday learns it whole
+        (a crisis in its last hours is not yet the rest of its day) and the weekdays'
+        factors follow."""
+        if day != self.today:
+            if self.today >= 0 and self.today_posts > 0.0:
+                weekday = (self.today + 3) % 7  # 1970-01-01 was a Thursday
+                decay = 0.5 ** (1.0 / self.params.weekday_halflife_weeks)
+                self.weekday_negatives[weekday] = (
+                    self.weekday_negatives[weekday] * decay + self.today_negatives
+                )
+                self.weekday_posts[weekday] = self.weekday_posts[weekday] * decay + self.today_posts
+                self.weekday_factors = shrunk_factors(self.weekday_negatives, self.weekday_posts)
+            self.today, self.today_negatives, self.today_posts = day, 0.0, 0.0
+        self.today_negatives += k
+        self.today_posts += n
 
     def _learn_drift(self, n: int, k: float, usual: float) -> None:
         """Add one bucket's squared Pearson residual less 1, and its posts less 1, to the
@@ -254,6 +260,31 @@ class NegativeShareDetector:
         decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
         self.drift_excess = self.drift_excess * decay + pearson - 1.0
         self.drift_pairs = self.drift_pairs * decay + n - 1
+
+
+def shrunk_factors(negatives: list[float], posts: list[float]) -> list[float]:
+    """Each slot's share (an hour of day's, a weekday's) against the share of all slots,
+    shrunk towards it as far as it may be noise: empirical Bayes, as the volume detector
+    trusts its hours. A slot's share over ``posts`` posts has a binomial noise variance of
+    ``all (1 - all) / posts``; the slots' true shares spread by their variance beyond that
+    noise (never below 0); each slot keeps the part of its difference that is signal. A
+    slot not seen yet keeps the share of all (factor 1), and a factor is at least
+    ``MIN_FACTOR`` (a slot without a negative post is quiet, not immune)."""
+    total = math.fsum(posts)
+    share = math.fsum(negatives) / total if total > 0.0 else 0.0
+    if not 0.0 < share < 1.0:
+        return [1.0] * len(posts)
+    seen = [i for i, p in enumerate(posts) if p > 0.0]
+    shares = {i: negatives[i] / posts[i] for i in seen}
+    noise = {i: share * (1.0 - share) / posts[i] for i in seen}
+    variance = math.fsum((shares[i] - share) ** 2 for i in seen) / len(seen)
+    spread = max(0.0, variance - math.fsum(noise.values()) / len(seen))
+    factors = [1.0] * len(posts)
+    if spread > 0.0:
+        for i in seen:
+            trust = spread / (spread + noise[i])
+            factors[i] = max(MIN_FACTOR, (share + trust * (shares[i] - share)) / share)
+    return factors
 
 
 def _log_betabinom(k: int, n: int, p: float, concentration: float) -> float:
