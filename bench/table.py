@@ -219,25 +219,27 @@ def detection_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def false_alarm_row(what: str, rows: list[dict[str, Any]], alerts: int) -> Row:
+    """One row of ``bench/rhythm.py``: the rate at 0.999 per size, against the issue's test
+    of calibration (nominal about 1 in 1,000 buckets each way; "within 2x")."""
+    rates = [1000 * row["at_0_999"] / max(1, row["buckets"]) for row in rows]
+    sizes = " / ".join(f"{row['posts_per_day']:,}" for row in rows)
+    return (
+        f"False alarms at 0.999 per 1,000 buckets, {what}, {sizes} posts a day",
+        " / ".join(f"{rate:.1f}" for rate in rates) + f" ({alerts} shipped-rule alerts)",
+        "<= 2 (nominal 1)",
+        f"{max(rates) / 2:.1f}x the bound",
+    )
+
+
 def rhythm_rows(r: dict[str, Any]) -> list[Row]:
-    """False alarms on steady rhythmic streams: the nominal rate at 0.999 is about 1 in
-    1,000 buckets each way; "within 2x" is the issue's test of calibration."""
+    """False alarms on steady rhythmic streams: the volume detector's, then the share's."""
     rows = []
     for weekend in sorted({row["weekend"] for row in r["rows"]}, reverse=True):
         mine = [row for row in r["rows"] if row["weekend"] == weekend]
-        rates = [1000 * row["at_0_999"] / max(1, row["buckets"]) for row in mine]
         alerts = sum(row["spike_alerts"] + row["drop_alerts"] for row in mine)
         shape = "weekends as weekdays" if weekend == 1.0 else f"weekends at {weekend:g}x"
-        sizes = " / ".join(f"{row['posts_per_day']:,}" for row in mine)
-        rows.append(
-            (
-                f"False alarms at 0.999 per 1,000 buckets, steady rhythmic streams ({shape}), "
-                f"{sizes} posts a day",
-                " / ".join(f"{rate:.1f}" for rate in rates) + f" ({alerts} shipped-rule alerts)",
-                "<= 2 (nominal 1)",
-                f"{max(rates) / 2:.1f}x the bound",
-            )
-        )
+        rows.append(false_alarm_row(f"steady rhythmic streams ({shape})", mine, alerts))
 
     def shape_of(row: dict[str, Any]) -> tuple[float, float, float]:
         return row["amplitude"], row.get("concentration") or 0.0, row.get("weekend", 1.0)
@@ -248,23 +250,13 @@ def rhythm_rows(r: dict[str, Any]) -> list[Row]:
         mine = [
             row for row in r["share_rows"] if shape_of(row) == (amplitude, concentration, weekend)
         ]
-        rates = [1000 * row["at_0_999"] / max(1, row["buckets"]) for row in mine]
-        alerts = sum(row["share_alerts"] for row in mine)
         shape = "steady" if amplitude == 0.0 else f"with a daily rhythm (x1 +/- {amplitude:g})"
         if concentration:
             shape = f"wandering (concentration {concentration:g})"
         if weekend != 1.0:
             shape = f"{weekend:g}x at weekends"
-        sizes = " / ".join(f"{row['posts_per_day']:,}" for row in mine)
-        rows.append(
-            (
-                f"False alarms at 0.999 per 1,000 buckets, negative share {shape}, "
-                f"{sizes} posts a day",
-                " / ".join(f"{rate:.1f}" for rate in rates) + f" ({alerts} shipped-rule alerts)",
-                "<= 2 (nominal 1)",
-                f"{max(rates) / 2:.1f}x the bound",
-            )
-        )
+        alerts = sum(row["share_alerts"] for row in mine)
+        rows.append(false_alarm_row(f"negative share {shape}", mine, alerts))
     return rows
 
 
