@@ -133,6 +133,11 @@ class NegativeShareDetector:
         sd = math.sqrt(share * (1 - share) / n * (1 + (n - 1) / (c + 1)))
         return max(0.0, share - z * sd), min(1.0, share + z * sd)
 
+    def _clipped(self, k: float, n: int, share: float, z: float) -> float:
+        """``k`` negatives of ``n`` posts, moved to the edge of the ``z`` band if outside it."""
+        low, high = self._band(share, n, z)
+        return min(max(k, low * n), high * n)
+
     def score_one(self, bucket: Bucket) -> Signal:
         n, k = bucket.count, bucket.negative
         usual = self.usual_at(bucket)
@@ -211,12 +216,10 @@ class NegativeShareDetector:
             # it is learned from was truncated, most at small buckets (2 negatives of 2 is
             # outside the band), and the share read steadier than it is (a concentration
             # of 48 to 80 learned where it is 30)
-            low, high = self._band(usual, n, DRIFT_BAND_Z)
-            self._learn_drift(n, min(max(k, low * n), high * n), usual)
+            self._learn_drift(n, self._clipped(k, n, usual, DRIFT_BAND_Z), usual)
         if n and self.seen_posts >= self.params.prior_posts:
             # robust: an outlying share is learned as if it sat on the band's edge
-            low, high = self._band(usual, n)
-            k = min(max(k, low * n), high * n)
+            k = self._clipped(k, n, usual, BAND_Z)
         decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
         self.negatives = self.negatives * decay + k / self._season(bucket)
         self.posts = self.posts * decay + n

@@ -355,7 +355,7 @@ class CountDetector:
         memory = DAY / self.width_seconds / 24.0 * self.params.daily_halflife_days * 2.885
         return min(self.daily_seen[hour], memory) * self.level * self.daily[hour]
 
-    def _learn_rhythm_spread(self) -> None:
+    def _summarise_hours(self) -> None:
         """How much the hours' log factors differ beyond their noise (their variance
         less the mean noise variance, never below 0); then the day's means that follow
         from the hours' factors (``trusted_mean``, ``day_information``)."""
@@ -736,7 +736,7 @@ class CountDetector:
                     self.week_high *= scale
                     self.week_low *= scale
             if self.width_seconds < DAY:
-                self._learn_rhythm_spread()
+                self._summarise_hours()
 
     def _information(self, season: float) -> float:
         """What a bucket at this seasonal factor says about the level: the Fisher
@@ -769,7 +769,7 @@ class CountDetector:
         self.level = mean * _normalise(self.daily)  # in the factors' units
         self.calm_level = self.week_high = self.week_low = self.level
         if self.width_seconds < DAY:
-            self._learn_rhythm_spread()
+            self._summarise_hours()
 
     def _first_week_level(self) -> float:
         """Before any weekday factor is learned, the level of an earlier day that the tests
