@@ -48,6 +48,7 @@ RUNS: dict[str, tuple[str, list[str], list[str]]] = {
     "backtest_speed": ("backtest_speed.py", ["--hours", "3"], ["--days", "7"]),
     "detection": ("detection.py", ["--quick"], []),
     "rhythm": ("rhythm.py", [], ["--seeds", "10"]),
+    "regime": ("regime.py", [], ["--seeds", "6"]),
     "cost": ("cost.py", ["--quick"], ["--series", "10000"]),
 }
 
@@ -260,6 +261,24 @@ def rhythm_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def regime_rows(r: dict[str, Any]) -> list[Row]:
+    """The volume detector's calibration after a change of regime, fading or not."""
+    figures = "; ".join(
+        f"{name}: {row['median_delay']:g} buckets ({row['calm_median_delay']:g} on a series "
+        f"calm throughout), {row['episodes_per_week']:.1f} a week"
+        for name, row in r["detectors"].items()
+    )
+    return [
+        (
+            f"After a change of regime ({r['weeks_per_phase']}-week phases): x3 crisis delay "
+            "once calm after a bursty phase; alarms a week once bursty after a calm one",
+            figures,
+            "-",
+            "-",
+        )
+    ]
+
+
 def cost_rows(r: dict[str, Any]) -> list[Row]:
     per_series = r["time"]["by_detector_and_mean_count"]["per series (default_detectors: all 3)"]
     memory = r["memory"]
@@ -289,6 +308,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "hotpath": hotpath_rows,
     "detection": detection_rows,
     "rhythm": rhythm_rows,
+    "regime": regime_rows,
     "cost": cost_rows,
 }
 

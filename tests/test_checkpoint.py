@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import hashlib
 import io
 import json
 import logging
+import math
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -24,18 +27,20 @@ from tests.factories import mention as post
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.daemon import Daemon
 from xwatch.detect import Detector
+from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.state import (
     DETECTORS,
     STATE_VERSION,
     Checkpoint,
     CheckpointError,
+    field_names,
     fingerprint,
     from_state,
     restore_term_model,
     to_state,
 )
 from xwatch.detect.terms import TermModel, TermTracker
-from xwatch.detect.volume import CountDetector
+from xwatch.detect.volume import CountDetector, CountParams
 from xwatch.errors import XwatchError
 from xwatch.metrics import Metrics
 from xwatch.model import Bucket, Measure, Mention, SeriesKey, Signal
@@ -271,6 +276,70 @@ def test_another_state_version_is_refused() -> None:
     assert f"reads version {STATE_VERSION}" in message
 
 
+def version_8_state(detector: CountDetector) -> dict[str, Any]:
+    """``detector``'s state as version 8 saved it: no fading (its tails' weight, 1, and
+    the half-life are not there), counts as integers."""
+    state = to_state(detector)
+    fields = dict(state["fields"])
+    for name in ("onsets", "bucket_tails"):
+        tail = dict(fields[name])
+        assert tail.pop("weight") == 1.0
+        tail["buckets"] = int(tail["buckets"])
+        tail["reached"] = [int(count) for count in tail["reached"]]
+        fields[name] = tail
+    params = dict(fields["params"])
+    del params["calibration_halflife_seconds"]
+    fields["params"] = params
+    return state | {"version": 8, "fingerprint": PINNED_FINGERPRINTS[8]["CountDetector"]}
+
+
+def test_a_version_8_checkpoint_is_upgraded_and_keeps_what_it_learned() -> None:
+    """Version 9 made the calibration fade; a version 8 state is a version 9 one that has
+    faded nothing yet. It is upgraded, not refused: the series keeps its rhythm and its
+    calibration, and from then on judges exactly as a version 9 detector that had
+    learned the same buckets without fading would."""
+    never_fading = CountParams(calibration_halflife_seconds=math.inf)
+    original = CountDetector(Measure.VOLUME, 300, never_fading)
+    learned, ahead = buckets(300, days=3, seed=8)[:-60], buckets(300, days=3, seed=8)[-60:]
+    for b in learned:
+        original.learn_one(b)
+    assert original.onsets.reached[0] > 0
+    old = json.loads(json.dumps(version_8_state(original)))
+    assert (
+        old["fingerprint"]
+        == hashlib.sha256(
+            ",".join(
+                n
+                for n in field_names(CountDetector)
+                if n not in {"onsets.weight", "bucket_tails.weight"}
+                and n != "params.calibration_halflife_seconds"
+            ).encode()
+        ).hexdigest()[:16]
+    )  # the upgrade's record of version 8 is version 8's field names
+
+    restored = from_state(old)
+
+    assert isinstance(restored, CountDetector)
+    assert restored.params == CountParams()  # the new defaults: it fades from now on
+    expected = dataclasses.replace(original, params=CountParams())
+    assert to_state(restored) == to_state(expected)
+    for b in ahead:
+        assert restored.score_one(b) == expected.score_one(b)
+        restored.learn_one(b)
+        expected.learn_one(b)
+    for other in (NegativeShareDetector(300), TermModel(300)):  # unchanged in version 9
+        state = to_state(other) | {"version": 8}
+        assert to_state(from_state(state)) == to_state(other)
+
+
+def test_a_version_8_state_with_other_fields_is_refused() -> None:
+    state = learned_state() | {"version": 8}  # version 9's fields, saved as version 8
+    assert "state version 8: its fields are not the ones version 8 had" in refusal(state)
+    message = refusal(learned_state() | {"version": 7})
+    expected = f"state version 7: this xwatch reads version {STATE_VERSION} and upgrades version 8"
+    assert expected + " (" in message
+
+
 def test_an_unknown_detector_class_is_refused() -> None:
     message = refusal(learned_state() | {"detector": "ProphetDetector"})
     assert "unknown detector class 'ProphetDetector'" in message
@@ -463,6 +532,11 @@ PINNED_FINGERPRINTS = {
         "NegativeShareDetector": "0c3297ff08fb182d",
         "TermModel": "a89c6275c0bdf88b",
     },
+    9: {  # CountDetector: its calibration fades (upgraded from 8: ``UPGRADES``)
+        "CountDetector": "7b277056d6058acd",
+        "NegativeShareDetector": "0c3297ff08fb182d",
+        "TermModel": "a89c6275c0bdf88b",
+    },
 }
 
 
@@ -573,7 +647,7 @@ async def test_the_daemon_refuses_a_stale_checkpoint_and_starts_that_series_fres
     [warning] = [r.getMessage() for r in warnings]  # one per series, not per detector
     assert warning.startswith(f"series {series}: checkpoint refused, the series starts fresh: ")
     assert warning.endswith(
-        f"state version 0: this xwatch reads version {STATE_VERSION} "
+        f"state version 0: this xwatch reads version {STATE_VERSION} and upgrades version 8 "
         "(the detector's state changed meaning)"
     )
     assert "restored 0 series from the checkpoint saved" in caplog.text

@@ -21,6 +21,7 @@ from xwatch.detect.share import NegativeShareDetector, shrunk_factors
 from xwatch.detect.state import to_state
 from xwatch.detect.tails import (
     ONSET_EDGES,
+    RESCALE_WEIGHT,
     OnsetTail,
     betabinom_sf,
     nbinom_cdf,
@@ -732,6 +733,68 @@ def test_onset_tail_state_stays_bounded_after_a_long_stream() -> None:
         tail.learn(onset)
     assert len(tail.reached) == len(tail.excess) == len(ONSET_EDGES)
     assert tail.buckets == 100_000 and tail.reached[0] == 100_000
+
+
+def test_onset_tail_forgets_a_bursty_past() -> None:
+    """Onsets ten times the calibrated ones, then calm for ten half-lives: a tail that
+    fades judges by the calm (as one that saw only the calm does); one that never fades
+    still finds one-in-a-million onsets routine."""
+    keep = 0.5 ** (1 / 2000)  # a half-life of 2,000 buckets
+    fading, never, calm_only = OnsetTail(), OnsetTail(), OnsetTail()
+    for onset in calibrated_onsets(5_000, seed=30, scale=10.0):
+        fading.learn(onset, keep)
+        never.learn(onset)
+    assert fading.surprise(30.0) == pytest.approx(never.surprise(30.0), abs=0.1)  # bursty
+    for onset in calibrated_onsets(20_000, seed=31):
+        fading.learn(onset, keep)
+        never.learn(onset)
+        calm_only.learn(onset)
+    assert fading.surprise(6.0) == pytest.approx(calm_only.surprise(6.0), abs=0.3)
+    assert fading.surprise(2.0) == pytest.approx(calm_only.surprise(2.0), abs=0.1)
+    assert never.surprise(6.0) < 2.0
+    # the faded count of buckets: about the half-life over ln 2, not the 25,000 seen
+    assert fading.buckets / fading.weight == pytest.approx(2000 / math.log(2), rel=0.01)
+
+
+def test_onset_tail_says_the_same_after_rescaling_its_counts() -> None:
+    keep = 0.5  # the weight doubles every bucket: it reaches the rescaling point quickly
+    tail, rescaled = OnsetTail(), OnsetTail()
+    for onset in calibrated_onsets(300, seed=32, scale=3.0):
+        tail.learn(onset, keep)
+        rescaled.learn(onset, keep)
+    rescaled._rescale()
+    assert rescaled.weight == 1.0 and tail.weight > 1e80
+    for onset in (0.3, 2.0, 6.0, 30.0):
+        assert rescaled.surprise(onset, 100.0) == pytest.approx(tail.surprise(onset, 100.0))
+    for onset in calibrated_onsets(1_000, seed=33):
+        tail.learn(onset, keep)
+    assert 1.0 <= tail.weight <= RESCALE_WEIGHT
+    assert math.isfinite(tail.buckets) and all(map(math.isfinite, tail.reached + tail.excess))
+
+
+def test_a_series_calm_for_months_is_judged_by_its_calm_not_by_an_old_bursty_quarter() -> None:
+    """Hourly: a 4x hour every 6 hours for a quarter, then three quarters calm. The
+    detector's calibration fades (half-life ``calibration_halflife_seconds``): a doubled
+    hour alarms at 0.9999 as on a series that was always calm; with a memory that never
+    fades, the old bursts would still mute it."""
+    hour = 3600
+    counts = poisson_series(20, 52 * 168, seed=40)
+    calm_only = list(counts)
+    for i in range(30, 13 * 168, 6):
+        counts[i] *= 4
+
+    def after(counts: list[int], params: CountParams) -> CountDetector:
+        detector = CountDetector(Measure.VOLUME, hour, params)
+        for i, count in enumerate(counts):
+            detector.learn_one(bucket(T0 + timedelta(hours=i), count, scale=hour))
+        return detector
+
+    probe = bucket(T0 + timedelta(hours=len(counts)), 40, scale=hour)  # twice the usual
+    fading = after(counts, CountParams()).score_one(probe)
+    never = after(counts, CountParams(calibration_halflife_seconds=math.inf)).score_one(probe)
+    calm = after(calm_only, CountParams()).score_one(probe)
+    assert fading.surprise == pytest.approx(calm.surprise, abs=0.2)
+    assert fading.likelihood >= 0.9999 > never.likelihood
 
 
 def calm_or_bursty(days: int, seed: int, burst_every: int | None) -> list[int]:

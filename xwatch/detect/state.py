@@ -13,6 +13,12 @@ names. A state is refused with a ``CheckpointError`` that says what was expected
 and what was found when its version differs (bump ``STATE_VERSION`` whenever a
 detector's state changes meaning), when its class is not registered, or when the
 fields differ; it is never half-loaded. The caller starts that series fresh.
+
+Unless an earlier version can be upgraded: ``UPGRADES`` holds, for a version, the
+fingerprints its classes had and how to turn their fields into the next version's
+(a field added with the value that means what the old state meant). An upgrade that
+keeps what a series learned beats a month of relearning it; a state whose version has
+no upgrade, or whose fingerprint is not the one that version had, is refused as above.
 """
 
 from __future__ import annotations
@@ -29,11 +35,11 @@ from typing import Any, Protocol, TypeVar
 from xwatch.detect import Detector
 from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.terms import TermModel
-from xwatch.detect.volume import CountDetector
+from xwatch.detect.volume import CountDetector, CountParams
 from xwatch.errors import XwatchError
 from xwatch.model import Measure, SeriesKey
 
-STATE_VERSION = 8  # bump whenever a detector's state changes meaning
+STATE_VERSION = 9  # bump whenever a detector's state changes meaning
 
 JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 
@@ -194,6 +200,82 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
     return hints
 
 
+# -- upgrading -----------------------------------------------------------------------
+
+
+Fields = dict[str, Any]
+
+
+def _fading_onset_tails(fields: Fields) -> Fields:
+    """8 -> 9: the count detector's calibration fades (``OnsetTail.weight``, and
+    ``CountParams.calibration_halflife_seconds``: the default). A version 8 tail is a
+    version 9 one whose weight is 1 (nothing faded yet); it fades from now on."""
+    upgraded = dict(fields)
+    for name in ("onsets", "bucket_tails"):
+        if isinstance(fields.get(name), Mapping):
+            upgraded[name] = dict(fields[name]) | {"weight": 1.0}
+    if isinstance(fields.get("params"), Mapping):
+        halflife = CountParams().calibration_halflife_seconds
+        upgraded["params"] = dict(fields["params"]) | {"calibration_halflife_seconds": halflife}
+    return upgraded
+
+
+def _unchanged(fields: Fields) -> Fields:
+    return dict(fields)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upgrade:
+    """From one state version to the next: each class's fingerprint in the old version,
+    and what turns its fields into the next version's."""
+
+    fingerprints: Mapping[str, str]
+    fields: Mapping[str, Callable[[Fields], Fields]]
+
+
+UPGRADES: dict[int, Upgrade] = {
+    8: Upgrade(
+        fingerprints={
+            "CountDetector": "18505488396d58c9",
+            "NegativeShareDetector": "0c3297ff08fb182d",
+            "TermModel": "a89c6275c0bdf88b",
+        },
+        fields={
+            "CountDetector": _fading_onset_tails,
+            "NegativeShareDetector": _unchanged,
+            "TermModel": _unchanged,
+        },
+    ),
+}
+
+
+def _upgraded(name: str, version: int, found: str, fields: Fields) -> tuple[str, Fields]:
+    """The fingerprint and fields of a state of an older ``version`` (in ``UPGRADES``)
+    brought to ``STATE_VERSION``; ``CheckpointError`` if its fields are not the ones that
+    version had."""
+    while version != STATE_VERSION:
+        upgrade = UPGRADES[version]
+        if upgrade.fingerprints.get(name) != found:
+            raise CheckpointError(
+                f"{name} state version {version}: its fields are not the ones version "
+                f"{version} had (fingerprint {found!r}, expected "
+                f"{upgrade.fingerprints.get(name)!r}), so it cannot be upgraded"
+            )
+        fields = upgrade.fields[name](fields)
+        version += 1
+        following = UPGRADES.get(version)  # None at STATE_VERSION: the class's own
+        found = following.fingerprints.get(name, "") if following else fingerprint(DETECTORS[name])
+    return found, fields
+
+
+def _upgradable() -> str:
+    """What ``UPGRADES`` can bring to this version, as a refusal says it."""
+    if not UPGRADES:
+        return ""
+    first, last = min(UPGRADES), max(UPGRADES)
+    return f" and upgrades version {first}" if first == last else f" and upgrades {first}-{last}"
+
+
 # -- loading -------------------------------------------------------------------------
 
 
@@ -212,15 +294,18 @@ def from_state(data: object) -> Detector:
         raise CheckpointError(
             f"unknown detector class {name!r} (this xwatch knows: {', '.join(sorted(DETECTORS))})"
         )
-    if not _is_int(data["version"]) or data["version"] != STATE_VERSION:
-        raise CheckpointError(
-            f"{name} state version {data['version']!r}: this xwatch reads version "
-            f"{STATE_VERSION} (the detector's state changed meaning)"
-        )
-    fields = data["fields"]
+    fields, found = data["fields"], data["fingerprint"]
     if not isinstance(fields, Mapping):
         raise CheckpointError(f"{name}: fields must be an object, found {_show(fields)}")
-    if data["fingerprint"] != fingerprint(cls):
+    version = data["version"]
+    if _is_int(version) and version in UPGRADES:
+        found, fields = _upgraded(name, version, found, dict(fields))
+    elif not _is_int(version) or version != STATE_VERSION:
+        raise CheckpointError(
+            f"{name} state version {version!r}: this xwatch reads version "
+            f"{STATE_VERSION}{_upgradable()} (the detector's state changed meaning)"
+        )
+    if found != fingerprint(cls):
         raise CheckpointError(f"{name} fields have changed: {_fields_diff(cls, fields)}")
     detector: Detector = _build(cls, fields, name)
     return detector

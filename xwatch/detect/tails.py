@@ -159,9 +159,10 @@ ONSET_TAIL_QUANTILE = 0.8  # onsets above this quantile of the series' own are i
 ONSET_PRIOR_EXCESSES = 5.0  # the tail's scale starts from the model's, worth this many onsets
 LN10 = math.log(10)
 NOMINAL_EXCESS = 1.0 / LN10  # mean excess of a calibrated -log10 tail: Exp(1) / ln 10
+RESCALE_WEIGHT = 1e100  # ``OnsetTail`` rescales its counts when its weight reaches this
 
 
-def _negated(count: int) -> int:
+def _negated(count: float) -> float:
     return -count
 
 
@@ -190,23 +191,32 @@ class OnsetTail:
     The state is two lists the size of ``ONSET_EDGES`` (how many onsets reached each
     edge, and by how much in all), whatever the length of the stream.
 
+    The past fades: ``learn(onset, keep)`` leaves ``keep`` of every count before it (a
+    half-life), so a series that was bursty last quarter and is calm now is judged by
+    what it does now, and the other way round. The counts are kept in units of the
+    newest bucket's ``weight`` (each bucket weighs ``1 / keep`` times the one before it,
+    and the counts divided by ``weight`` are the faded ones): fading costs one division
+    per bucket, not one per count. Every ``+ 1`` of a conformal count is ``+ weight``.
+
     ``quantile`` sets the threshold: ``ONSET_TAIL_QUANTILE`` for declustered onsets (few,
     one per episode); a tail fed every bucket (most of them near 0) needs a higher one,
     or the exponential would be fitted to the bulk and not to the tail.
     """
 
-    buckets: int = 0  # buckets judged (after the warm-up)
+    buckets: float = 0.0  # buckets judged (after the warm-up), in units of ``weight``
     quantile: float = ONSET_TAIL_QUANTILE  # onsets above this quantile are the tail
-    reached: list[int] = field(default_factory=lambda: [0] * len(ONSET_EDGES))
+    reached: list[float] = field(default_factory=lambda: [0.0] * len(ONSET_EDGES))
     excess: list[float] = field(default_factory=lambda: [0.0] * len(ONSET_EDGES))
     # reached[i]: the onsets at or above ONSET_EDGES[i] (the first: every positive one);
-    # excess[i]: the sum of what they exceed that edge by
+    # excess[i]: the sum of what they exceed that edge by; both in units of ``weight``
+    weight: float = 1.0  # what the newest bucket counts for (the counts over it: faded)
 
     def calibrated(self, surprise: float, prior_buckets: float = 0.0) -> float:
         """The smaller of a model's surprise and ``self.surprise`` of it. No onset has
         been commoner than the positive ones all together, so a surprise below their
         rarity keeps its value without the tail being looked at (most buckets' case)."""
-        if surprise <= math.log10((self.buckets + 1) / (self.reached[0] + 1)):
+        weight = self.weight
+        if surprise <= math.log10((self.buckets + weight) / (self.reached[0] + weight)):
             return surprise
         return min(surprise, self.surprise(surprise, prior_buckets))
 
@@ -225,41 +235,55 @@ class OnsetTail:
             return own
         # -log10 of (prior x 10^-onset + buckets x 10^-own) / (prior + buckets), stably
         least = min(onset, own)
-        mixed = prior_buckets * 10.0 ** (least - onset) + self.buckets * 10.0 ** (least - own)
-        return least - math.log10(mixed / (prior_buckets + self.buckets))
+        buckets = self.buckets / self.weight
+        mixed = prior_buckets * 10.0 ** (least - onset) + buckets * 10.0 ** (least - own)
+        return least - math.log10(mixed / (prior_buckets + buckets))
 
     def _own_surprise(self, onset: float) -> float:
         first, threshold, mean_excess, rarity = self._tail()
         if onset <= threshold:
-            reached = self.reached
+            reached, weight = self.reached, self.weight
             i = min(bisect.bisect_right(ONSET_EDGES, onset), first) - 1  # first >= 1 here
             low, high = ONSET_EDGES[i], ONSET_EDGES[i + 1]
             step = (onset - low) / (high - low)
-            log_at_least = (1.0 - step) * math.log10(reached[i] + 1) + step * math.log10(
-                reached[i + 1] + 1
+            log_at_least = (1.0 - step) * math.log10(reached[i] + weight) + step * math.log10(
+                reached[i + 1] + weight
             )
-            return math.log10(self.buckets + 1) - log_at_least
+            return math.log10(self.buckets + weight) - log_at_least
         return rarity + (onset - threshold) / (mean_excess * LN10)
 
     def _tail(self) -> tuple[int, float, float, float]:
         """The tail's edge index, threshold, mean excess, and rarity at the threshold
         (the threshold: the highest edge that a tail's worth of the onsets reached)."""
-        reached = self.reached
-        needed = max(1.0, (1.0 - self.quantile) * reached[0])
+        reached, weight = self.reached, self.weight
+        needed = max(weight, (1.0 - self.quantile) * reached[0])
         first = max(0, bisect.bisect_right(reached, -needed, key=_negated) - 1)
         tail = reached[first]
-        mean_excess = (self.excess[first] + ONSET_PRIOR_EXCESSES * NOMINAL_EXCESS) / (
-            tail + ONSET_PRIOR_EXCESSES
-        )
-        rarity = math.log10((self.buckets + 1) / (tail + 1))
+        prior = ONSET_PRIOR_EXCESSES * weight
+        mean_excess = (self.excess[first] + prior * NOMINAL_EXCESS) / (tail + prior)
+        rarity = math.log10((self.buckets + weight) / (tail + weight))
         return first, ONSET_EDGES[first], mean_excess, rarity
 
-    def learn(self, onset: float) -> None:
-        """Count one bucket judged, and its onset (0 or less: none)."""
-        self.buckets += 1
+    def learn(self, onset: float, keep: float = 1.0) -> None:
+        """Count one bucket judged, and its onset (0 or less: none), after leaving
+        ``keep`` of every count before it (1: the past never fades)."""
+        if keep != 1.0:
+            self.weight /= keep
+            if self.weight > RESCALE_WEIGHT:
+                self._rescale()
+        weight = self.weight
+        self.buckets += weight
         if onset <= 0.0:
             return
         reached, excess = self.reached, self.excess
         for i in range(bisect.bisect_right(ONSET_EDGES, onset)):  # the edges it reached
-            reached[i] += 1
-            excess[i] += onset - ONSET_EDGES[i]
+            reached[i] += weight
+            excess[i] += weight * (onset - ONSET_EDGES[i])
+
+    def _rescale(self) -> None:
+        """Express the counts in units of a weight of 1 again (before they overflow)."""
+        weight = self.weight
+        self.buckets /= weight
+        self.reached[:] = [count / weight for count in self.reached]
+        self.excess[:] = [total / weight for total in self.excess]
+        self.weight = 1.0

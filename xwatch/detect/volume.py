@@ -107,7 +107,13 @@ surprise (before learning each bucket: no look-ahead):
 A bucket's calibrated surprise is the larger of the two (episode height, calibrated
 CUSUMs). The model's word counts as ``calibration_prior_seconds`` (a week) of the
 series' own past, so that a short past (just after the warm-up, or a crisis's first
-bucket counted in it) cannot overrule it alone. Calibration only ever lowers a surprise.
+bucket counted in it) cannot overrule it alone. The series' own past fades, with a
+half-life of ``calibration_halflife_seconds`` (4 weeks, as the weekday factors'), so a
+series that was bursty last quarter and is calm now is judged by its calm, and one
+that turned bursty learns it within weeks (``bench/regime.py``). Rates rarer than
+that memory holds (0.9999 at 5 minutes: one bucket a month) come from the tail's
+exponential above its threshold, which rests on the commoner onsets; the model's
+word keeps its week of weight. Calibration only ever lowers a surprise.
 Its price, on a heavy-tailed feed: a change that the series' own past makes look
 ordinary alerts later (``bench/detection.py``, with and without ``--uncalibrated``).
 """
@@ -150,6 +156,8 @@ class CountParams:
     episode_halflife_seconds: float = 2 * 3600.0  # an episode's bar halves in this time
     calibrate: bool = True  # surprise calibrated on the series' own past (see above)
     calibration_prior_seconds: float = WEEK  # the model's word counts as this much past
+    calibration_halflife_seconds: float = 4 * WEEK  # the series' own past fades (as the
+    # weekday rhythm does): a bursty quarter long gone does not mute today's alerts
     shift_memory_seconds: float = DAY  # after an adopted shift, a return to the level
     # before it is not news for this long; a level that has held a day is the normal one
 
@@ -598,9 +606,10 @@ class CountDetector:
             self.episode_bar *= decay
             return
         surprise = judged.raw_surprise
-        self.onsets.learn(surprise - self.episode_bar)
+        keep = _decay(self.width_seconds, self.params.calibration_halflife_seconds)
+        self.onsets.learn(surprise - self.episode_bar, keep)
         self.episode_bar = max(self.episode_bar * decay, surprise)
-        self.bucket_tails.learn(judged.raw_bucket)
+        self.bucket_tails.learn(judged.raw_bucket, keep)
 
     def _learn_cusums(self, start: datetime, judged: Judgement) -> float | None:
         """Step both CUSUMs; return a new level when a change has held long enough.
