@@ -49,6 +49,7 @@ RUNS: dict[str, tuple[str, list[str], list[str]]] = {
     "detection": ("detection.py", ["--quick"], []),
     "rhythm": ("rhythm.py", [], ["--seeds", "10"]),
     "regime": ("regime.py", [], ["--seeds", "6"]),
+    "warm_start": ("warm_start.py", [], ["--seeds", "10"]),
     "cost": ("cost.py", ["--quick"], ["--series", "10000"]),
 }
 
@@ -279,6 +280,27 @@ def regime_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def warm_start_rows(r: dict[str, Any]) -> list[Row]:
+    """A new brand's first live weeks, with and without the warm start from X's counts."""
+    rows = []
+    for warm in (False, True):
+        mine = [row for row in r["rows"] if row["warm_start"] is warm]
+        sizes = " / ".join(f"{row['posts_per_day']:,}" for row in mine)
+        rows.append(
+            (
+                f"A new brand's first 2 live weeks, {'with' if warm else 'without'} a warm "
+                f"start from X's counts ({sizes} posts a day): first day judged; at 0.999 "
+                "per 1,000 buckets judged",
+                " / ".join(f"{row['first_day_judged']:.0%}" for row in mine)
+                + "; "
+                + " / ".join(f"{row['per_1000']:.1f}" for row in mine),
+                "<= 2 (nominal 1)",
+                f"{max(row['per_1000'] for row in mine) / 2:.1f}x the bound",
+            )
+        )
+    return rows
+
+
 def cost_rows(r: dict[str, Any]) -> list[Row]:
     per_series = r["time"]["by_detector_and_mean_count"]["per series (default_detectors: all 3)"]
     memory = r["memory"]
@@ -309,6 +331,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "detection": detection_rows,
     "rhythm": rhythm_rows,
     "regime": regime_rows,
+    "warm_start": warm_start_rows,
     "cost": cost_rows,
 }
 

@@ -13,7 +13,12 @@ It follows X's documented behaviour closely enough to catch protocol mistakes:
 * ``GET /2/tweets/search/recent`` searches every published post (``publish(...)``) with
   ``query`` (terms joined by ``OR``, quoted phrases), ``since_id``, ``start_time``,
   ``end_time`` (default: 30 s ago, like X), newest first, ``max_results`` a page, and
-  ``next_token`` pagination; ``search_replies`` scripts HTTP errors (e.g. 429).
+  ``next_token`` pagination; ``search_replies`` scripts HTTP errors (e.g. 429);
+* ``GET /2/tweets/counts/recent`` counts the published posts matching ``query`` per
+  ``granularity`` (minute, hour, day; default hour) from ``start_time`` (within the
+  last 7 days) to ``end_time``, every bucket oldest first (0 where there is none: a
+  bucket is ``start``, ``end``, ``tweet_count``), ``counts_page_buckets`` a page with
+  ``next_token``, and ``meta.total_tweet_count``; ``counts_replies`` scripts errors.
 
 Only the fields a request asks for (``tweet.fields``, ``expansions``, ``user.fields``)
 are rendered, as X does. Times come from the injectable ``now``; post and rule ids are
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +45,8 @@ TOKEN = "fake-bearer-token"
 FIRST_POST_ID = 1_860_000_000_000_000_000
 SEARCH_DEFAULT_LAG = timedelta(seconds=30)  # recent search's end_time defaults to now - 30 s
 RULE_MAX_CHARS = 512
+GRANULARITIES = {"minute": 60, "hour": 3600, "day": 86400}  # counts: seconds a bucket
+COUNTS_TOKEN = "1jzu9lk96gu5npw"
 JsonObject = dict[str, Any]
 
 
@@ -150,6 +158,8 @@ class FakeX:
         self.rules: dict[str, FakeRule] = {}
         self.scripts: list[list[Action]] = []
         self.search_replies: list[Status] = []
+        self.counts_replies: list[Status] = []
+        self.counts_page_buckets = 1440  # X does not document its page size: a day of minutes
         self.requests: list[Request] = []
         self.default_author = FakeUser("2244994945", "someone", "Someone", followers=10)
         self._next_post = FIRST_POST_ID
@@ -166,6 +176,7 @@ class FakeX:
         app.router.add_get("/2/tweets/search/stream/rules", self._get_rules)
         app.router.add_post("/2/tweets/search/stream/rules", self._post_rules)
         app.router.add_get("/2/tweets/search/recent", self._search)
+        app.router.add_get("/2/tweets/counts/recent", self._counts)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -393,6 +404,48 @@ class FakeX:
         body.update(fields.includes(page))
         return web.json_response(body)
 
+    async def _counts(self, request: web.Request) -> web.Response:
+        if self.counts_replies:
+            reply = self.counts_replies.pop(0)
+            return _problem(reply.status, reply.headers, reply.body)
+        query = request.query
+        try:
+            terms = _query_terms(query["query"])
+            granularity = query.get("granularity", "hour")
+            if granularity not in GRANULARITIES:
+                raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
+            step = GRANULARITIES[granularity]
+            now = self.now()
+            end = _parse_time(query.get("end_time")) or now - SEARCH_DEFAULT_LAG
+            start = _parse_time(query.get("start_time")) or end - timedelta(days=7)
+            if start >= end:
+                raise ValueError("start_time must be before end_time")
+            if start < now - timedelta(days=7):
+                raise ValueError("start_time must be within the last 7 days")
+            token = query.get("next_token")
+            first = _counts_token_index(token) if token else 0
+        except (KeyError, ValueError) as exc:
+            return _problem(400, body=_invalid("query", str(exc)))
+        origin = datetime.fromtimestamp(start.timestamp() // step * step, UTC)
+        buckets = math.ceil((end - origin).total_seconds() / step)  # the last one may be partial
+        counts = [0] * buckets
+        for post in self.posts:
+            if start <= post.created_at < end and _matches(terms, post.text):
+                counts[int((post.created_at - origin).total_seconds() // step)] += 1
+        page = range(first, min(first + self.counts_page_buckets, buckets))
+        data = [
+            {
+                "end": _x_time(origin + (i + 1) * timedelta(seconds=step)),
+                "start": _x_time(origin + i * timedelta(seconds=step)),
+                "tweet_count": counts[i],
+            }
+            for i in page
+        ]
+        meta: JsonObject = {"total_tweet_count": sum(counts[i] for i in page)}
+        if page.stop < buckets:
+            meta["next_token"] = f"{COUNTS_TOKEN}{page.stop}"
+        return web.json_response({"data": data, "meta": meta})
+
     # -- helpers ----------------------------------------------------------------------------
 
     def _stream_line(self, post: FakePost, fields: _Fields) -> bytes:
@@ -500,6 +553,12 @@ def _x_time(ts: datetime) -> str:
 
 def _parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _counts_token_index(token: str) -> int:
+    if not token.startswith(COUNTS_TOKEN):
+        raise ValueError("invalid next_token")
+    return int(token.removeprefix(COUNTS_TOKEN))
 
 
 def _token_id(token: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -20,6 +21,8 @@ import pytest
 from tests.brokers import Mosquitto, started_mosquitto
 from tests.fake_x import TOKEN, FakeX, Send
 from xwatch.daemon import Daemon
+from xwatch.detect.volume import CountDetector
+from xwatch.model import Measure, SeriesKey
 from xwatch.settings import load_settings
 from xwatch.sources.webhook import sign
 
@@ -188,6 +191,43 @@ async def test_the_x_stream_feeds_the_daemon(
             assert daemon.registry.get_sample_value("xwatch_source_up", {"source": "x"}) == 1
             rules = x.rules.values()
             assert [r.tag for r in rules] == ["kettlebird"]  # synced from the brand's terms
+        finally:
+            daemon.stop.set()
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_the_x_stream_warm_starts_the_brands_volume_from_x_s_counts(
+    project: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``warm_start``, the brand's volume has learned X's counts of the last week
+    before the stream's first post: it is judged from the first bucket, not after a day."""
+    monkeypatch.setenv("XWATCH_X_BEARER_TOKEN", TOKEN)
+    caplog.set_level(logging.INFO, logger="xwatch")
+    async with FakeX() as x:
+        now = datetime.now(UTC)
+        for i in range(1, 7 * 144):  # a post every 10 minutes, the last week
+            x.publish("kettlebird is fine", now - timedelta(minutes=10 * i))
+        settings = load_settings(
+            write_config(
+                project,
+                f"  - type: x_stream\n    base_url: {x.url}\n    backfill: false\n"
+                "    warm_start: true",
+            )
+        )
+        x.script(*[Send(x.publish(f"Kettlebird kettle number {i}", now)) for i in range(2)])
+        daemon = Daemon(settings)
+        task = asyncio.create_task(daemon.run())
+        try:
+            async with asyncio.timeout(15):
+                while processed(daemon) < 2:  # noqa: ASYNC110 - a counter another task moves
+                    await asyncio.sleep(0.05)
+            volume = daemon.pipeline.detectors[SeriesKey("kettlebird", "", 300)][0]
+            assert isinstance(volume, CountDetector) and volume.measure is Measure.VOLUME
+            assert volume.learned >= 7 * 288 - 4  # the week's 5-minute buckets (7 d - 5 min)
+            assert not volume._warming_up(now.timestamp())
+            said = "\n".join(r.getMessage() for r in caplog.records)
+            assert "source x: warm start from its counts: 3 series of 1 brands" in said
         finally:
             daemon.stop.set()
             await asyncio.wait_for(task, 10)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy
 import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, mention
 from xwatch.detect.state import to_state
+from xwatch.detect.volume import CountDetector
 from xwatch.metrics import Metrics
 from xwatch.model import (
     AlertEvent,
@@ -285,3 +288,77 @@ def test_enriching_a_post_keeps_every_other_field() -> None:
     assert enriched == dataclasses.replace(
         post, brands=("kettlebird",), lang="ja", sentiment=sentiment
     )
+
+
+def week_of_minute_counts(until: datetime, seed: int = 5) -> list[tuple[datetime, int]]:
+    """X's recent counts for a brand: posts per minute for the 7 days before ``until``,
+    about 3 a minute at the afternoon's peak and a quarter of that at night."""
+    rng = numpy.random.default_rng(seed)
+    counts = []
+    for minute in range(7 * 1440, 0, -1):
+        start = until - timedelta(minutes=minute)
+        hour = start.hour + start.minute / 60
+        rate = 1.9 + 1.1 * math.cos(2 * math.pi * (hour - 14) / 24)
+        counts.append((start, int(rng.poisson(rate))))
+    return counts
+
+
+def spike_after_a_calm_quarter_hour() -> list[Mention]:
+    """Live posts from T0: 2 a minute by many people for 15 minutes, then 200 in 5 minutes."""
+    posts = [
+        by(mention("kettlebird", at=60 * m + 25 * i, id=f"c{m}.{i}"), f"u{m}.{i}")
+        for m in range(15)
+        for i in range(2)
+    ]
+    posts += [
+        by(mention("kettlebird!!", at=900 + 1.5 * i, id=f"s{i}"), f"fan{i}") for i in range(200)
+    ]
+    return posts
+
+
+def test_a_brand_warm_started_from_its_counts_alerts_from_its_first_live_buckets(
+    settings: Settings,
+) -> None:
+    """With a week of counts learned, the brand's volume is judged from the first live
+    bucket: a spike 15 minutes in alerts. Without them, a fresh series warms up for a
+    day, and the same spike is not judged."""
+    counts = week_of_minute_counts(until=T0)
+    warm, _ = make_pipeline(settings)
+    taught = warm.warm_start("kettlebird", counts)
+    assert sorted(s.scale_seconds for s in taught) == [60, 300, 900]
+    assert warm.warm_start("kettlebird", counts) == []  # what has learned is not taught again
+    cold, _ = make_pipeline(settings)
+    fired = {}
+    for name, pipeline in (("warm", warm), ("cold", cold)):
+        events = pipeline.ingest(spike_after_a_calm_quarter_hour())
+        events += pipeline.tick(T0 + timedelta(minutes=25))
+        fired[name] = {e.alert.rule_id for e in events if e.kind is EventKind.FIRING}
+    assert "mention-volume-spike" in fired["warm"]
+    assert "mention-volume-spike" not in fired["cold"]
+    series = SeriesKey("kettlebird", "", 300)
+    volume, share, negative = warm.detectors[series]
+    assert isinstance(volume, CountDetector) and isinstance(negative, CountDetector)
+    assert volume.measure is Measure.VOLUME and volume.learned > 7 * 288 - 2
+    # counts carry no sentiment: the negative measures learn the live buckets only
+    assert negative.measure is Measure.NEGATIVE_VOLUME and negative.learned < 10
+    later = T0 + timedelta(minutes=30)
+    probe = Bucket(series, later, later + timedelta(minutes=5), 10, 5, 0)
+    assert share.score_one(probe).warming_up and negative.score_one(probe).warming_up
+
+
+def test_a_warm_start_skips_what_it_cannot_teach(settings: Settings) -> None:
+    """Scales that are not whole minutes, brands not watched, series already learning."""
+    config = settings.config.model_copy(
+        update={"detect": settings.config.detect.model_copy(update={"scales_seconds": (30, 300)})}
+    )
+    pipeline = Pipeline(
+        config,
+        settings.rules,
+        settings.playbooks,
+        default_router("en"),
+        Metrics(CollectorRegistry()),
+    )
+    counts = week_of_minute_counts(until=T0)
+    assert pipeline.warm_start("no-such-brand", counts) == []
+    assert pipeline.warm_start("kettlebird", counts[-2:]) == []  # no whole 5-minute bucket
+    assert pipeline.warm_start("kettlebird", counts) == [SeriesKey("kettlebird", "", 300)]

@@ -7,6 +7,7 @@ Nothing waits for real except the stall test (a fraction of a second): the sourc
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -34,6 +35,7 @@ from tests.fake_x import (
 from xwatch.config import Brand, XStreamSourceConfig
 from xwatch.model import Mention
 from xwatch.sources.x_stream import (
+    COUNTS_PATH,
     RULE_MAX_CHARS,
     RULES_PATH,
     SEARCH_PATH,
@@ -513,3 +515,87 @@ async def test_without_rule_sync_the_rules_are_left_alone(
     assert got[0].brands == ()  # no rule of ours matched: the pipeline finds the brands
     assert list(fake.rules) == [other.id]
     assert fake.requests_to(RULES_PATH) == []
+
+
+# --- warm start ---------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_warm_start_brings_each_brand_s_last_week_a_minute_at_a_time(
+    fake: FakeX, clock: Clock, report: RecordingReport
+) -> None:
+    """X's recent counts, page by page, every minute of the last 7 days up to one that
+    search sees; the posts after it come through the first backfill, none counted twice."""
+    week = [fake.publish("kettlebird", at(-i * 37 * 60 - 90)) for i in range(272)]  # 7 days
+    fake.publish("kettlebird, eight days ago", at(-8 * 86400))
+    acme = [fake.publish("acme corp news", at(-i * 3600 - 30)) for i in range(1, 5)]
+    after = fake.publish("kettle bird, after the counts", at(-50))  # 08:59:10
+    fake.script(KeepAlive(), KeepAlive())
+    source = x_source(fake, clock, report, Sleeps(), brands=(KETTLEBIRD, ACME), warm_start=True)
+
+    got = await take(source, 1)
+
+    counts = source.warm_counts
+    assert sorted(counts) == ["acme", "kettlebird"]
+    minutes = [start for start, _ in counts["kettlebird"]]
+    assert minutes[-1] == datetime(2026, 11, 16, 8, 58, tzinfo=UTC)  # 09:00 - 40 s, floored
+    assert minutes[0] == datetime(2026, 11, 9, 9, 6, tzinfo=UTC)  # 7 days - 5 minutes, on
+    assert all(b - a == timedelta(minutes=1) for a, b in itertools.pairwise(minutes))
+    assert sum(n for _, n in counts["kettlebird"]) == len(week)
+    assert sum(n for _, n in counts["acme"]) == len(acme)
+    assert ids(got) == [after.id]  # searched from where the counts end
+    searches = fake.requests_to(SEARCH_PATH)  # a rule each
+    assert [s.query["start_time"] for s in searches] == ["2026-11-16T08:59:00Z"] * 2
+    requests = [r.query for r in fake.requests_to(COUNTS_PATH)]
+    assert len(requests) == 2 * 7  # a day of minutes a page, for each brand
+    assert requests[0]["query"] == 'kettlebird OR "kettle bird"'
+    assert all(r["granularity"] == "minute" for r in requests)
+    assert "next_token" in requests[1] and "next_token" not in requests[0]
+    assert report.problems == []
+
+
+@pytest.mark.asyncio
+async def test_a_brand_whose_counts_fail_starts_cold_and_is_reported(
+    fake: FakeX, clock: Clock, report: RecordingReport
+) -> None:
+    fake.publish("acme corp news", at(-3600))
+    fake.counts_replies.append(Status(403))  # the first brand's first page
+    source = x_source(fake, clock, report, Sleeps(), brands=(KETTLEBIRD, ACME), warm_start=True)
+
+    async with source:
+        assert sorted(source.warm_counts) == ["acme"]
+        assert sum(n for _, n in source.warm_counts["acme"]) == 1
+    assert report.kinds() == ["warm_start"]
+    assert "brand 'kettlebird': HTTP 403" in report.problems[0][1]
+    assert "X plan" in report.problems[0][1]
+
+
+@pytest.mark.asyncio
+async def test_a_rate_limited_warm_start_asks_no_more_and_the_source_starts(
+    fake: FakeX, clock: Clock, report: RecordingReport
+) -> None:
+    fake.counts_replies.append(Status(429, {"x-rate-limit-remaining": "0"}))
+    p1 = fake.publish("kettlebird one", at(1))
+    fake.script(Send(p1), KeepAlive())
+    source = x_source(fake, clock, report, Sleeps(), brands=(KETTLEBIRD, ACME), warm_start=True)
+
+    got = await take(source, 1)
+
+    assert ids(got) == [p1.id] and source.warm_counts == {}
+    assert len(fake.requests_to(COUNTS_PATH)) == 1  # acme was not asked after the 429
+    assert report.kinds() == ["warm_start"] and "HTTP 429" in report.problems[0][1]
+    assert ("counts", 0, None) in report.rate_limits
+
+
+@pytest.mark.asyncio
+async def test_counts_that_are_not_counts_are_refused_for_that_brand(
+    fake: FakeX, clock: Clock, report: RecordingReport
+) -> None:
+    body = {"data": [{"start": "yesterday", "end": "today", "tweet_count": "many"}]}
+    fake.counts_replies.append(Status(200, body=body))
+    source = x_source(fake, clock, report, Sleeps(), warm_start=True)
+
+    async with source:
+        assert source.warm_counts == {}
+    assert report.kinds() == ["warm_start"]
+    assert "not a count" in report.problems[0][1]

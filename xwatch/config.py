@@ -101,6 +101,11 @@ class XStreamSourceConfig(Frozen):
     sync_rules: bool = True  # make the stream's rules match the brands at start
     backfill: bool = True  # after a gap, fetch what was missed through recent search
     backfill_max_seconds: Annotated[float, Field(gt=0)] = 6 * 3600.0
+    # at start, learn each brand's volume of the last 7 days from X's recent counts (needs
+    # an X plan with access to them), so that it is judged from the first minute, not
+    # after a day of warm-up; a brand whose counts do not arrive in time starts cold
+    warm_start: bool = False
+    warm_start_timeout_seconds: Annotated[float, Field(gt=0)] = 120.0
     stall_seconds: Annotated[float, Field(gt=0)] = 20.0  # no data nor keep-alive: reconnect
     # Posts the X plan lets this app read a month; exported as xwatch_x_monthly_post_cap so
     # that Prometheus can warn while the month's pace would run past it (None: not watched).

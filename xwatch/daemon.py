@@ -79,7 +79,14 @@ from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.trained import router_from_config
 from xwatch.settings import Settings
-from xwatch.sources import MAX_FUTURE_SKEW, MAX_PAST_AGE, MetricsReport, Source, build_sources
+from xwatch.sources import (
+    MAX_FUTURE_SKEW,
+    MAX_PAST_AGE,
+    MetricsReport,
+    Source,
+    WarmStart,
+    build_sources,
+)
 from xwatch.sources.webhook import WebhookIngest
 from xwatch.store import MEMORY, CheckpointRow, Store, StoreError, checkpoint_rows
 from xwatch.web import LabelsApi, make_app
@@ -727,6 +734,8 @@ class Daemon:
         lag = self.metrics.ingest_lag.labels(source.name)
         try:
             async with source:
+                if isinstance(source, WarmStart):
+                    self._warm_start(source.name, source.warm_counts)
                 self.metrics.sources_running.inc()
                 try:
                     async for mention in source:
@@ -758,6 +767,24 @@ class Daemon:
                 "source %s failed; the other sources go on",
                 source.name,
                 extra=_source_event("failed", source),
+            )
+
+    def _warm_start(self, source: str, counts: Mapping[str, list[tuple[datetime, int]]]) -> None:
+        """Teach the brands' volume detectors the counts a source brought (the series
+        that have learned nothing yet: no checkpoint, no post from another source)."""
+        taught = {
+            brand: self.pipeline.warm_start(brand, minutes) for brand, minutes in counts.items()
+        }
+        warmed = sorted(brand for brand, series in taught.items() if series)
+        if counts:
+            log.info(
+                "source %s: warm start from its counts: %d series of %d brands learned their "
+                "volume; %d brands were learning already",
+                source,
+                sum(len(series) for series in taught.values()),
+                len(warmed),
+                len(counts) - len(warmed),
+                extra={"event": "warm_start", "source": source, "brands": warmed},
             )
 
     async def _await_sources(self, pumps: list[asyncio.Task[None]]) -> None:

@@ -31,6 +31,7 @@ PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
         "rules",
         "backfill_truncated",
         "bad_response",
+        "warm_start",
     ),
     "webhook": ("unauthorized", "queue_full"),
 }
@@ -117,7 +118,7 @@ class Metrics:
         self.x_rate_limit_remaining = Gauge(
             "xwatch_x_rate_limit_remaining",
             "Requests left in the current X API rate-limit window (x-rate-limit-remaining), "
-            "by source and endpoint (stream, rules, search).",
+            "by source and endpoint (stream, rules, search, counts).",
             ["source", "endpoint"],
             registry=registry,
         )

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
 from xwatch.alerting.lifecycle import ActiveAlert, AlertBook
@@ -440,6 +440,43 @@ class Pipeline:
                 if on_refused is not None:
                     on_refused(series, exc)
         return restored, refused
+
+    def warm_start(self, brand: str, counts: Sequence[tuple[datetime, int]]) -> list[SeriesKey]:
+        """Teach the brand's volume detectors its recent past before its first post.
+
+        ``counts``: the brand's posts per minute (each minute's start, oldest first, every
+        minute of the span: X's recent counts). At each scale that is a whole number of
+        minutes, the brand's own series learns them as its buckets (the whole buckets
+        only), so that its volume is judged from the first live bucket on: no day of
+        warm-up, and the rhythm of the week already seen. Only series with nothing
+        learned yet (no checkpoint restored, no post seen) are taught: learning is in
+        time order. The negative volume and share need the posts' sentiment, which counts
+        do not carry: they warm up on the live posts as usual. Returns the series taught.
+        """
+        if brand not in self._plans or not counts:
+            return []
+        minutes = {int(start.timestamp()) // 60: count for start, count in counts}
+        first, last = min(minutes), max(minutes)
+        taught = []
+        for scale in self.config.detect.scales_seconds:
+            series = SeriesKey(brand, "", scale)
+            if scale % 60 or series in self.detectors or series not in self.aggregator.series:
+                continue
+            per_bucket = scale // 60
+            start_bucket = -(-first // per_bucket)  # the first whole bucket
+            end_bucket = (last + 1) // per_bucket  # ... and the one after the last whole one
+            if end_bucket <= start_bucket:
+                continue
+            volume = next(d for d in self._detectors(series) if d.measure is Measure.VOLUME)
+            for index in range(start_bucket, end_bucket):
+                first_minute = index * per_bucket
+                count = sum(minutes.get(first_minute + i, 0) for i in range(per_bucket))
+                start = datetime.fromtimestamp(index * scale, UTC)
+                volume.learn_one(
+                    Bucket(series, start, start + timedelta(seconds=scale), count, 0, 0)
+                )
+            taught.append(series)
+        return taught
 
     def restore_alerts(self, active: Iterable[ActiveAlert]) -> None:
         """Put back the alerts that were firing before a restart (from the store's open

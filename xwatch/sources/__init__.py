@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -74,7 +74,16 @@ class RateLimitReport(Protocol):
         self, source: str, endpoint: str, remaining: int, reset_at: float | None
     ) -> None:
         """``remaining`` requests are left on ``endpoint`` (``stream``, ``rules``,
-        ``search`` for X) until ``reset_at`` (Unix time), as the last response said."""
+        ``search``, ``counts`` for X) until ``reset_at`` (Unix time), as the last response said."""
+
+
+@runtime_checkable
+class WarmStart(Protocol):
+    """Optional on a source: its brands' recent posts per minute, known once it is entered
+    (the X source's ``warm_start``: X's recent counts). The daemon teaches them to the
+    brands' volume detectors before the source's first post (``Pipeline.warm_start``)."""
+
+    warm_counts: Mapping[str, list[tuple[datetime, int]]]  # brand -> (minute, posts), oldest first
 
 
 class Source(Protocol):

@@ -33,6 +33,15 @@ How it works, in the order things happen:
 5. **Exactly once.** A post can come from the stream and from a search; the ids of the
    last 100 000 posts are kept and a post is yielded the first time only.
 
+With ``warm_start``, before all this (at ``async with``), ``GET /2/tweets/counts/recent``
+is asked, brand by brand (its rules' queries, page by page), for its posts per minute over
+the last 7 days, up to a minute that search already sees. They are kept in
+``warm_counts`` for the daemon to teach the brands' volume detectors
+(``Pipeline.warm_start``), and the first gap starts where they end, so that the posts
+after it come through search, none counted twice. A brand whose counts fail (an HTTP
+error, a 429, a bad page) or do not arrive within ``warm_start_timeout_seconds`` is
+reported (``warm_start``) and starts cold; after a 429 the others are not asked.
+
 The bearer token is read from ``config.bearer_token_env`` at ``async with`` and only ever
 put in the ``Authorization`` header, never in a log line or a report.
 """
@@ -59,7 +68,7 @@ from collections.abc import (
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, TypeGuard
 
 import aiohttp
 
@@ -74,7 +83,13 @@ log = logging.getLogger("xwatch.sources.x_stream")
 STREAM_PATH = "/2/tweets/search/stream"
 RULES_PATH = "/2/tweets/search/stream/rules"
 SEARCH_PATH = "/2/tweets/search/recent"
-ENDPOINTS = {STREAM_PATH: "stream", RULES_PATH: "rules", SEARCH_PATH: "search"}
+COUNTS_PATH = "/2/tweets/counts/recent"
+ENDPOINTS = {
+    STREAM_PATH: "stream",
+    RULES_PATH: "rules",
+    SEARCH_PATH: "search",
+    COUNTS_PATH: "counts",
+}
 """The endpoint label of each path's rate limit (``RateLimitReport``)."""
 FIELDS = {
     "tweet.fields": (
@@ -89,6 +104,8 @@ SEARCH_MAX_PAGES = 50  # per rule and backfill: a longer gap keeps its newest 5 
 SEARCH_LAG = timedelta(seconds=30)  # recent search's end_time defaults to 30 s ago
 CLOCK_MARGIN = timedelta(seconds=10)  # for our clock against X's
 SEARCH_WINDOW = timedelta(days=7) - timedelta(minutes=5)  # recent search covers 7 days
+COUNTS_MAX_PAGES = 200  # per query: a week of minutes, however X pages them
+MINUTE = timedelta(minutes=1)
 HEALTHY = timedelta(minutes=1)  # a connection up this long resets the backoff, posts or not
 REMEMBERED_IDS = 100_000
 MAX_LINE_BYTES = 1024 * 1024
@@ -254,6 +271,8 @@ class XStreamSource:
         self._gap: _Gap | None = None
         self._up = False
         self._iterator: AsyncGenerator[Mention, None] | None = None
+        # with warm_start: each brand's posts per minute, the last 7 days (set at entry)
+        self.warm_counts: dict[str, list[tuple[datetime, int]]] = {}
 
     async def __aenter__(self) -> Self:
         env = self.config.bearer_token_env
@@ -267,8 +286,11 @@ class XStreamSource:
         if self._session is None:
             self._session = aiohttp.ClientSession()
             self._own_session = True
+        missed_since = self._now()
+        if self.config.warm_start:
+            missed_since = await self._warm_start()
         if self.config.backfill:  # whatever the first connection misses is a gap too
-            self._gap = _Gap(since_id=None, since_time=self._now())
+            self._gap = _Gap(since_id=None, since_time=missed_since)
         return self
 
     async def __aexit__(
@@ -499,6 +521,101 @@ class XStreamSource:
                 self.report.rejected(self.name, exc.reason, f"search: {exc.detail}")
         return mentions
 
+    # -- warm start -------------------------------------------------------------------------
+
+    async def _warm_start(self) -> datetime:
+        """Fill ``warm_counts``: each brand's posts per minute from 7 days ago to the newest
+        minute recent search sees (returned: the posts after it are the first gap's).
+        Never raises: what fails is reported, and those brands start cold."""
+        now = self._now()
+        until = _minute(now - SEARCH_LAG - CLOCK_MARGIN)
+        since = _minute(now - SEARCH_WINDOW) + MINUTE
+        queries: dict[str, list[str]] = {}
+        for rule in self.rules:
+            queries.setdefault(rule.tag, []).append(rule.value)
+        pending = list(queries)
+        try:
+            async with asyncio.timeout(self.config.warm_start_timeout_seconds):
+                while pending:
+                    brand = pending[0]
+                    try:
+                        counts = await self._brand_counts(queries[brand], since, until)
+                    except (_Failure, aiohttp.ClientError, OSError) as exc:
+                        failure = (
+                            exc
+                            if isinstance(exc, _Failure)
+                            else _Failure("network", _describe(exc))
+                        )
+                        self.report.problem(
+                            self.name, "warm_start", f"brand {brand!r}: {failure.detail}"
+                        )
+                        if failure.kind == "http_429":
+                            break  # the others would be refused too
+                        pending.pop(0)
+                        continue
+                    self.warm_counts[brand] = counts
+                    pending.pop(0)
+        except TimeoutError:
+            self.report.problem(
+                self.name,
+                "warm_start",
+                f"the counts took longer than {self.config.warm_start_timeout_seconds:g} s",
+            )
+        if pending:
+            cold = ", ".join(repr(brand) for brand in pending)
+            log.warning("source %s: no warm start for %s (they warm up live)", self.name, cold)
+        posts = sum(count for counts in self.warm_counts.values() for _, count in counts)
+        log.info(
+            "source %s: counts of %d brands' last %s (%d posts) for their warm start",
+            self.name,
+            len(self.warm_counts),
+            until - since,
+            posts,
+        )
+        return until
+
+    async def _brand_counts(
+        self, queries: Sequence[str], since: datetime, until: datetime
+    ) -> list[tuple[datetime, int]]:
+        """A brand's posts per minute in [since, until), every minute (0 where X has none),
+        its queries' counts added up."""
+        per_minute: dict[datetime, int] = {}
+        for query in queries:
+            for start, count in await self._counts(query, since, until):
+                per_minute[start] = per_minute.get(start, 0) + count
+        minutes = int((until - since) / MINUTE)
+        return [
+            (start, per_minute.get(start, 0))
+            for start in (since + i * MINUTE for i in range(minutes))
+        ]
+
+    async def _counts(
+        self, query: str, since: datetime, until: datetime
+    ) -> list[tuple[datetime, int]]:
+        """X's recent counts of one query, a minute each, page by page."""
+        params = {
+            "query": query,
+            "granularity": "minute",
+            "start_time": _x_time(since),
+            "end_time": _x_time(until),
+        }
+        found: list[tuple[datetime, int]] = []
+        for _ in range(COUNTS_MAX_PAGES):
+            document = await self._get_json(COUNTS_PATH, params)
+            data = document.get("data", [])
+            for item in data if isinstance(data, list) else [data]:
+                start = _count_start(item)
+                count = item.get("tweet_count") if isinstance(item, dict) else None
+                if start is None or not _is_count(count):
+                    raise _Failure("bad_response", f"counts: not a count: {str(item)[:100]}")
+                found.append((start, count))
+            meta = document.get("meta")
+            token = meta.get("next_token") if isinstance(meta, dict) else None
+            if not isinstance(token, str):
+                return found
+            params["next_token"] = token
+        raise _Failure("bad_response", f"counts: more than {COUNTS_MAX_PAGES} pages")
+
     # -- rules ----------------------------------------------------------------------------
 
     async def _sync_rules(self) -> None:
@@ -645,6 +762,26 @@ def _is_rule_cap(error: object) -> bool:
 
 def _id_number(post_id: str) -> int | None:
     return int(post_id) if post_id.isdigit() else None
+
+
+def _minute(ts: datetime) -> datetime:
+    return ts.replace(second=0, microsecond=0)
+
+
+def _count_start(item: object) -> datetime | None:
+    """The start of a count's minute (X: ``2026-11-16T09:00:00.000Z``), or None."""
+    start = item.get("start") if isinstance(item, dict) else None
+    if not isinstance(start, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(start)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _x_time(ts: datetime) -> str:
