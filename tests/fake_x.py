@@ -18,7 +18,8 @@ It follows X's documented behaviour closely enough to catch protocol mistakes:
   ``granularity`` (minute, hour, day; default hour) from ``start_time`` (within the
   last 7 days) to ``end_time``, every bucket oldest first (0 where there is none: a
   bucket is ``start``, ``end``, ``tweet_count``), ``counts_page_buckets`` a page with
-  ``next_token``, and ``meta.total_tweet_count``; ``counts_replies`` scripts errors.
+  ``next_token``, and ``meta.total_tweet_count``; ``counts_replies`` scripts errors,
+  ``counts_hang`` a server that never answers.
 
 Only the fields a request asks for (``tweet.fields``, ``expansions``, ``user.fields``)
 are rendered, as X does. Times come from the injectable ``now``; post and rule ids are
@@ -160,6 +161,7 @@ class FakeX:
         self.search_replies: list[Status] = []
         self.counts_replies: list[Status] = []
         self.counts_page_buckets = 1440  # X does not document its page size: a day of minutes
+        self.counts_hang = False  # the counts endpoint answers nothing until the fake stops
         self.requests: list[Request] = []
         self.default_author = FakeUser("2244994945", "someone", "Someone", followers=10)
         self._next_post = FIRST_POST_ID
@@ -405,6 +407,8 @@ class FakeX:
         return web.json_response(body)
 
     async def _counts(self, request: web.Request) -> web.Response:
+        if self.counts_hang:
+            await self._stopping.wait()
         if self.counts_replies:
             reply = self.counts_replies.pop(0)
             return _problem(reply.status, reply.headers, reply.body)

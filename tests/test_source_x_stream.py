@@ -599,3 +599,18 @@ async def test_counts_that_are_not_counts_are_refused_for_that_brand(
         assert source.warm_counts == {}
     assert report.kinds() == ["warm_start"]
     assert "not a count" in report.problems[0][1]
+
+
+@pytest.mark.asyncio
+async def test_counts_that_do_not_come_in_time_leave_the_brands_cold(
+    fake: FakeX, clock: Clock, report: RecordingReport
+) -> None:
+    fake.counts_hang = True
+    source = x_source(
+        fake, clock, report, Sleeps(), warm_start=True, warm_start_timeout_seconds=0.2
+    )
+
+    async with source:
+        assert source.warm_counts == {}
+    assert report.kinds() == ["warm_start"]
+    assert "longer than 0.2 s" in report.problems[0][1]
