@@ -25,17 +25,18 @@ taken yet) and the consumer's rate is measured from the 10 % to the 100 % mark, 
 Latency: a fresh daemon, its detectors warmed up on a day of the same traffic, fed at
 10 % and at 80 % of the throughput xwatch sustained, while every 10-second bucket
 ``--spike-brands`` brands get a strong spike (crisis posts, mostly negative: at least
-40 and twice the brand's usual count in the bucket). A spike's latency is the time from
-the instant its bucket may close (its end plus the allowed lateness, 1 s here: the
-publication time of the post that closes it) to the daemon calling the notifier's
-``send`` for the brand's incident with a part that a signal rule fired on that bucket
-(or a later one). A mention rule may notify sooner, before the bucket closes: one of
-the crisis posts is a complaint from a large account (``high-reach-complaint``); that
-notice is not the spike's (timed from the bucket's close, it read as a negative
-latency in earlier versions of this benchmark). A post waits for its bucket to close:
-up to the bucket width plus the allowed lateness (here 10 s + 1 s; with the default
-config, 60 s + 60 s). Spikes without such a notice are counted as missed, notices for
-brands that did not spike as false alarms.
+40 and twice the brand's usual count in the bucket, published over its first half). A
+spike's latency is the time from the publication of its first post (its bucket's start)
+to the daemon calling the notifier's ``send`` for the brand's incident with a part that
+a signal rule fired on that bucket (or a later one). A count rule fires at the post that
+makes it hold, on the bucket still open; a rule on the share waits for the bucket to
+close (its end plus the allowed lateness: here 10 s + 1 s; with the default config,
+60 s + 60 s). A mention rule may notify on a background post (one of them is a
+complaint from a large account, ``high-reach-complaint``); that notice is not the
+spike's. Spikes without such a notice are counted as missed, notices for brands that
+did not spike as false alarms. (Until this version, latency was timed from the instant
+the spike's bucket may close, its end plus the allowed lateness, when every alert
+waited for it.)
 
 CPU seconds used by the daemon (this process), the publisher and the broker are
 reported with each run: they share 2 cores, so each takes time from the others.
@@ -59,7 +60,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from rig import (
     HOST,
-    LATENESS_SECONDS,
     Broker,
     Run,
     bench_settings,
@@ -246,14 +246,15 @@ async def latency(
 
 
 def _latency_result(run: Run, rate: float, posts: int) -> dict[str, Any]:
-    spikes = {brand: end for brand, end in run.publisher["spikes"]}
+    # each spike's first post: its bucket's start (the publisher lists the end)
+    spikes = {brand: end - SPIKE_SCALE for brand, end in run.publisher["spikes"]}
     first: dict[str, float] = {}  # each brand's first notice of a spike
     for at, notice in run.notices:
         brand = notice_brand(notice)
         if brand in spikes and not _of_spike(notice, spikes[brand]):
             continue  # a mention rule on a background post (a high-reach complaint)
         first.setdefault(brand, at)
-    delays = [first[b] - (end + LATENESS_SECONDS) for b, end in spikes.items() if b in first]
+    delays = [first[b] - start for b, start in spikes.items() if b in first]
     sent = run.publisher["sent"]
     achieved = run.publisher["background"] / max(
         run.publisher["ended"] - run.publisher["started"], 1e-9
@@ -280,15 +281,15 @@ def _latency_result(run: Run, rate: float, posts: int) -> dict[str, Any]:
     }
 
 
-def _of_spike(notice: Notice, end: float) -> bool:
-    """Whether a notice is about a spike whose bucket ends at ``end`` (Unix time): a part
-    fired by a signal rule on that bucket or a later one. Background posts can make a
-    mention rule fire for a spiking brand (a negative post from a large account), even
-    before its spike; timed from the spike's bucket, that notice read as a negative
-    latency."""
+def _of_spike(notice: Notice, start: float) -> bool:
+    """Whether a notice is about a spike that starts at ``start`` (Unix time): a part
+    fired by a signal rule on a bucket that ends after it (a bucket still open ends at
+    the post it was judged at; a wider scale's may have started before the spike).
+    Background posts can make a mention rule fire for a spiking brand (a negative post
+    from a large account), even before its spike: that notice is not the spike's."""
     return any(
         part.first.signal.measure is not Measure.MENTION
-        and part.first.signal.end.timestamp() >= end
+        and part.first.signal.end.timestamp() > start
         for part in notice.incident.parts
     )
 

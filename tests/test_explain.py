@@ -167,3 +167,28 @@ def test_a_sparse_series_expected_count_is_not_rounded_to_silence() -> None:
     assert describe(sparse).startswith("volume 8 (expected 0.047, band 0-1)")
     busy = dataclasses.replace(sparse, expected=31.44, high=47.0)
     assert "expected 31.4," in describe(busy)
+
+
+def test_a_bucket_judged_while_still_open_says_so() -> None:
+    """An early verdict counts the posts so far against the whole bucket's expectation."""
+    closed = Signal(
+        series=SeriesKey("b", "", 300),
+        measure=Measure.NEGATIVE_VOLUME,
+        start=T0,
+        end=T0 + timedelta(minutes=5),
+        observed=5.0,
+        expected=0.023,
+        low=0.0,
+        high=1.0,
+        likelihood=1.0,
+        direction="up",
+        surprise=9.0,
+    )
+    early = dataclasses.replace(closed, end=T0 + timedelta(seconds=110))
+    assert not closed.so_far and early.so_far
+    assert describe(closed).startswith("negative volume 5 (expected 0.023, band 0-1)")
+    assert describe(early).startswith(
+        "negative volume 5 in the first 1m50s of its 5m bucket (expected 0.023 in all of it"
+    )
+    mention = dataclasses.replace(early, measure=Measure.MENTION, end=T0)
+    assert not mention.so_far  # one post: not a bucket

@@ -26,7 +26,7 @@ from xwatch.model import (
     Sentiment,
     SeriesKey,
 )
-from xwatch.pipeline import Pipeline, default_detectors
+from xwatch.pipeline import Pipeline, default_detectors, fires_early
 from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings, load_settings
 
@@ -161,6 +161,9 @@ def test_alerts_do_not_depend_on_batching(settings: Settings) -> None:
         "account-takeover-report",
         "new-term-surge",  # #meltgate
     } <= fired
+    # the spike fires on a bucket still open, at the post that makes it hold: what is
+    # judged at a post must not depend on the batch it came in either
+    assert any(e.alert.signal.so_far for e in one if e.kind is EventKind.FIRING)
     for size in (7, 1000, len(posts)):
         assert run_in_batches(settings, posts, size) == one
 
@@ -362,3 +365,41 @@ def test_a_warm_start_skips_what_it_cannot_teach(settings: Settings) -> None:
     assert pipeline.warm_start("no-such-brand", counts) == []
     assert pipeline.warm_start("kettlebird", counts[-2:]) == []  # no whole 5-minute bucket
     assert pipeline.warm_start("kettlebird", counts) == [SeriesKey("kettlebird", "", 300)]
+
+
+def test_a_spike_alerts_at_the_post_that_makes_it_one_not_when_its_bucket_closes(
+    settings: Settings,
+) -> None:
+    """The 1-minute bucket of a spike closes a minute after its end (the allowed
+    lateness); the alert goes out in the ingest of the post that makes the rule hold,
+    at that post's time, and the bucket's close updates it rather than firing again."""
+    pipeline, _ = make_pipeline(settings)
+    pipeline.warm_start("kettlebird", week_of_minute_counts(until=T0))
+    posts = spike_after_a_calm_quarter_hour()
+    fired = crossing = None
+    for post in posts:
+        events = pipeline.ingest([post])
+        spikes = [e for e in events if e.alert.rule_id == "mention-volume-spike"]
+        if spikes:
+            [fired], crossing = spikes, post
+            break
+    assert fired is not None and crossing is not None and fired.kind is EventKind.FIRING
+    assert fired.at == crossing.created_at == fired.alert.signal.end
+    onset = T0 + timedelta(seconds=900)
+    assert crossing.created_at - onset < timedelta(seconds=60)  # 30 posts, 20 authors
+    assert fired.alert.signal.start + timedelta(minutes=1) > crossing.created_at  # still open
+    assert fired.alert.bucket.count >= 30 and fired.alert.signal.series.scale_seconds == 60
+    rest = posts[posts.index(crossing) + 1 :]
+    later = pipeline.ingest(rest) + pipeline.tick(T0 + timedelta(minutes=25))
+    again = [e for e in later if e.alert.rule_id == "mention-volume-spike"]
+    assert EventKind.FIRING not in {e.kind for e in again}
+
+
+def test_only_count_rules_without_a_streak_fire_on_a_bucket_still_open(
+    settings: Settings,
+) -> None:
+    early = {r.id for r in settings.rules.rules if fires_early(r)}
+    assert {"mention-volume-spike", "product-defect-surge", "service-outage-surge"} <= early
+    never = {"mention-volume-drop", "negative-share-spike"}  # a drop, a share: not monotone
+    assert not early & never
+    assert all(not settings.rules.get(r).when.for_seconds for r in early)  # type: ignore[union-attr]

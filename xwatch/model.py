@@ -118,6 +118,14 @@ def format_count(expected: float) -> str:
     return f"{expected:.2g}"
 
 
+def format_duration(seconds: int) -> str:
+    """``50s``, ``1m50s``, ``5m``: a span under a few hours, to the second."""
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{rest}s"
+    return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
+
+
 def format_scale(seconds: int) -> str:
     if seconds % 3600 == 0:
         return f"{seconds // 3600}h"
@@ -178,6 +186,14 @@ class Signal:
     @staticmethod
     def surprise_of(tail: float) -> float:
         return -math.log10(max(tail, 1e-300))
+
+    @property
+    def so_far(self) -> bool:
+        """Whether it judged a bucket still open (its posts so far, up to ``end``): a rule
+        on counts fires at the post that makes it hold, not when the bucket closes."""
+        if self.measure is Measure.MENTION:
+            return False
+        return (self.end - self.start).total_seconds() < self.series.scale_seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
@@ -110,6 +111,71 @@ class _BrandPlan:
     mention: tuple[tuple[Rule, MentionWhen, CompiledMatch | None], ...]
     new_term: tuple[tuple[Rule, NewTermWhen, int], ...]  # with the scale each counts at
     trackers: tuple[TermTracker, ...]
+    # series ("" = the brand) -> its rules that may fire on a bucket still open, and the
+    # fewest posts a bucket needs before one of them looks at it
+    early: dict[str, tuple[tuple[Rule, ...], int]]
+
+
+EARLY_SIGNALS = frozenset({"volume_up", "negative_volume"})
+"""The signals a bucket still open can be judged on: their verdict only grows with the
+posts still to come (counts, upwards), so one that holds now holds when it closes."""
+EARLY_RECHECK = 1.1  # a bucket judged early and found calm is judged again at 10 % more
+NEVER = 2**62  # more posts than a bucket ever has
+
+
+def fires_early(rule: Rule) -> bool:
+    """A signal rule whose verdict on a bucket still open stands when it closes: a count
+    upwards, without a streak to wait for (``for_seconds``)."""
+    when = rule.when
+    return when.signal in EARLY_SIGNALS and not when.for_seconds
+
+
+def _posts_needed(rule: Rule) -> int:
+    """The fewest posts a bucket needs before a signal rule can hold on it (at least 1)."""
+    return max(rule.when.min_count, rule.when.min_negative, 1)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What closing buckets did since the metrics were last told: each series' newest
+    bucket (gauges show the latest) and how many closed (a backtest closes several buckets
+    of a series at a time), the detectors' evaluations, and the time they took."""
+
+    newest: dict[SeriesKey, tuple[Bucket, list[Signal]]] = field(default_factory=dict)
+    closed: dict[SeriesKey, int] = field(default_factory=dict)
+    evaluations: dict[str, int] = field(default_factory=dict)
+    detecting: float = 0.0
+    ruling: float = 0.0
+
+    def closing(self, bucket: Bucket, signals: list[Signal]) -> None:
+        self.newest[bucket.series] = (bucket, signals)
+        self.closed[bucket.series] = self.closed.get(bucket.series, 0) + 1
+
+    def evaluated(self, measure: str) -> None:
+        self.evaluations[measure] = self.evaluations.get(measure, 0) + 1
+
+
+@dataclass(slots=True)
+class _Early:
+    """A bucket still open, as its early verdicts stand (kept on the open bucket): the
+    detectors that judge it, the count above which it is worth judging, the count each
+    rule last judged it at, the rules that have fired."""
+
+    detectors: Sequence[Detector]  # the series' (none: nothing learned to judge against)
+    bars: dict[Measure, float | None] = field(default_factory=dict)
+    judged_at: dict[str, int] = field(default_factory=dict)
+    fired: set[str] = field(default_factory=set)
+    quiet_until: int = 0  # no rule looks at it again before it has this many posts
+
+    def next_look(self, rule: Rule) -> int:
+        """The posts the bucket needs before ``rule`` looks at it again (a count of its
+        posts: negatives never outnumber them)."""
+        if rule.id in self.fired:
+            return NEVER
+        last = self.judged_at.get(rule.id)
+        if last is None:
+            return _posts_needed(rule)
+        return max(last + 1, math.ceil(last * EARLY_RECHECK))
 
 
 class _Authors:
@@ -144,18 +210,38 @@ class _Authors:
         self.next_index[scale] = index + 1
         return len(self.open.pop((scale, index), ()))
 
+    def so_far(self, scale: int, index: int) -> int:
+        """How many different authors bucket ``index``, still open, has had so far."""
+        return len(self.open.get((scale, index), ()))
+
 
 @dataclass(frozen=True, slots=True)
-class _PendingMention:
-    """A post a mention rule fires on, waiting for its place in event-time order."""
+class _Pending:
+    """A firing that waits for its place in event-time order: a mention rule's post, or a
+    signal rule's early verdict on a bucket still open (at the post that made it hold)."""
 
     rule: Rule
-    brand: str
-    mention: Mention
+    signal: Signal
+    bucket: Bucket  # the evidence: the post, or the bucket so far
+    context: tuple[Signal, ...]
     after: datetime | None  # the watermark before the post: it goes before later buckets
 
 
 _bucket_end = attrgetter("end")
+
+
+def state_start(index: int, scale: int) -> datetime:
+    """The start of bucket ``index`` at ``scale`` seconds."""
+    return datetime.fromtimestamp(index * scale, UTC)
+
+
+def _band_top(detectors: Sequence[Detector], measure: Measure, start: datetime) -> float | None:
+    """The top of the expected band of the count detector of ``measure`` (None: none, or
+    it warms up)."""
+    for detector in detectors:
+        if detector.measure is measure and isinstance(detector, CountDetector):
+            return detector.band_top(start)
+    return None
 
 
 class Pipeline:
@@ -214,7 +300,10 @@ class Pipeline:
         self._finest = min(config.detect.scales_seconds)
         self._plans: dict[str, _BrandPlan] = {}
         self._authors: dict[tuple[str, str], _Authors] = {}  # (brand, topic) -> its authors
-        self._pending: deque[_PendingMention] = deque()
+        self._pending: deque[_Pending] = deque()
+        self._closed_early: list[AlertEvent] = []  # what closing within a batch gave
+        self._tally = _Tally()  # what closing buckets did, for the metrics (``_report``)
+        self._closing_time = 0.0  # ... and how long it took (not the aggregation's)
         self._folds: dict[str, tuple[str, set[str]]] = {}  # text -> folded, words (a batch's)
         self._use(rules)
         self._timer = timer
@@ -305,6 +394,11 @@ class Pipeline:
                 ),
                 new_term=tuple(new_term),
                 trackers=tuple(t for (b, _), t in trackers.items() if b == brand.id),
+                early={
+                    t: (early, min(_posts_needed(r) for r in early))
+                    for t in ("", *found.topics)
+                    if (early := tuple(filter(fires_early, rules.signal_rules(brand.id, t))))
+                },
             )
         self.terms = trackers
         self._plans = plans
@@ -322,7 +416,11 @@ class Pipeline:
     # -- the three ways in ---------------------------------------------------------
 
     def ingest(self, mentions: Sequence[Mention]) -> list[AlertEvent]:
-        """Enrich and count a batch of posts; judge every bucket they let close."""
+        """Enrich and count a batch of posts; judge every bucket they let close.
+
+        A bucket still open that is judged at a post (``_judge_early``) is judged after the
+        buckets the watermark has passed have closed, as it would be had the batch ended
+        at the post before: against the same past, however the posts were batched."""
         fresh = []
         for mention in mentions:
             if self.dedup.first_time(mention.id):
@@ -338,6 +436,7 @@ class Pipeline:
             self.metrics.unmatched.inc(len(found) - len(about))
         enriched = self._score(about)
         enriched_at = self._timer()
+        self._closed_early = []
         if self._others:
             self._aggregate_shard(found, enriched)
         else:
@@ -352,8 +451,19 @@ class Pipeline:
         self._counted_own.clear()
         if fresh:
             self._stage["enrich"].observe(enriched_at - started)
-            self._stage["aggregate"].observe(self._timer() - enriched_at)
-        return self._close()
+            self._stage["aggregate"].observe(self._timer() - enriched_at - self._closing_time)
+        self._closing_time = 0.0
+        earlier, self._closed_early = self._closed_early, []
+        return self._close(earlier)
+
+    def _close_if_due(self) -> None:
+        """Close the buckets the posts so far let close, if any (``_judge_early``: before
+        a bucket still open is judged); the metrics are told at the end of the batch."""
+        watermark = self.clock.watermark
+        if watermark is not None and self.aggregator.due_by(watermark):
+            started = self._timer()
+            self._closed_early.extend(self._close_due(watermark))
+            self._closing_time += self._timer() - started
 
     def tick(self, now: datetime) -> list[AlertEvent]:
         """Live mode: wall time passed; close the buckets it lets close, even empty ones."""
@@ -566,6 +676,8 @@ class Pipeline:
                 on_time = self.aggregator.add(mention, brand) and on_time
                 if "" in plan.authors:
                     self._add_author(brand, "", mention, timestamp, plan.authors[""])
+                if "" in plan.early:
+                    self._judge_early(brand, "", mention, timestamp, plan.early[""])
             may: set[str] | None = None  # the topic and mention rules its terms may match
             regexes_may: bool | None = None  # whether one of their regexes may
             if plan.rules.topics:
@@ -579,6 +691,8 @@ class Pipeline:
                     on_time = self.aggregator.add(mention, brand, topic) and on_time
                     if topic in plan.authors:
                         self._add_author(brand, topic, mention, timestamp, plan.authors[topic])
+                    if topic in plan.early:
+                        self._judge_early(brand, topic, mention, timestamp, plan.early[topic])
             for rule, when, matcher in plan.mention:
                 if not when.admits(mention) or not rule.live_at(mention.created_at):
                     continue
@@ -595,7 +709,13 @@ class Pipeline:
                         mention, folded, plan.own, terms_may, bool(regexes_may), own_post
                     ):
                         continue
-                self._pending.append(_PendingMention(rule, brand, mention, self.clock.watermark))
+                at = mention.created_at
+                series = SeriesKey(brand, "", self._finest)
+                signal = Signal(series, Measure.MENTION, at, at, 1.0, 0.0, 0.0, 0.0, 1.0, "up")
+                evidence = Bucket(
+                    series, at, at, 1, int(mention.is_negative), mention.reach, (mention,)
+                )
+                self._pending.append(_Pending(rule, signal, evidence, (), self.clock.watermark))
             if plan.trackers and not own_post:
                 if folded is None:
                     folded, words = self._fold(mention.text)
@@ -617,6 +737,83 @@ class Pipeline:
         author = mention.author.id or mention.author.handle or f"post:{mention.id}"
         authors.add(author, timestamp, scales)
 
+    def _judge_early(
+        self,
+        brand: str,
+        topic: str,
+        mention: Mention,
+        timestamp: float,
+        early_rules: tuple[tuple[Rule, ...], int],
+    ) -> None:
+        """Judge the buckets this post is in, still open, for the rules that may fire on them
+        early (``fires_early``): a spike is news at the post that makes it one, not a
+        bucket and its allowed lateness later. A rule that holds on the bucket so far holds
+        when it closes (its verdict only grows with more posts), so its firing is queued
+        now, at this post's time (``_Pending``), and the bucket's close updates it.
+
+        Cheap for the posts that change nothing: a bucket is looked at once its count (or
+        negatives) passes the rule's minimum, judged once it passes the top of the expected
+        band too, and looked at again only at ``EARLY_RECHECK`` times the count it was last
+        looked at with. The detectors judge it against the buckets already closed."""
+        rules, least = early_rules
+        for series in self.aggregator.scales_of(brand, topic):
+            key, scale = series.key, series.key.scale_seconds
+            index = int(timestamp // scale)
+            state = series.open.get(index)
+            if state is None or state.count < least:
+                continue  # a late post, or too few posts for any rule
+            if state.judged_early is not None and state.count < state.judged_early.quiet_until:
+                continue  # the common case: nothing to look at again yet
+            signals: list[Signal] | None = None
+            partial: Bucket | None = None
+            for rule in rules:
+                when = rule.when
+                if when.scales_seconds and scale not in when.scales_seconds:
+                    continue
+                if state.count < when.min_count or state.negative < when.min_negative:
+                    continue
+                measure = when.measure
+                value = state.count if measure is Measure.VOLUME else state.negative
+                early = state.judged_early
+                if early is not None and rule.id in early.fired:
+                    continue
+                last = None if early is None else early.judged_at.get(rule.id)
+                if last is not None and value < max(last + 1, last * EARLY_RECHECK):
+                    continue
+                self._close_if_due()  # the past it is judged against: as without the batch
+                if series.open.get(index) is not state:
+                    break  # it was due: the post came after its close, late
+                if early is None:
+                    early = state.judged_early = _Early(self.detectors.get(key, ()))
+                detectors = early.detectors
+                if measure not in early.bars:
+                    early.bars[measure] = _band_top(detectors, measure, state_start(index, scale))
+                bar = early.bars[measure]
+                early.judged_at[rule.id] = value
+                if bar is None or value <= bar or not rule.live_at(mention.created_at):
+                    continue
+                if signals is None or partial is None:
+                    partial = series.peek(index, mention.created_at)
+                    assert partial is not None  # the post is in it
+                    signals = [detector.score_one(partial) for detector in detectors]
+                signal = next((s for s in signals if s.measure is measure), None)
+                authors = self._authors.get((brand, topic))
+                so_far = authors.so_far(scale, index) if authors is not None else 0
+                if signal is not None and when.holds(signal, partial, so_far):
+                    early.fired.add(rule.id)
+                    pending = _Pending(rule, signal, partial, tuple(signals), self.clock.watermark)
+                    self._pending.append(pending)
+            early = state.judged_early
+            if early is not None:
+                early.quiet_until = min(
+                    (
+                        early.next_look(rule)
+                        for rule in rules
+                        if not rule.when.scales_seconds or scale in rule.when.scales_seconds
+                    ),
+                    default=NEVER,
+                )
+
     def _authors_in(self, bucket: Bucket) -> int:
         """The different authors of a closed bucket (forgotten from now on)."""
         series = bucket.series
@@ -626,30 +823,29 @@ class Pipeline:
         scale = series.scale_seconds
         return authors.close(scale, int(bucket.start.timestamp()) // scale)
 
-    def _close(self) -> list[AlertEvent]:
+    def _close(self, earlier: Sequence[AlertEvent] = ()) -> list[AlertEvent]:
+        """Close what the watermark lets close, and tell the metrics; ``earlier``: the
+        events of the closes within the batch (``_close_if_due``), told now too."""
         watermark = self.clock.watermark
         if watermark is None:
-            return []
+            return list(earlier)
+        events = [*earlier, *self._close_due(watermark)]
+        self._report(events, watermark)
+        return events
+
+    def _close_due(self, watermark: datetime) -> list[AlertEvent]:
+        """Judge every bucket the watermark has passed, and the firings at posts before it,
+        in event-time order; what the metrics will be told is kept in ``self._tally``."""
         events: list[AlertEvent] = []
         timer = self._timer
-        detecting = ruling = 0.0
-        evaluations: dict[str, int] = {}
-        # the metrics: each series' newest bucket (gauges show the latest) and how many
-        # closed (a backtest closes several buckets of a series at a time)
-        newest: dict[SeriesKey, tuple[Bucket, list[Signal]]] = {}
-        closed: dict[SeriesKey, int] = {}
-
-        def closing(bucket: Bucket, signals: list[Signal]) -> None:
-            newest[bucket.series] = (bucket, signals)
-            closed[bucket.series] = closed.get(bucket.series, 0) + 1
-
+        tally = self._tally
         # Bucket by bucket, in event-time order, so that the alerts (and their
         # resolution) do not depend on how the posts were batched; the buckets that
         # end at one instant make one round of the lifecycle.
         for end, buckets in itertools.groupby(
             self.aggregator.close_until(watermark), key=_bucket_end
         ):
-            events.extend(self._release_mentions(before=end))
+            events.extend(self._release_pending(before=end))
             alerts: list[Alert] = []
             term_alerts: list[Alert] = []
             for bucket in buckets:
@@ -659,39 +855,43 @@ class Pipeline:
                 if self._nothing_to_judge(bucket):
                     self._learn(bucket)
                     judged = timer()
-                    closing(bucket, [])
+                    tally.closing(bucket, [])
                     recorded = timer()
                     if bucket.series.topic in self._plans[bucket.series.brand].streaks:
                         alerts.extend(self._alerts(bucket, []))  # ends the rules' streaks
-                    detecting += judged - started
-                    ruling += timer() - recorded
+                    tally.detecting += judged - started
+                    tally.ruling += timer() - recorded
                     continue
                 signals = self._judge(bucket)
                 closed_terms = self._close_terms(bucket)
                 judged = timer()
-                closing(bucket, signals)
+                tally.closing(bucket, signals)
                 if not bucket.series.topic:  # the alerts' charts show the brand
                     self.history.record(bucket, signals)
                 recorded = timer()
                 if closed_terms is not None:
                     term_alerts.extend(self._term_alerts(bucket, signals, closed_terms))
-                    evaluations["term_volume"] = evaluations.get("term_volume", 0) + 1
+                    tally.evaluated("term_volume")
                 alerts.extend(self._alerts(bucket, signals))
-                detecting += judged - started
-                ruling += timer() - recorded
+                tally.detecting += judged - started
+                tally.ruling += timer() - recorded
                 for signal in signals:
-                    measure = signal.measure.value
-                    evaluations[measure] = evaluations.get(measure, 0) + 1
+                    tally.evaluated(signal.measure.value)
             events.extend(self.book.observe(alerts + term_alerts, end))
-        events.extend(self._release_mentions(before=None))
-        for series, (bucket, signals) in newest.items():
-            self.metrics.record_bucket(bucket, signals, closed[series])
-        if evaluations:
-            self._stage["detect"].observe(detecting)
-            self._stage["rules"].observe(ruling)
-            for measure, count in evaluations.items():
-                self.metrics.detector_evaluations.labels(measure).inc(count)
+        events.extend(self._release_pending(before=None))
         events.extend(self.book.observe([], watermark))
+        return events
+
+    def _report(self, events: Sequence[AlertEvent], watermark: datetime) -> None:
+        """Tell the metrics what closing buckets did (``self._tally``) and the events."""
+        tally, self._tally = self._tally, _Tally()
+        for series, (bucket, signals) in tally.newest.items():
+            self.metrics.record_bucket(bucket, signals, tally.closed[series])
+        if tally.evaluations:
+            self._stage["detect"].observe(tally.detecting)
+            self._stage["rules"].observe(tally.ruling)
+            for measure, count in tally.evaluations.items():
+                self.metrics.detector_evaluations.labels(measure).inc(count)
         self.metrics.watermark.set(watermark.timestamp())
         for event in events:
             if event.kind is EventKind.FIRING:
@@ -710,7 +910,6 @@ class Pipeline:
                 by_brand[brand] = by_brand.get(brand, 0) + 1
             for brand, count in by_brand.items():
                 self.metrics.brand_active_alerts.labels(brand).set(count)
-        return events
 
     def _judged(self, series: SeriesKey) -> bool:
         """Whether a closed bucket of ``series`` is worth judging: every bucket of a brand
@@ -850,22 +1049,16 @@ class Pipeline:
             alerts.append(self._alert(rule, signal, evidence, tuple(signals), term=surge.term))
         return alerts
 
-    def _release_mentions(self, before: datetime | None) -> list[AlertEvent]:
-        """The mention rules' alerts whose posts came before the watermark passed ``before``
-        (all of them when it is None), into the lifecycle, in the order of the posts."""
+    def _release_pending(self, before: datetime | None) -> list[AlertEvent]:
+        """The firings at a post (mention rules, early verdicts) whose posts came before
+        the watermark passed ``before`` (all of them when it is None), into the lifecycle,
+        in the order of the posts."""
         events = []
         pending = self._pending
         while pending and (before is None or pending[0].after is None or pending[0].after < before):
             item = pending.popleft()
-            mention = item.mention
-            at = mention.created_at
-            series = SeriesKey(item.brand, "", self._finest)
-            signal = Signal(series, Measure.MENTION, at, at, 1.0, 0.0, 0.0, 0.0, 1.0, "up")
-            evidence = Bucket(
-                series, at, at, 1, int(mention.is_negative), mention.reach, (mention,)
-            )
-            alert = self._alert(item.rule, signal, evidence, ())
-            events.extend(self.book.observe([alert], item.after or at))
+            alert = self._alert(item.rule, item.signal, item.bucket, item.context)
+            events.extend(self.book.observe([alert], item.after or item.signal.end))
         return events
 
     def _alert(

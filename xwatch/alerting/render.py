@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import re
 
-from xwatch.model import Alert, AlertEvent, EventKind, Measure, Signal, format_count, format_scale
+from xwatch.model import (
+    Alert,
+    AlertEvent,
+    EventKind,
+    Measure,
+    Signal,
+    format_count,
+    format_duration,
+    format_scale,
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 MEASURE_NAMES = {
@@ -34,6 +43,14 @@ def describe(signal: Signal) -> str:
             f"{name} {signal.observed:.0%} (usual {signal.expected:.0%}, "
             f"band {signal.low:.0%}-{signal.high:.0%})"
         )
+    elif signal.so_far:
+        elapsed = round((signal.end - signal.start).total_seconds())
+        text = (
+            f"{name} {signal.observed:.0f} in the first {format_duration(elapsed)} of its "
+            f"{format_scale(signal.series.scale_seconds)} bucket (expected "
+            f"{format_count(signal.expected)} in all of it, band {signal.low:.0f}-"
+            f"{signal.high:.0f})"
+        )
     else:
         text = (
             f"{name} {signal.observed:.0f} (expected {format_count(signal.expected)}, "
@@ -50,7 +67,7 @@ def sustained(signal: Signal) -> str:
     run = signal.run
     if run is None or run.buckets < 2:
         return ""
-    width = format_scale(round((signal.end - signal.start).total_seconds()))
+    width = format_scale(signal.series.scale_seconds)
     since = f"sustained since {run.start:%H:%M} UTC ({run.buckets} buckets of {width})"
     if signal.measure is Measure.NEGATIVE_SHARE:
         return (
@@ -87,6 +104,11 @@ def render_text(event: AlertEvent) -> str:
     signal = alert.signal
     if signal.measure is Measure.MENTION:
         when = f"{signal.end:%Y-%m-%d %H:%M:%S} UTC (one post)"
+    elif signal.so_far:
+        when = (
+            f"{signal.start:%Y-%m-%d %H:%M}-{signal.end:%H:%M:%S} UTC (a "
+            f"{format_scale(alert.series.scale_seconds)} bucket still open: its posts so far)"
+        )
     else:
         when = (
             f"{signal.start:%Y-%m-%d %H:%M}-{signal.end:%H:%M} UTC "
@@ -102,7 +124,8 @@ def render_text(event: AlertEvent) -> str:
             lines.append(f"  context     {describe(other)}")
     topic = f" (posts matching rule {alert.series.topic!r})" if alert.series.topic else ""
     lines.append(
-        f"  posts       {alert.bucket.count} in the bucket{topic}, {alert.bucket.negative} negative"
+        f"  posts       {alert.bucket.count} in the bucket{' so far' if signal.so_far else ''}"
+        f"{topic}, {alert.bucket.negative} negative"
     )
     for mention in alert.bucket.samples:
         label = mention.sentiment.label if mention.sentiment else "?"

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
+from typing import Any
 
 from xwatch.model import Bucket, Mention, SeriesKey
 
@@ -32,6 +33,8 @@ class _OpenBucket:
     reach: int = 0
     # min-heap of the posts to show: negatives first, then by reach
     top: list[tuple[bool, int, str, Mention]] = field(default_factory=list)
+    # what has been judged of it while open (``Pipeline._judge_early``), gone with it
+    judged_early: Any = None
 
 
 @dataclass(slots=True)
@@ -68,6 +71,17 @@ class SeriesBuckets:
             if (negative, reach, mention.id) > (lowest[0], lowest[1], lowest[2]):
                 heapq.heapreplace(top, (negative, reach, mention.id, mention))
         return True
+
+    def peek(self, index: int, until: datetime) -> Bucket | None:
+        """Open bucket ``index`` as it stands, as a bucket ending at ``until`` (its posts so
+        far, its samples ranked as a closed bucket's); None if it has no post or is closed."""
+        state = self.open.get(index)
+        if state is None:
+            return None
+        width = self.key.scale_seconds
+        start = datetime.fromtimestamp(index * width, UTC)
+        samples = tuple(entry[3] for entry in sorted(state.top, key=_rank, reverse=True))
+        return Bucket(self.key, start, until, state.count, state.negative, state.reach, samples)
 
     @property
     def due(self) -> float:
@@ -157,6 +171,10 @@ class Aggregator:
         found.extend(self._series(brand, topic, scale) for scale in sorted(wanted))
         found.sort(key=lambda series: series.key.scale_seconds)
 
+    def scales_of(self, brand: str, topic: str = "") -> list[SeriesBuckets]:
+        """The series of a brand (or one of its topics) at each scale it is counted at."""
+        return self._scales_of.get((brand, topic), [])
+
     def add(self, mention: Mention, brand: str, topic: str = "") -> bool:
         """Add a post to a series at each of its scales; False if it is late at one."""
         timestamp = mention.created_at.timestamp()
@@ -182,6 +200,10 @@ class Aggregator:
         for key, series in self.series.items():
             series.next_index = int(timestamp // key.scale_seconds)
         self._due = min((s.due for s in self.series.values()), default=math.inf)
+
+    def due_by(self, watermark: datetime) -> bool:
+        """Whether ``watermark`` lets a bucket close."""
+        return self.start is not None and watermark.timestamp() >= self._due
 
     def close_until(self, watermark: datetime) -> list[Bucket]:
         """Every bucket the watermark has passed, oldest first (finest scale first on ties)."""

@@ -315,6 +315,15 @@ class CountDetector:
         weekly = self._trusted(self.weekly[weekday], self.weekly_seen[weekday] * self._per_day)
         return max((self.level if level is None else level) * daily * weekly, MIN_EXPECTED)
 
+    def band_top(self, start: datetime) -> float | None:
+        """The top of the expected band of the bucket starting at ``start`` (None while
+        warming up). Below it the bucket alone is no surprise: a bucket still open is
+        judged early (``Pipeline``) only above it; a change that builds up over several
+        buckets is judged as they close."""
+        if self._warming_up(start.timestamp()) or self.learned == 0:
+            return None
+        return nbinom_band(self.expected(start), self.dispersion)[1]
+
     @property
     def _per_day(self) -> int:
         """Buckets in a day (1 for day-wide buckets)."""
