@@ -111,6 +111,18 @@ def test_the_incident_chart_shades_the_run_behind_the_alert() -> None:
     assert shaded.startswith(b"\x89PNG") and shaded != plain
 
 
+def test_the_incident_chart_draws_a_bucket_still_open_as_its_posts_so_far() -> None:
+    fired = alert()
+    so_far = dataclasses.replace(
+        fired.signal, end=fired.signal.start + timedelta(seconds=20), observed=300.0
+    )
+    early = dataclasses.replace(fired, signal=so_far)
+    assert early.signal.so_far and not early.series.topic
+    closed = incident_chart(notice(alert_=fired).incident)
+    drawn = incident_chart(notice(alert_=early).incident)
+    assert closed is not None and drawn is not None and drawn != closed
+
+
 def test_a_sustained_volume_drop_carries_the_run_that_made_it() -> None:
     """Half the usual volume for a while: no bucket alone is extreme, their run is."""
     rng = random.Random(3)

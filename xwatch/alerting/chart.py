@@ -3,7 +3,8 @@
 Two panels sharing the time axis: mention volume per bucket with the expected
 value and its band, and the negative share against its usual level (a gap where a
 bucket had no posts); the bucket that fired is marked in both, and, when consecutive
-buckets together made the alert (``Signal.run``), the run behind it, lighter. Drawn from the
+buckets together made the alert (``Signal.run``), the run behind it, lighter. A brand's
+bucket judged while still open (``Signal.so_far``) shows its posts so far, dotted. Drawn from the
 history the lead alert carries (``Alert.history``), with matplotlib's Agg canvas
 (no display, no global pyplot state, safe in a worker thread). About 0.1 s per
 chart: notifiers call it through ``asyncio.to_thread``.
@@ -88,6 +89,17 @@ def incident_chart(incident: Incident, *, dpi: int = 100) -> bytes | None:
             since = f"sustained since {run.start:%H:%M}" if axes is volume else None
             axes.axvspan(run.start, lead.signal.start, color=ALERT, alpha=0.12, label=since)
         axes.axvspan(lead.signal.start, lead.signal.start + width, color=ALERT, alpha=0.3)
+        if axes is volume and lead.signal.so_far and not lead.series.topic:
+            # judged while still open: its posts so far, up to the post that fired it
+            axes.hlines(
+                lead.signal.observed,
+                lead.signal.start,
+                lead.signal.start + width,
+                color=VOLUME,
+                linestyle=":",
+                linewidth=2,
+                label=f"so far, at {lead.signal.end:%H:%M:%S} (still open)",
+            )
         axes.grid(alpha=0.3)
         axes.legend(loc="upper left", fontsize="small", frameon=False)
     share.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=UTC))  # type: ignore[no-untyped-call]
