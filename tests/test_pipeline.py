@@ -88,6 +88,25 @@ def test_unmatched_and_late_posts_are_counted(settings: Settings) -> None:
     assert registry.get_sample_value("xwatch_mentions_late_total") == 1
 
 
+def test_a_post_is_late_or_not_whatever_the_batch_it_comes_in(settings: Settings) -> None:
+    """Minute 0's bucket is due once a post 2 minutes later has moved the watermark past
+    it (60 s of allowed lateness): a post from minute 0 after that is late, in the same
+    batch as well as in the next."""
+    posts = [
+        mention("kettlebird", at=0, id="a"),
+        mention("kettlebird", at=180, id="b"),
+        mention("kettlebird, late", at=30, id="c"),
+    ]
+    counted = []
+    for batches in ([posts], [[p] for p in posts]):
+        pipeline, registry = make_pipeline(settings)
+        events = [e for batch in batches for e in pipeline.ingest(batch)]
+        events += pipeline.flush()
+        assert registry.get_sample_value("xwatch_mentions_late_total") == 1
+        counted.append(registry.get_sample_value("xwatch_buckets_closed_total", {"scale": "1m"}))
+    assert counted[0] == counted[1]
+
+
 def test_live_ticks_close_quiet_buckets(settings: Settings) -> None:
     pipeline, registry = make_pipeline(settings)
     pipeline.ingest([mention("kettlebird", at=0)])

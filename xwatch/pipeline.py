@@ -193,10 +193,10 @@ class _Authors:
         self.open: dict[tuple[int, int], set[str]] = {}  # (scale, bucket index) -> authors
         self.next_index: dict[int, int] = {}  # scale -> the next bucket to close
 
-    def add(self, author: str, timestamp: float, scales: tuple[int, ...]) -> None:
+    def add(self, author: str, timestamp: float, scales: tuple[int, ...], watermark: float) -> None:
         for scale in scales:
             index = int(timestamp // scale)
-            if index < self.next_index.get(scale, index):
+            if index < self.next_index.get(scale, index) or (index + 1) * scale <= watermark:
                 continue  # late: that bucket is closed (the aggregator does not add it either)
             found = self.open.get((scale, index))
             if found is None:
@@ -663,6 +663,8 @@ class Pipeline:
         words: set[str] | None = None  # the same for its words and its terms
         terms: set[str] | None = None
         timestamp = mention.created_at.timestamp()
+        watermark = self.clock.watermark  # before this post: what is due is closed, or late
+        mark = -math.inf if watermark is None else watermark.timestamp()
         for brand in brands:
             plan = plans[brand]
             # the brand's own posts are not mentions of it: only the rules that ask for
@@ -673,9 +675,9 @@ class Pipeline:
             if own_post:
                 self.aggregator.begin(timestamp)  # it starts the series all the same
             else:
-                on_time = self.aggregator.add(mention, brand) and on_time
+                on_time = self.aggregator.add(mention, brand, "", mark) and on_time
                 if "" in plan.authors:
-                    self._add_author(brand, "", mention, timestamp, plan.authors[""])
+                    self._add_author(brand, "", mention, timestamp, plan.authors[""], mark)
                 if "" in plan.early:
                     self._judge_early(brand, "", mention, timestamp, plan.early[""])
             may: set[str] | None = None  # the topic and mention rules its terms may match
@@ -688,9 +690,10 @@ class Pipeline:
                 for topic in self.rules.topics_of(
                     mention, folded, brand, may, regexes_may, own_post
                 ):
-                    on_time = self.aggregator.add(mention, brand, topic) and on_time
+                    on_time = self.aggregator.add(mention, brand, topic, mark) and on_time
                     if topic in plan.authors:
-                        self._add_author(brand, topic, mention, timestamp, plan.authors[topic])
+                        scales = plan.authors[topic]
+                        self._add_author(brand, topic, mention, timestamp, scales, mark)
                     if topic in plan.early:
                         self._judge_early(brand, topic, mention, timestamp, plan.early[topic])
             for rule, when, matcher in plan.mention:
@@ -727,7 +730,13 @@ class Pipeline:
         self.clock.observe(mention.created_at)
 
     def _add_author(
-        self, brand: str, topic: str, mention: Mention, timestamp: float, scales: tuple[int, ...]
+        self,
+        brand: str,
+        topic: str,
+        mention: Mention,
+        timestamp: float,
+        scales: tuple[int, ...],
+        watermark: float,
     ) -> None:
         """Count the post's author in its open bucket at each scale (for ``min_authors``)."""
         authors = self._authors.get((brand, topic))
@@ -735,7 +744,7 @@ class Pipeline:
             enough = self._plans[brand].enough_authors[topic]
             authors = self._authors[(brand, topic)] = _Authors(enough)
         author = mention.author.id or mention.author.handle or f"post:{mention.id}"
-        authors.add(author, timestamp, scales)
+        authors.add(author, timestamp, scales, watermark)
 
     def _judge_early(
         self,

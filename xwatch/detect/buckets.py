@@ -46,15 +46,24 @@ class SeriesBuckets:
     samples: int = 5
     open: dict[int, _OpenBucket] = field(default_factory=dict)
 
-    def add(self, mention: Mention, timestamp: float) -> bool:
-        """Add a post; False if its bucket has already closed (it is late)."""
-        return self.add_scored(mention, timestamp, mention.is_negative, mention.reach)
+    def add(self, mention: Mention, timestamp: float, watermark: float = -math.inf) -> bool:
+        """Add a post; False if it is late: its bucket has closed, or would have (it ends
+        at or before ``watermark``, epoch seconds) had the posts before come one at a time."""
+        return self.add_scored(mention, timestamp, mention.is_negative, mention.reach, watermark)
 
-    def add_scored(self, mention: Mention, timestamp: float, negative: bool, reach: int) -> bool:
+    def add_scored(
+        self,
+        mention: Mention,
+        timestamp: float,
+        negative: bool,
+        reach: int,
+        watermark: float = -math.inf,
+    ) -> bool:
         """``add`` with the post's negativity and reach already worked out (once per post,
         not once per series)."""
-        index = int(timestamp // self.key.scale_seconds)
-        if index < self.next_index:
+        width = self.key.scale_seconds
+        index = int(timestamp // width)
+        if index < self.next_index or (index + 1) * width <= watermark:
             return False
         bucket = self.open.get(index)
         if bucket is None:
@@ -175,15 +184,18 @@ class Aggregator:
         """The series of a brand (or one of its topics) at each scale it is counted at."""
         return self._scales_of.get((brand, topic), [])
 
-    def add(self, mention: Mention, brand: str, topic: str = "") -> bool:
-        """Add a post to a series at each of its scales; False if it is late at one."""
+    def add(
+        self, mention: Mention, brand: str, topic: str = "", watermark: float = -math.inf
+    ) -> bool:
+        """Add a post to a series at each of its scales; False if it is late at one (see
+        ``SeriesBuckets.add``: ``watermark`` makes that the same however posts are batched)."""
         timestamp = mention.created_at.timestamp()
         if self.start is None or (timestamp < self.start and not self._closed):
             self.begin(timestamp)  # (or not: see there)
         negative, reach = mention.is_negative, mention.reach
         on_time = True
         for series in self._all_scales(brand, topic):
-            on_time = series.add_scored(mention, timestamp, negative, reach) and on_time
+            on_time = series.add_scored(mention, timestamp, negative, reach, watermark) and on_time
         return on_time
 
     def begin(self, timestamp: float) -> None:
