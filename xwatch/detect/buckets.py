@@ -3,7 +3,9 @@
 Each series keeps the buckets that are still open (a post may arrive late, up to
 the allowed lateness) and closes them, in order, when the watermark passes their
 end, including the empty ones: a quiet minute is a bucket with a count of 0.
-A post for a bucket that is already closed is *late*: it is counted, not added.
+A post for a bucket that is already closed, or due to close (its end at or before the
+watermark before the post, when its close waits for the end of a batch), is *late*: it
+is counted, not added.
 
 Both calls are on the daemon's hot path: ``add`` runs for every post at each scale,
 ``close_until`` after every batch, however small. ``Aggregator`` therefore keeps each
