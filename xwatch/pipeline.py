@@ -230,7 +230,7 @@ class _Pending:
 _bucket_end = attrgetter("end")
 
 
-def state_start(index: int, scale: int) -> datetime:
+def _bucket_start(index: int, scale: int) -> datetime:
     """The start of bucket ``index`` at ``scale`` seconds."""
     return datetime.fromtimestamp(index * scale, UTC)
 
@@ -301,7 +301,7 @@ class Pipeline:
         self._plans: dict[str, _BrandPlan] = {}
         self._authors: dict[tuple[str, str], _Authors] = {}  # (brand, topic) -> its authors
         self._pending: deque[_Pending] = deque()
-        self._closed_early: list[AlertEvent] = []  # what closing within a batch gave
+        self._closed_within: list[AlertEvent] = []  # what closing within a batch gave
         self._tally = _Tally()  # what closing buckets did, for the metrics (``_report``)
         self._closing_time = 0.0  # ... and how long it took (not the aggregation's)
         self._folds: dict[str, tuple[str, set[str]]] = {}  # text -> folded, words (a batch's)
@@ -436,7 +436,7 @@ class Pipeline:
             self.metrics.unmatched.inc(len(found) - len(about))
         enriched = self._score(about)
         enriched_at = self._timer()
-        self._closed_early = []
+        self._closed_within = []
         if self._others:
             self._aggregate_shard(found, enriched)
         else:
@@ -453,7 +453,7 @@ class Pipeline:
             self._stage["enrich"].observe(enriched_at - started)
             self._stage["aggregate"].observe(self._timer() - enriched_at - self._closing_time)
         self._closing_time = 0.0
-        earlier, self._closed_early = self._closed_early, []
+        earlier, self._closed_within = self._closed_within, []
         return self._close(earlier)
 
     def _close_if_due(self) -> None:
@@ -462,7 +462,7 @@ class Pipeline:
         watermark = self.clock.watermark
         if watermark is not None and self.aggregator.due_by(watermark):
             started = self._timer()
-            self._closed_early.extend(self._close_due(watermark))
+            self._closed_within.extend(self._close_due(watermark))
             self._closing_time += self._timer() - started
 
     def tick(self, now: datetime) -> list[AlertEvent]:
@@ -796,7 +796,7 @@ class Pipeline:
                     early = state.judged_early = _Early(self.detectors.get(key, ()))
                 detectors = early.detectors
                 if measure not in early.bars:
-                    early.bars[measure] = _band_top(detectors, measure, state_start(index, scale))
+                    early.bars[measure] = _band_top(detectors, measure, _bucket_start(index, scale))
                 bar = early.bars[measure]
                 early.judged_at[rule.id] = value
                 if bar is None or value <= bar or not rule.live_at(mention.created_at):
