@@ -250,7 +250,7 @@ class FakeX:
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         script = self.scripts.pop(0) if self.scripts else []
         if script and isinstance(script[0], Status):
-            return _problem(script[0].status, script[0].headers, script[0].body)
+            return _reply(script[0])
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         if script and isinstance(script[0], Drop):
             _abort(request)
@@ -364,8 +364,7 @@ class FakeX:
 
     async def _search(self, request: web.Request) -> web.Response:
         if self.search_replies:
-            reply = self.search_replies.pop(0)
-            return _problem(reply.status, reply.headers, reply.body)
+            return _reply(self.search_replies.pop(0))
         query = request.query
         try:
             terms = _query_terms(query["query"])
@@ -410,8 +409,7 @@ class FakeX:
         if self.counts_hang:
             await self._stopping.wait()
         if self.counts_replies:
-            reply = self.counts_replies.pop(0)
-            return _problem(reply.status, reply.headers, reply.body)
+            return _reply(self.counts_replies.pop(0))
         query = request.query
         try:
             terms = _query_terms(query["query"])
@@ -582,6 +580,10 @@ def _invalid(parameter: str, message: str) -> JsonObject:
         "detail": "One or more parameters to your request was invalid.",
         "type": "https://api.twitter.com/2/problems/invalid-request",
     }
+
+
+def _reply(scripted: Status) -> web.Response:
+    return _problem(scripted.status, scripted.headers, scripted.body)
 
 
 def _problem(

@@ -121,6 +121,13 @@ def processed(daemon: Daemon) -> float:
     return value or 0.0
 
 
+async def until_processed(daemon: Daemon, count: int) -> None:
+    """Wait (at most 15 s) until the daemon has processed ``count`` posts about kettlebird."""
+    async with asyncio.timeout(15):
+        while processed(daemon) < count:  # noqa: ASYNC110 - a counter another task moves
+            await asyncio.sleep(0.05)
+
+
 def _get(url: str) -> str:
     import urllib.request
 
@@ -185,9 +192,7 @@ async def test_the_x_stream_feeds_the_daemon(
         daemon = Daemon(settings)
         task = asyncio.create_task(daemon.run())
         try:
-            async with asyncio.timeout(15):
-                while processed(daemon) < 4:  # noqa: ASYNC110 - a counter another task moves
-                    await asyncio.sleep(0.05)
+            await until_processed(daemon, 4)
             assert daemon.registry.get_sample_value("xwatch_source_up", {"source": "x"}) == 1
             rules = x.rules.values()
             assert [r.tag for r in rules] == ["kettlebird"]  # synced from the brand's terms
@@ -219,9 +224,7 @@ async def test_the_x_stream_warm_starts_the_brands_volume_from_x_s_counts(
         daemon = Daemon(settings)
         task = asyncio.create_task(daemon.run())
         try:
-            async with asyncio.timeout(15):
-                while processed(daemon) < 2:  # noqa: ASYNC110 - a counter another task moves
-                    await asyncio.sleep(0.05)
+            await until_processed(daemon, 2)
             volume = daemon.pipeline.detectors[SeriesKey("kettlebird", "", 300)][0]
             assert isinstance(volume, CountDetector) and volume.measure is Measure.VOLUME
             assert volume.learned >= 7 * 288 - 4  # the week's 5-minute buckets (7 d - 5 min)

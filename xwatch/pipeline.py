@@ -581,7 +581,7 @@ class Pipeline:
             for index in range(start_bucket, end_bucket):
                 first_minute = index * per_bucket
                 count = sum(minutes.get(first_minute + i, 0) for i in range(per_bucket))
-                start = datetime.fromtimestamp(index * scale, UTC)
+                start = _bucket_start(index, scale)
                 volume.learn_one(
                     Bucket(series, start, start + timedelta(seconds=scale), count, 0, 0)
                 )

@@ -456,7 +456,7 @@ class XStreamSource:
         try:
             found = await self._search(self._cursor(gap, now))
         except (_Failure, aiohttp.ClientError, OSError) as exc:
-            failure = exc if isinstance(exc, _Failure) else _Failure("network", _describe(exc))
+            failure = _as_failure(exc)
             delay = self._delay(self._search_backoff, failure)
             gap.not_before = now + timedelta(seconds=delay)
             self.report.problem(self.name, failure.kind, f"backfill search: {failure.detail}")
@@ -533,37 +533,29 @@ class XStreamSource:
         queries: dict[str, list[str]] = {}
         for rule in self.rules:
             queries.setdefault(rule.tag, []).append(rule.value)
-        pending = list(queries)
         try:
             async with asyncio.timeout(self.config.warm_start_timeout_seconds):
-                while pending:
-                    brand = pending[0]
+                for brand, values in queries.items():
                     try:
-                        counts = await self._brand_counts(queries[brand], since, until)
+                        self.warm_counts[brand] = await self._brand_counts(values, since, until)
                     except (_Failure, aiohttp.ClientError, OSError) as exc:
-                        failure = (
-                            exc
-                            if isinstance(exc, _Failure)
-                            else _Failure("network", _describe(exc))
-                        )
+                        failure = _as_failure(exc)
                         self.report.problem(
                             self.name, "warm_start", f"brand {brand!r}: {failure.detail}"
                         )
                         if failure.kind == "http_429":
                             break  # the others would be refused too
-                        pending.pop(0)
-                        continue
-                    self.warm_counts[brand] = counts
-                    pending.pop(0)
         except TimeoutError:
             self.report.problem(
                 self.name,
                 "warm_start",
                 f"the counts took longer than {self.config.warm_start_timeout_seconds:g} s",
             )
-        if pending:
-            cold = ", ".join(repr(brand) for brand in pending)
-            log.warning("source %s: no warm start for %s (they warm up live)", self.name, cold)
+        cold = [repr(brand) for brand in queries if brand not in self.warm_counts]
+        if cold:
+            log.warning(
+                "source %s: no warm start for %s (they warm up live)", self.name, ", ".join(cold)
+            )
         posts = sum(count for counts in self.warm_counts.values() for _, count in counts)
         log.info(
             "source %s: counts of %d brands' last %s (%d posts) for their warm start",
@@ -793,6 +785,11 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+def _as_failure(exc: BaseException) -> _Failure:
+    """A request's failure as one: itself, or a network one (refused, reset, timed out)."""
+    return exc if isinstance(exc, _Failure) else _Failure("network", _describe(exc))
 
 
 def _describe(exc: BaseException) -> str:
