@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from xwatch.errors import PayloadError
-from xwatch.sources.payload import MAX_PAYLOAD_BYTES, parse_payload
+from xwatch.model import Mention
+from xwatch.sources.payload import MAX_PAYLOAD_BYTES, _read, parse_payload
 
 
 def dumps(obj: object) -> bytes:
@@ -239,3 +241,130 @@ def test_x_payloads_with_wrong_types_give_a_payload_error(obj: dict[str, object]
         parse_payload(json.dumps(obj).encode(), "fuzz")
     except PayloadError as exc:
         assert exc.reason in PayloadError.REASONS
+
+
+# Every valid post is decoded the fast way (msgspec, into typed records), and whatever that
+# refuses is read the long way (``_read``), which says what is wrong. The fast way must
+# accept nothing the long way refuses, and read what it accepts to the same mention.
+
+_ANY = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=6)
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+)
+
+
+def _mostly(right: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """Nine times in ten a value of the right type, else anything."""
+    return st.integers(0, 9).flatmap(lambda draw: right if draw else _ANY)
+
+
+_COUNT = _mostly(st.integers(min_value=-2, max_value=50) | st.sampled_from([2**63, 2**64]))
+
+
+def _fields(
+    required: dict[str, st.SearchStrategy[object]], optional: dict[str, st.SearchStrategy[object]]
+) -> st.SearchStrategy[dict[str, object]]:
+    return st.fixed_dictionaries(required, optional=optional)
+
+
+_MENTION_DOCUMENTS = _fields(
+    {
+        "id": _mostly(st.text(max_size=4) | st.integers()),
+        "text": _mostly(st.text(max_size=20)),
+        "created_at": _mostly(
+            st.sampled_from(
+                ["2026-11-16T09:00:00Z", "2026-11-16T09:00:00.5+09:00", "2026-11-16 09:00", "soon"]
+            )
+        ),
+    },
+    {
+        "lang": _mostly(st.sampled_from(["en", "ja", ""]) | st.none()),
+        "url": _mostly(st.just("https://x.com/sam/status/1") | st.none()),
+        "author": _mostly(
+            _fields(
+                {},
+                {
+                    "id": _mostly(st.text(max_size=3)),
+                    "handle": _mostly(st.text(max_size=5) | st.none()),
+                    "followers": _COUNT,
+                    "verified": _mostly(st.booleans()),
+                },
+            )
+        ),
+        "metrics": _mostly(
+            _fields({}, {key: _COUNT for key in ("likes", "reposts", "replies", "quotes")})
+        ),
+        "brands": _mostly(st.lists(st.text(max_size=4), max_size=3)),
+        "extra": _ANY,
+    },
+)
+
+
+def _outcome(read: Callable[[], list[Mention]]) -> list[Mention] | tuple[str, str]:
+    try:
+        return read()
+    except PayloadError as exc:
+        return (exc.reason, exc.detail)
+
+
+_VALID = {"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z"}
+
+
+@settings(max_examples=300)
+@given(_MENTION_DOCUMENTS)
+@example({**_VALID, "metrics": {"likes": -1}})
+@example({**_VALID, "author": {"followers": 2**63}})
+@example({**_VALID, "author": {"followers": 2**64}})
+@example({**_VALID, "author": {"followers": True}})
+@example({**_VALID, "author": {"id": ""}})
+@example({**_VALID, "author": None})
+@example({**_VALID, "id": 7})
+@example({**_VALID, "id": ""})
+@example({**_VALID, "lang": "", "url": None, "brands": []})
+@example({**_VALID, "created_at": "2026-11-16T18:00:00+09:00"})
+@example({**_VALID, "created_at": "2026-11-16 09:00"})
+@example({**_VALID, "data": None})
+def test_the_fast_way_reads_a_mention_as_the_long_way_does(document: dict[str, object]) -> None:
+    raw = json.dumps(document).encode()
+    fast = _outcome(lambda: parse_payload(raw, "fuzz", brands=("acme",)))
+    assert fast == _outcome(lambda: _read(raw.decode(), "fuzz", ("acme",)))
+
+
+def test_the_fast_way_reads_a_full_mention() -> None:
+    raw = dumps(
+        {
+            "id": "7",
+            "text": "hello",
+            "created_at": "2026-11-16T18:00:00+09:00",
+            "lang": "ja",
+            "url": "https://x.com/sam/status/7",
+            "author": {"id": "42", "handle": "sam", "followers": 340, "verified": True},
+            "metrics": {"likes": 3, "reposts": 1, "replies": 2, "quotes": 4},
+            "brands": ["acme"],
+            "ignored": {"deep": [1, 2, {"x": None}]},
+        }
+    )
+    [mention] = parse_payload(raw, "x")
+    assert mention == _read(raw.decode(), "x", ())[0]
+    assert mention.created_at == datetime(2026, 11, 16, 9, tzinfo=UTC)
+    assert mention.created_at.tzinfo is UTC
+    assert (mention.author.followers, mention.reach) == (340, 340 + 100 + 3 + 2 + 4)
+
+
+def test_a_single_brand_is_read_the_long_way() -> None:
+    raw = dumps({"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z", "brand": "acme"})
+    assert [m.brands for m in parse_payload(raw, "x", brands=("other",))] == [("acme",)]
+    with pytest.raises(PayloadError, match="brands: expected a list of strings"):
+        parse_payload(raw.replace(b'"acme"', b"7"), "x")
+
+
+def test_invalid_utf8_in_a_key_no_field_reads_is_still_refused() -> None:
+    raw = dumps({"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z"})[:-1]
+    with pytest.raises(PayloadError) as caught:
+        parse_payload(raw + b', "other": "\xff"}', "test")
+    assert caught.value.reason == "invalid_utf8"
