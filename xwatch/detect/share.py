@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from xwatch.detect.runs import RunTracker
-from xwatch.detect.tails import betabinom_cdf, betabinom_sf
+from xwatch.detect.tails import betabinom_cdf, betabinom_sf, larger, smaller
 from xwatch.detect.volume import BAND_Z, DAY, MIN_FACTOR
 from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
@@ -66,8 +67,32 @@ class ShareParams:
     weekday_halflife_weeks: float = 4.0  # a weekday's share: half-life in weeks
 
 
+class _Scored:
+    """A slot for what ``score_one`` worked out on a bucket, for the ``learn_one`` that
+    follows on the same bucket (the model has not changed in between: only ``learn_one``
+    changes it, and it empties the slot). Not a dataclass field: never checkpointed."""
+
+    __slots__ = ("_scored",)
+    _scored: Scored | None
+
+    def _keep_scored(self, scored: Scored | None) -> None:
+        # set here, where type checkers see the slot (a slotted dataclass's own __slots__
+        # hides its bases' from them)
+        self._scored = scored
+
+
+class Scored(NamedTuple):
+    """What ``score_one`` worked out on ``bucket``, that ``learn_one`` needs again."""
+
+    bucket: Bucket
+    season: float  # ``_season``
+    usual: float  # ``usual_at``
+    concentration: float  # ``concentration``
+    llr: float | None  # ``_llr`` (None: not worked out, while warming up)
+
+
 @dataclass(slots=True)
-class NegativeShareDetector:
+class NegativeShareDetector(_Scored):
     width_seconds: int
     params: ShareParams = ShareParams()
     negatives: float = 0.0  # exponentially weighted, each over its hour's factor
@@ -108,7 +133,7 @@ class NegativeShareDetector:
     @property
     def concentration(self) -> float:
         low, high = self.params.concentration_range
-        return min(high, max(low, 1.0 / max(self.drift, 1e-9) - 1.0))
+        return smaller(high, larger(low, 1.0 / larger(self.drift, 1e-9) - 1.0))
 
     @property
     def usual_share(self) -> float:
@@ -116,10 +141,15 @@ class NegativeShareDetector:
         p = self.params
         return (self.negatives + p.prior_share * p.prior_posts) / (self.posts + p.prior_posts)
 
-    def usual_at(self, bucket: Bucket) -> float:
+    def __post_init__(self) -> None:
+        self._keep_scored(None)
+
+    def usual_at(self, bucket: Bucket, season: float | None = None) -> float:
         """The usual share at the bucket's hour of day and day of the week (below 1: a
-        share, not a certainty)."""
-        return min(self.usual_share * self._season(bucket), MAX_SHARE)
+        share, not a certainty). ``season``: the bucket's ``_season``, if known."""
+        if season is None:
+            season = self._season(bucket)
+        return smaller(self.usual_share * season, MAX_SHARE)
 
     def _season(self, bucket: Bucket) -> float:
         return self.hour_factors[self._hour(bucket)] * self.weekday_factors[bucket.start.weekday()]
@@ -127,40 +157,47 @@ class NegativeShareDetector:
     def _hour(self, bucket: Bucket) -> int:
         return bucket.start.hour if self.width_seconds < DAY else 0
 
-    def _band(self, share: float, n: int, z: float = BAND_Z) -> tuple[float, float]:
+    def _band(
+        self, share: float, n: int, z: float = BAND_Z, concentration: float | None = None
+    ) -> tuple[float, float]:
+        """The ``z`` band of a share of ``n`` posts (``concentration``: if known)."""
         n = max(n, 1)
-        c = self.concentration
+        c = self.concentration if concentration is None else concentration
         sd = math.sqrt(share * (1 - share) / n * (1 + (n - 1) / (c + 1)))
-        return max(0.0, share - z * sd), min(1.0, share + z * sd)
+        return larger(0.0, share - z * sd), smaller(1.0, share + z * sd)
 
-    def _clipped(self, k: float, n: int, share: float, z: float) -> float:
+    def _clipped(self, k: float, n: int, share: float, z: float, concentration: float) -> float:
         """``k`` negatives of ``n`` posts, moved to the edge of the ``z`` band if outside it."""
-        low, high = self._band(share, n, z)
-        return min(max(k, low * n), high * n)
+        low, high = self._band(share, n, z, concentration)
+        return smaller(larger(k, low * n), high * n)
 
     def score_one(self, bucket: Bucket) -> Signal:
         n, k = bucket.count, bucket.negative
-        usual = self.usual_at(bucket)
+        concentration = self.concentration
+        season = self._season(bucket)
+        usual = self.usual_at(bucket, season)
         observed = k / n if n else 0.0
-        low, high = self._band(usual, n)
+        low, high = self._band(usual, n, BAND_Z, concentration)
         direction: Direction = "up"
         if n == 0:
             tail = 1.0
         elif observed >= usual:
-            tail = betabinom_sf(k, n, usual, self.concentration)
+            tail = betabinom_sf(k, n, usual, concentration)
         else:
             direction = "down"
-            tail = betabinom_cdf(k, n, usual, self.concentration)
+            tail = betabinom_cdf(k, n, usual, concentration)
         warming_up = self._warming_up(bucket)
         p = self.params
-        cusum = 0.0 if warming_up else self.cusum + self._llr(k, n, usual)
-        cusum = min(max(cusum, 0.0), p.cusum_cap)
+        llr = None if warming_up else self._llr(k, n, usual, concentration)
+        self._keep_scored(Scored(bucket, season, usual, concentration, llr))
+        cusum = 0.0 if llr is None else self.cusum + llr
+        cusum = smaller(larger(cusum, 0.0), p.cusum_cap)
         sustained = math.exp(-cusum) / p.cusum_share
         run = None
         if sustained < 1.0 and (direction == "down" or sustained < tail / (1.0 - p.cusum_share)):
             run = self._run_through(bucket, usual)  # the CUSUM decides
         if direction == "up":
-            tail = min(1.0, tail / (1.0 - p.cusum_share), sustained)
+            tail = smaller(smaller(1.0, tail / (1.0 - p.cusum_share)), sustained)
         elif sustained < 1.0:  # a share below the usual one, but in a run of high ones
             direction, tail = "up", sustained
         return Signal(
@@ -172,7 +209,7 @@ class NegativeShareDetector:
             expected=usual,
             low=low,
             high=high,
-            likelihood=min(1.0, max(0.0, 1.0 - tail)),
+            likelihood=smaller(1.0, larger(0.0, 1.0 - tail)),
             direction=direction,
             surprise=Signal.surprise_of(tail),
             warming_up=warming_up,
@@ -190,25 +227,39 @@ class NegativeShareDetector:
             or bucket.start.timestamp() - self.first_start < self.params.warmup_seconds
         )
 
-    def _llr(self, k: int, n: int, usual: float) -> float:
+    def _llr(self, k: int, n: int, usual: float, concentration: float) -> float:
         """log BB(k | n, shifted share) - log BB(k | n, usual share), one concentration."""
         if n == 0:
             return 0.0
-        shifted = min(usual * self.params.shift_factor, (1.0 + usual) / 2.0)
-        c = self.concentration
+        shifted = smaller(usual * self.params.shift_factor, (1.0 + usual) / 2.0)
+        c = concentration
         return _log_betabinom(k, n, shifted, c) - _log_betabinom(k, n, usual, c)
 
     def learn_one(self, bucket: Bucket) -> None:
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()
         n, k = bucket.count, float(bucket.negative)
-        usual = self.usual_at(bucket)
+        try:
+            scored = self._scored
+        except AttributeError:  # a copy made without __init__ (copy, pickle)
+            scored = None
+        self._keep_scored(None)  # what is learned next changes the model
+        if scored is not None and scored.bucket is bucket:  # score_one's work on it
+            season, usual, concentration, llr = (
+                scored.season,
+                scored.usual,
+                scored.concentration,
+                scored.llr,
+            )
+        else:
+            season, concentration, llr = self._season(bucket), self.concentration, None
+            usual = self.usual_at(bucket, season)
         ongoing = self.cusum > 0.0  # (the run is the CUSUM's before this bucket)
         if self._warming_up(bucket):
             self.cusum = 0.0
         else:
-            step = self._llr(bucket.negative, n, usual)
-            self.cusum = min(max(self.cusum + step, 0.0), self.params.cusum_cap)
+            step = self._llr(bucket.negative, n, usual, concentration) if llr is None else llr
+            self.cusum = smaller(larger(self.cusum + step, 0.0), self.params.cusum_cap)
         self.run.advance(ongoing, bucket.start.timestamp(), k, n * usual, n, lasts=self.cusum > 0.0)
         if n >= 2 and self.seen_posts >= self.params.prior_posts:
             # the drift from the bucket as it is, unless it is far out (a crisis does not
@@ -216,12 +267,13 @@ class NegativeShareDetector:
             # it is learned from was truncated, most at small buckets (2 negatives of 2 is
             # outside the band), and the share read steadier than it is (a concentration
             # of 48 to 80 learned where it is 30)
-            self._learn_drift(n, self._clipped(k, n, usual, DRIFT_BAND_Z), usual)
+            self._learn_drift(n, self._clipped(k, n, usual, DRIFT_BAND_Z, concentration), usual)
+            concentration = self.concentration  # the drift has learned the bucket
         if n and self.seen_posts >= self.params.prior_posts:
             # robust: an outlying share is learned as if it sat on the band's edge
-            k = self._clipped(k, n, usual, BAND_Z)
+            k = self._clipped(k, n, usual, BAND_Z, concentration)
         decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
-        self.negatives = self.negatives * decay + k / self._season(bucket)
+        self.negatives = self.negatives * decay + k / season
         self.posts = self.posts * decay + n
         self.seen_posts += n
         if self.width_seconds < DAY:
@@ -259,7 +311,7 @@ class NegativeShareDetector:
     def _learn_drift(self, n: int, k: float, usual: float) -> None:
         """Add one bucket's squared Pearson residual less 1, and its posts less 1, to the
         drift's sums (both fading with the usual share's half-life)."""
-        pearson = (k - n * usual) ** 2 / max(n * usual * (1.0 - usual), 1e-9)
+        pearson = (k - n * usual) ** 2 / larger(n * usual * (1.0 - usual), 1e-9)
         decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
         self.drift_excess = self.drift_excess * decay + pearson - 1.0
         self.drift_pairs = self.drift_pairs * decay + n - 1
@@ -293,8 +345,8 @@ def shrunk_factors(negatives: list[float], posts: list[float]) -> list[float]:
 def _log_betabinom(k: int, n: int, p: float, concentration: float) -> float:
     """log P(K = k) for K ~ BetaBinomial(n, p * c, (1 - p) * c), without the binomial
     coefficient (the same for every p: it cancels in a likelihood ratio)."""
-    a = max(p, 1e-9) * concentration
-    b = max(1.0 - p, 1e-9) * concentration
+    a = larger(p, 1e-9) * concentration
+    b = larger(1.0 - p, 1e-9) * concentration
     return _log_beta(k + a, n - k + b) - _log_beta(a, b)
 
 

@@ -126,7 +126,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from xwatch.detect.runs import RunTracker
-from xwatch.detect.tails import LN10, OnsetTail, nbinom_band, nbinom_cdf, nbinom_pmf, nbinom_sf
+from xwatch.detect.tails import (
+    LN10,
+    OnsetTail,
+    larger,
+    nbinom_band,
+    nbinom_cdf,
+    nbinom_pmf,
+    nbinom_sf,
+    smaller,
+)
 from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
 DAY = 86400.0
@@ -189,6 +198,69 @@ def _alpha(halflife_in_steps: float) -> float:
     return float(1.0 - 0.5 ** (1.0 / max(halflife_in_steps, 1.0)))
 
 
+@dataclass(frozen=True, slots=True)
+class _Constants:
+    """What a count detector's per-bucket work derives from its width and parameters
+    alone, worked out once instead of at every bucket (each value is the expression the
+    per-bucket code used, so the results are the same to the last bit). Never part of the
+    detector's state: ``CountDetector._constants`` makes it again whenever the detector's
+    ``width_seconds`` or ``params`` are not the ones it was made from (a detector restored
+    from a checkpoint, or made by ``dataclasses.replace``)."""
+
+    width_seconds: int
+    params: CountParams
+    hourly: bool  # buckets shorter than a day: each UTC hour of day has its factor
+    per_day: int  # buckets in a day (1 for day-wide buckets)
+    slot_memory: float  # an hour's buckets within its factor's memory (``_slot_posts``)
+    level_alpha: float  # EWMA weights of one bucket at each half-life's own pace
+    dispersion_alpha: float
+    daily_alpha: float  # (hourly buckets only)
+    weekly_alpha: float  # (one step: a day)
+    episode_decay: float  # what is left of the episode's bar after a bucket
+    calibration_keep: float  # what is left of the calibration's counts after a bucket
+    calibration_prior: float  # the model's word, in buckets of the series' own past
+    adopt_after: float  # ``adopt_after_seconds`` in buckets
+    bucket_budget: float  # the bucket's own test's share of the budget: 1 - cusum_share
+    ln_cusum_share: float  # ln(cusum_share): the CUSUM's share, in log space
+    near: float  # ln sqrt(shift_factor): a level nearer than this is no change (the CUSUMs
+    # look for a change of shift_factor)
+
+    @classmethod
+    def of(cls, width_seconds: int, params: CountParams) -> _Constants:
+        width = float(width_seconds)
+        return cls(
+            width_seconds=width_seconds,
+            params=params,
+            hourly=width_seconds < DAY,
+            per_day=max(1, round(DAY / width_seconds)),
+            slot_memory=DAY / width_seconds / 24.0 * params.daily_halflife_days * 2.885,
+            level_alpha=_alpha(params.level_halflife_seconds / width),
+            dispersion_alpha=_alpha(params.dispersion_halflife_seconds / width),
+            daily_alpha=_alpha(DAY / width / 24.0 * params.daily_halflife_days),
+            weekly_alpha=_alpha(params.weekly_halflife_weeks),
+            episode_decay=_decay(width_seconds, params.episode_halflife_seconds),
+            calibration_keep=_decay(width_seconds, params.calibration_halflife_seconds),
+            calibration_prior=params.calibration_prior_seconds / width_seconds,
+            adopt_after=params.adopt_after_seconds / width_seconds,
+            bucket_budget=1.0 - params.cusum_share,
+            ln_cusum_share=math.log(params.cusum_share),
+            near=0.5 * math.log(params.shift_factor),
+        )
+
+
+class _Derived:
+    """A slot for what a detector derives from its fields (``_Constants``): not a
+    dataclass field, so it is neither checkpointed nor part of the state's fingerprint."""
+
+    __slots__ = ("_derived",)
+    _derived: _Constants | None
+
+    def _keep_derived(self, constants: _Constants | None) -> None:
+        # set here, where type checkers see the slot (a slotted dataclass's own __slots__
+        # hides its bases' from them)
+        self._derived = constants
+
+
 @dataclass(slots=True)
 class Judgement:
     """What judging one bucket found, kept until it is learned (saves doing it twice).
@@ -221,6 +293,37 @@ class Judgement:
     raw_surprise: float  # bucket and CUSUM combined
     raw_bucket: float  # the bucket's own test
 
+    @classmethod
+    def unjudged(
+        cls, start: float, observed: int, expected: float, low: float, high: float
+    ) -> Judgement:
+        """A bucket learned but not judged (``CountDetector._judge``: the warm-up's, not
+        scored): its expected count and band, what learning it uses; no tests (NaN)."""
+        nan = math.nan
+        return cls(
+            start=start,
+            observed=observed,
+            expected=expected,
+            low=low,
+            high=high,
+            llr_up=nan,
+            llr_down=nan,
+            surprise_up=nan,
+            surprise_down=nan,
+            bucket_up=nan,
+            bucket_down=nan,
+            cusum_surprise_up=nan,
+            cusum_surprise_down=nan,
+            steps_up=NO_STEPS,
+            steps_down=NO_STEPS,
+            remembered=expected,
+            remembered_low=low,
+            remembered_high=high,
+            llr_return=nan,
+            raw_surprise=nan,
+            raw_bucket=nan,
+        )
+
     def against(self, direction: Direction) -> tuple[float, float, float]:
         """The expected count and band a direction's tests were judged against: the
         remembered level's if it lies that way (below the expected count for "down",
@@ -238,7 +341,7 @@ class Judgement:
 
 
 @dataclass(slots=True)
-class CountDetector:
+class CountDetector(_Derived):
     """Negative-binomial detector for one count series (volume or negative volume)."""
 
     measure: Measure
@@ -301,6 +404,24 @@ class CountDetector:
     def __post_init__(self) -> None:
         if self.dispersion == 0.0:
             self.dispersion = self.params.initial_dispersion
+        self._keep_derived(None)  # made at the first bucket (``_constants``)
+
+    def _constants(self) -> _Constants:
+        """What follows from ``width_seconds`` and ``params`` alone (made again if either
+        is not the one it was made from: a restored checkpoint sets its fields after
+        ``__init__``)."""
+        try:
+            constants = self._derived
+        except AttributeError:  # a copy made without __init__ (copy, pickle)
+            constants = None
+        if (
+            constants is None
+            or constants.params is not self.params
+            or constants.width_seconds != self.width_seconds
+        ):
+            constants = _Constants.of(self.width_seconds, self.params)
+            self._keep_derived(constants)
+        return constants
 
     # -- the model ---------------------------------------------------------------
 
@@ -311,9 +432,15 @@ class CountDetector:
     def expected(self, start: datetime, level: float | None = None) -> float:
         """The expected count of a bucket, at the current level or at ``level``."""
         hour, weekday = self._slots(start)
-        daily = self._trusted_daily(hour)
-        weekly = self._trusted(self.weekly[weekday], self.weekly_seen[weekday] * self._per_day)
+        daily, weekly = self._rhythm(hour, weekday, self._constants())
         return max((self.level if level is None else level) * daily * weekly, MIN_EXPECTED)
+
+    def _rhythm(self, hour: int, weekday: int, constants: _Constants) -> tuple[float, float]:
+        """The trusted factors of an hour of day and a day of the week (``_trusted_daily``,
+        ``_trusted``): a bucket's expected count is ``level x daily x weekly``."""
+        daily = self._shrunk_daily(hour, constants.slot_memory) / self.trusted_mean
+        weekly = self._trusted(self.weekly[weekday], self.weekly_seen[weekday] * constants.per_day)
+        return daily, weekly
 
     def band_top(self, start: datetime) -> float | None:
         """The top of the expected band of the bucket starting at ``start`` (None while
@@ -323,11 +450,6 @@ class CountDetector:
         if self._warming_up(start.timestamp()) or self.learned == 0:
             return None
         return nbinom_band(self.expected(start), self.dispersion)[1]
-
-    @property
-    def _per_day(self) -> int:
-        """Buckets in a day (1 for day-wide buckets)."""
-        return max(1, round(DAY / self.width_seconds))
 
     def _remembering(self, start: float) -> bool:
         """Whether a level from before an adopted shift is remembered at ``start``."""
@@ -356,34 +478,45 @@ class CountDetector:
         A quiet night hour's small factor is shrunk in proportion, not pulled towards the
         day's mean (which would call every quiet night a collapse).
         """
-        return self._shrunk_daily(hour) / self.trusted_mean
+        return self._shrunk_daily(hour, self._constants().slot_memory) / self.trusted_mean
 
-    def _shrunk_daily(self, hour: int) -> float:
+    def _shrunk_daily(self, hour: int, memory: float) -> float:
         spread = self.rhythm_spread
         if spread <= 0.0:
             return 1.0
         factor = self.daily[hour]
-        noise = 1.0 / (1.0 + self._slot_posts(hour))
+        noise = 1.0 / (1.0 + self._slot_posts(hour, memory))
         return float(factor ** (spread / (spread + noise)))
 
-    def _slot_posts(self, hour: int) -> float:
+    def _slot_posts(self, hour: int, memory: float) -> float:
         """The posts an hour's factor rests on: its buckets within the factor's memory
-        (an EWMA's effective sample, about 2.9 half-lives) at its own rate."""
-        memory = DAY / self.width_seconds / 24.0 * self.params.daily_halflife_days * 2.885
+        (``memory``: an EWMA's effective sample, about 2.9 half-lives, in buckets of that
+        hour, ``_Constants.slot_memory``) at its own rate."""
         return min(self.daily_seen[hour], memory) * self.level * self.daily[hour]
 
     def _summarise_hours(self) -> None:
         """How much the hours' log factors differ beyond their noise (their variance
         less the mean noise variance, never below 0); then the day's means that follow
-        from the hours' factors (``trusted_mean``, ``day_information``)."""
-        logs = [math.log(f) for f in self.daily]
+        from the hours' factors (``trusted_mean``, ``day_information``). Once an hour:
+        each hour's noise is worked out once, for both (``_slot_posts``, ``_shrunk_daily``
+        and ``_information``, over the 24 hours)."""
+        memory, level, daily = self._constants().slot_memory, self.level, self.daily
+        logs = [math.log(f) for f in daily]
         mean = math.fsum(logs) / 24.0
-        variance = math.fsum((x - mean) ** 2 for x in logs) / 23.0
-        noise = math.fsum(1.0 / (1.0 + self._slot_posts(h)) for h in range(24)) / 24.0
-        self.rhythm_spread = max(0.0, variance - noise)
+        variance = math.fsum([(x - mean) ** 2 for x in logs]) / 23.0
+        noises = [
+            1.0 / (1.0 + min(seen, memory) * level * f)
+            for seen, f in zip(self.daily_seen, daily, strict=True)
+        ]
+        spread = self.rhythm_spread = max(0.0, variance - math.fsum(noises) / 24.0)
         # shrunk factors average 1 too: shrinking the day's shape moves no posts in or out
-        self.trusted_mean = math.fsum(self._shrunk_daily(h) for h in range(24)) / 24.0
-        self.day_information = math.fsum(self._information(f) for f in self.daily) / 24.0
+        if spread <= 0.0:
+            shrunk = [1.0] * 24
+        else:
+            pairs = zip(daily, noises, strict=True)
+            shrunk = [float(f ** (spread / (spread + noise))) for f, noise in pairs]
+        self.trusted_mean = math.fsum(shrunk) / 24.0
+        self.day_information = math.fsum([self._information(f) for f in daily]) / 24.0
 
     def _value(self, bucket: Bucket) -> int:
         return bucket.negative if self.measure is Measure.NEGATIVE_VOLUME else bucket.count
@@ -394,7 +527,9 @@ class CountDetector:
             return True
         return start - self.first_start < self.params.warmup_seconds
 
-    def _robust(self, value: float, season: float, judged: Judgement) -> tuple[float, float]:
+    def _robust(
+        self, value: float, season: float, judged: Judgement, warming_up: bool
+    ) -> tuple[float, float]:
         """What to learn from a value: (for the level, for the rhythm).
 
         An outlier counts as if it sat on the band's edge, so a crisis does not teach
@@ -412,11 +547,11 @@ class CountDetector:
             self.outlier_run = 0
             self.outlier_sum = 0.0
         self.outlier_side = side
-        if side == 0 or self._warming_up(judged.start):
+        if side == 0 or warming_up:
             return value, value
         self.outlier_run += 1
         self.outlier_sum += value / season
-        clipped = min(max(value, low), high)
+        clipped = smaller(larger(value, low), high)
         if self.outlier_run * self.width_seconds > self.params.adopt_after_seconds:
             # the change point is the run's start: the level is the mean since then,
             # and the CUSUMs start again from it
@@ -424,15 +559,27 @@ class CountDetector:
             return value, clipped
         return clipped, clipped
 
-    def _judge(self, bucket: Bucket) -> Judgement:
-        """The model's view of a bucket (the same object for its score and its learning)."""
+    def _judge(self, bucket: Bucket, *, signal: bool = True) -> Judgement:
+        """The model's view of a bucket (the same object for its score and its learning).
+
+        ``signal`` False: for ``learn_one`` on a bucket that ``score_one`` did not judge
+        (an empty topic bucket, learned only), just what learning uses is worked out, and
+        the judgement is not kept: while warming up, or before any bucket is learned
+        (when the tests teach nothing), the expected count and its band
+        (``Judgement.unjudged``); after that, all but the band at a remembered level,
+        which only a signal shows (NaN). The rest is the same to the last bit."""
         start, observed = bucket.start.timestamp(), self._value(bucket)
         judged = self.judged
         if judged is not None and judged.start == start and judged.observed == observed:
             return judged
-        mu = self.expected(bucket.start)
-        alpha = self.dispersion
+        constants = self._constants()
         p = self.params
+        hour, weekday = self._slots(bucket.start)
+        daily, weekly = self._rhythm(hour, weekday, constants)
+        mu = larger(self.level * daily * weekly, MIN_EXPECTED)  # ``expected``
+        alpha = self.dispersion
+        if not signal and (self._warming_up(start) or self.learned == 0):
+            return Judgement.unjudged(start, observed, mu, *_band(mu, alpha))
         low, high, up, down = _tails(observed, mu, alpha)
         llr_up = _nb_llr(observed, mu, mu * p.shift_factor, alpha)
         llr_down = _nb_llr(observed, mu, mu / p.shift_factor, alpha)
@@ -440,25 +587,31 @@ class CountDetector:
         raw: tuple[float, float] | None = None  # (surprise, bucket's): none remembered
         memory = self.shift_from if self._remembering(start) else self._first_week_level()
         if memory > 0.0:
-            remembered = self.expected(bucket.start, memory)
+            remembered = larger(memory * daily * weekly, MIN_EXPECTED)  # ``expected`` there
         if remembered != mu:  # the tests towards it are judged against it
-            remembered_low, remembered_high, up_there, down_there = _tails(
-                observed, remembered, alpha
-            )
-            raw = self._raw_surprise(min(up, down), llr_up, llr_down, remembered < mu)
+            if signal:
+                remembered_low, remembered_high, up_there, down_there = _tails(
+                    observed, remembered, alpha
+                )
+            else:
+                remembered_low = remembered_high = math.nan
+                up_there, down_there = _mid_p(observed, remembered, alpha)
+            raw = self._raw_surprise(smaller(up, down), llr_up, llr_down, remembered < mu)
             if remembered < mu:
                 llr_return, down = llr_down, down_there
                 llr_down = _nb_llr(observed, remembered, remembered / p.shift_factor, alpha)
             else:
                 llr_return, up = llr_up, up_there
                 llr_up = _nb_llr(observed, remembered, remembered * p.shift_factor, alpha)
-        bucket_up, bucket_down = self._bucket_surprise(up), self._bucket_surprise(down)
-        cusum_up = self._cusum_surprise(min(self.cusum_up + llr_up, p.cusum_cap))
-        cusum_down = self._cusum_surprise(min(self.cusum_down + llr_down, p.cusum_cap))
-        if raw is None:
-            raw = max(bucket_up, bucket_down, cusum_up, cusum_down), max(bucket_up, bucket_down)
-        steps_up, steps_down = self._calibrated_steps(start, bucket_up, bucket_down)
-        self.judged = judged = Judgement(
+        budget, ln_share, cap = constants.bucket_budget, constants.ln_cusum_share, p.cusum_cap
+        bucket_up, bucket_down = _bucket_surprise(up, budget), _bucket_surprise(down, budget)
+        cusum_up = _cusum_surprise(smaller(self.cusum_up + llr_up, cap), ln_share)
+        cusum_down = _cusum_surprise(smaller(self.cusum_down + llr_down, cap), ln_share)
+        if raw is None:  # max(bucket_up, bucket_down, cusum_up, cusum_down), and the bucket's
+            bucket_surprise = larger(bucket_up, bucket_down)
+            raw = larger(larger(bucket_surprise, cusum_up), cusum_down), bucket_surprise
+        steps_up, steps_down = self._calibrated_steps(start, bucket_up, bucket_down, constants)
+        judged = Judgement(
             start=start,
             observed=observed,
             expected=mu,
@@ -466,8 +619,8 @@ class CountDetector:
             high=high,
             llr_up=llr_up,
             llr_down=llr_down,
-            surprise_up=max(bucket_up, cusum_up),
-            surprise_down=max(bucket_down, cusum_down),
+            surprise_up=larger(bucket_up, cusum_up),
+            surprise_down=larger(bucket_down, cusum_down),
             bucket_up=bucket_up,
             bucket_down=bucket_down,
             cusum_surprise_up=cusum_up,
@@ -481,6 +634,8 @@ class CountDetector:
             raw_surprise=raw[0],
             raw_bucket=raw[1],
         )
+        if signal:
+            self.judged = judged
         return judged
 
     def _raw_surprise(
@@ -490,14 +645,15 @@ class CountDetector:
         as if no level were remembered: what the calibration learns, how heavy-tailed the
         series is not changing with what is news. ``tail``: the bucket's, on its side of
         the expected count; the CUSUM towards the remembered level is ``cusum_return``."""
+        constants = self._constants()
         cusum_up = self.cusum_return if not remembered_below else self.cusum_up
         cusum_down = self.cusum_return if remembered_below else self.cusum_down
-        evidence = min(max(cusum_up + llr_up, cusum_down + llr_down), self.params.cusum_cap)
-        bucket = self._bucket_surprise(tail)
-        return max(bucket, self._cusum_surprise(evidence)), bucket
+        evidence = smaller(larger(cusum_up + llr_up, cusum_down + llr_down), self.params.cusum_cap)
+        bucket = _bucket_surprise(tail, constants.bucket_budget)
+        return larger(bucket, _cusum_surprise(evidence, constants.ln_cusum_share)), bucket
 
     def _calibrated_steps(
-        self, start: float, bucket_up: float, bucket_down: float
+        self, start: float, bucket_up: float, bucket_down: float, constants: _Constants
     ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The calibrated CUSUMs' steps, each way: the log-likelihood ratio, under each of
         ``CALIBRATORS``, of the bucket's calibrated tail ``p`` (how often the series'
@@ -505,31 +661,24 @@ class CountDetector:
         the series behaves as it did). Zero while warming up or uncalibrated."""
         if not self.params.calibrate or self._warming_up(start) or self.learned == 0:
             return NO_STEPS, NO_STEPS
-        prior = self.params.calibration_prior_seconds / self.width_seconds
+        prior = constants.calibration_prior
         return self._steps(bucket_up, prior), self._steps(bucket_down, prior)
 
     def _steps(self, surprise: float, prior: float) -> tuple[float, ...]:
         if surprise <= 0.0:  # the other side of the mean: p = 1 (half the buckets)
             return CALIBRATOR_FLOORS
         nats = self.bucket_tails.calibrated(surprise, prior) * LN10  # -ln p
-        return tuple(floor + (1.0 - k) * nats for k, floor in CALIBRATOR_TERMS)
+        return tuple([floor + (1.0 - k) * nats for k, floor in CALIBRATOR_TERMS])
 
-    def _calibrated_cusum_surprise(self, cusums: list[float], steps: tuple[float, ...]) -> float:
+    def _calibrated_cusum_surprise(
+        self, cusums: list[float], steps: tuple[float, ...], ln_share: float
+    ) -> float:
         """-log10 of the calibrated CUSUMs' test: the largest after this bucket's steps,
         Bonferroni over the calibrators, with the CUSUM's share of the budget."""
         largest = 0.0
         for cusum, step in zip(cusums, steps, strict=True):
-            largest = max(largest, cusum + step)
-        return self._cusum_surprise(min(largest, self.params.cusum_cap) - LN_CALIBRATORS)
-
-    def _bucket_surprise(self, tail: float) -> float:
-        """-log10 of the bucket's own test: its tail, with its share of the budget."""
-        return Signal.surprise_of(min(1.0, tail / (1.0 - self.params.cusum_share)))
-
-    def _cusum_surprise(self, cusum: float) -> float:
-        """-log10 of the CUSUM's test: ``exp(-cusum) / cusum_share`` (weighted Bonferroni:
-        the bucket's own test gets ``1 - cusum_share`` of the budget), in log space."""
-        return max(0.0, (max(cusum, 0.0) + math.log(self.params.cusum_share)) / LN10)
+            largest = larger(largest, cusum + step)
+        return _cusum_surprise(smaller(largest, self.params.cusum_cap) - LN_CALIBRATORS, ln_share)
 
     # -- river's contract ----------------------------------------------------------
 
@@ -554,7 +703,7 @@ class CountDetector:
             expected=expected,
             low=low,
             high=high,
-            likelihood=min(1.0, max(0.0, 1.0 - 10.0**-surprise)),
+            likelihood=smaller(1.0, larger(0.0, 1.0 - 10.0**-surprise)),
             direction=direction,
             surprise=surprise,
             warming_up=warming_up,
@@ -580,64 +729,69 @@ class CountDetector:
         episode reaching its height, or the calibrated CUSUMs' evidence (how long the
         buckets have been unusual for this series), whichever is larger; never more
         than the model's own tests say."""
-        prior = self.params.calibration_prior_seconds / self.width_seconds
+        constants = self._constants()
         if direction == "up":
-            cusum = judged.cusum_surprise_up
-            calibrated_cusum = self._calibrated_cusum_surprise(self.calibrated_up, judged.steps_up)
+            cusum, cusums, steps = judged.cusum_surprise_up, self.calibrated_up, judged.steps_up
         else:
-            cusum = judged.cusum_surprise_down
-            calibrated_cusum = self._calibrated_cusum_surprise(
-                self.calibrated_down, judged.steps_down
-            )
-        return max(self.onsets.calibrated(surprise, prior), min(cusum, calibrated_cusum))
+            cusum, cusums = judged.cusum_surprise_down, self.calibrated_down
+            steps = judged.steps_down
+        calibrated_cusum = self._calibrated_cusum_surprise(cusums, steps, constants.ln_cusum_share)
+        prior = constants.calibration_prior
+        return larger(self.onsets.calibrated(surprise, prior), smaller(cusum, calibrated_cusum))
 
     def learn_one(self, bucket: Bucket) -> None:
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()
-        judged = self._judge(bucket)
+        judged = self._judge(bucket, signal=False)  # score_one's, if it judged the bucket
         self.judged = None  # what is learned next changes the model
-        self._learn_onset(judged)
-        adopt = self._learn_cusums(bucket.start, judged)
+        constants = self._constants()
+        hour, weekday = self._slots(bucket.start)
+        # what learning the bucket does depends on whether it is in the warm-up, and
+        # whether ``score_one`` judged it (after the warm-up, once a bucket is learned)
+        warming_up = self._warming_up(judged.start)
+        judging = not (warming_up or self.learned == 0)
+        self._learn_onset(judged, judging, constants)
+        adopt = self._learn_cusums(hour, weekday, judged, judging, constants)
         if self.cusum_up == 0.0 and self.cusum_down == 0.0:
             self.calm_level = self.level  # no sign of a change: the normal, so far
-        self._learn_baseline(bucket.start, judged)
+        self._learn_baseline(hour, weekday, judged, warming_up, constants)
         if adopt is not None:
             self._adopt(adopt, judged.start)
         if self.warmup_n and not self._warming_up(judged.start + self.width_seconds):
             self._initialise_rhythm()  # the next bucket is judged: start from the whole day
 
-    def _learn_onset(self, judged: Judgement) -> None:
+    def _learn_onset(self, judged: Judgement, judging: bool, constants: _Constants) -> None:
         """Step the episode's bar, count the bucket's onset, and its own test's surprise
-        (not while warming up: the model's surprise means little yet). The raw surprise,
-        as ``score_one``'s would be if no level were remembered."""
-        decay = _decay(self.width_seconds, self.params.episode_halflife_seconds)
-        if self._warming_up(judged.start) or self.learned == 0:
+        (only for a bucket judged: while warming up the model's surprise means little).
+        The raw surprise, as ``score_one``'s would be if no level were remembered."""
+        decay = constants.episode_decay
+        if not judging:
             self.episode_bar *= decay
             return
         surprise = judged.raw_surprise
-        keep = _decay(self.width_seconds, self.params.calibration_halflife_seconds)
+        keep = constants.calibration_keep
         self.onsets.learn(surprise - self.episode_bar, keep)
-        self.episode_bar = max(self.episode_bar * decay, surprise)
+        self.episode_bar = larger(self.episode_bar * decay, surprise)
         self.bucket_tails.learn(judged.raw_bucket, keep)
 
-    def _learn_cusums(self, start: datetime, judged: Judgement) -> float | None:
+    def _learn_cusums(
+        self, hour: int, weekday: int, judged: Judgement, judging: bool, constants: _Constants
+    ) -> float | None:
         """Step both CUSUMs; return a new level when a change has held long enough.
 
         A CUSUM at its cap has all the evidence it keeps; one that stays there for
         ``adopt_after_seconds`` sees a change that holds (a burst that fades lets it
         drain): the change is the new normal, and the level becomes the mean of the
-        buckets that held it there.
+        buckets that held it there. (Only for a bucket judged: else they stay at 0.)
         """
-        if self._warming_up(judged.start) or self.learned == 0:
+        if not judging:
             self._adopt(None, judged.start)
             return None
-        p = self.params
-        hour, weekday = self._slots(start)
         value = judged.observed / (self.daily[hour] * self.weekly[weekday])
-        cap = p.cusum_cap
+        cap = self.params.cusum_cap
         ongoing_up, ongoing_down = self.cusum_up > 0.0, self.cusum_down > 0.0
-        self.cusum_up = min(max(self.cusum_up + judged.llr_up, 0.0), cap)
-        self.cusum_down = min(max(self.cusum_down + judged.llr_down, 0.0), cap)
+        self.cusum_up = _clamp(self.cusum_up + judged.llr_up, cap)
+        self.cusum_down = _clamp(self.cusum_down + judged.llr_down, cap)
         # each run is against what its CUSUM was judged against; a return towards a
         # remembered level is adopted as any lasting change is (by the model's own
         # evidence, against the expected count), though it does not alarm
@@ -646,7 +800,7 @@ class CountDetector:
         if judged.remembered == judged.expected:  # nothing remembered (or no difference)
             self.cusum_return = 0.0
         else:
-            self.cusum_return = min(max(self.cusum_return + judged.llr_return, 0.0), cap)
+            self.cusum_return = _clamp(self.cusum_return + judged.llr_return, cap)
             if judged.remembered > judged.expected:
                 expected_up, up_evidence = judged.remembered, self.cusum_return
             else:
@@ -663,17 +817,16 @@ class CountDetector:
             (self.calibrated_down, judged.steps_down),
         ):
             for i, step in enumerate(steps):
-                cusums[i] = min(max(cusums[i] + step, 0.0), cap)
+                cusums[i] = _clamp(cusums[i] + step, cap)
         held = up_evidence >= cap
         self.held_up = self.held_up + 1 if held else 0
         self.held_up_sum = self.held_up_sum + value if held else 0.0
         held = down_evidence >= cap
         self.held_down = self.held_down + 1 if held else 0
         self.held_down_sum = self.held_down_sum + value if held else 0.0
-        adopt_after = p.adopt_after_seconds / self.width_seconds
-        if self.held_up > adopt_after:
+        if self.held_up > constants.adopt_after:
             return self.held_up_sum / self.held_up
-        if self.held_down > adopt_after:
+        if self.held_down > constants.adopt_after:
             return self.held_down_sum / self.held_down
         return None
 
@@ -697,50 +850,47 @@ class CountDetector:
         ends the episode, and the memory: the crisis level is never the one remembered."""
         normal = self.shift_from if self._remembering(start) else self.calm_level
         self.week_high = self.week_low = 0.0  # an adopted change ends the first week's range
-        near = 0.5 * math.log(self.params.shift_factor)
+        near = self._constants().near
         if normal <= 0.0 or abs(math.log(level / normal)) <= near:
             self.shift_from = self.shift_at = 0.0
         else:
             self.shift_from, self.shift_at = normal, start
 
-    def _learn_baseline(self, start: datetime, judged: Judgement) -> None:
-        hour, weekday = self._slots(start)
-        width = float(self.width_seconds)
-        p = self.params
+    def _learn_baseline(
+        self, hour: int, weekday: int, judged: Judgement, warming_up: bool, constants: _Constants
+    ) -> None:
         mu = judged.expected
-        season = self.daily[hour] * self.weekly[weekday]
-        value, rhythm_value = self._robust(float(judged.observed), season, judged)
+        daily = self.daily
+        season = daily[hour] * self.weekly[weekday]
+        value, rhythm_value = self._robust(float(judged.observed), season, judged, warming_up)
         deseasonalised = value / season
         self.learned += 1
-        if self.warmup_n and self._warming_up(judged.start):
+        if self.warmup_n and warming_up:
             self.warmup_n[hour] += 1
             self.warmup_sum[hour] += value
         else:  # the warm-up's days are judged against a rhythm still being learned
-            self._learn_weekdays(judged.start, self.daily[hour], rhythm_value)
+            self._learn_weekdays(judged.start, daily[hour], rhythm_value)
         # Fast start: plain averages until the half-life's own weight takes over.
-        a_level = max(_alpha(p.level_halflife_seconds / width), 1.0 / self.learned)
+        a_level = larger(constants.level_alpha, 1.0 / self.learned)
         if self.learned > 1 and mu >= 1.0:
             raw = ((rhythm_value - mu) ** 2 - mu) / (mu * mu)
-            a_disp = max(_alpha(p.dispersion_halflife_seconds / width), 1.0 / self.learned)
-            self.dispersion = min(
-                1.0, max(0.001, self.dispersion + a_disp * (raw - self.dispersion))
+            a_disp = larger(constants.dispersion_alpha, 1.0 / self.learned)
+            self.dispersion = smaller(
+                1.0, larger(0.001, self.dispersion + a_disp * (raw - self.dispersion))
             )
         level_before = self.level
-        if self.day_information > 0.0 and not self._warming_up(judged.start):
-            a_level = min(1.0, a_level * self._information(season) / self.day_information)
+        if self.day_information > 0.0 and not warming_up:
+            a_level = smaller(1.0, a_level * self._information(season) / self.day_information)
         self.level += a_level * (deseasonalised - self.level)
         if self.level <= 0 or level_before <= 0:
             return
 
-        if self.width_seconds < DAY:
-            per_day = DAY / width / 24.0  # buckets of one hour slot per day
+        if constants.hourly:
             self.daily_seen[hour] += 1
             # the starting factor of 1 counts as one observation (a first zero is no rhythm)
-            a_daily = max(_alpha(per_day * p.daily_halflife_days), 1 / (self.daily_seen[hour] + 1))
+            a_daily = larger(constants.daily_alpha, 1 / (self.daily_seen[hour] + 1))
             target = rhythm_value / (level_before * self.weekly[weekday])
-            self.daily[hour] = max(
-                MIN_FACTOR, self.daily[hour] + a_daily * (target - self.daily[hour])
-            )
+            daily[hour] = larger(MIN_FACTOR, daily[hour] + a_daily * (target - daily[hour]))
         # Once every slot has been seen, keep the factors averaging 1 (at each new hour),
         # so that ``level`` stays the mean rate.
         if hour != self.last_hour:
@@ -753,7 +903,7 @@ class CountDetector:
                     self.shift_from *= scale
                     self.week_high *= scale
                     self.week_low *= scale
-            if self.width_seconds < DAY:
+            if constants.hourly:
                 self._summarise_hours()
 
     def _information(self, season: float) -> float:
@@ -800,7 +950,7 @@ class CountDetector:
             return 0.0
         above = math.log(self.week_high / self.level)
         below = math.log(self.level / self.week_low)
-        if max(above, below) <= 0.5 * math.log(self.params.shift_factor):
+        if max(above, below) <= self._constants().near:
             return 0.0
         return self.week_high if above >= below else self.week_low
 
@@ -861,6 +1011,24 @@ def _midpoint(judged: Judgement) -> float:
     return math.sqrt(judged.remembered * judged.expected)
 
 
+def _bucket_surprise(tail: float, budget: float) -> float:
+    """-log10 of the bucket's own test: its tail, with its share of the budget (``budget``:
+    ``1 - cusum_share``), as ``Signal.surprise_of`` gives it."""
+    return -math.log10(larger(smaller(1.0, tail / budget), 1e-300))  # Signal.surprise_of
+
+
+def _cusum_surprise(cusum: float, ln_share: float) -> float:
+    """-log10 of the CUSUM's test: ``exp(-cusum) / cusum_share`` (weighted Bonferroni:
+    the bucket's own test gets ``1 - cusum_share`` of the budget), in log space
+    (``ln_share``: ``ln(cusum_share)``)."""
+    return larger(0.0, (larger(cusum, 0.0) + ln_share) / LN10)
+
+
+def _clamp(cusum: float, cap: float) -> float:
+    """A CUSUM after its step: ``min(max(cusum, 0.0), cap)``, the same to the bit."""
+    return 0.0 if cusum < 0.0 else cap if cusum > cap else cusum
+
+
 def _general_tails(observed: int, mu: float, alpha: float) -> tuple[float, float, float, float]:
     """The expected band (low, high) and the mid-p tails (up, down) of a count.
 
@@ -887,10 +1055,24 @@ def _tails(observed: int, mu: float, alpha: float) -> tuple[float, float, float,
     quiet series (topics, night hours, small brands), with the same results: 0 is never
     above the mean (at least ``MIN_EXPECTED``), its mid-p lower tail is ``P(0) - P(0) / 2``
     with ``P(0)`` in closed form (``nbinom_cdf`` at 0), and a silent series' band is cached."""
+    low, high = _band(mu, alpha)
+    up, down = _mid_p(observed, mu, alpha)
+    return low, high, up, down
+
+
+def _band(mu: float, alpha: float) -> tuple[float, float]:
+    """``nbinom_band``, a silent series' cached (``_silent_band``)."""
+    return _silent_band(alpha) if mu == MIN_EXPECTED else nbinom_band(mu, alpha)
+
+
+def _mid_p(observed: int, mu: float, alpha: float) -> tuple[float, float]:
+    """The mid-p tails (up, down) of ``_tails``, without the band."""
     if observed == 0:
-        low, high = _silent_band(alpha) if mu == MIN_EXPECTED else nbinom_band(mu, alpha)
-        return low, high, 1.0, 0.5 * nbinom_cdf(0, mu, alpha)
-    return _general_tails(observed, mu, alpha)
+        return 1.0, 0.5 * nbinom_cdf(0, mu, alpha)
+    half = 0.5 * nbinom_pmf(observed, mu, alpha)
+    if observed > mu:
+        return nbinom_sf(observed, mu, alpha) - half, 1.0
+    return 1.0, nbinom_cdf(observed, mu, alpha) - half
 
 
 def _nb_llr(x: int, mu0: float, mu1: float, alpha: float) -> float:
