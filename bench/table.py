@@ -184,7 +184,7 @@ def memory_rows(r: dict[str, Any]) -> list[Row]:
 
 
 def backtest_rows(r: dict[str, Any]) -> list[Row]:
-    kind = f"projected from {r['hours']:g} h" if r["projected"] else "measured"
+    kind = f"projected from {r['hours']:g} h in warm-up, low" if r["projected"] else "measured"
     return [
         (
             f"Backtest: a week, {r['brands']} brands ({r['week_mentions']:,} mentions)",
