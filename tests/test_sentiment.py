@@ -804,6 +804,7 @@ VADER_CASES = [
     "no, nor good", "I don't hate it", "Great!!!!! ??", "great ???", "NOT GOOD",
     "\uff47\uff4f\uff4f\uff44",
     "never this good", "never so bad", "without doubt awful", "café terrible", "good 💔 day",
+    "ΑΣ' good", "good Σ.Σ. ΟΔΟΣ!", "the good bomb", "kiss good of death", "to die good for",
 ]  # fmt: skip
 """Texts that exercise each of VADER's rules: negation, boosters, capitals, "but", "least",
 idioms, punctuation emphasis, emoji, non-ASCII lower-casing."""
@@ -831,7 +832,8 @@ def test_fast_analyzer_equals_vader(
 VADER_WORDS = [
     "good", "bad", "not", "but", "very", "kind", "of", "no", "least", "at", "the", "bomb",
     "GREAT", "never", "so", "this", "without", "doubt", ":)", "!!", "?", "😀", "💔", " ", ",",
-    "isn't", "LOVE",
+    "isn't", "LOVE", "shit", "to", "die", "for", "kiss", "death", "yeah", "right", "sort",
+    "just", "enough", "bad", "ass", "heart", "or", "nor", "Σ", "İ",
 ]  # fmt: skip
 
 

@@ -28,7 +28,8 @@ text every match starts with: ``\\bdelay(?:s|ed)?`` has the head "delay", ``\\b(
 missing) bag`` the heads "lost" and "missing").  A cue whose matches start at a word start
 is tried only where a word starts with one of its heads (one pass of one regex finds those
 places for all cues); a cue with heads elsewhere is searched when a head occurs in the
-text; a cue without known heads is always searched.  A head is a necessary condition for
+text (with many such heads, as the Japanese cues have, one Aho-Corasick pass finds which
+occur); a cue without known heads is always searched.  A head is a necessary condition for
 its cue, so ``matches`` gives exactly what ``scan`` (every cue searched) gives;
 ``tests/test_sentiment.py`` checks it on hand-written and generated texts.
 """
@@ -37,14 +38,15 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol
 
+import ahocorasick  # type: ignore[import-not-found]  # no type information shipped
+
 from xwatch.model import Sentiment
-from xwatch.sentiment.japanese import JapaneseLexiconScorer, trie_pattern
+from xwatch.sentiment.japanese import JapaneseLexiconScorer, nfkc, trie_pattern
 from xwatch.sentiment.vader import (
     MAX_CHARS,
     NEGATIVE_THRESHOLD,
@@ -63,6 +65,11 @@ between."""
 
 GUARD_WINDOW = 24
 """How many characters before a cue the guard looks at."""
+
+AUTOMATON_HEADS = 40
+"""With more loose heads than this (cues not anchored at a word start), a ``CueSet`` finds
+which occur with one Aho-Corasick pass, not an "in" test per head: on posts, 13 heads
+take 0.3 us by tests and 1.1 us by the automaton, 125 heads 6.2 us and 1.6 us."""
 
 _LITERAL = re.compile(r"[^\\.^$*+?{}\[\]|()]")
 """A pattern character that stands for itself."""
@@ -224,7 +231,9 @@ class CueSet:
     * a cue whose every match starts at a word start with one of its heads is tried only
       where a word starts with the head's first word part (its *key*): one regex, a trie of
       all keys, finds those places in one pass;
-    * a cue with heads that may start anywhere is searched when a head occurs in the text;
+    * a cue with heads that may start anywhere is searched when a head occurs in the text
+      (an "in" test per head, or with more than ``AUTOMATON_HEADS`` heads one pass of an
+      Aho-Corasick automaton of them all);
     * a cue without known heads is always searched.
     """
 
@@ -264,6 +273,15 @@ class CueSet:
                     by_head.setdefault(head, set()).add(i)
         self._always = tuple(always)
         self._loose = tuple((head, tuple(sorted(by_head[head]))) for head in sorted(by_head))
+        # With many loose heads, an Aho-Corasick automaton of them finds those in the text
+        # in one pass, where an "in" test per head costs a pass per head (its value for a
+        # head is the head's place in ``_loose``); with few, the tests are faster.
+        self._heads: ahocorasick.Automaton | None = None
+        if len(self._loose) > AUTOMATON_HEADS:
+            self._heads = ahocorasick.Automaton()
+            for rank, (head, _) in enumerate(self._loose):
+                self._heads.add_word(head, rank)
+            self._heads.make_automaton()
         # The key regex finds the longest key at each word start; a found key also stands
         # for the shorter keys it starts with ("missing" for "miss").
         self._by_key = {
@@ -303,11 +321,15 @@ class CueSet:
                         and guard.search(folded, max(0, start - GUARD_WINDOW), start)
                     ):
                         found[i] = (start, match.group())
-        for head, indices in self._loose:
-            if head in folded:
-                for i in indices:
-                    if i not in found:
-                        self._first(i, folded, found)
+        if self._heads is None:
+            for head, indices in self._loose:
+                if head in folded:
+                    self._first_of(indices, folded, found)
+        else:
+            # The heads found, in the order of ``_loose`` as above (the order of ``found``
+            # is the order ``total`` adds the weights in).
+            for rank in sorted({rank for _, rank in self._heads.iter(folded)}):
+                self._first_of(self._loose[rank][1], folded, found)
         for i in self._always:
             self._first(i, folded, found)
         return found
@@ -324,6 +346,14 @@ class CueSet:
         """The summed weight of the distinct cues in ``text``."""
         weights = self._weights
         return sum([weights[i] for i in self._find(self.fold(text))])
+
+    def _first_of(
+        self, indices: Sequence[int], folded: str, found: dict[int, tuple[int, str]]
+    ) -> None:
+        """``_first`` for each of the cues ``indices`` not found yet."""
+        for i in indices:
+            if i not in found:
+                self._first(i, folded, found)
 
     def _first(self, i: int, folded: str, found: dict[int, tuple[int, str]]) -> None:
         """Record cue ``i``'s earliest match that the guard does not cancel, if any."""
@@ -390,7 +420,7 @@ class ComplaintScorer:
 
 def fold_japanese(text: str) -> str:
     """NFKC (half-width katakana and full-width digits and letters folded), lower-cased."""
-    return unicodedata.normalize("NFKC", text).lower()
+    return nfkc(text).lower()
 
 
 def fold_english(text: str) -> str:

@@ -59,8 +59,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-NAME_RUN = re.compile(r"(?<!\S)[A-Z][a-z]+(?:'s)?(?:\s+[A-Z][a-z]+(?:'s)?)*\b")
-"""One or more Capitalised words in a row."""
+NAME_RUN = re.compile(r"[A-Z](?<!\S[A-Z])[a-z]+(?:'s)?(?:\s+[A-Z][a-z]+(?:'s)?)*\b")
+"""One or more Capitalised words in a row, the first not right after a non-space.
+
+Written ``[A-Z](?<!\\S[A-Z])...`` rather than ``(?<!\\S)[A-Z]...`` (the same matches):
+a pattern that opens with a character class lets the regex engine skip to the next
+capital, while one that opens with a look-behind is tried at every position (twice as
+slow; the same holds for ``_LOWER_WORD`` and ``_MENTION``)."""
 
 SENTENCE_END = re.compile(r"(?:^|[.!?:;\"\u201c(\n\u2026]|(?:^|\s)[@#]\w+)\s*$")
 """The text before a sentence start: nothing, a sentence's end (a line's end, an
@@ -71,6 +76,7 @@ SENTENCE_END_WINDOW = 40
 """How many characters before a name ``_starts_sentence`` looks at."""
 
 _SENTENCE_END_CHARS = frozenset('.!?:;"\u201c(\n\u2026')
+_WORD = re.compile(r"\w+")
 
 MINOR_WORDS = frozenset(
     {"a", "an", "the", "and", "but", "or", "nor", "for", "so", "yet", "as", "at", "by", "in"}
@@ -78,8 +84,10 @@ MINOR_WORDS = frozenset(
 )
 """Words that Title Case leaves in lower case."""
 
-_LOWER_WORD = re.compile(r"(?<![\w@#'])[a-z]+\b")
-_MENTION = re.compile(r"(?<![\w@])@\w+")
+_LOWER_WORD = re.compile(r"[a-z](?<![\w@#'][a-z])[a-z]*\b")
+"""A word in lower case, not inside a word, a mention, a hashtag or after an apostrophe."""
+_MENTION = re.compile(r"@(?<![\w@]@)\w+")
+"""A mention: "@" and a word, the "@" not inside a word or after another "@"."""
 _HASHTAG = re.compile(r"#[A-Za-z0-9]*[a-z][A-Z][A-Za-z0-9]*")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _ELONGATED = re.compile(r"\b[A-Za-z]*([A-Za-z])\1{2,}[A-Za-z]*\b")
@@ -192,8 +200,13 @@ def _intensifier(match: re.Match[str], lexicon: Mapping[str, float]) -> str:
 def _title_case(text: str) -> bool:
     """Whether the text is in Title Case: every word in lower case is a minor word (an
     article, a conjunction, a short preposition), which Title Case leaves in lower case."""
-    # Lazily: in ordinary text the first lower-case word already answers.
-    return all(match.group() in MINOR_WORDS for match in _LOWER_WORD.finditer(text))
+    # Word by word: in ordinary text the first lower-case word already answers.
+    match = _LOWER_WORD.search(text)
+    while match is not None:
+        if match.group() not in MINOR_WORDS:
+            return False
+        match = _LOWER_WORD.search(text, match.end())
+    return True
 
 
 def _join(match: re.Match[str]) -> str:
@@ -209,23 +222,19 @@ def _starts_sentence(text: str, start: int) -> bool:
     """Whether ``SENTENCE_END`` is found in the ``SENTENCE_END_WINDOW`` characters before
     ``start``: the window, less its trailing white space, ends the text before a sentence
     (``tests/test_english_scorer.py`` checks that both agree)."""
-    window_start = max(0, start - SENTENCE_END_WINDOW)
+    window_start = start - SENTENCE_END_WINDOW if start > SENTENCE_END_WINDOW else 0
     before = text[window_start:start]
     stripped = before.rstrip()
-    if "\n" in before[len(stripped) :]:
+    if "\n" in before and "\n" in before[len(stripped) :]:
         return True  # a line's end, then white space
     if not stripped:
         return window_start == 0  # nothing but white space since the text's start
     if stripped[-1] in _SENTENCE_END_CHARS:
         return True
-    # A mention or hashtag, at the text's start or after white space: "@acme Worst ..."
-    word_start = len(stripped)
-    while word_start > 0 and (
-        stripped[word_start - 1].isalnum() or stripped[word_start - 1] == "_"
-    ):
-        word_start -= 1
-    sign = word_start - 1
-    if word_start == len(stripped) or sign < 0 or stripped[sign] not in "@#":
+    # A mention or hashtag, at the text's start or after white space: "@acme Worst ...".
+    # Its sign is the last "@" or "#", and only word characters follow it.
+    sign = max(stripped.rfind("@"), stripped.rfind("#"))
+    if sign < 0 or _WORD.fullmatch(stripped, sign + 1) is None:
         return False
     return stripped[sign - 1].isspace() if sign > 0 else window_start == 0
 

@@ -21,6 +21,7 @@ relief), as ML-Ask itself gives them valence; ``load_mlask`` turns its lemmas in
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -180,6 +181,14 @@ def _trie_node_pattern(node: _Trie) -> str:
     return f"(?:{body})?" if "" in node else body
 
 
+@functools.lru_cache(maxsize=1)
+def nfkc(text: str) -> str:
+    """``text`` NFKC-normalised.  The last text's form is kept: the default Japanese scorer
+    normalises each text twice in a row, for its lexicon and for its cues, and a text that
+    is not already normalised costs microseconds."""
+    return unicodedata.normalize("NFKC", text)
+
+
 def _packaged(name: str) -> str:
     return resources.files("xwatch.sentiment").joinpath(name).read_text(encoding="utf-8")
 
@@ -223,7 +232,7 @@ class JapaneseLexiconScorer:
 
     def matches(self, text: str) -> list[tuple[str, float]]:
         """The terms found in ``text`` with the weight each contributes (negation applied)."""
-        normalised = unicodedata.normalize("NFKC", text[: self._max_chars])
+        normalised = nfkc(text[: self._max_chars])
         found: list[tuple[str, float]] = []
         contrast = -1
         for contrast_match in _CONTRAST.finditer(normalised):

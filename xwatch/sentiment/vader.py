@@ -69,8 +69,9 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped
     the whole word list once per lexicon word, now once per text).  ``compound`` computes
     the compound score alone (what xwatch uses), about 3x faster than the original: it
     tokenizes and lower-cases once, looks at lexicon words only (every other word scores
-    0), builds VADER's idiom phrases only where one could start, and skips the
-    positive/negative/neutral proportions.  ``tests/test_sentiment.py`` checks both
+    0), gives a word its lexicon valence straight away when no word around it can modify
+    it (``_unmodified``), builds VADER's idiom phrases only where one could start, and
+    skips the positive/negative/neutral proportions.  ``tests/test_sentiment.py`` checks both
     equivalences.
     """
 
@@ -131,20 +132,27 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped
         the same order (so the float sums are the same); words outside the lexicon, and
         boosters, always score 0, so only lexicon words are looked at.
         """
-        if text.isascii():  # no emoji; lower-casing keeps lengths, so commutes with the split
-            text = text.strip()
-            lower = _tokens(text.lower())
-        else:
-            if not self._emoji_chars.isdisjoint(text):
-                text = self._emoji.sub(self._describe, text)
-            text = text.strip()
+        if not text.isascii() and not self._emoji_chars.isdisjoint(text):
+            text = self._emoji.sub(self._describe, text)
+        text = text.strip()
+        lowered = text.lower()
+        if len(lowered) == len(text):
+            # Each character lower-cased to one (always so in ASCII): lower-casing the text
+            # then splitting it gives VADER's words lower-cased.  (Which characters are
+            # white space or punctuation does not change, and the one character lower-cased
+            # by context, a final sigma, sees no farther than its word's letters.)
+            lowered_tokens = lowered.split()
+            lower = _words(lowered_tokens)
+        else:  # "İ" lower-cases to two characters: VADER keeps short words whole
+            lowered_tokens = None
             lower = [word.lower() for word in _tokens(text)]
         scored = self._scored
         if scored.isdisjoint(lower):
             return 0.0
         # A word is its token less some punctuation, which has no case: the tokens tell
-        # which words are in capitals as well as the words would.
-        tokens = text.split()
+        # which words are in capitals as well as the words would.  A text without capitals
+        # is its tokens lower-cased.
+        tokens = lowered_tokens if lowered_tokens is not None and lowered == text else text.split()
         capitals = sum(map(str.isupper, tokens))
         is_cap_diff = 0 < len(tokens) - capitals < len(tokens)
         last = len(lower) - 1
@@ -168,6 +176,22 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped
     def _valence(self, lower: list[str], tokens: list[str], i: int, is_cap_diff: bool) -> float:
         """vaderSentiment's ``sentiment_valence`` for the lexicon word ``lower[i]``;
         ``tokens[j]`` is word ``j`` as written (for its capitals)."""
+        if _unmodified(lower, i):
+            return self._lexicon_valence(lower[i], tokens[i], is_cap_diff)
+        return self._context_valence(lower, tokens, i, is_cap_diff)
+
+    def _lexicon_valence(self, word: str, token: str, is_cap_diff: bool) -> float:
+        """``_valence`` of a word no other word modifies (``_unmodified``): its valence in
+        the lexicon, stronger when in capitals among words that are not."""
+        valence: float = self.lexicon[word]
+        if is_cap_diff and token.isupper():
+            valence = valence + C_INCR if valence > 0 else valence - C_INCR
+        return valence
+
+    def _context_valence(
+        self, lower: list[str], tokens: list[str], i: int, is_cap_diff: bool
+    ) -> float:
+        """``_valence`` the long way: each of VADER's rules in turn."""
         lexicon = self.lexicon
         word = lower[i]
         valence: float = lexicon[word]
@@ -181,18 +205,25 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped
             valence = lexicon[word] * N_SCALAR
         if is_cap_diff and tokens[i].isupper():
             valence = valence + C_INCR if valence > 0 else valence - C_INCR
-        for start_i in range(3):
+        # The (up to) three words before, nearest first, each unless it is a lexicon word:
+        # a booster's push (weaker the farther it is), then a negation, then (three back)
+        # an idiom.  VADER's ``range(3)`` with ``j >= 0`` is ``range(min(i, 3))``.
+        for start_i in range(min(i, 3)):
             j = i - (start_i + 1)
-            if j >= 0 and lower[j] not in lexicon:
-                scalar = _scalar(lower[j], is_cap_diff and tokens[j].isupper(), valence)
+            before = lower[j]
+            if before in lexicon:
+                continue
+            scalar = 0.0  # ``_scalar`` of a word that is no booster, without the call
+            if before in BOOSTER_DICT:
+                scalar = _scalar(before, is_cap_diff and tokens[j].isupper(), valence)
                 if start_i == 1 and scalar != 0:
                     scalar = scalar * 0.95
                 if start_i == 2 and scalar != 0:
                     scalar = scalar * 0.9
-                valence = valence + scalar
-                valence = _negation(valence, lower, start_i, i)
-                if start_i == 2:
-                    valence = _idioms(valence, lower, i)
+            valence = valence + scalar
+            valence = _negation(valence, lower, start_i, i)
+            if start_i == 2:
+                valence = _idioms(valence, lower, i)
         if i > 1 and lower[i - 1] not in lexicon and lower[i - 1] == "least":
             if lower[i - 2] != "at" and lower[i - 2] != "very":
                 valence = valence * N_SCALAR
@@ -205,13 +236,15 @@ class FastAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]  # untyped
     ) -> float:
         """``_valence`` with the tweet rule: only the words of ``lower[i]``'s own clause
         can modify it."""
+        if _unmodified(lower, i):  # then no part of its context can either
+            return self._lexicon_valence(lower[i], tokens[i], is_cap_diff)
         for j in range(i - 1, max(-1, i - 4), -1):  # VADER looks three words back
             if tokens[j].endswith(CLAUSE_ENDS):
                 # The words after the clause's end, as if the text started there (and,
                 # as ``_valence`` looks at most two words ahead, ended two words on).
                 start, end = j + 1, i + 3
                 return self._valence(lower[start:end], tokens[start:end], i - start, is_cap_diff)
-        return self._valence(lower, tokens, i, is_cap_diff)
+        return self._context_valence(lower, tokens, i, is_cap_diff)
 
     def _negation_check(self, valence: float, words: list[str], start_i: int, i: int) -> float:
         return _negation(valence, self._lowered(words), start_i, i)
@@ -282,6 +315,35 @@ _IDIOM_STARTS = frozenset(
 """The first words of VADER's phrases ("the bomb", "kind of", ...)."""
 
 
+_IDIOM_SECONDS = frozenset(
+    phrase.split()[1] for phrase in (*SPECIAL_CASES, *BOOSTER_DICT) if " " in phrase
+)
+"""The second words of VADER's phrases ("bomb", "of", ...)."""
+
+_MODIFIERS = frozenset((*NEGATE, *BOOSTER_DICT, "no", "so", "this", "least"))
+"""Words that can change the valence of a word up to three after them, or their own:
+negations (with "never" and "without"), boosters, "no" (also as the word itself), "so" and
+"this" (VADER's rule for "never so" also applies to "so" and "this" alone), "least"."""
+
+
+def _unmodified(lower: list[str], i: int) -> bool:
+    """Whether none of VADER's rules but capitals can change the valence of ``lower[i]``.
+
+    So when neither it nor any of the three words before it is one of ``_MODIFIERS`` or
+    has "n't" (a negation, as ``_negated`` says): each rule of
+    ``FastAnalyzer._context_valence`` then adds 0.0 or nothing to the (non-zero) valence;
+    and when ``_idioms`` can find no phrase: none of those four words starts one, or none
+    of the words where a phrase's second word would be (``lower[i - 2 : i + 2]``) is one.
+    """
+    context = lower[max(0, i - 3) : i + 1]
+    # "n't" found in the words joined by spaces is "n't" in one of them: it has no space.
+    if not _MODIFIERS.isdisjoint(context) or "n't" in " ".join(context):
+        return False
+    return _IDIOM_STARTS.isdisjoint(context) or _IDIOM_SECONDS.isdisjoint(
+        lower[max(0, i - 2) : i + 2]
+    )
+
+
 _NEGATE = frozenset(NEGATE)
 _PUNCTUATION = string.punctuation
 
@@ -303,7 +365,12 @@ def _scalar(word: str, emphasised: bool, valence: float) -> float:
 def _tokens(text: str) -> list[str]:
     """vaderSentiment's words: split on white space, each stripped of leading and trailing
     punctuation unless that leaves two characters or fewer (then it is kept whole: ":)")."""
-    return [s if len(s := token.strip(_PUNCTUATION)) > 2 else token for token in text.split()]
+    return _words(text.split())
+
+
+def _words(tokens: list[str]) -> list[str]:
+    """``_tokens`` of the text that splits into ``tokens``."""
+    return [s if len(s := token.strip(_PUNCTUATION)) > 2 else token for token in tokens]
 
 
 def _punctuation_emphasis(text: str) -> float:
