@@ -40,6 +40,7 @@ import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from xwatch.detect.memo import Memo
 from xwatch.detect.runs import RunTracker
 from xwatch.detect.tails import betabinom_cdf, betabinom_sf, larger, smaller
 from xwatch.detect.volume import BAND_Z, DAY, MIN_FACTOR
@@ -67,20 +68,6 @@ class ShareParams:
     weekday_halflife_weeks: float = 4.0  # a weekday's share: half-life in weeks
 
 
-class _Scored:
-    """A slot for what ``score_one`` worked out on a bucket, for the ``learn_one`` that
-    follows on the same bucket (the model has not changed in between: only ``learn_one``
-    changes it, and it empties the slot). Not a dataclass field: never checkpointed."""
-
-    __slots__ = ("_scored",)
-    _scored: Scored | None
-
-    def _keep_scored(self, scored: Scored | None) -> None:
-        # set here, where type checkers see the slot (a slotted dataclass's own __slots__
-        # hides its bases' from them)
-        self._scored = scored
-
-
 class Scored(NamedTuple):
     """What ``score_one`` worked out on ``bucket``, that ``learn_one`` needs again."""
 
@@ -92,7 +79,7 @@ class Scored(NamedTuple):
 
 
 @dataclass(slots=True)
-class NegativeShareDetector(_Scored):
+class NegativeShareDetector(Memo[Scored]):
     width_seconds: int
     params: ShareParams = ShareParams()
     negatives: float = 0.0  # exponentially weighted, each over its hour's factor
@@ -142,7 +129,7 @@ class NegativeShareDetector(_Scored):
         return (self.negatives + p.prior_share * p.prior_posts) / (self.posts + p.prior_posts)
 
     def __post_init__(self) -> None:
-        self._keep_scored(None)
+        self._set_memo(None)  # score_one's work on its bucket, for learn_one
 
     def usual_at(self, bucket: Bucket, season: float | None = None) -> float:
         """The usual share at the bucket's hour of day and day of the week (below 1: a
@@ -189,7 +176,7 @@ class NegativeShareDetector(_Scored):
         warming_up = self._warming_up(bucket)
         p = self.params
         llr = None if warming_up else self._llr(k, n, usual, concentration)
-        self._keep_scored(Scored(bucket, season, usual, concentration, llr))
+        self._set_memo(Scored(bucket, season, usual, concentration, llr))
         cusum = 0.0 if llr is None else self.cusum + llr
         cusum = smaller(larger(cusum, 0.0), p.cusum_cap)
         sustained = math.exp(-cusum) / p.cusum_share
@@ -239,11 +226,8 @@ class NegativeShareDetector(_Scored):
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()
         n, k = bucket.count, float(bucket.negative)
-        try:
-            scored = self._scored
-        except AttributeError:  # a copy made without __init__ (copy, pickle)
-            scored = None
-        self._keep_scored(None)  # what is learned next changes the model
+        scored = self._get_memo()
+        self._set_memo(None)  # what is learned next changes the model
         if scored is not None and scored.bucket is bucket:  # score_one's work on it
             season, usual, concentration, llr = (
                 scored.season,

@@ -125,6 +125,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from xwatch.detect.memo import Memo
 from xwatch.detect.runs import RunTracker
 from xwatch.detect.tails import (
     LN10,
@@ -248,19 +249,6 @@ class _Constants:
         )
 
 
-class _Derived:
-    """A slot for what a detector derives from its fields (``_Constants``): not a
-    dataclass field, so it is neither checkpointed nor part of the state's fingerprint."""
-
-    __slots__ = ("_derived",)
-    _derived: _Constants | None
-
-    def _keep_derived(self, constants: _Constants | None) -> None:
-        # set here, where type checkers see the slot (a slotted dataclass's own __slots__
-        # hides its bases' from them)
-        self._derived = constants
-
-
 @dataclass(slots=True)
 class Judgement:
     """What judging one bucket found, kept until it is learned (saves doing it twice).
@@ -341,7 +329,7 @@ class Judgement:
 
 
 @dataclass(slots=True)
-class CountDetector(_Derived):
+class CountDetector(Memo[_Constants]):
     """Negative-binomial detector for one count series (volume or negative volume)."""
 
     measure: Measure
@@ -404,23 +392,20 @@ class CountDetector(_Derived):
     def __post_init__(self) -> None:
         if self.dispersion == 0.0:
             self.dispersion = self.params.initial_dispersion
-        self._keep_derived(None)  # made at the first bucket (``_constants``)
+        self._set_memo(None)  # the constants: made at the first bucket (``_constants``)
 
     def _constants(self) -> _Constants:
         """What follows from ``width_seconds`` and ``params`` alone (made again if either
         is not the one it was made from: a restored checkpoint sets its fields after
         ``__init__``)."""
-        try:
-            constants = self._derived
-        except AttributeError:  # a copy made without __init__ (copy, pickle)
-            constants = None
+        constants = self._get_memo()
         if (
             constants is None
             or constants.params is not self.params
             or constants.width_seconds != self.width_seconds
         ):
             constants = _Constants.of(self.width_seconds, self.params)
-            self._keep_derived(constants)
+            self._set_memo(constants)
         return constants
 
     # -- the model ---------------------------------------------------------------
