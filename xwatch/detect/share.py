@@ -12,7 +12,10 @@ whole UTC days (half-life: a month of that weekday), once each has ended: a shar
 runs higher at weekends is not news every Saturday. A bucket with ``k`` negatives out
 of ``n`` posts is judged by a beta-binomial tail probability: the binomial part respects
 small counts (1 negative out of 2 posts is not a crisis), the beta part lets the share
-drift from bucket to bucket without alarming. How much it drifts (the
+drift from bucket to bucket without alarming. The tail is the mid-p one (``P(K > k)`` and
+half of ``P(K = k)``), as the volume detector's: the whole of ``P(K >= k)`` would make a
+discrete test conservative, most at small buckets, where "0.99" would be met in about
+half a bucket in a hundred of a steady share instead of one. How much it drifts (the
 beta's concentration ``c``) is learned online from the buckets themselves: under a
 beta-binomial, a bucket's squared Pearson residual has mean ``1 + (n - 1)/(c + 1)``,
 so the sum of ``r**2 - 1`` over the sum of ``n - 1`` estimates ``1/(c + 1)`` (the
@@ -42,7 +45,7 @@ from typing import NamedTuple
 
 from xwatch.detect.memo import Memo
 from xwatch.detect.runs import RunTracker
-from xwatch.detect.tails import betabinom_cdf, betabinom_sf, larger, smaller
+from xwatch.detect.tails import betabinom_cdf, betabinom_pmf, betabinom_sf, larger, smaller
 from xwatch.detect.volume import BAND_Z, DAY, MIN_FACTOR
 from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
@@ -168,11 +171,13 @@ class NegativeShareDetector(Memo[Scored]):
         direction: Direction = "up"
         if n == 0:
             tail = 1.0
-        elif observed >= usual:
-            tail = betabinom_sf(k, n, usual, concentration)
-        else:
-            direction = "down"
-            tail = betabinom_cdf(k, n, usual, concentration)
+        else:  # mid-p: half the probability of k itself, as discrete tails are
+            half = 0.5 * betabinom_pmf(k, n, usual, concentration)
+            if observed >= usual:
+                tail = betabinom_sf(k, n, usual, concentration) - half
+            else:
+                direction = "down"
+                tail = betabinom_cdf(k, n, usual, concentration) - half
         warming_up = self._warming_up(bucket)
         p = self.params
         llr = None if warming_up else self._llr(k, n, usual, concentration)

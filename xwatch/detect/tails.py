@@ -111,6 +111,15 @@ def betabinom_cdf(k: int, n: int, p: float, concentration: float) -> float:
 _NEGLIGIBLE = 1e-17  # a term this small against the sum so far changes no double
 
 
+def betabinom_pmf(k: int, n: int, p: float, concentration: float) -> float:
+    """P(K = k) for K ~ BetaBinomial(n, p * c, (1 - p) * c)."""
+    if not 0 <= k <= n:
+        return 0.0
+    a = max(p, 1e-9) * concentration
+    b = max(1.0 - p, 1e-9) * concentration
+    return _betabinom_pmf(k, n, a, b)
+
+
 def _betabinom_sum(first: int, step: int, n: int, a: float, b: float) -> float:
     """The pmf summed from ``first`` outwards (``step`` +1: up to n; -1: down to 0).
 
