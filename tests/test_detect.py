@@ -511,6 +511,24 @@ def test_a_new_crisis_after_the_old_level_came_back_alarms_again() -> None:
     assert len(counts) - HOUR in alarms(signals, "up")  # the second one's first bucket
 
 
+def test_a_series_silent_for_a_year_is_still_judged() -> None:
+    """A brand or a topic that goes silent: its level halves every few hours of silence
+    and, after about 217 days of hourly buckets, reached the subnormal floats, where
+    level x weekday factor rounds to 0: learning the next empty bucket divided by zero,
+    and the daemon's pipeline raised on every batch (on every restart too: the
+    checkpoint held the level). The level now drops to 0 first, and a post after the
+    silence is news."""
+    detector = CountDetector(Measure.VOLUME, 3600)
+    for i in range(365 * 24):
+        b = bucket(T0 + timedelta(hours=i), 20 if i < 3 * 24 else 0, scale=3600)
+        detector.score_one(b)
+        detector.learn_one(b)
+    assert detector.level == 0.0
+    back = bucket(T0 + timedelta(days=365), 20, scale=3600)
+    signal = detector.score_one(back)
+    assert signal.direction == "up" and signal.likelihood >= 0.9999
+
+
 def test_a_feed_s_recovery_after_an_outage_is_not_a_spike_but_a_real_one_is() -> None:
     """Four hours of near silence (the source's outage, adopted as the new normal), then
     the usual level: no up alarm; a x10 spike after it still alarms."""

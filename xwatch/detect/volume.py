@@ -144,6 +144,8 @@ WEEK = 7 * DAY
 BAND_Z = 2.576  # the expected band is the central 99 %
 MIN_FACTOR = 0.05  # a seasonal factor never goes below this (a quiet hour is not a dead one)
 MIN_EXPECTED = 1e-3  # the expected count never goes below this (a silent series sits on it)
+MIN_LEVEL = 1e-100  # a level that decays below this is 0: a series silent for years would
+# otherwise reach the subnormal floats, where level x factor rounds to 0 (a division by 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -867,6 +869,8 @@ class CountDetector(Memo[_Constants]):
         if self.day_information > 0.0 and not warming_up:
             a_level = smaller(1.0, a_level * self._information(season) / self.day_information)
         self.level += a_level * (deseasonalised - self.level)
+        if self.level < MIN_LEVEL:
+            self.level = 0.0
         if self.level <= 0 or level_before <= 0:
             return
 
