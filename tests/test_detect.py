@@ -23,7 +23,7 @@ from xwatch.detect.tails import (
     ONSET_EDGES,
     RESCALE_WEIGHT,
     OnsetTail,
-    betabinom_pmf,
+    betabinom_mid_p,
     betabinom_sf,
     nbinom_cdf,
     nbinom_pmf,
@@ -57,9 +57,10 @@ def test_nbinom_tails_match_scipy(x: int, mu: float, alpha: float) -> None:
 def test_betabinom_tail_matches_scipy(k: int, n: int, p: float, c: float) -> None:
     expected = stats.betabinom.sf(k - 1, n, p * c, (1 - p) * c)
     assert betabinom_sf(k, n, p, c) == pytest.approx(expected, rel=1e-6, abs=1e-12)
-    pmf = stats.betabinom.pmf(k, n, p * c, (1 - p) * c)
-    assert betabinom_pmf(k, n, p, c) == pytest.approx(pmf, rel=1e-9, abs=1e-15)
-    assert betabinom_pmf(n + 1, n, p, c) == betabinom_pmf(-1, n, p, c) == 0.0
+    half = stats.betabinom.pmf(k, n, p * c, (1 - p) * c) / 2
+    up, down = betabinom_mid_p(k, n, p, c)
+    assert up == pytest.approx(expected - half, rel=1e-6, abs=1e-12)
+    assert down == pytest.approx(1 - expected + half, rel=1e-6, abs=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 from xwatch.detect.memo import Memo
 from xwatch.detect.runs import RunTracker
-from xwatch.detect.tails import betabinom_cdf, betabinom_pmf, betabinom_sf, larger, smaller
+from xwatch.detect.tails import betabinom_mid_p, larger, smaller
 from xwatch.detect.volume import BAND_Z, DAY, MIN_FACTOR
 from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
@@ -171,13 +171,12 @@ class NegativeShareDetector(Memo[Scored]):
         direction: Direction = "up"
         if n == 0:
             tail = 1.0
-        else:  # mid-p: half the probability of k itself, as discrete tails are
-            half = 0.5 * betabinom_pmf(k, n, usual, concentration)
+        else:
+            up, down = betabinom_mid_p(k, n, usual, concentration)
             if observed >= usual:
-                tail = betabinom_sf(k, n, usual, concentration) - half
+                tail = up
             else:
-                direction = "down"
-                tail = betabinom_cdf(k, n, usual, concentration) - half
+                direction, tail = "down", down
         warming_up = self._warming_up(bucket)
         p = self.params
         llr = None if warming_up else self._llr(k, n, usual, concentration)

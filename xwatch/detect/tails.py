@@ -103,25 +103,27 @@ def betabinom_sf(k: int, n: int, p: float, concentration: float) -> float:
     return max(0.0, 1.0 - _betabinom_sum(k - 1, -1, n, a, b))
 
 
-def betabinom_cdf(k: int, n: int, p: float, concentration: float) -> float:
-    """P(K <= k) for K ~ BetaBinomial(n, p * c, (1 - p) * c)."""
-    return 1.0 - betabinom_sf(k + 1, n, p, concentration)
+def betabinom_mid_p(k: int, n: int, p: float, concentration: float) -> tuple[float, float]:
+    """The mid-p tails (up, down) of ``k`` (0..n) for K ~ BetaBinomial(n, p * c, (1 - p) *
+    c): ``P(K > k) + P(K = k) / 2`` and ``P(K < k) + P(K = k) / 2``, which add up to 1."""
+    a = max(p, 1e-9) * concentration
+    b = max(1.0 - p, 1e-9) * concentration
+    # Sum the side of k away from the mean (the smaller one, and no cancellation).
+    if k > n * a / (a + b):
+        up = min(1.0, _betabinom_sum(k, 1, n, a, b, first_weight=0.5))
+        return up, max(0.0, 1.0 - up)
+    down = min(1.0, _betabinom_sum(k, -1, n, a, b, first_weight=0.5))
+    return max(0.0, 1.0 - down), down
 
 
 _NEGLIGIBLE = 1e-17  # a term this small against the sum so far changes no double
 
 
-def betabinom_pmf(k: int, n: int, p: float, concentration: float) -> float:
-    """P(K = k) for K ~ BetaBinomial(n, p * c, (1 - p) * c)."""
-    if not 0 <= k <= n:
-        return 0.0
-    a = max(p, 1e-9) * concentration
-    b = max(1.0 - p, 1e-9) * concentration
-    return _betabinom_pmf(k, n, a, b)
-
-
-def _betabinom_sum(first: int, step: int, n: int, a: float, b: float) -> float:
-    """The pmf summed from ``first`` outwards (``step`` +1: up to n; -1: down to 0).
+def _betabinom_sum(
+    first: int, step: int, n: int, a: float, b: float, first_weight: float = 1.0
+) -> float:
+    """The pmf summed from ``first`` outwards (``step`` +1: up to n; -1: down to 0), the
+    first term times ``first_weight`` (a half: a mid-p tail).
 
     One pmf in closed form, the others by the ratio of consecutive terms,
     ``pmf(j + 1) / pmf(j) = (n - j) (j + a) / ((j + 1) (n - j - 1 + b))``; the sum
@@ -131,7 +133,7 @@ def _betabinom_sum(first: int, step: int, n: int, a: float, b: float) -> float:
     posts costs tens of terms, not thousands of log-gamma calls.
     """
     term = _betabinom_pmf(first, n, a, b)
-    total = term
+    total = first_weight * term
     j = first
     while 0 <= j + step <= n:
         if step > 0:
