@@ -5,7 +5,8 @@
 The streams are synthetic and stationary: Poisson counts whose rate follows a daily
 rhythm (``AMPLITUDE``: 19x from the night's trough at 02:00 UTC to the afternoon's peak
 at 14:00) and, in half of them, weekends at 0.6x the weekdays. Nothing in them is news,
-so every alarm is a false one. Two figures per stream size:
+so every alarm is a false one. The sizes run from 3 posts a day (a topic, or a small
+brand's negative posts: 0.01 a bucket) to 60,000. Two figures per stream size:
 
 * the rate of 5-minute buckets whose likelihood reaches 0.999, either way, after the
   warm-up (nominal: about 1 in 1,000 each way);
@@ -46,7 +47,8 @@ from xwatch.model import Bucket, Measure, SeriesKey
 DAY = 86400
 START = datetime(2026, 11, 4, tzinfo=UTC)  # a Wednesday: the first weekend comes in week 1
 AMPLITUDE = 0.9  # the rate is mean x (1 + 0.9 cos(hour from 14:00))
-POSTS_PER_DAY = (150, 600, 6_000, 60_000)
+POSTS_PER_DAY = (3, 10, 30, 150, 600, 6_000, 60_000)  # from a topic seen a few times a day
+SHARE_POSTS_PER_DAY = (600, 6_000, 60_000)
 BASE_SHARE = 0.12
 SHARE_AMPLITUDE = 0.5
 WANDERING = 30.0  # a beta-binomial share's concentration (the smaller, the more it wanders)
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| posts a day | the share | buckets at 0.999, per 1,000 | share alerts |")
     print("|--:|---|--:|--:|")
     share_rows: list[dict[str, Any]] = []
-    for per_day in POSTS_PER_DAY[1:]:
+    for per_day in SHARE_POSTS_PER_DAY:
         for amplitude, concentration, weekend in SHARE_SHAPES:
             total = {"buckets": 0, "at_0_999": 0, "share_alerts": 0}
             for seed in range(args.seeds):

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
-import hashlib
 import io
 import json
 import logging
-import math
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +30,6 @@ from xwatch.detect.state import (
     STATE_VERSION,
     Checkpoint,
     CheckpointError,
-    field_names,
     fingerprint,
     from_state,
     restore_term_model,
@@ -276,67 +272,93 @@ def test_another_state_version_is_refused() -> None:
     assert f"reads version {STATE_VERSION}" in message
 
 
-def version_8_state(detector: CountDetector) -> dict[str, Any]:
-    """``detector``'s state as version 8 saved it: no fading (its tails' weight, 1, and
-    the half-life are not there), counts as integers."""
-    state = to_state(detector)
-    fields = dict(state["fields"])
+VERSION_9_STATE = Path(__file__).parent / "data" / "count_detector_v9.json"
+
+
+def version_9_state() -> dict[str, Any]:
+    """A state saved by version 9 itself (``tests/data``: 8 days learned)."""
+    state: dict[str, Any] = json.loads(VERSION_9_STATE.read_text("utf-8"))["state"]
+    assert state["version"] == 9
+    return state
+
+
+def version_8_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A version 9 ``state`` as version 8 would have saved it: no fading (the tails'
+    weight and the half-life are not there), counts as integers."""
+    fields = copy.deepcopy(state["fields"])
     for name in ("onsets", "bucket_tails"):
-        tail = dict(fields[name])
-        assert tail.pop("weight") == 1.0
-        tail["buckets"] = int(tail["buckets"])
-        tail["reached"] = [int(count) for count in tail["reached"]]
-        fields[name] = tail
-    params = dict(fields["params"])
-    del params["calibration_halflife_seconds"]
-    fields["params"] = params
-    return state | {"version": 8, "fingerprint": PINNED_FINGERPRINTS[8]["CountDetector"]}
+        tail = fields[name]
+        del tail["weight"]
+        tail["buckets"] = round(tail["buckets"])
+        tail["reached"] = [round(count) for count in tail["reached"]]
+    del fields["params"]["calibration_halflife_seconds"]
+    return state | {
+        "version": 8,
+        "fingerprint": PINNED_FINGERPRINTS[8]["CountDetector"],
+        "fields": fields,
+    }
 
 
 def test_a_version_8_checkpoint_is_upgraded_and_keeps_what_it_learned() -> None:
     """Version 9 made the calibration fade; a version 8 state is a version 9 one that has
-    faded nothing yet. It is upgraded, not refused: the series keeps its rhythm and its
-    calibration, and from then on judges exactly as a version 9 detector that had
-    learned the same buckets without fading would."""
-    never_fading = CountParams(calibration_halflife_seconds=math.inf)
-    original = CountDetector(Measure.VOLUME, 300, never_fading)
-    learned, ahead = buckets(300, days=3, seed=8)[:-60], buckets(300, days=3, seed=8)[-60:]
-    for b in learned:
-        original.learn_one(b)
-    assert original.onsets.reached[0] > 0
-    old = json.loads(json.dumps(version_8_state(original)))
-    assert (
-        old["fingerprint"]
-        == hashlib.sha256(
-            ",".join(
-                n
-                for n in field_names(CountDetector)
-                if n not in {"onsets.weight", "bucket_tails.weight"}
-                and n != "params.calibration_halflife_seconds"
-            ).encode()
-        ).hexdigest()[:16]
-    )  # the upgrade's record of version 8 is version 8's field names
+    faded nothing yet. It is upgraded (to 9, then on), not refused: the series keeps its
+    rhythm and its calibration, as the version 9 state whose tails have faded nothing
+    does (their weight 1, their counts as saved)."""
+    old = json.loads(json.dumps(version_8_state(version_9_state())))
+    unfaded = version_9_state()
+    for name in ("onsets", "bucket_tails"):
+        tail = unfaded["fields"][name]
+        tail |= {"weight": 1.0, "buckets": round(tail["buckets"])}
+        tail["reached"] = [round(count) for count in tail["reached"]]
 
     restored = from_state(old)
 
     assert isinstance(restored, CountDetector)
-    assert restored.params == CountParams()  # the new defaults: it fades from now on
-    expected = dataclasses.replace(original, params=CountParams())
-    assert to_state(restored) == to_state(expected)
-    for b in ahead:
-        assert restored.score_one(b) == expected.score_one(b)
+    assert restored.params == CountParams()  # the defaults: it fades from now on
+    assert restored.onsets.weight == 1.0 and restored.onsets.reached[0] > 0
+    assert to_state(restored) == to_state(from_state(unfaded))
+    for other in (NegativeShareDetector(300), TermModel(300)):  # unchanged since version 8
+        for version in (8, 9):
+            state = to_state(other) | {"version": version}
+            assert to_state(from_state(state)) == to_state(other)
+
+
+def test_a_version_9_checkpoint_is_upgraded_and_keeps_its_rhythm() -> None:
+    """Version 10 learns each hour's factor as a ratio of sums (posts over expected posts).
+    A checkpoint saved by version 9 itself (``tests/data``: 8 days learned) is upgraded,
+    not refused: each factor becomes a ratio resting on the posts it rested on, so the
+    series keeps its daily and weekly rhythm. The next day's expected counts, hour by
+    hour, are within 10 % of the ones version 9 gave, and the upgraded detector goes on
+    judging and learning (the next day's buckets) without a false alarm."""
+    saved = json.loads(VERSION_9_STATE.read_text("utf-8"))
+
+    restored = from_state(version_9_state())
+
+    assert isinstance(restored, CountDetector)
+    assert sum(restored.hour_expected) > 0 and restored.last_hour == -1
+    for start, expected in saved["expected"].items():
+        at = datetime.fromisoformat(start)
+        assert restored.expected(at) == pytest.approx(expected, rel=0.1)
+    for b in buckets(300, days=9, seed=8)[8 * 288 :]:  # the day after the saved eight
+        assert restored.score_one(b).likelihood < 0.9999
         restored.learn_one(b)
-        expected.learn_one(b)
-    for other in (NegativeShareDetector(300), TermModel(300)):  # unchanged in version 9
-        state = to_state(other) | {"version": 8}
-        assert to_state(from_state(state)) == to_state(other)
+    assert to_state(from_state(json.loads(json.dumps(to_state(restored))))) == to_state(restored)
+
+
+def test_a_version_9_state_of_the_wrong_types_is_refused_by_name() -> None:
+    """The upgrade works out the hours' evidence from the saved level and factors; where
+    those are not numbers it leaves them to the checkpoint's checks, which name them."""
+    for name, value in (("level", "high"), ("daily", [1.0] * 23 + [None])):
+        state = version_9_state()
+        state["fields"][name] = value
+        assert name in refusal(state)
 
 
 def test_a_version_8_state_with_other_fields_is_refused() -> None:
     state = learned_state() | {"version": 8}  # version 9's fields, saved as version 8
     assert "state version 8: its fields are not the ones version 8 had" in refusal(state)
     message = refusal(learned_state() | {"version": 7})
-    expected = f"state version 7: this xwatch reads version {STATE_VERSION} and upgrades version 8"
+    expected = f"state version 7: this xwatch reads version {STATE_VERSION} and upgrades 8-9"
     assert expected + " (" in message
 
 
@@ -537,6 +559,11 @@ PINNED_FINGERPRINTS = {
         "NegativeShareDetector": "0c3297ff08fb182d",
         "TermModel": "a89c6275c0bdf88b",
     },
+    10: {  # CountDetector: the hours' factors are ratios of sums (upgraded from 9)
+        "CountDetector": "42458e1608d66c46",
+        "NegativeShareDetector": "0c3297ff08fb182d",
+        "TermModel": "a89c6275c0bdf88b",
+    },
 }
 
 
@@ -647,7 +674,7 @@ async def test_the_daemon_refuses_a_stale_checkpoint_and_starts_that_series_fres
     [warning] = [r.getMessage() for r in warnings]  # one per series, not per detector
     assert warning.startswith(f"series {series}: checkpoint refused, the series starts fresh: ")
     assert warning.endswith(
-        f"state version 0: this xwatch reads version {STATE_VERSION} and upgrades version 8 "
+        f"state version 0: this xwatch reads version {STATE_VERSION} and upgrades 8-9 "
         "(the detector's state changed meaning)"
     )
     assert "restored 0 series from the checkpoint saved" in caplog.text

@@ -35,11 +35,11 @@ from typing import Any, Protocol, TypeVar
 from xwatch.detect import Detector
 from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.terms import TermModel
-from xwatch.detect.volume import CountDetector, CountParams
+from xwatch.detect.volume import DAY, CountDetector, CountParams
 from xwatch.errors import XwatchError
 from xwatch.model import Measure, SeriesKey
 
-STATE_VERSION = 9  # bump whenever a detector's state changes meaning
+STATE_VERSION = 10  # bump whenever a detector's state changes meaning
 
 JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 
@@ -220,6 +220,59 @@ def _fading_onset_tails(fields: Fields) -> Fields:
     return upgraded
 
 
+def _hour_evidence(fields: Fields) -> Fields:
+    """9 -> 10: an hour's factor is the ratio of its posts to the posts it would have had
+    at a factor of 1 (``hour_posts``, ``hour_expected``), shrunk as Poisson rates are; the
+    day's mean information is worked out when it is used (``day_information`` is gone).
+
+    A version 9 factor becomes a ratio resting on the evidence it rested on: its hour's
+    buckets within the factor's memory (as many as the new sums hold: ``1 / alpha``), at
+    the level and the dispersion saved, weighted as the new sums weigh a bucket. The
+    spread and the shrunk factors are worked out again at the next bucket learned
+    (``last_hour`` -1: as at a new hour). Fields of the wrong type are left for the
+    checkpoint's checks to refuse."""
+    upgraded = dict(fields)
+    upgraded.pop("day_information", None)
+    upgraded["last_hour"] = -1
+    posts, expected = [0.0] * 24, [0.0] * 24
+    level, dispersion = _number(fields.get("level")), _number(fields.get("dispersion"))
+    width, params = _number(fields.get("width_seconds")), fields.get("params")
+    halflife = _number(params.get("daily_halflife_days")) if isinstance(params, Mapping) else None
+    daily = _numbers(fields.get("daily"))
+    seen = _numbers(fields.get("daily_seen"))
+    if (
+        level is not None
+        and dispersion is not None
+        and width is not None
+        and 0.0 < width < DAY
+        and halflife is not None
+        and len(daily) == len(seen) == 24
+    ):
+        steps = DAY / width / 24.0 * halflife
+        memory = 1.0 / (1.0 - 0.5 ** (1.0 / max(steps, 1.0)))  # an EWMA's sum of weights
+        for hour, (factor, buckets) in enumerate(zip(daily, seen, strict=True)):
+            weight = 1.0 / (1.0 + dispersion * level * factor)
+            expected[hour] = min(buckets, memory) * level * weight
+            posts[hour] = factor * expected[hour]
+    upgraded["hour_posts"], upgraded["hour_expected"] = posts, expected
+    return upgraded
+
+
+def _number(value: object) -> float | None:
+    """``value`` if it is a number (not a bool), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _numbers(value: object) -> list[float]:
+    """``value`` if it is a list of numbers, else an empty list."""
+    if not isinstance(value, list):
+        return []
+    numbers = [_number(item) for item in value]
+    return [n for n in numbers if n is not None] if None not in numbers else []
+
+
 def _unchanged(fields: Fields) -> Fields:
     return dict(fields)
 
@@ -242,6 +295,18 @@ UPGRADES: dict[int, Upgrade] = {
         },
         fields={
             "CountDetector": _fading_onset_tails,
+            "NegativeShareDetector": _unchanged,
+            "TermModel": _unchanged,
+        },
+    ),
+    9: Upgrade(
+        fingerprints={
+            "CountDetector": "7b277056d6058acd",
+            "NegativeShareDetector": "0c3297ff08fb182d",
+            "TermModel": "a89c6275c0bdf88b",
+        },
+        fields={
+            "CountDetector": _hour_evidence,
             "NegativeShareDetector": _unchanged,
             "TermModel": _unchanged,
         },

@@ -5,12 +5,17 @@ The expected count of a bucket is ``level x daily[hour] x weekly[weekday]``:
 * ``level``  the recent mean rate, deseasonalised (half-life: hours), each bucket learned
   in proportion to what it says about the level (``_information``: on a small series a
   quiet hour's bucket says little, so one night post does not move the level as twenty);
-* ``daily``  a factor per UTC hour of day, learned online (half-life: a week of that hour),
-  first estimated from the whole warm-up day at once, and trusted as far as it rests on
-  enough posts to stand out from its noise (``_trusted_daily``: empirical Bayes; the
-  trusted factors average 1 too, so shrinking the day's shape adds no posts to it);
+* ``daily``  a factor per UTC hour of day: the hour's posts over the posts it would have
+  had at a factor of 1, both summed with a half-life of a week of that hour and each
+  bucket weighted as the negative binomial's likelihood weighs it (on a small series a
+  ratio of sums, as a Poisson rate is estimated: an average of per-bucket ratios was
+  ruled by the buckets whose level happened to be lowest, and one post after a quiet
+  night made an hour's factor 20), first estimated from the whole warm-up day at once,
+  and shrunk towards 1 as far as it rests on too few posts to stand out from its noise
+  (``_hour_factor``: empirical Bayes, a gamma prior on Poisson rates);
 * ``weekly`` a factor per day of week, learned from whole UTC days against the mean of the
-  last seven (half-life: a month of that weekday).
+  last seven (half-life: a month of that weekday), from weeks without a silent day (a
+  day without a post is a gap in the feed, not a rhythm).
 
 A bucket is judged by two pieces of evidence against a negative binomial around
 that expectation (whose dispersion is learned online too, so "2 → 6" and
@@ -37,7 +42,11 @@ once: ``score_one`` keeps its work (``judged``) for the ``learn_one`` that follo
 on the same bucket.
 
 Learning is robust: a bucket outside the expected band is learned as if it sat on
-the band's edge, so a crisis does not teach the baseline that crises are normal.
+the band's edge, so a crisis does not teach the baseline that crises are normal. The
+band's top is never below one post: a single post is never an outlier (where the
+expected count is a small fraction of a post, the band's top is too; clipped to it,
+posts taught the level almost nothing while empty buckets taught it all, and a small
+series' level, once low, fell for good).
 A change that lasts is the new normal, and alerts once: when the buckets have
 stayed outside the band on one side, or a CUSUM has stayed at its cap, for
 ``adopt_after_seconds``, the level jumps to their mean and the CUSUMs start
@@ -160,7 +169,7 @@ class CountParams:
     warmup_seconds: float = DAY  # no alarm before a day of rhythm has been seen
     adopt_after_seconds: float = 3 * 3600.0  # a change that lasts this long is the new normal
     factor_evidence_posts: float = 30.0  # a weekday factor resting on this many posts:
-    # half-trusted (the hours' factors are trusted by their own spread: ``_trusted_daily``)
+    # half-trusted (the hours' factors are trusted by their own spread: ``_hour_factor``)
     shift_factor: float = 2.0  # the sustained change the CUSUMs look for: x2 up, /2 down
     cusum_share: float = 0.2  # of the false-alarm budget, for the CUSUM (Bonferroni)
     cusum_cap: float = 20.0  # nats: a CUSUM saturates here (its tail, 1e-8 after the budget
@@ -214,10 +223,9 @@ class _Constants:
     params: CountParams
     hourly: bool  # buckets shorter than a day: each UTC hour of day has its factor
     per_day: int  # buckets in a day (1 for day-wide buckets)
-    slot_memory: float  # an hour's buckets within its factor's memory (``_slot_posts``)
     level_alpha: float  # EWMA weights of one bucket at each half-life's own pace
     dispersion_alpha: float
-    daily_alpha: float  # (hourly buckets only)
+    daily_keep: float  # what is left of an hour's evidence after a bucket of it
     weekly_alpha: float  # (one step: a day)
     episode_decay: float  # what is left of the episode's bar after a bucket
     calibration_keep: float  # what is left of the calibration's counts after a bucket
@@ -236,10 +244,9 @@ class _Constants:
             params=params,
             hourly=width_seconds < DAY,
             per_day=max(1, round(DAY / width_seconds)),
-            slot_memory=DAY / width_seconds / 24.0 * params.daily_halflife_days * 2.885,
             level_alpha=_alpha(params.level_halflife_seconds / width),
             dispersion_alpha=_alpha(params.dispersion_halflife_seconds / width),
-            daily_alpha=_alpha(DAY / width / 24.0 * params.daily_halflife_days),
+            daily_keep=1.0 - _alpha(DAY / width / 24.0 * params.daily_halflife_days),
             weekly_alpha=_alpha(params.weekly_halflife_weeks),
             episode_decay=_decay(width_seconds, params.episode_halflife_seconds),
             calibration_keep=_decay(width_seconds, params.calibration_halflife_seconds),
@@ -342,9 +349,15 @@ class CountDetector(Memo[_Constants]):
     daily: list[float] = field(default_factory=lambda: [1.0] * 24)
     weekly: list[float] = field(default_factory=lambda: [1.0] * 7)
     daily_seen: list[int] = field(default_factory=lambda: [0] * 24)
-    rhythm_spread: float = 0.0  # variance of the hours' log factors beyond their noise
-    trusted_mean: float = 1.0  # the mean of the hours' shrunk factors (``_trusted_daily``)
-    day_information: float = 0.0  # a bucket's information about the level, mean of the day
+    # each hour's evidence, fading with ``daily_halflife_days``: its posts (the buckets'
+    # values, as learned), and the posts it would have had at a factor of 1 (the level
+    # times the weekday's factor at each of those buckets), each bucket weighted by its
+    # information (``_learn_baseline``); ``daily`` is their ratio, shrunk towards 1
+    # (``_hour_factor``)
+    hour_posts: list[float] = field(default_factory=lambda: [0.0] * 24)
+    hour_expected: list[float] = field(default_factory=lambda: [0.0] * 24)
+    rhythm_spread: float = 0.0  # the variance of the hours' true factors (the prior's)
+    trusted_mean: float = 1.0  # the mean of the hours' factors (``_rhythm`` divides by it)
     weekly_seen: list[int] = field(default_factory=lambda: [0] * 7)  # days learned
     # the warm-up's buckets per hour of day: how many, and their sum (the rhythm's first
     # estimate, taken as a whole at the warm-up's end; emptied then)
@@ -423,9 +436,9 @@ class CountDetector(Memo[_Constants]):
         return max((self.level if level is None else level) * daily * weekly, MIN_EXPECTED)
 
     def _rhythm(self, hour: int, weekday: int, constants: _Constants) -> tuple[float, float]:
-        """The trusted factors of an hour of day and a day of the week (``_trusted_daily``,
+        """The trusted factors of an hour of day and a day of the week (``_hour_factor``,
         ``_trusted``): a bucket's expected count is ``level x daily x weekly``."""
-        daily = self._shrunk_daily(hour, constants.slot_memory) / self.trusted_mean
+        daily = self.daily[hour] / self.trusted_mean
         weekly = self._trusted(self.weekly[weekday], self.weekly_seen[weekday] * constants.per_day)
         return daily, weekly
 
@@ -453,57 +466,47 @@ class CountDetector(Memo[_Constants]):
         weight = posts / (posts + self.params.factor_evidence_posts)
         return 1.0 + (factor - 1.0) * weight
 
-    def _trusted_daily(self, hour: int) -> float:
-        """An hour's factor shrunk towards 1 by how much of it may be noise.
-
-        Empirical Bayes, in log space (a rhythm is multiplicative): the log factor
-        learned from ``posts`` posts has a noise variance of about ``1 / (1 + posts)``,
-        and the hours' true log factors spread with ``rhythm_spread`` (their variance
-        beyond that noise, learned from the factors themselves). The factor keeps the
-        share of its log that is signal: all of it on a busy series, none on one whose
-        hours differ no more than their noise does (a topic seen a few times a day).
-        A quiet night hour's small factor is shrunk in proportion, not pulled towards the
-        day's mean (which would call every quiet night a collapse).
-        """
-        return self._shrunk_daily(hour, self._constants().slot_memory) / self.trusted_mean
-
-    def _shrunk_daily(self, hour: int, memory: float) -> float:
+    def _hour_factor(self, hour: int) -> float:
+        """An hour's factor: its posts over the posts it would have had at a factor of 1
+        (``hour_posts / hour_expected``), shrunk towards 1 as a Poisson rate is under a
+        gamma prior whose mean is 1 and variance ``rhythm_spread``: ``(posts + a) /
+        (expected + a)``, with ``a = 1 / rhythm_spread`` posts. The plain ratio is noise
+        where the posts are few: a night hour of a topic seen a few times a day has 0 posts
+        one week and 1 the next, a factor of 0, then of 20. An hour resting on many more
+        posts than ``a`` keeps its own ratio (a busy series' quiet night stays quiet);
+        with no spread beyond the noise, every hour is 1."""
+        expected = self.hour_expected[hour]
         spread = self.rhythm_spread
-        if spread <= 0.0:
+        if spread <= 0.0 or expected <= 0.0:
             return 1.0
-        factor = self.daily[hour]
-        noise = 1.0 / (1.0 + self._slot_posts(hour, memory))
-        return float(factor ** (spread / (spread + noise)))
-
-    def _slot_posts(self, hour: int, memory: float) -> float:
-        """The posts an hour's factor rests on: its buckets within the factor's memory
-        (``memory``: an EWMA's effective sample, about 2.9 half-lives, in buckets of that
-        hour, ``_Constants.slot_memory``) at its own rate."""
-        return min(self.daily_seen[hour], memory) * self.level * self.daily[hour]
+        prior = 1.0 / spread
+        return larger(MIN_FACTOR, (self.hour_posts[hour] + prior) / (expected + prior))
 
     def _summarise_hours(self) -> None:
-        """How much the hours' log factors differ beyond their noise (their variance
-        less the mean noise variance, never below 0); then the day's means that follow
-        from the hours' factors (``trusted_mean``, ``day_information``). Once an hour:
-        each hour's noise is worked out once, for both (``_slot_posts``, ``_shrunk_daily``
-        and ``_information``, over the 24 hours)."""
-        memory, level, daily = self._constants().slot_memory, self.level, self.daily
-        logs = [math.log(f) for f in daily]
-        mean = math.fsum(logs) / 24.0
-        variance = math.fsum([(x - mean) ** 2 for x in logs]) / 23.0
-        noises = [
-            1.0 / (1.0 + min(seen, memory) * level * f)
-            for seen, f in zip(self.daily_seen, daily, strict=True)
-        ]
-        spread = self.rhythm_spread = max(0.0, variance - math.fsum(noises) / 24.0)
-        # shrunk factors average 1 too: shrinking the day's shape moves no posts in or out
-        if spread <= 0.0:
-            shrunk = [1.0] * 24
-        else:
-            pairs = zip(daily, noises, strict=True)
-            shrunk = [float(f ** (spread / (spread + noise))) for f, noise in pairs]
-        self.trusted_mean = math.fsum(shrunk) / 24.0
-        self.day_information = math.fsum([self._information(f) for f in daily]) / 24.0
+        """Once an hour: how much the hours' true factors differ (``rhythm_spread``), the
+        hours' factors that follow (``_hour_factor``), and the day's means that follow from
+        those (``trusted_mean``).
+
+        Empirical Bayes by moments (Clayton and Kaldor, 1987): an hour's ratio of posts to
+        expected posts has a Poisson noise variance of about ``ratio / expected``; the
+        true factors' variance is the ratios' variance around 1 less their mean noise
+        (never below 0)."""
+        posts, expected = self.hour_posts, self.hour_expected
+        deviations: list[float] = []
+        noises: list[float] = []
+        for hour_posts, hour_expected in zip(posts, expected, strict=True):
+            if hour_expected > 0.0:
+                ratio = hour_posts / hour_expected
+                deviations.append((ratio - 1.0) ** 2)
+                noises.append(ratio / hour_expected)
+        seen = len(deviations)
+        self.rhythm_spread = (
+            max(0.0, (math.fsum(deviations) - math.fsum(noises)) / seen) if seen else 0.0
+        )
+        daily = self.daily
+        for hour in range(24):
+            daily[hour] = self._hour_factor(hour)
+        self.trusted_mean = math.fsum(daily) / 24.0
 
     def _value(self, bucket: Bucket) -> int:
         return bucket.negative if self.measure is Measure.NEGATIVE_VOLUME else bucket.count
@@ -526,9 +529,9 @@ class CountDetector(Memo[_Constants]):
         the new normal: the level jumps to the run's mean and the CUSUMs start again
         from it), while the hour-of-day and
         weekday factors still learn the clipped value: a long crisis must not become
-        tomorrow's expected rhythm.
+        tomorrow's expected rhythm. A single post is never an outlier (see the module).
         """
-        low, high = judged.low, judged.high
+        low, high = judged.low, larger(judged.high, 1.0)
         side = 1 if value > high else -1 if value < low else 0
         if side == 0 or side != self.outlier_side:
             self.outlier_run = 0
@@ -569,7 +572,9 @@ class CountDetector(Memo[_Constants]):
             return Judgement.unjudged(start, observed, mu, *_band(mu, alpha))
         low, high, up, down = _tails(observed, mu, alpha)
         llr_up = _nb_llr(observed, mu, mu * p.shift_factor, alpha)
-        llr_down = _nb_llr(observed, mu, mu / p.shift_factor, alpha)
+        # at the floor, a series is silent: it has nowhere to fall (the floor is not its
+        # rate, and months of silence would add up to a drop that is not news)
+        llr_down = _nb_llr(observed, mu, mu / p.shift_factor, alpha) if mu > MIN_EXPECTED else 0.0
         remembered, remembered_low, remembered_high, llr_return = mu, low, high, 0.0
         raw: tuple[float, float] | None = None  # (surprise, bucket's): none remembered
         memory = self.shift_from if self._remembering(start) else self._first_week_level()
@@ -866,8 +871,8 @@ class CountDetector(Memo[_Constants]):
                 1.0, larger(0.001, self.dispersion + a_disp * (raw - self.dispersion))
             )
         level_before = self.level
-        if self.day_information > 0.0 and not warming_up:
-            a_level = smaller(1.0, a_level * self._information(season) / self.day_information)
+        if constants.hourly and not warming_up and level_before > 0.0:
+            a_level = smaller(1.0, a_level * self._information(season) / self._day_information())
         self.level += a_level * (deseasonalised - self.level)
         if self.level < MIN_LEVEL:
             self.level = 0.0
@@ -876,36 +881,72 @@ class CountDetector(Memo[_Constants]):
 
         if constants.hourly:
             self.daily_seen[hour] += 1
-            # the starting factor of 1 counts as one observation (a first zero is no rhythm)
-            a_daily = larger(constants.daily_alpha, 1 / (self.daily_seen[hour] + 1))
-            target = rhythm_value / (level_before * self.weekly[weekday])
-            daily[hour] = larger(MIN_FACTOR, daily[hour] + a_daily * (target - daily[hour]))
+            # each bucket weighs as a negative binomial's likelihood weighs it (its score for
+            # the factor, ``1 / (1 + dispersion x mu)``): where Poisson noise rules, by its
+            # expected posts (the sums' ratio is the Poisson estimate: a night post at a
+            # level that happened to be low is one post, not a factor of 20); where the
+            # dispersion rules, each bucket alike (the ratios' mean: the buckets of a crisis
+            # level, adopted then left, weigh no more than the others)
+            keep = constants.daily_keep
+            weight = 1.0 / (1.0 + self.dispersion * mu)
+            self.hour_posts[hour] = self.hour_posts[hour] * keep + weight * rhythm_value
+            self.hour_expected[hour] = (
+                self.hour_expected[hour] * keep + weight * level_before * self.weekly[weekday]
+            )
+            daily[hour] = self._hour_factor(hour)
         # Once every slot has been seen, keep the factors averaging 1 (at each new hour),
         # so that ``level`` stays the mean rate.
         if hour != self.last_hour:
             self.last_hour = hour
-            for factors, seen in ((self.daily, self.daily_seen), (self.weekly, self.weekly_seen)):
-                if min(seen) > 0:
-                    scale = _normalise(factors)  # levels are in the factors' units
-                    self.level *= scale
-                    self.calm_level *= scale
-                    self.shift_from *= scale
-                    self.week_high *= scale
-                    self.week_low *= scale
+            if min(self.daily_seen) > 0:
+                self._rescale(self._pool_hours())
+            if min(self.weekly_seen) > 0:
+                self._rescale(_normalise(self.weekly))
             if constants.hourly:
                 self._summarise_hours()
+
+    def _pool_hours(self) -> float:
+        """Scale the hours' expected posts so that their ratios (posts over expected posts)
+        average 1; return the scale, for the level to absorb."""
+        ratios = [
+            posts / expected
+            for posts, expected in zip(self.hour_posts, self.hour_expected, strict=True)
+            if expected > 0.0
+        ]
+        scale = math.fsum(ratios) / len(ratios) if ratios else 0.0
+        if scale <= 0.0:
+            return 1.0
+        self.hour_expected = [value * scale for value in self.hour_expected]
+        return scale
+
+    def _rescale(self, scale: float) -> None:
+        """The factors were divided by ``scale``: the levels, in their units, absorb it."""
+        self.level *= scale
+        self.calm_level *= scale
+        self.shift_from *= scale
+        self.week_high *= scale
+        self.week_low *= scale
 
     def _information(self, season: float) -> float:
         """What a bucket at this seasonal factor says about the level: the Fisher
         information of a negative binomial count about its log mean, ``mu / (1 + dispersion
-        x mu)``. The level learns each bucket in proportion to it (against the day's mean,
-        ``day_information``, so that the half-life holds over a day): where Poisson noise
-        rules (a small series, a quiet hour) in proportion to the expected count, as a
-        Poisson rate is estimated, so that one post in a night bucket expected to hold 0.05
-        is not read as twenty times the level; where the dispersion rules (a busy series),
-        every bucket alike."""
+        x mu)``. The level learns each bucket in proportion to it (against the day's mean
+        at the same level, ``_day_information``, so that the half-life holds over a day):
+        where Poisson noise rules (a small series, a quiet hour) in proportion to the
+        expected count, as a Poisson rate is estimated, so that one post in a night bucket
+        expected to hold 0.05 is not read as twenty times the level; where the dispersion
+        rules (a busy series), every bucket alike."""
         mu = self.level * season
         return mu / (1.0 + self.dispersion * mu)
+
+    def _day_information(self) -> float:
+        """The mean of ``_information`` over the day's hours, at the current level. (Worked
+        out once an hour, at the level of then, it gave a small series whose level had
+        since grown tenfold, its first posts after a quiet night, ten times the weight:
+        one bucket could replace the level.)"""
+        level = self.level
+        saturation = self.dispersion * level
+        return level * sum([f / (1.0 + saturation * f) for f in self.daily]) / 24.0
 
     def _initialise_rhythm(self) -> None:
         """At the warm-up's end: the level and the hour-of-day factors from the whole
@@ -919,11 +960,10 @@ class CountDetector(Memo[_Constants]):
         if total <= 0.0 or buckets == 0:
             return  # nothing seen yet: the factors learn as they go
         mean = total / buckets
-        for hour, seen in enumerate(n):
-            if seen:
-                self.daily[hour] = max(MIN_FACTOR, sums[hour] / seen / mean)
-                self.daily_seen[hour] = seen
-        self.level = mean * _normalise(self.daily)  # in the factors' units
+        self.daily_seen = list(n)
+        self.hour_posts = list(sums)
+        self.hour_expected = [seen * mean for seen in n]  # pooled, their ratio is 1
+        self.level = mean
         self.calm_level = self.week_high = self.week_low = self.level
         if self.width_seconds < DAY:
             self._summarise_hours()
@@ -975,8 +1015,8 @@ class CountDetector(Memo[_Constants]):
             return  # not a whole week yet
         rates = [total / n for total, n in zip(self.day_sums, self.day_buckets, strict=True)]
         week = math.fsum(rates) / 7.0
-        if week <= 0.0:
-            return
+        if min(rates) <= 0.0:
+            return  # a day without a post is a gap (an outage, a silence), not a rhythm
         first_week = max(self.weekly_seen) == 0
         if first_week:
             self.week_high = self.week_low = 0.0  # the weekday factors say it from now on
