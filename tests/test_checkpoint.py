@@ -560,7 +560,7 @@ PINNED_FINGERPRINTS = {
         "TermModel": "a89c6275c0bdf88b",
     },
     10: {  # CountDetector: the hours' factors are ratios of sums (upgraded from 9)
-        "CountDetector": "42458e1608d66c46",
+        "CountDetector": "3719592fd0452697",
         "NegativeShareDetector": "0c3297ff08fb182d",
         "TermModel": "a89c6275c0bdf88b",
     },

@@ -223,7 +223,8 @@ def _fading_onset_tails(fields: Fields) -> Fields:
 def _hour_evidence(fields: Fields) -> Fields:
     """9 -> 10: an hour's factor is the ratio of its posts to the posts it would have had
     at a factor of 1 (``hour_posts``, ``hour_expected``), shrunk as Poisson rates are; the
-    day's mean information is worked out when it is used (``day_information`` is gone).
+    day's mean information is worked out when it is used, and an hour has been seen once
+    it has expected posts (``day_information`` and ``daily_seen`` are gone).
 
     A version 9 factor becomes a ratio resting on the evidence it rested on: its hour's
     buckets within the factor's memory (as many as the new sums hold: ``1 / alpha``), at
@@ -233,6 +234,7 @@ def _hour_evidence(fields: Fields) -> Fields:
     checkpoint's checks to refuse."""
     upgraded = dict(fields)
     upgraded.pop("day_information", None)
+    upgraded.pop("daily_seen", None)  # an hour is seen once it has expected posts
     upgraded["last_hour"] = -1
     posts, expected = [0.0] * 24, [0.0] * 24
     level, dispersion = _number(fields.get("level")), _number(fields.get("dispersion"))

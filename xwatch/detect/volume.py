@@ -348,7 +348,6 @@ class CountDetector(Memo[_Constants]):
     dispersion: float = 0.0
     daily: list[float] = field(default_factory=lambda: [1.0] * 24)
     weekly: list[float] = field(default_factory=lambda: [1.0] * 7)
-    daily_seen: list[int] = field(default_factory=lambda: [0] * 24)
     # each hour's evidence, fading with ``daily_halflife_days``: its posts (the buckets'
     # values, as learned), and the posts it would have had at a factor of 1 (the level
     # times the weekday's factor at each of those buckets), each bucket weighted by its
@@ -880,7 +879,6 @@ class CountDetector(Memo[_Constants]):
             return
 
         if constants.hourly:
-            self.daily_seen[hour] += 1
             # each bucket weighs as a negative binomial's likelihood weighs it (its score for
             # the factor, ``1 / (1 + dispersion x mu)``): where Poisson noise rules, by its
             # expected posts (the sums' ratio is the Poisson estimate: a night post at a
@@ -898,7 +896,7 @@ class CountDetector(Memo[_Constants]):
         # so that ``level`` stays the mean rate.
         if hour != self.last_hour:
             self.last_hour = hour
-            if min(self.daily_seen) > 0:
+            if min(self.hour_expected) > 0.0:  # every hour has been seen
                 self._rescale(self._pool_hours())
             if min(self.weekly_seen) > 0:
                 self._rescale(_normalise(self.weekly))
@@ -960,7 +958,6 @@ class CountDetector(Memo[_Constants]):
         if total <= 0.0 or buckets == 0:
             return  # nothing seen yet: the factors learn as they go
         mean = total / buckets
-        self.daily_seen = list(n)
         self.hour_posts = list(sums)
         self.hour_expected = [seen * mean for seen in n]  # pooled, their ratio is 1
         self.level = mean
