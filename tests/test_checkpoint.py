@@ -559,8 +559,8 @@ PINNED_FINGERPRINTS = {
         "NegativeShareDetector": "0c3297ff08fb182d",
         "TermModel": "a89c6275c0bdf88b",
     },
-    10: {  # CountDetector: the hours' factors are ratios of sums (upgraded from 9)
-        "CountDetector": "3719592fd0452697",
+    10: {  # CountDetector: hours as ratios of sums, a change held near the CUSUM's cap (from 9)
+        "CountDetector": "c2b5e3e520a3b4b1",
         "NegativeShareDetector": "0c3297ff08fb182d",
         "TermModel": "a89c6275c0bdf88b",
     },

@@ -442,6 +442,26 @@ def test_a_step_change_alerts_at_once_then_becomes_the_new_normal() -> None:
     assert max(likelihoods[step + 6 * 12 :]) < 0.9999
 
 
+@pytest.mark.parametrize("per_bucket", [20.0, 200.0])
+def test_a_doubling_is_the_new_normal_about_three_hours_after_it_starts(
+    per_bucket: float,
+) -> None:
+    """A lasting x2 on a busy series with the daily rhythm: adopted once its CUSUM has
+    held the change for ``adopt_after_seconds`` (3 hours), so the alarms stop by about
+    then. Held meant at the cap itself: any bucket a little below the doubling took the
+    CUSUM from it, and the alarms went on for 9 to 11 hours."""
+    rng = numpy.random.default_rng(4)
+    detector, step, last = CountDetector(Measure.VOLUME, 300), 8 * 288, 0
+    for i in range(step + 12 * 12):
+        at = T0 + timedelta(seconds=300 * i)
+        rate = per_bucket * (1 + 0.9 * math.cos((at.hour + at.minute / 60 - 14) / 24 * 2 * math.pi))
+        b = bucket(at, int(rng.poisson(rate * (2.0 if i >= step else 1.0))))
+        if detector.score_one(b).likelihood >= 0.9999 and i >= step:
+            last = i
+        detector.learn_one(b)
+    assert step < last < step + 6 * 12
+
+
 HOUR = 12  # buckets of 5 minutes
 
 

@@ -224,7 +224,8 @@ def _hour_evidence(fields: Fields) -> Fields:
     """9 -> 10: an hour's factor is the ratio of its posts to the posts it would have had
     at a factor of 1 (``hour_posts``, ``hour_expected``), shrunk as Poisson rates are; the
     day's mean information is worked out when it is used, and an hour has been seen once
-    it has expected posts (``day_information`` and ``daily_seen`` are gone).
+    it has expected posts (``day_information`` and ``daily_seen`` are gone); a CUSUM holds
+    a change near its cap (``CountParams.adopt_likelihood``, the default), not only at it.
 
     A version 9 factor becomes a ratio resting on the evidence it rested on: its hour's
     buckets within the factor's memory (as many as the new sums hold: ``1 / alpha``), at
@@ -236,6 +237,9 @@ def _hour_evidence(fields: Fields) -> Fields:
     upgraded.pop("day_information", None)
     upgraded.pop("daily_seen", None)  # an hour is seen once it has expected posts
     upgraded["last_hour"] = -1
+    if isinstance(fields.get("params"), Mapping):  # the default: a change is held near the cap
+        adopt_likelihood = CountParams().adopt_likelihood
+        upgraded["params"] = dict(fields["params"]) | {"adopt_likelihood": adopt_likelihood}
     posts, expected = [0.0] * 24, [0.0] * 24
     level, dispersion = _number(fields.get("level")), _number(fields.get("dispersion"))
     width, params = _number(fields.get("width_seconds")), fields.get("params")

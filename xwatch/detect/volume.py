@@ -48,9 +48,9 @@ expected count is a small fraction of a post, the band's top is too; clipped to 
 posts taught the level almost nothing while empty buckets taught it all, and a small
 series' level, once low, fell for good).
 A change that lasts is the new normal, and alerts once: when the buckets have
-stayed outside the band on one side, or a CUSUM has stayed at its cap, for
-``adopt_after_seconds``, the level jumps to their mean and the CUSUMs start
-again from zero.
+stayed outside the band on one side, or a CUSUM has stayed near its cap (beyond
+``adopt_likelihood``, the strictest shipped rule), for ``adopt_after_seconds``, the level
+jumps to their mean and the CUSUMs start again from zero.
 
 A change that is adopted is not forgotten at once: a crisis that lasts longer than
 ``adopt_after_seconds`` is the new normal, but its end, a return to the usual level, is
@@ -168,6 +168,9 @@ class CountParams:
     initial_dispersion: float = 0.05
     warmup_seconds: float = DAY  # no alarm before a day of rhythm has been seen
     adopt_after_seconds: float = 3 * 3600.0  # a change that lasts this long is the new normal
+    adopt_likelihood: float = 0.99999  # a CUSUM holds a change while its own test says at
+    # least this (the strictest shipped rule's): near its cap, not at it, which one bucket
+    # a little below the shift takes it from (a x2 step then alarmed for 9-11 hours, not 3)
     factor_evidence_posts: float = 30.0  # a weekday factor resting on this many posts:
     # half-trusted (the hours' factors are trusted by their own spread: ``_hour_factor``)
     shift_factor: float = 2.0  # the sustained change the CUSUMs look for: x2 up, /2 down
@@ -231,6 +234,7 @@ class _Constants:
     calibration_keep: float  # what is left of the calibration's counts after a bucket
     calibration_prior: float  # the model's word, in buckets of the series' own past
     adopt_after: float  # ``adopt_after_seconds`` in buckets
+    held_nats: float  # a CUSUM at least this high holds its change (``adopt_likelihood``)
     bucket_budget: float  # the bucket's own test's share of the budget: 1 - cusum_share
     ln_cusum_share: float  # ln(cusum_share): the CUSUM's share, in log space
     near: float  # ln sqrt(shift_factor): a level nearer than this is no change (the CUSUMs
@@ -252,6 +256,7 @@ class _Constants:
             calibration_keep=_decay(width_seconds, params.calibration_halflife_seconds),
             calibration_prior=params.calibration_prior_seconds / width_seconds,
             adopt_after=params.adopt_after_seconds / width_seconds,
+            held_nats=-math.log((1.0 - params.adopt_likelihood) * params.cusum_share),
             bucket_budget=1.0 - params.cusum_share,
             ln_cusum_share=math.log(params.cusum_share),
             near=0.5 * math.log(params.shift_factor),
@@ -770,10 +775,13 @@ class CountDetector(Memo[_Constants]):
     ) -> float | None:
         """Step both CUSUMs; return a new level when a change has held long enough.
 
-        A CUSUM at its cap has all the evidence it keeps; one that stays there for
+        A CUSUM near its cap has all the evidence any rule needs; one that stays there
+        (at ``held_nats`` or more: its own test beyond ``adopt_likelihood``) for
         ``adopt_after_seconds`` sees a change that holds (a burst that fades lets it
         drain): the change is the new normal, and the level becomes the mean of the
-        buckets that held it there. (Only for a bucket judged: else they stay at 0.)
+        buckets that held it there. At the cap itself, one bucket a little below the
+        shift broke the hold, and a x2 step alarmed for 9-11 hours instead of about 3.
+        (Only for a bucket judged: else they stay at 0.)
         """
         if not judging:
             self._adopt(None, judged.start)
@@ -809,10 +817,10 @@ class CountDetector(Memo[_Constants]):
         ):
             for i, step in enumerate(steps):
                 cusums[i] = _clamp(cusums[i] + step, cap)
-        held = up_evidence >= cap
+        held = up_evidence >= constants.held_nats
         self.held_up = self.held_up + 1 if held else 0
         self.held_up_sum = self.held_up_sum + value if held else 0.0
-        held = down_evidence >= cap
+        held = down_evidence >= constants.held_nats
         self.held_down = self.held_down + 1 if held else 0
         self.held_down_sum = self.held_down_sum + value if held else 0.0
         if self.held_up > constants.adopt_after:
