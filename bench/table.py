@@ -49,6 +49,7 @@ RUNS: dict[str, tuple[str, list[str], list[str]]] = {
     "detection": ("detection.py", ["--quick"], []),
     "rhythm": ("rhythm.py", [], ["--seeds", "10"]),
     "regime": ("regime.py", [], ["--seeds", "6"]),
+    "shifts": ("shifts.py", ["--seeds", "2"], ["--seeds", "6"]),
     "warm_start": ("warm_start.py", [], ["--seeds", "10"]),
     "cost": ("cost.py", ["--quick"], ["--series", "10000"]),
 }
@@ -281,6 +282,26 @@ def regime_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def shifts_rows(r: dict[str, Any]) -> list[Row]:
+    """Lasting changes: hours a doubling alarms before it is the new normal; alarms after
+    a feed's return from a silence."""
+    steps = "; ".join(
+        f"{row['per_bucket']:g} a bucket: {max(row['hours']):.1f} h" for row in r["steps"]
+    )
+    returns = "; ".join(
+        f"{row['silent_days']} days: {max(row['alarming_buckets'])}" for row in r["returns"]
+    )
+    return [
+        (
+            "A lasting x2: hours to its last alarm, the worst stream (adopted after 3 h held)",
+            steps,
+            "-",
+            "-",
+        ),
+        ("A feed back after a silence: alarming buckets in the 2 weeks after", returns, "-", "-"),
+    ]
+
+
 def warm_start_rows(r: dict[str, Any]) -> list[Row]:
     """A new brand's first live weeks, with and without the warm start from X's counts."""
     rows = []
@@ -332,6 +353,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "detection": detection_rows,
     "rhythm": rhythm_rows,
     "regime": regime_rows,
+    "shifts": shifts_rows,
     "warm_start": warm_start_rows,
     "cost": cost_rows,
 }
