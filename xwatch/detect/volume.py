@@ -905,13 +905,13 @@ class CountDetector(Memo[_Constants]):
         if hour != self.last_hour:
             self.last_hour = hour
             if min(self.hour_expected) > 0.0:  # every hour has been seen
-                self._rescale(self._pool_hours())
+                self._rescale(self._normalise_hours())
             if min(self.weekly_seen) > 0:
                 self._rescale(_normalise(self.weekly))
             if constants.hourly:
                 self._summarise_hours()
 
-    def _pool_hours(self) -> float:
+    def _normalise_hours(self) -> float:
         """Scale the hours' expected posts so that their ratios (posts over expected posts)
         average 1; return the scale, for the level to absorb."""
         ratios = [
@@ -967,7 +967,7 @@ class CountDetector(Memo[_Constants]):
             return  # nothing seen yet: the factors learn as they go
         mean = total / buckets
         self.hour_posts = list(sums)
-        self.hour_expected = [seen * mean for seen in n]  # pooled, their ratio is 1
+        self.hour_expected = [seen * mean for seen in n]  # each ratio: its mean over the day's
         self.level = mean
         self.calm_level = self.week_high = self.week_low = self.level
         if self.width_seconds < DAY:
