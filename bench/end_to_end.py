@@ -11,7 +11,11 @@ taken yet) and the consumer's rate is measured from the 10 % to the 100 % mark, 
 
 * ``mosquitto_sub`` (C, QoS 1, output thrown away): what the broker and the machine allow;
 * a plain aiomqtt subscriber that does nothing (MQTT 5, QoS 1, the same Receive Maximum
-  as xwatch): the ceiling for a Python consumer built on the same library;
+  as xwatch), on paho-mqtt as released: the ceiling for a Python consumer built on the
+  same library (the issue's ceiling, which the ratios are against);
+* the same subscriber with paho's MQTT 5 property tables shared, as the xwatch source
+  runs it (``xwatch.sources.paho_tables``): what is left of the ceiling once paho stops
+  rebuilding its tables for every message;
 * the xwatch daemon (``Daemon`` with the MQTT source, QoS 1 with manual acks): each
   mention through dedup, sentiment, brand and topic matching, buckets, the detectors, the
   rules and the incident book; notifiers that do nothing (``rig.Timed(NullNotifier)``);
@@ -73,6 +77,7 @@ from rig import (
 from xwatch.alerting.incidents import Notice
 from xwatch.daemon import Daemon
 from xwatch.model import Measure
+from xwatch.sources import paho_tables
 from xwatch.sources.mqtt import RECEIVE_MAXIMUM
 
 TOPIC = "xwatch/mentions/#"
@@ -145,8 +150,16 @@ def _flood_result(
     }
 
 
-async def aiomqtt_ceiling(broker: Broker, count: int, brands: int) -> dict[str, Any]:
-    """A plain aiomqtt subscriber that counts messages and does nothing else."""
+async def aiomqtt_ceiling(
+    broker: Broker, count: int, brands: int, *, shared_tables: bool = False
+) -> dict[str, Any]:
+    """A plain aiomqtt subscriber that counts messages and does nothing else; on paho as
+    released, or (``shared_tables``) with its property tables shared as xwatch's source
+    has them."""
+    if shared_tables:
+        paho_tables.install()
+    else:
+        paho_tables.uninstall()
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.ReceiveMaximum = RECEIVE_MAXIMUM
     stamps: list[float] = []
@@ -320,6 +333,10 @@ def main() -> None:
         print(f"mosquitto_sub: {results['mosquitto_sub']}", flush=True)
         results["aiomqtt"] = asyncio.run(aiomqtt_ceiling(broker, args.count, args.brands))
         print(f"aiomqtt: {results['aiomqtt']}", flush=True)
+        results["aiomqtt_shared_tables"] = asyncio.run(
+            aiomqtt_ceiling(broker, args.count, args.brands, shared_tables=True)
+        )
+        print(f"aiomqtt, shared tables: {results['aiomqtt_shared_tables']}", flush=True)
         results["xwatch"] = asyncio.run(xwatch_throughput(broker, args.count, args.brands))
         print(f"xwatch: {results['xwatch']}", flush=True)
         results["xwatch_mqtt311"] = asyncio.run(
@@ -347,8 +364,8 @@ def _print(results: dict[str, Any]) -> None:
     print()
     print("| consumer | mentions/s | vs aiomqtt | CPU s (consumer, publisher, broker) |")
     print("|---|--:|--:|---|")
-    for name in ("mosquitto_sub", "aiomqtt", "xwatch", "xwatch_mqtt311"):
-        result = results[name]
+    for name in ("mosquitto_sub", "aiomqtt", "aiomqtt_shared_tables", "xwatch", "xwatch_mqtt311"):
+        result = results.get(name, {})
         rate = result.get("rate")
         if rate is None:
             print(f"| {name} | {result} | | |")

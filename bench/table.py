@@ -140,6 +140,12 @@ def end_to_end_rows(r: dict[str, Any]) -> list[Row]:
             ratio(x.get("rate"), ceiling.get("rate")),
         ),
         (
+            "MQTT: the same subscriber, paho's property tables shared (as xwatch runs it)",
+            rate(r.get("aiomqtt_shared_tables", {}).get("rate")),
+            "-",
+            f"xwatch {ratio(x.get('rate'), r.get('aiomqtt_shared_tables', {}).get('rate'))}",
+        ),
+        (
             "MQTT: mosquitto_sub (C), what broker + machine allow",
             rate(sub.get("rate")),
             "-",
