@@ -38,6 +38,7 @@ from machine import machine, write_json  # bench/machine.py (scripts run with be
 from prometheus_client import CollectorRegistry
 from synthetic import Corpus, brand_ids, config_yaml, history, write_history
 
+from xwatch import gc_tuning
 from xwatch.backtest import replay_file, replay_in_processes
 from xwatch.demo.generate import bundled_demo_path
 from xwatch.metrics import Metrics
@@ -151,6 +152,7 @@ def main() -> None:
     dense = dense_file(args.mentions)
     results: dict[str, Any] = {"benchmark": "pipeline", "machine": machine(), "target": TARGET}
     dense_settings = settings_for("dense", brand_ids(DENSE_BRANDS), dense)
+    gc_tuning.settle()  # as ``xwatch backtest`` does once its settings are loaded
     results["dense"] = measure(dense_settings, dense, args.repeat)
     results["dense"]["brands"] = DENSE_BRANDS
     results["dense_jobs"] = measure_jobs(dense_settings, dense, args.jobs, args.repeat)

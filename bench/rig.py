@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from synthetic import Corpus, brand_ids, config_yaml, iso
 
+from xwatch import gc_tuning
 from xwatch.alerting import Notifier
 from xwatch.alerting.incidents import Notice
 from xwatch.daemon import Daemon
@@ -377,6 +378,7 @@ async def run_daemon(
     """
     notifiers = {name: Timed(make_notifier(name)) for name in settings.config.notifiers}
     daemon = Daemon(settings, notifiers=dict(notifiers))
+    gc_tuning.settle()  # as ``xwatch run`` does once its daemon is built
     task = asyncio.create_task(daemon.run())
     run = Run()
     try:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,6 +8,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+CPYTHON_THRESHOLDS = gc.get_threshold()
+
+
+@pytest.fixture(autouse=True)
+def collector_as_cpython_sets_it() -> Iterator[None]:
+    """A test that runs ``xwatch run`` or ``xwatch backtest`` in this process has the
+    collector settled (``xwatch.gc_tuning``): undone after it, for the tests that follow."""
+    yield
+    if gc.get_freeze_count() or gc.get_threshold() != CPYTHON_THRESHOLDS:
+        gc.unfreeze()
+        gc.set_threshold(*CPYTHON_THRESHOLDS)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from xwatch import gc_tuning
 from xwatch.alerting.codec import to_json
 from xwatch.detect.volume import CountDetector, CountParams
 from xwatch.metrics import Metrics
@@ -132,6 +133,7 @@ def replay_in_processes(
 
 def _replay_shard(job: tuple[Settings, Path, frozenset[str], bool]) -> list[AlertEvent]:
     settings, path, shard, progress = job
+    gc_tuning.settle()  # a process of its own, as ``xwatch backtest`` settles its own
     return asyncio.run(replay_file(settings, path, shard, print_progress if progress else None))
 
 

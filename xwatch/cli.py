@@ -386,6 +386,7 @@ def print_rule_diff(settings: Settings, old_dir: Path, data: Path, out: TextIO) 
 
 
 def run(config_path: Path | None, exit_when_done: bool) -> int:
+    from xwatch import gc_tuning
     from xwatch.daemon import Daemon
     from xwatch.settings import load_settings
 
@@ -396,6 +397,7 @@ def run(config_path: Path | None, exit_when_done: bool) -> int:
         exit_when_done=exit_when_done,
         reload=lambda: load_settings(config_path, default_base=base),
     )
+    gc_tuning.settle()  # loaded: from here on, a stream for hours
     try:
         asyncio.run(daemon.run())
     except OSError as exc:
@@ -411,6 +413,7 @@ def backtest_mentions(
     out: TextIO,
     jobs: int | None = None,
 ) -> int:
+    from xwatch import gc_tuning
     from xwatch.alerting.render import render_text
     from xwatch.backtest import print_progress, replay_file, replay_in_processes
     from xwatch.settings import load_settings
@@ -419,6 +422,7 @@ def backtest_mentions(
         print(f"xwatch backtest: --jobs must be 1 or more (found {jobs})", file=sys.stderr)
         return 2
     settings = load_settings(config_path)
+    gc_tuning.settle()  # (each process of --jobs settles its own)
     if input_path is None or str(input_path) == "-":  # stdin can be read only once
         events = asyncio.run(replay_file(settings, None, progress=print_progress))
     else:
