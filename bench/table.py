@@ -169,7 +169,8 @@ def end_to_end_rows(r: dict[str, Any]) -> list[Row]:
             (
                 f"Alert latency at {level} of it ({rate(lat['achieved_rate'])}), see note",
                 f"{shown} ({lat['notified']}/{lat['spikes']} spikes alerted, "
-                f"{lat['false_alarms']} false, {lat['late']:.0f} late posts)",
+                f"{lat['false_alarms']} false, {lat.get('mention_notices', '-')} by mention "
+                f"rules, {lat['late']:.0f} late posts)",
                 "-",
                 "-",
             )
