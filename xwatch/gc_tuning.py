@@ -7,8 +7,8 @@ history rings, the term models, the detectors): with 10,000 series, about 1.2 mi
 tracked objects, and a full collection stops the event loop for about a second.
 
 ``settle()`` is called by ``xwatch run`` and ``xwatch backtest`` once the process has
-loaded what it keeps for good (its modules, the settings, rules and playbooks, the
-pipeline):
+loaded what it keeps for good (its modules, the settings, rules and playbooks; the
+daemon's pipeline too):
 
 * it collects, then freezes what is left (``gc.freeze``: the modules alone are about
   130,000 objects), never walked again (still freed when no longer used; only a

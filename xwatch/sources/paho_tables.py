@@ -5,9 +5,10 @@ paho-mqtt 2.x decodes the properties of every MQTT 5 packet it receives into a n
 (the 7 type names, the 27 property names and the 27 property ids, each with its type and
 the list of packet types it may appear in: about 60 new objects), and whose ``unpack``
 starts with a ``clear`` that tries every one of the 27 names. For a PUBLISH that is about
-half of what paho spends on a message: a plain aiomqtt subscriber took 7,500-7,700
-messages a second over MQTT 5 on this 2-core machine, and 12,000-18,000 with the tables
-shared (``bench/end_to_end.py``'s subscriber, the same run, alternating).
+half of what paho spends on a message, with the garbage it makes: a plain aiomqtt
+subscriber took 6,400-7,700 messages a second over MQTT 5 on this 2-core machine, and
+12,300-18,100 with the tables shared (``bench/end_to_end.py``'s subscriber, one day's
+runs, the two alternating).
 
 ``install`` swaps in ``SharedTablesProperties``, a subclass that points at one set of
 tables (built by paho's own ``__init__``, once; paho only ever reads them) and clears
@@ -80,5 +81,6 @@ def uninstall() -> None:
 
 
 def installed() -> bool:
+    """Whether paho decodes properties with ``SharedTablesProperties`` now."""
     target = _target()
     return target is not None and target.Properties is SharedTablesProperties
