@@ -33,6 +33,7 @@ from tests.brokers import (
 from tests.factories import RecordingReport
 from xwatch.config import MqttSourceConfig
 from xwatch.model import Mention
+from xwatch.sources import paho_tables
 from xwatch.sources.mqtt import QOS0_QUEUE_LIMIT, MqttSource, _Inbox
 
 Broker = Mosquitto | ExternalBroker
@@ -221,6 +222,22 @@ async def test_mentions_arrive_with_brands_from_the_topic_and_bad_payloads_are_s
     assert all(detail.startswith(f"{topic}/acme: ") for _, detail in report.rejections)
     assert report.received_count == 5
     assert report.ups == [True] and report.reconnects == []
+
+
+@pytest.mark.asyncio
+async def test_an_mqtt5_source_has_paho_decode_properties_with_shared_tables(
+    broker: Broker, run: Callable[[MqttSource], Consumer]
+) -> None:
+    paho_tables.uninstall()  # as a process starts (other tests' sources installed them)
+    root = unique()
+    report = RecordingReport()
+    async with asyncio.timeout(WAIT_SECONDS):
+        consumer = run(MqttSource(config(broker, root), report))
+        await until(lambda: report.up, consumer)
+        assert paho_tables.installed()
+        await publish(broker, [(f"{root}/xwatch/mentions/acme", post("1"))])
+        await until(lambda: len(consumer.mentions) >= 1, consumer)
+    assert consumer.ids == ["1"]
 
 
 @pytest.mark.asyncio
