@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -25,6 +26,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests import factories
 from tests.fake_slack import TOKEN, FakeSlack, Message
 from xwatch.alerting import MemoryRefs, PermanentFailure, TemporaryFailure
+from xwatch.alerting import slack as slack_module
+from xwatch.alerting.chart import incident_chart
 from xwatch.alerting.incidents import (
     Incident,
     IncidentBook,
@@ -190,10 +193,33 @@ async def test_first_notice_posts_one_message_and_the_chart_in_its_thread(
         "ts": message.ts,
         "shown": "1",
     }
+    await notifier.charts_uploaded()  # the chart goes up after the message
     [chart] = slack.files.values()
     assert chart.data is not None and chart.data.startswith(b"\x89PNG")
     assert (chart.channel, chart.thread_ts) == ("C0ALERTS", message.ts)
     assert chart.filename == f"{incident_id}.png"
+
+
+@pytest.mark.asyncio
+async def test_a_message_does_not_wait_for_the_chart_of_the_one_before(
+    slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = threading.Event()
+
+    def slow_chart(incident: Any) -> bytes | None:
+        drawn.wait(timeout=10)  # a chart that takes long to draw
+        return incident_chart(incident)
+
+    monkeypatch.setattr(slack_module, "incident_chart", slow_chart)
+    notifier = make_notifier(slack, chart=True)
+    first, second = notice(brand="kettlebird"), notice(brand="globex")
+    await notifier.send(first)
+    await notifier.send(second)  # while the first one's chart is still being drawn
+    assert len(slack.top_level()) == 2 and not slack.files
+    drawn.set()
+    await notifier.charts_uploaded()
+    threads = {message.ts for message in slack.top_level()}
+    assert {chart.thread_ts for chart in slack.files.values()} == threads
 
 
 @pytest.mark.asyncio
@@ -411,6 +437,7 @@ async def test_a_failed_chart_upload_does_not_fail_or_repeat_the_message(
     notifier = make_notifier(slack, chart=True)
     with caplog.at_level(logging.WARNING, "xwatch.alerting.slack"):
         await notifier.send(notice())
+        await notifier.charts_uploaded()
     message = only_message(slack)
     assert not slack.calls_to("files.completeUploadExternal")
     assert any("chart upload failed" in r.getMessage() for r in caplog.records)
