@@ -18,7 +18,8 @@ taken yet) and the consumer's rate is measured from the 10 % to the 100 % mark, 
   rebuilding its tables for every message;
 * the xwatch daemon (``Daemon`` with the MQTT source, QoS 1 with manual acks): each
   mention through dedup, sentiment, brand and topic matching, buckets, the detectors, the
-  rules and the incident book; notifiers that do nothing (``rig.Timed(NullNotifier)``);
+  rules and the incident book; notifiers that do nothing (``rig.Timed(NullNotifier)``;
+  the latency runs below use the Slack notifier);
   the source speaks MQTT 5 (the default), and then 3.1.1 (paho parses the properties of
   every MQTT 5 message, a cost 3.1.1 does not have). The allowed lateness is the
   default's (60 s, so that the posts waiting at the broker are not late), so few
@@ -32,7 +33,12 @@ Latency: a fresh daemon, its detectors warmed up on a day of the same traffic, f
 40 and twice the brand's usual count in the bucket, published over its first half). A
 spike's latency is the time from the publication of its first post (its bucket's start)
 to the daemon calling the notifier's ``send`` for the brand's incident with a part that
-a signal rule fired on that bucket (or a later one). A count rule fires at the post that
+a signal rule fired on that bucket (or a later one), and to Slack receiving the message
+that shows it: the notifiers are the real Slack notifier (slack-sdk's client) against
+the local Slack of the tests (``tests/fake_slack.py``, in this process), which notes
+when each request arrives (the ``chat.postMessage`` of a new incident, or the
+``chat.update`` of an open one, named by the message's metadata; the chart goes up
+after it, in the thread, and is not counted). A count rule fires at the post that
 makes it hold, on the bucket still open; a rule on the share waits for the bucket to
 close (its end plus the allowed lateness: here 10 s + 1 s; with the default config,
 60 s + 60 s). A mention rule may notify on a background post (one of them is a
@@ -52,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import shutil
 import subprocess
 import tempfile
@@ -75,7 +82,12 @@ from rig import (
     start_publisher,
 )
 
+from tests.fake_slack import CHANNELS, FakeSlack
+from tests.fake_slack import TOKEN as SLACK_TOKEN
+from xwatch.alerting import MemoryRefs
 from xwatch.alerting.incidents import Notice
+from xwatch.alerting.slack import SlackNotifier
+from xwatch.config import SlackNotifierConfig
 from xwatch.daemon import Daemon
 from xwatch.model import Measure
 from xwatch.sources import paho_tables
@@ -227,6 +239,25 @@ async def latency(
     """Spikes at ``rate`` mentions/s: from the close of each spike's bucket to ``send``."""
     usual = rate / brands * SPIKE_SCALE  # a brand's posts per bucket
     posts = max(40, round(2 * usual))
+    async with FakeSlack() as slack:
+        return await _latency_with(slack, broker, rate, seconds, brands, spike_brands, posts)
+
+
+async def _latency_with(
+    slack: FakeSlack,
+    broker: Broker,
+    rate: float,
+    seconds: float,
+    brands: int,
+    spike_brands: int,
+    posts: int,
+) -> dict[str, Any]:
+    config = SlackNotifierConfig(type="slack", channel=next(iter(CHANNELS)), api_url=slack.api_url)
+    refs = MemoryRefs()
+
+    def slack_notifier(name: str) -> SlackNotifier:
+        return SlackNotifier(config, name, SLACK_TOKEN, "http://127.0.0.1/incidents/", refs)
+
     with tempfile.TemporaryDirectory() as folder:
         settings = bench_settings(Path(folder), brands, broker.port)
 
@@ -254,15 +285,16 @@ async def latency(
             ],
             done=done,
             traffic_rate=rate,
+            make_notifier=slack_notifier,
             limit=seconds + 120,
         )
-    return _latency_result(run, rate, posts)
+    return _latency_result(run, rate, posts, slack)
 
 
-def _latency_result(run: Run, rate: float, posts: int) -> dict[str, Any]:
+def _latency_result(run: Run, rate: float, posts: int, slack: FakeSlack) -> dict[str, Any]:
     # each spike's first post: its bucket's start (the publisher lists the end)
     spikes = {brand: end - SPIKE_SCALE for brand, end in run.publisher["spikes"]}
-    first: dict[str, float] = {}  # each brand's first notice of a spike
+    first: dict[str, tuple[float, Notice]] = {}  # each brand's first notice of a spike
     mention_notices = 0  # mention rules on background posts (a high-reach complaint)
     for at, notice in run.notices:
         brand = notice_brand(notice)
@@ -271,8 +303,11 @@ def _latency_result(run: Run, rate: float, posts: int) -> dict[str, Any]:
             continue
         if brand in spikes and not _of_spike(notice, spikes[brand]):
             continue  # a signal before the spike's (on a wider scale's earlier bucket)
-        first.setdefault(brand, at)
-    delays = [first[b] - start for b, start in spikes.items() if b in first]
+        first.setdefault(brand, (at, notice))
+    delays = [first[b][0] - start for b, start in spikes.items() if b in first]
+    at_slack = [
+        _slack_received(slack, *first[b]) - start for b, start in spikes.items() if b in first
+    ]
     sent = run.publisher["sent"]
     achieved = run.publisher["background"] / max(
         run.publisher["ended"] - run.publisher["started"], 1e-9
@@ -289,6 +324,8 @@ def _latency_result(run: Run, rate: float, posts: int) -> dict[str, Any]:
         "p50_seconds": percentile(delays, 50),
         "p99_seconds": percentile(delays, 99),
         "max_seconds": max(delays, default=None),
+        "slack_p50_seconds": percentile(at_slack, 50),
+        "slack_p99_seconds": percentile(at_slack, 99),
         "sent": sent,
         "late": run.late,
         "cpu_seconds": {
@@ -298,6 +335,19 @@ def _latency_result(run: Run, rate: float, posts: int) -> dict[str, Any]:
         },
         "wall_seconds": run.wall,
     }
+
+
+def _slack_received(slack: FakeSlack, sent: float, notice: Notice) -> float:
+    """When the local Slack received the message that shows ``notice`` (posted for a new
+    incident, or edited for an open one: the message's metadata names the incident);
+    infinite if it never did."""
+    for call in slack.calls:
+        if call.method not in ("chat.postMessage", "chat.update") or call.at < sent:
+            continue
+        payload = (call.args.get("metadata") or {}).get("event_payload") or {}
+        if payload.get("incident_id") == notice.incident.id:
+            return call.at
+    return math.inf
 
 
 def _by_signal(notice: Notice) -> bool:
@@ -386,17 +436,24 @@ def _print(results: dict[str, Any]) -> None:
         print(f"| {name} | {rate:,.0f} | {ratio} | {_cpu(result)} |")
     print()
     print(
-        "| load | mentions/s | spikes | notified | p50 s | p99 s | false alarms "
-        "| mention-rule notices | late |"
+        "| load | mentions/s | spikes | notified | send() p50 / p99 s | Slack p50 / p99 s "
+        "| false alarms | mention-rule notices | late |"
     )
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for level, r in results["latency"].items():
-        p50 = "-" if r["p50_seconds"] is None else f"{r['p50_seconds']:.3f}"
-        p99 = "-" if r["p99_seconds"] is None else f"{r['p99_seconds']:.3f}"
+        sent = _seconds(r["p50_seconds"], r["p99_seconds"])
+        slack = _seconds(r.get("slack_p50_seconds"), r.get("slack_p99_seconds"))
         print(
-            f"| {level} | {r['achieved_rate']:,.0f} | {r['spikes']} | {r['notified']} | {p50} "
-            f"| {p99} | {r['false_alarms']} | {r.get('mention_notices', '-')} | {r['late']:.0f} |"
+            f"| {level} | {r['achieved_rate']:,.0f} | {r['spikes']} | {r['notified']} | {sent} "
+            f"| {slack} | {r['false_alarms']} | {r.get('mention_notices', '-')} "
+            f"| {r['late']:.0f} |"
         )
+
+
+def _seconds(p50: float | None, p99: float | None) -> str:
+    if p50 is None or p99 is None:
+        return "-"
+    return f"{p50:.3f} / {p99:.3f}"
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ from xwatch.sources.payload import parse_payload
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:  # the benches use the test doubles in tests/ (a local Slack)
+    sys.path.append(str(ROOT))
 HOST = "127.0.0.1"
 BROKER_QUEUE = 5_000_000  # mosquitto's max_queued_messages: a flood waits at the broker
 CONNECT_SECONDS = 20.0

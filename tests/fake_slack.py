@@ -26,6 +26,7 @@ real slack-sdk client:
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -44,6 +45,7 @@ class Call:
     method: str
     args: JsonObject
     data: bytes = b""  # the bytes of an upload
+    at: float = field(default_factory=time.time, compare=False)  # when it arrived (Unix)
 
 
 @dataclass
@@ -146,12 +148,13 @@ class FakeSlack:
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
+        arrived = time.time()
         args: JsonObject = dict(request.query)
         if request.content_type == "application/json":
             args.update(await request.json())
         elif request.content_type == "application/x-www-form-urlencoded":
             args.update(await request.post())
-        self.calls.append(Call(method, args))
+        self.calls.append(Call(method, args, at=arrived))
         scripted = self._scripted(request, method)
         if scripted is not None:
             return scripted
