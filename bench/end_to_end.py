@@ -236,7 +236,8 @@ async def xwatch_throughput(
 async def latency(
     broker: Broker, rate: float, seconds: float, brands: int, spike_brands: int
 ) -> dict[str, Any]:
-    """Spikes at ``rate`` mentions/s: from the close of each spike's bucket to ``send``."""
+    """Spikes at ``rate`` mentions/s: from each spike's first post to ``send`` and to the
+    local Slack receiving its message."""
     usual = rate / brands * SPIKE_SCALE  # a brand's posts per bucket
     posts = max(40, round(2 * usual))
     async with FakeSlack() as slack:
