@@ -240,6 +240,27 @@ def test_a_restored_detector_remembers_the_level_before_an_adopted_shift() -> No
     assert original.shift_from == 0.0  # the calm level came back, and was adopted
 
 
+def test_restored_detectors_share_their_params_and_constants() -> None:
+    """10,000 restored series hold one params record and one set of constants, not one
+    each (and the same ones as fresh detectors)."""
+    learned = [learned_state() for _ in range(2)]
+    first, second = (from_state(json.loads(json.dumps(state))) for state in learned)
+
+    assert isinstance(first, CountDetector) and isinstance(second, CountDetector)
+    assert first.params is second.params  # one record, whichever checkpoint it came from
+    assert first._constants() is second._constants()
+    assert first._constants() is CountDetector(Measure.VOLUME, 300)._constants()
+
+
+def test_a_list_of_numbers_that_is_not_one_is_refused_naming_the_item() -> None:
+    state = learned_state()
+    daily = [1.0] * 23 + ["1e9"]
+    message = refusal(state | {"fields": state["fields"] | {"daily": daily}})
+    assert "CountDetector.daily[23]: expected a number, found '1e9' (str)" in message
+    message = refusal(state | {"fields": state["fields"] | {"daily": {"0": 1.0}}})
+    assert "CountDetector.daily: expected a list[float]" in message
+
+
 def test_a_state_is_plain_json_data() -> None:
     for detector in default_detectors(300):
         state = to_state(detector)

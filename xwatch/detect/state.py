@@ -6,7 +6,8 @@ params record) and keeps only JSON values: None, bool, int, float, str, lists,
 dicts with string keys, enums by value. ``from_state`` rebuilds the detector from
 the class's own type hints, so it only ever makes the registered detector classes
 and the types their fields declare: nothing in a checkpoint names code to run
-(never pickle).
+(never pickle). Frozen records come back shared: one instance of each (a series'
+params), however many checkpoints hold it.
 
 Every state carries ``STATE_VERSION`` and a fingerprint of the class's field
 names. A state is refused with a ``CheckpointError`` that says what was expected
@@ -116,13 +117,25 @@ def to_state(detector: Stateful) -> dict[str, Any]:
 
 
 def _encode_fields(obj: object, where: str) -> dict[str, Any]:
-    return {
-        f.name: _encode(getattr(obj, f.name), f"{where}.{f.name}")
-        for f in dataclasses.fields(obj)  # type: ignore[arg-type]
-    }
+    fields: dict[str, Any] = {}
+    for name in _names(type(obj)):
+        value = getattr(obj, name)
+        # most fields are plain numbers: kept as they are, without a path to name them
+        fields[name] = value if type(value) in _PLAIN else _encode(value, f"{where}.{name}")
+    return fields
 
 
 _PLAIN = frozenset({type(None), bool, int, float, str})  # exact types: JSON as they are
+
+_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    """The dataclass's field names, in order (``dataclasses.fields`` is slow to ask)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def _encode(value: object, where: str) -> JsonValue:
@@ -135,7 +148,7 @@ def _encode(value: object, where: str) -> JsonValue:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _encode_fields(value, where)
     if isinstance(value, list | tuple):
-        if all(type(item) in _PLAIN for item in value):  # the common case, fast
+        if _PLAIN.issuperset(map(type, value)):  # the common case, in C
             return list(value)
         return [_encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(key, str) for key in value):
@@ -417,14 +430,37 @@ def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
         raise CheckpointError(f"{where}: {cls.__name__} refused its saved fields: {exc}") from exc
     for name, value in values.items():  # what __post_init__ may have changed
         object.__setattr__(obj, name, value)
+    return _shared(obj)
+
+
+_SHARED: dict[Any, Any] = {}  # frozen records (a detector's params) -> the one kept
+_SHARED_MAX = 256  # distinct records kept at most (a config has a handful)
+
+
+def _shared(obj: Any) -> Any:
+    """One instance of each frozen record (such as a detector's params), whichever
+    checkpoint it came from: 10,000 restored series hold one ``CountParams``, as fresh
+    ones hold the default, instead of one each. Mutable objects are returned as they
+    are."""
+    params = getattr(type(obj), "__dataclass_params__", None)
+    if params is None or not params.frozen:
+        return obj
+    try:
+        kept = _SHARED.get(obj)
+    except TypeError:  # a field that cannot be hashed (a list): kept as it is
+        return obj
+    if kept is not None:
+        return kept
+    if len(_SHARED) < _SHARED_MAX:
+        _SHARED[obj] = obj
     return obj
 
 
-_PLAIN_ITEMS: dict[Any, tuple[type, ...]] = {  # the JSON types an item of this hint may be
-    float: (int, float),
-    int: (int,),
-    str: (str,),
-    bool: (bool,),
+_PLAIN_ITEMS: dict[Any, frozenset[type]] = {  # the JSON types an item of this hint may be
+    float: frozenset({int, float}),
+    int: frozenset({int}),
+    str: frozenset({str}),
+    bool: frozenset({bool}),
 }
 
 
@@ -463,7 +499,7 @@ def _decode(value: object, hint: Any, where: str) -> Any:
                 for i, (v, a) in enumerate(zip(value, args, strict=True))
             )
         plain = _PLAIN_ITEMS.get(args[0])
-        if plain is not None and all(type(v) in plain for v in value):  # the common case, fast
+        if plain is not None and plain.issuperset(map(type, value)):  # the common case, in C
             items = list(value)
         else:
             items = [_decode(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]

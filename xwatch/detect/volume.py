@@ -217,10 +217,11 @@ def _alpha(halflife_in_steps: float) -> float:
 class _Constants:
     """What a count detector's per-bucket work derives from its width and parameters
     alone, worked out once instead of at every bucket (each value is the expression the
-    per-bucket code used, so the results are the same to the last bit). Never part of the
-    detector's state: ``CountDetector._constants`` makes it again whenever the detector's
-    ``width_seconds`` or ``params`` are not the ones it was made from (a detector restored
-    from a checkpoint, or made by ``dataclasses.replace``)."""
+    per-bucket code used, so the results are the same to the last bit), and shared by
+    every detector of the same width and parameters (``of`` remembers them). Never part of
+    the detector's state: ``CountDetector._constants`` looks it up again whenever the
+    detector's ``width_seconds`` or ``params`` are not the ones it was made from (a
+    detector restored from a checkpoint, or made by ``dataclasses.replace``)."""
 
     width_seconds: int
     params: CountParams
@@ -241,6 +242,7 @@ class _Constants:
     # look for a change of shift_factor)
 
     @classmethod
+    @functools.lru_cache(maxsize=64)  # one per (width, params): shared by every series
     def of(cls, width_seconds: int, params: CountParams) -> _Constants:
         width = float(width_seconds)
         return cls(
@@ -414,14 +416,14 @@ class CountDetector(Memo[_Constants]):
         self._set_memo(None)  # the constants: made at the first bucket (``_constants``)
 
     def _constants(self) -> _Constants:
-        """What follows from ``width_seconds`` and ``params`` alone (made again if either
-        is not the one it was made from: a restored checkpoint sets its fields after
-        ``__init__``)."""
+        """What follows from ``width_seconds`` and ``params`` alone, shared by every
+        detector of that width and parameters (looked up again if either is not the one it
+        was made from: a restored checkpoint sets its fields after ``__init__``)."""
         constants = self._get_memo()
         if (
             constants is None
-            or constants.params is not self.params
             or constants.width_seconds != self.width_seconds
+            or (constants.params is not self.params and constants.params != self.params)
         ):
             constants = _Constants.of(self.width_seconds, self.params)
             self._set_memo(constants)
