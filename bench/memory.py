@@ -35,6 +35,11 @@ Where the memory goes (to attribute a growth to a structure, not guess):
   the objects by type (blocks the loop a few seconds each: a diagnosis, not a figure).
 * ``--checkpoint-seconds S``: the store's checkpoint interval (a run without checkpoints
   shows what their transient memory does to the RSS).
+
+The garbage collector over the soak, too (``CollectorWatch``, on ``gc.callbacks``): its
+collections of each generation, the time it held the event loop (seconds a minute),
+and its longest pause, a full collection's: it walks every object the collector tracks
+and has not frozen (``xwatch.gc_tuning``).
 """
 
 from __future__ import annotations
@@ -81,6 +86,33 @@ def series_per_brand(folder: Path, port: int, scales: tuple[int, ...]) -> int:
         Metrics(CollectorRegistry()),
     )
     return len(pipeline.aggregator.series)
+
+
+class CollectorWatch:
+    """Times each garbage collection (a ``gc.callbacks`` entry): when it ended, its
+    generation and how long it took."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.collections: list[tuple[float, int, float]] = []  # (ended, generation, seconds)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self.started = now
+        else:
+            self.collections.append((time.monotonic(), info["generation"], now - self.started))
+
+    def summary(self, start: float, end: float) -> dict[str, Any]:
+        """Over [start, end] (monotonic seconds): collections by generation, seconds a
+        minute in the collector, the longest pause."""
+        within = [(g, took) for at, g, took in self.collections if start <= at <= end]
+        minutes = max(end - start, 1e-9) / 60
+        return {
+            "collections": [sum(1 for g, _ in within if g == gen) for gen in range(3)],
+            "seconds_per_minute": sum(took for _, took in within) / minutes,
+            "longest_pause_seconds": max((took for _, took in within), default=0.0),
+        }
 
 
 async def soak(
@@ -130,10 +162,19 @@ async def soak(
             return publisher is not None
 
         publish = ["--brands", str(brands), "--rate", f"{rate:.1f}", "--seconds", str(total)]
-        run = await run_daemon(
-            settings, broker, publish, done=done, traffic_rate=rate, limit=total + 120
-        )
+        watch = CollectorWatch()
+        gc.callbacks.append(watch)
+        try:
+            run = await run_daemon(
+                settings, broker, publish, done=done, traffic_rate=rate, limit=total + 120
+            )
+        finally:
+            gc.callbacks.remove(watch)
     start = run.samples[0][0] + warm
+    # the samples' times are wall clock, the collections' monotonic: the soak's window
+    # in monotonic seconds, counted back from the last sample
+    offset = time.time() - time.monotonic()
+    collector = watch.summary(start - offset, run.samples[-1][0] - offset)
     soaked = [(t, rss) for t, _, rss in run.samples if t >= start]
     first = statistics.median(rss for t, rss in soaked if t < soaked[0][0] + WINDOW)
     last = statistics.median(rss for t, rss in soaked if t >= soaked[-1][0] - WINDOW)
@@ -157,6 +198,7 @@ async def soak(
         "slope_mib_per_hour": _slope(soaked) * 3600 / MIB,
         "late": run.late,
         "daemon_cpu_share": run.daemon_cpu / max(run.wall, 1e-9),
+        "collector": collector,
         **({"census": censuses} if censuses else {}),
         **({"heap": heaps} if heaps else {}),
     }
@@ -349,6 +391,13 @@ def main() -> None:
         f"({result['growth']:+.1%}; max {result['rss_max_bytes'] / MIB:,.1f} MiB, slope "
         f"{result['slope_mib_per_hour']:+.1f} MiB/h; before the first post "
         f"{result['rss_idle_bytes'] / MIB:,.1f} MiB)"
+    )
+    collector = result["collector"]
+    young, middle, full = collector["collections"]
+    print(
+        f"garbage collector over the soak: {full} full collections ({middle} of the middle "
+        f"generation, {young} young), {collector['seconds_per_minute']:.2f} s a minute, "
+        f"longest pause {collector['longest_pause_seconds']:.2f} s"
     )
     if args.json:
         write_json(args.json, results)

@@ -191,7 +191,15 @@ def memory_rows(r: dict[str, Any]) -> list[Row]:
             f"({r['growth']:+.1%}, {r['slope_mib_per_hour']:+.0f} MiB/h)",
             "within 10 %",
             f"{abs(r['growth']) / r['target_growth']:.0%} of the margin",
-        )
+        ),
+        (
+            "Garbage collector over that soak",
+            f"{r['collector']['collections'][2]} full collections, "
+            f"{r['collector']['seconds_per_minute']:.2f} s a minute, longest pause "
+            f"{r['collector']['longest_pause_seconds']:.2f} s",
+            "",
+            "",
+        ),
     ]
 
 
