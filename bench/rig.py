@@ -380,7 +380,6 @@ async def run_daemon(
     """
     notifiers = {name: Timed(make_notifier(name)) for name in settings.config.notifiers}
     daemon = Daemon(settings, notifiers=dict(notifiers))
-    gc_tuning.settle()  # as ``xwatch run`` does once its daemon is built
     task = asyncio.create_task(daemon.run())
     run = Run()
     try:
@@ -388,6 +387,9 @@ async def run_daemon(
         brand = settings.config.brands[0].id
         traffic = measure_traffic(daemon.pipeline, brand, traffic_rate)
         run.series = warm_up(daemon.pipeline, traffic, time.time())
+        # as ``xwatch run`` does once loaded, its detectors restored from the store (which
+        # the warm-up stands for here)
+        gc_tuning.settle()
         deadline = time.monotonic() + CONNECT_SECONDS
         while not all(daemon.report.up.get(s.name) for s in daemon.sources):
             if time.monotonic() > deadline or task.done():

@@ -671,6 +671,27 @@ async def test_the_daemon_restores_its_detectors_on_restart(
 
 
 @pytest.mark.asyncio
+async def test_the_daemon_settles_once_its_detectors_are_restored_before_the_first_post(
+    project: Path, replays: tuple[Path, Path]
+) -> None:
+    """``settle`` (``xwatch run``: the garbage collector's ``gc_tuning.settle``) sees the
+    restored detectors, so that they are frozen with the rest of what is loaded."""
+    one, two = replays
+    first = await run_daemon(daemon_config(project, one))
+    seen: list[tuple[int, int]] = []
+    second = Daemon(
+        load_settings(daemon_config(project, two)),
+        exit_when_done=True,
+        notifiers={"console": ConsoleNotifier("console", io.StringIO())},
+        settle=lambda: seen.append((len(second.pipeline.detectors), second.ingested)),
+    )
+    await asyncio.wait_for(second.run(), 30)
+
+    assert seen == [(len(first.pipeline.detectors), 0)]
+    assert second.ingested > 0
+
+
+@pytest.mark.asyncio
 async def test_the_daemon_refuses_a_stale_checkpoint_and_starts_that_series_fresh(
     project: Path, replays: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:

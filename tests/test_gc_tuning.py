@@ -66,7 +66,7 @@ def test_a_backtest_settles_once_its_settings_are_loaded(
     assert settles == ["settled"]
 
 
-def test_the_daemon_settles_once_built(project: Path, settles: list[str]) -> None:
+def test_the_daemon_settles_once_loaded(project: Path, settles: list[str]) -> None:
     path = project / "config.yaml"
     config = yaml.safe_load(path.read_text("utf-8"))
     config["sources"] = [{"type": "replay", "path": str(posts_file(project))}]

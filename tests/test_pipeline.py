@@ -240,7 +240,7 @@ def test_the_brand_s_own_posts_are_not_mentions_of_it(settings: Settings) -> Non
     assert counted("product-defect-surge") == (0, 0)  # "overheating": the brand's own words
     assert counted("own-account-anomaly") == (7, 6)  # a rule that asks for them
     [terms] = pipeline.terms[("kettlebird", 300)].open.values()
-    assert terms.posts == 3 and "aero" in terms.slots and "overheating" not in terms.slots
+    assert terms.posts == 3 and "aero" in terms.counts and "overheating" not in terms.counts
 
 
 def test_only_the_posts_about_a_brand_are_scored(settings: Settings) -> None:

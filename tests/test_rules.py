@@ -914,7 +914,7 @@ def test_an_open_bucket_keeps_a_bounded_number_of_posts() -> None:
         terms = {f"word{i}", f"often{i % 500}", "tea"}
         tracker.add(mention(f"post {i}", at=i / 10, id=f"p{i}"), terms, i / 10)
     [bucket] = tracker.open.values()
-    kept = {m.id for slot in bucket.slots.values() for _, _, m in slot.samples or ()}
+    kept = {m.id for samples in bucket.samples.values() for _, _, m in samples}
     kept |= {entry[1] for entry in bucket.early}
     assert len(kept) <= 5 + 5 * EARLY_PER_SAMPLE  # not 2,000
 

@@ -396,8 +396,8 @@ def run(config_path: Path | None, exit_when_done: bool) -> int:
         settings,
         exit_when_done=exit_when_done,
         reload=lambda: load_settings(config_path, default_base=base),
+        settle=gc_tuning.settle,  # once loaded, the store's detectors too: a stream for hours
     )
-    gc_tuning.settle()  # loaded: from here on, a stream for hours
     try:
         asyncio.run(daemon.run())
     except OSError as exc:

@@ -226,9 +226,14 @@ class Daemon:
         clock: Clock | None = None,
         exit_when_done: bool = False,
         reload: Callable[[], Settings] | None = None,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.reload = reload  # reads the config, rules and playbooks again (SIGHUP)
+        # called once what the daemon keeps for good is loaded (the store's detectors
+        # restored), before the first post: ``xwatch run`` settles the garbage collector
+        # there (``gc_tuning.settle``), so that it never walks the restored state again
+        self.settle = settle
         config = settings.config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -345,6 +350,8 @@ class Daemon:
 
     async def run(self) -> None:
         await self._open_store()
+        if self.settle is not None:
+            self.settle()
         try:
             await self._run()
         finally:

@@ -159,26 +159,22 @@ _Sample = tuple[int, str, Mention]  # (reach, post id, post): a min-heap keeps t
 _Early = tuple[int, str, Mention, Iterable[str]]  # ... and the post's terms
 
 
-class _Slot:
-    """One term in one open bucket: its posts, negatives, reach, and its posts with the
-    most reach among those that came while it could fire a rule (``sample_min`` posts
-    and ``sample_share`` of the bucket's posts so far). Not the others: most terms are
-    one of hundreds of words used a few times, and keeping their posts would keep
-    nearly every post of the bucket."""
-
-    __slots__ = ("count", "negative", "reach", "samples")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.negative = 0
-        self.reach = 0
-        self.samples: list[_Sample] | None = None  # most terms never have any
+_Counts = tuple[int, int, int]  # a term's posts in a bucket, its negative ones, their reach
 
 
 @dataclass(slots=True)
 class _OpenTerms:
+    """A tracker's open bucket: its posts, and per term its counts and samples."""
+
     posts: int = 0
-    slots: dict[str, _Slot] = field(default_factory=dict)
+    # term -> its posts, negatives and reach: tuples of numbers, which the garbage
+    # collector soon stops tracking (a bucket holds thousands of terms, most used once)
+    counts: dict[str, _Counts] = field(default_factory=dict)
+    # term -> its posts with the most reach among those that came while it could fire a
+    # rule (``sample_min`` posts and ``sample_share`` of the bucket's posts so far). Not
+    # the others: most terms are one of hundreds of words used a few times, and keeping
+    # their posts would keep nearly every post of the bucket.
+    samples: dict[str, list[_Sample]] = field(default_factory=dict)
     # the bucket's posts with the most reach, with their terms: the samples of a term's
     # posts before it could fire a rule
     early: list[_Early] = field(default_factory=list)
@@ -272,24 +268,26 @@ class TermTracker:
         if bucket is None:
             bucket = self.open[index] = _OpenTerms()
         bucket.posts += 1
-        negative = mention.is_negative
+        negative = int(mention.is_negative)
         reach = mention.reach
         sample = (reach, mention.id, mention)
         may_fire = max(self.sample_min, self.sample_share * bucket.posts)  # posts of a term
-        slots, stop = bucket.slots, self.stop
+        counts, samples, stop = bucket.counts, bucket.samples, self.stop
         for term in terms:
             if term in stop:
                 continue
-            slot = slots.get(term)
-            if slot is None:
-                slot = slots[term] = _Slot()
-            slot.count += 1
-            slot.negative += negative
-            slot.reach += reach
-            if slot.count >= may_fire:
-                if slot.samples is None:
-                    slot.samples = []
-                _keep(slot.samples, sample, self.samples)
+            before = counts.get(term)
+            if before is None:
+                count = 1
+                counts[term] = (1, negative, reach)
+            else:
+                count = before[0] + 1
+                counts[term] = (count, before[1] + negative, before[2] + reach)
+            if count >= may_fire:
+                kept = samples.get(term)
+                if kept is None:
+                    kept = samples[term] = []
+                _keep(kept, sample, self.samples)
         _keep(bucket.early, (*sample, terms), self.samples * EARLY_PER_SAMPLE)
 
     def close_until(self, end: float) -> list[ClosedTerms]:
@@ -302,7 +300,7 @@ class TermTracker:
             bucket = self.open.pop(index, None) or _OpenTerms()
             closed.append(self._judge(index, bucket))
             self.model.learn(
-                index * self.width, bucket.posts, {t: s.count for t, s in bucket.slots.items()}
+                index * self.width, bucket.posts, {t: c[0] for t, c in bucket.counts.items()}
             )
         self.next_index = max(self.next_index, last)
         if closed:
@@ -319,24 +317,24 @@ class TermTracker:
 
     def _judge(self, index: int, bucket: _OpenTerms) -> ClosedTerms:
         model, n = self.model, bucket.posts
-        tests = len(bucket.slots)
+        tests = len(bucket.counts)
         surges = []
-        for term, slot in bucket.slots.items():
-            if slot.count < self.judge_min:
+        for term, (count, negative, reach) in bucket.counts.items():
+            if count < self.judge_min:
                 continue
             expected = n * model.usual(term)
-            tail = min(1.0, nbinom_sf(slot.count, expected, 0.0) * tests)
+            tail = min(1.0, nbinom_sf(count, expected, 0.0) * tests)
             surges.append(
                 Surge(
                     term=term,
-                    count=slot.count,
+                    count=count,
                     expected=expected,
                     likelihood=1.0 - tail,
                     surprise=Signal.surprise_of(tail),
-                    share=slot.count / n,
-                    negative=slot.negative,
-                    reach=slot.reach,
-                    samples=self._samples(term, slot, bucket.early),
+                    share=count / n,
+                    negative=negative,
+                    reach=reach,
+                    samples=self._samples(term, bucket.samples.get(term, []), bucket.early),
                 )
             )
         surges.sort(key=lambda s: (-s.surprise, -s.count, s.term))
@@ -350,9 +348,9 @@ class TermTracker:
             history_seconds=model.history_seconds(start),
         )
 
-    def _samples(self, term: str, slot: _Slot, early: list[_Early]) -> tuple[Mention, ...]:
+    def _samples(self, term: str, kept: list[_Sample], early: list[_Early]) -> tuple[Mention, ...]:
         """The term's posts with the most reach, of those the bucket kept."""
-        found = {entry[1]: entry for entry in slot.samples or ()}
+        found = {entry[1]: entry for entry in kept}
         for reach, post_id, mention, terms in early:
             if term in terms:
                 found.setdefault(post_id, (reach, post_id, mention))
