@@ -50,8 +50,16 @@ class CheckpointError(XwatchError):
 
 
 DETECTORS: dict[str, type[Any]] = {}  # class name -> detector class
+_SHARED: dict[Any, Any] = {}  # frozen records (a detector's params) -> the one kept
+_SHARED_MAX = 256  # distinct records kept at most (a config has a handful)
 
 D = TypeVar("D", bound=type[Any])
+
+
+def _is_frozen_record(obj: object) -> bool:
+    """Whether ``obj`` is an instance of a frozen dataclass."""
+    params = getattr(type(obj), "__dataclass_params__", None)
+    return params is not None and bool(params.frozen)
 
 
 def register(cls: D) -> D:
@@ -59,6 +67,9 @@ def register(cls: D) -> D:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls.__name__} is not a dataclass: its state cannot be checkpointed")
     DETECTORS[cls.__name__] = cls
+    for f in dataclasses.fields(cls):  # a restored default params is the fresh detectors' one
+        if _is_frozen_record(f.default):
+            _SHARED.setdefault(f.default, f.default)
     return cls
 
 
@@ -433,17 +444,12 @@ def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
     return _shared(obj)
 
 
-_SHARED: dict[Any, Any] = {}  # frozen records (a detector's params) -> the one kept
-_SHARED_MAX = 256  # distinct records kept at most (a config has a handful)
-
-
 def _shared(obj: Any) -> Any:
     """One instance of each frozen record (such as a detector's params), whichever
     checkpoint it came from: 10,000 restored series hold one ``CountParams``, as fresh
     ones hold the default, instead of one each. Mutable objects are returned as they
     are."""
-    params = getattr(type(obj), "__dataclass_params__", None)
-    if params is None or not params.frozen:
+    if not _is_frozen_record(obj):
         return obj
     try:
         kept = _SHARED.get(obj)

@@ -334,7 +334,7 @@ class TermTracker:
                     share=count / n,
                     negative=negative,
                     reach=reach,
-                    samples=self._samples(term, bucket.samples.get(term, []), bucket.early),
+                    samples=self._samples(term, bucket.samples.get(term, ()), bucket.early),
                 )
             )
         surges.sort(key=lambda s: (-s.surprise, -s.count, s.term))
@@ -348,7 +348,9 @@ class TermTracker:
             history_seconds=model.history_seconds(start),
         )
 
-    def _samples(self, term: str, kept: list[_Sample], early: list[_Early]) -> tuple[Mention, ...]:
+    def _samples(
+        self, term: str, kept: Iterable[_Sample], early: list[_Early]
+    ) -> tuple[Mention, ...]:
         """The term's posts with the most reach, of those the bucket kept."""
         found = {entry[1]: entry for entry in kept}
         for reach, post_id, mention, terms in early:
