@@ -16,7 +16,8 @@ taken yet) and the consumer's rate is measured from the 10 % to the 100 % mark, 
 * the same subscriber with paho's MQTT 5 property tables shared, as the xwatch source
   runs it (``xwatch.sources.paho_tables``): what is left of the ceiling once paho stops
   rebuilding its tables for every message;
-* the xwatch daemon (``Daemon`` with the MQTT source, QoS 1 with manual acks): each
+* the xwatch daemon (``Daemon`` with the MQTT source, QoS 1 with manual acks; the
+  source reads the socket and writes its acks in bulk, ``xwatch.sources.paho_bulk``): each
   mention through dedup, sentiment, brand and topic matching, buckets, the detectors, the
   rules and the incident book; notifiers that do nothing (``rig.Timed(NullNotifier)``;
   the latency runs below use the Slack notifier);

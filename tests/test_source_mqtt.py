@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import shutil
@@ -33,7 +34,7 @@ from tests.brokers import (
 from tests.factories import RecordingReport
 from xwatch.config import MqttSourceConfig
 from xwatch.model import Mention
-from xwatch.sources import paho_tables
+from xwatch.sources import paho_bulk, paho_tables
 from xwatch.sources.mqtt import QOS0_QUEUE_LIMIT, MqttSource, _Inbox
 
 Broker = Mosquitto | ExternalBroker
@@ -135,6 +136,10 @@ async def until(predicate: Callable[[], bool], *consumers: Consumer) -> None:
                 await consumer.task  # raises what ended it
                 pytest.fail("the source ended")
         await asyncio.sleep(0.01)
+
+
+def has_taken(consumer: Consumer, count: int) -> bool:
+    return len(consumer.mentions) == count
 
 
 def unique() -> str:
@@ -316,6 +321,44 @@ async def test_mentions_not_yet_taken_when_the_source_stops_are_sent_again(
         consumer = run(MqttSource(config(broker, root), RecordingReport()))
         await until(lambda: set(consumer.ids) >= set(ids), consumer)
     assert consumer.ids == ids  # "0" again too: it was never acknowledged
+
+
+@pytest.mark.asyncio
+async def test_acks_gathered_when_the_source_stops_go_out_before_it_disconnects(
+    broker: Broker, run: Callable[[MqttSource], Consumer]
+) -> None:
+    """Acks are written in batches (``paho_bulk``): those of the messages taken since the
+    last batch are written when the source stops, so none of them comes back."""
+    root = unique()
+    topic = f"{root}/xwatch/mentions/acme"
+    ids = [str(i) for i in range(60)]
+    report = RecordingReport()
+    installed: list[bool] = []
+    install = paho_bulk.install
+
+    def spy(client: aiomqtt.Client, has_room: Callable[[], bool]) -> bool:
+        installed.append(install(client, has_room))
+        return installed[-1]
+
+    async with asyncio.timeout(WAIT_SECONDS):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(paho_bulk, "install", spy)
+            consumer = run(MqttSource(config(broker, root), report))
+            consumer.gate.clear()
+            await until(lambda: report.up, consumer)
+        assert installed == [True]
+        await publish(broker, [(topic, post(i)) for i in ids])
+        for taken in range(1, 31):  # let the consumer take 30, one at a time
+            await until(functools.partial(has_taken, consumer, taken), consumer)
+            if taken < 30:
+                consumer.gate.set()
+                consumer.gate.clear()
+        assert paho_bulk.ACKS_PER_WRITE < 29
+        await consumer.stop()  # 29 acknowledged (the last 4 not yet written), 1 held
+
+        consumer = run(MqttSource(config(broker, root), RecordingReport()))
+        await until(lambda: set(consumer.ids) >= set(ids[29:]), consumer)
+    assert consumer.ids == ids[29:]
 
 
 @pytest.mark.asyncio

@@ -68,6 +68,12 @@ Limitations
       ``_messages`` takes waiting messages from aiomqtt's inbox (``client._queue``) and
       reads waiting packets with paho's ``loop_read`` itself, leaving the waiting and the
       disconnection (``client._disconnected``) to aiomqtt. Re-check when upgrading.
+    * paho-mqtt reads a packet in four ``recv`` calls or more and decodes each message
+      through several layers, and writes each ack with a ``send`` of its own:
+      ``paho_bulk`` reads the socket in bulk, queues QoS 0/1 messages straight into
+      aiomqtt's inbox (other packets go to paho's handlers) and writes the acks in
+      batches (a paho or aiomqtt of another layout is left as it is, with a warning).
+      Re-check when upgrading either.
     * paho-mqtt builds its MQTT 5 property tables anew for every packet it decodes, about
       half of its cost per message: ``paho_tables`` has it share one set (installed for
       the process when an MQTT 5 client is made; a paho of another layout is left as it
@@ -107,7 +113,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from xwatch.config import MqttSourceConfig
 from xwatch.errors import PayloadError
 from xwatch.model import Mention
-from xwatch.sources import SourceReport, paho_tables
+from xwatch.sources import SourceReport, paho_bulk, paho_tables
 from xwatch.sources.payload import parse_payload
 
 RECEIVE_MAXIMUM = 100  # MQTT 5: unacknowledged QoS 1/2 messages the broker may send us
@@ -164,16 +170,20 @@ class MqttSource:
             while True:
                 try:
                     async with self._client() as client:
-                        await self._subscribe(client)
-                        self._set_up(True)
-                        attempt = 0
-                        async for message in _messages(client):
-                            for mention in self._mentions(message):
-                                self.report.received(self.name)
-                                yield mention
-                            # The consumer has taken them all (it asks for more): ack.
-                            if self._manual_ack:
-                                client._client.ack(message.mid, message.qos)
+                        acks = paho_bulk.acks(client)
+                        try:
+                            await self._subscribe(client)
+                            self._set_up(True)
+                            attempt = 0
+                            async for message in _messages(client, acks.flush):
+                                for mention in self._mentions(message):
+                                    self.report.received(self.name)
+                                    yield mention
+                                # The consumer has taken them all (it asks for more): ack.
+                                if self._manual_ack:
+                                    acks.add(message.mid, message.qos)
+                        finally:
+                            acks.flush()  # before the disconnection, if it is not lost
                     why = "the connection ended"
                 except aiomqtt.MqttError as exc:
                     why = str(exc) or type(exc).__name__
@@ -227,6 +237,8 @@ class MqttSource:
         assert isinstance(inbox, _Inbox)
         reading = _Reading(client)
         inbox.on_full, inbox.on_room = reading.pause, reading.resume
+        if not paho_bulk.install(client, has_room=lambda: inbox.qsize() < RECEIVE_MAXIMUM):
+            _warn_reader_layout()
         return client
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
@@ -284,6 +296,14 @@ def _warn_paho_layout() -> None:
     )
 
 
+@functools.cache
+def _warn_reader_layout() -> None:
+    log.warning(
+        "paho-mqtt's or aiomqtt's layout is not the one xwatch knows (Client._packet_read, "
+        "aiomqtt's queue): MQTT messages are read at paho's own speed"
+    )
+
+
 class _Inbox(asyncio.Queue[aiomqtt.Message]):
     """aiomqtt's incoming queue: ``maxsize`` bounds the QoS 0 messages only.
 
@@ -335,7 +355,9 @@ class _Reading:
         sock = self.client._client.socket()
         if sock is None or sock.fileno() != paused:
             return  # that connection is gone
-        asyncio.get_running_loop().add_reader(paused, self._read)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(paused, self._read)
+        loop.call_soon(self._read)  # packets read already may wait in paho_bulk's buffer
 
     def _read(self) -> None:
         """What aiomqtt's reader does: read what is waiting (TLS may hold more than one
@@ -352,7 +374,9 @@ class _Reading:
                 self.client._disconnected.set_exception(exc)
 
 
-async def _messages(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
+async def _messages(
+    client: aiomqtt.Client, before_waiting: Callable[[], None]
+) -> AsyncIterator[aiomqtt.Message]:
     """``client.messages``, with less work per message while messages are waiting.
 
     aiomqtt's reader reads one packet each time the event loop finds the socket
@@ -364,14 +388,17 @@ async def _messages(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
     pipeline takes what was yielded so far as one batch; ticks and notifiers run) before
     they are yielded. Only when no packet is waiting, or once the connection is known
     to be lost, does aiomqtt's own iterator wait (and raise ``MqttError`` on a
-    disconnection).
+    disconnection). ``before_waiting`` is called before either lets the event loop run
+    (the acks gathered so far are queued then: nothing is written before it runs).
     """
     inbox = client._queue
     iterator = client.messages
     while True:
         if inbox.empty() and not client._disconnected.done() and _read_waiting(client, inbox):
+            before_waiting()
             await asyncio.sleep(0)
         if inbox.empty() or client._disconnected.done():
+            before_waiting()
             yield await anext(iterator)
         else:
             yield inbox.get_nowait()
