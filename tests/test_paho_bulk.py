@@ -11,6 +11,7 @@ with them.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,8 @@ from typing import Any
 import aiomqtt
 import pytest
 import pytest_asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -339,3 +342,52 @@ async def test_install_refuses_a_client_with_callbacks_it_would_not_honour(
     assert not paho_bulk.install(other.client, lambda: True)
     assert not paho_bulk.installed(wire.client)
     assert not paho_bulk.installed(other.client)
+
+
+PUBLISHES = st.lists(
+    st.tuples(
+        st.text(st.characters(exclude_characters="+#\x00", codec="utf-8"), min_size=1, max_size=40),
+        st.binary(max_size=400),
+        st.sampled_from([0, 1]),
+        st.integers(1, 65535),
+        st.booleans(),
+        st.sampled_from(
+            [
+                b"\x00",
+                properties(PayloadFormatIndicator=1),
+                properties(UserProperty=[("k", "v" * 130)]),  # a two-byte property length
+            ]
+        ),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(messages=PUBLISHES, cuts=st.lists(st.integers(1, 64), max_size=30))
+def test_any_publishes_cut_anywhere_are_queued_as_paho_queues_them(
+    messages: list[tuple[str, bytes, int, int, bool, bytes]], cuts: list[int]
+) -> None:
+    data = b"".join(
+        publish(topic, payload, qos=qos, mid=mid if qos else 0, retain=retain, props=props)
+        for topic, payload, qos, mid, retain, props in messages
+    )
+
+    async def check() -> None:
+        pahos, ours = Wire(V5, bulk=False), Wire(V5, bulk=True)
+        try:
+            pahos.peer.sendall(data)
+            for _ in range(len(messages) + 5):
+                pahos.paho.loop_read()
+            at = 0
+            for cut in [*cuts, len(data)]:  # the same bytes, in parts of these sizes
+                part, at = data[at : at + cut], at + cut
+                if part:
+                    ours.feed(part)
+            assert ours.queued() == pahos.queued()
+        finally:
+            pahos.close()
+            ours.close()
+
+    asyncio.run(check())
