@@ -41,10 +41,12 @@ Guarantees
     * With ``qos: 1``, at least once up to the consumer: a QoS 1 message is acknowledged
       (PUBACK) only once the consumer has taken every mention in it, that is when it asks
       for the next one; rejected payloads are acknowledged at once. Acks go in the order
-      the messages arrived, on the connection they arrived on. A message received but not
-      yet taken when the connection drops or the source stops is not acknowledged, and the
-      broker sends it again on the next connection: expect duplicates (the daemon
-      deduplicates by id), not losses. The guarantee ends at the hand-over: a mention the
+      the messages arrived, on the connection they arrived on, in batches (``paho_bulk``:
+      up to ``ACKS_PER_WRITE``, and whatever is gathered before the source waits or lets
+      the event loop run, and when it stops). A message received but not yet taken when
+      the connection drops or the source stops is not acknowledged, and the broker sends
+      it again on the next connection; so does a crash to the messages whose ack had not
+      been written yet: expect duplicates (the daemon deduplicates by id), not losses. The guarantee ends at the hand-over: a mention the
       consumer has taken is the consumer's (the daemon's queue is in memory).
     * Backpressure: unacknowledged messages count against the broker's in-flight window
       (MQTT 5: we announce ``Receive Maximum`` = ``RECEIVE_MAXIMUM``; MQTT 3.1.1: the
