@@ -13,9 +13,10 @@ taken yet) and the consumer's rate is measured from the 10 % to the 100 % mark, 
 * a plain aiomqtt subscriber that does nothing (MQTT 5, QoS 1, the same Receive Maximum
   as xwatch), on paho-mqtt as released: the ceiling for a Python consumer built on the
   same library (the issue's ceiling, which the ratios are against);
-* the same subscriber with paho's MQTT 5 property tables shared, as the xwatch source
-  runs it (``xwatch.sources.paho_tables``): what is left of the ceiling once paho stops
-  rebuilding its tables for every message;
+* the same subscriber with paho's MQTT 5 property tables shared
+  (``xwatch.sources.paho_tables``): what is left of the ceiling once paho stops
+  rebuilding its tables for every message (the xwatch source installs them too, but
+  reads its messages without paho's decoding: ``paho_bulk``, below);
 * the xwatch daemon (``Daemon`` with the MQTT source, QoS 1 with manual acks; the
   source reads the socket and writes its acks in bulk, ``xwatch.sources.paho_bulk``): each
   mention through dedup, sentiment, brand and topic matching, buckets, the detectors, the

@@ -141,7 +141,7 @@ def end_to_end_rows(r: dict[str, Any]) -> list[Row]:
             ratio(x.get("rate"), ceiling.get("rate")),
         ),
         (
-            "MQTT: the same subscriber, paho's property tables shared (as xwatch runs it)",
+            "MQTT: the same subscriber, paho's property tables shared (xwatch reads in bulk)",
             rate(r.get("aiomqtt_shared_tables", {}).get("rate")),
             "-",
             f"xwatch {ratio(x.get('rate'), r.get('aiomqtt_shared_tables', {}).get('rate'))}",
