@@ -391,3 +391,21 @@ def test_any_publishes_cut_anywhere_are_queued_as_paho_queues_them(
             ours.close()
 
     asyncio.run(check())
+
+
+@pytest.mark.asyncio
+async def test_nothing_after_a_packet_on_which_paho_closes_the_connection_is_queued(
+    wires: Callable[..., Wire],
+) -> None:
+    wire = wires()
+    closing = wire.paho._packet_handle
+
+    def handle() -> MQTTErrorCode:
+        rc: MQTTErrorCode = closing()
+        wire.paho._sock = None  # as paho's handler of a DISCONNECT from the broker does
+        return rc
+
+    wire.paho._packet_handle = handle
+    data = publish("a/b", b"before", mid=1) + PINGRESP + publish("a/b", b"after", mid=2)
+    assert wire.feed(data) == [MQTTErrorCode.MQTT_ERR_SUCCESS]
+    assert [m[1] for m in wire.queued()] == [b"before"]

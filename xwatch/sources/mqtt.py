@@ -46,8 +46,9 @@ Guarantees
       the event loop run, and when it stops). A message received but not yet taken when
       the connection drops or the source stops is not acknowledged, and the broker sends
       it again on the next connection; so does a crash to the messages whose ack had not
-      been written yet: expect duplicates (the daemon deduplicates by id), not losses. The guarantee ends at the hand-over: a mention the
-      consumer has taken is the consumer's (the daemon's queue is in memory).
+      been written yet: expect duplicates (the daemon deduplicates by id), not losses.
+      The guarantee ends at the hand-over: a mention the consumer has taken is the
+      consumer's (the daemon's queue is in memory).
     * Backpressure: unacknowledged messages count against the broker's in-flight window
       (MQTT 5: we announce ``Receive Maximum`` = ``RECEIVE_MAXIMUM``; MQTT 3.1.1: the
       broker's setting, mosquitto ``max_inflight_messages``, 20 by default), so a slow

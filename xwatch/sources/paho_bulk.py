@@ -151,8 +151,8 @@ class BulkReader:
                         break
                     continue
             rc = self._paho_handles(command, bytearray(buffer[start:stop]))
-            if rc != _SUCCESS:
-                break
+            if rc != _SUCCESS or self._paho._sock is not self._socket:
+                break  # an error, or paho closed the connection (the rest is not for us)
         del buffer[:pos]
         return rc
 
