@@ -22,15 +22,10 @@ from typing import NoReturn
 
 import pytest
 
+from tests.ports import free_port
+
 HOST = "127.0.0.1"
 START_TIMEOUT_SECONDS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def accepts_connections(host: str, port: int) -> bool:

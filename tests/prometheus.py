@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.ports import free_port
 
 HOST = "127.0.0.1"
 INSTALL_HINT = (
@@ -38,13 +39,6 @@ def require(binary: str) -> str:
     if found is None:
         pytest.fail(f"{binary} is not installed; these tests need it: {INSTALL_HINT}")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get_json(url: str, timeout: float = 5.0) -> Json:

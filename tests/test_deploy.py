@@ -43,8 +43,9 @@ import yaml
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from tests.brokers import HOST, Mosquitto, accepts_connections, free_port, no_binary, password_line
+from tests.brokers import HOST, Mosquitto, accepts_connections, no_binary, password_line
 from tests.factories import RecordingReport
+from tests.ports import free_port
 from xwatch.cli import build_parser, main
 from xwatch.config import Config, MqttSourceConfig, SourceConfig, load_config, resolve_paths
 from xwatch.model import Mention

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,6 +20,7 @@ import pytest
 import pytest_asyncio
 
 from tests import factories
+from tests.ports import free_port
 from tests.smtp_server import Server, self_signed_cert, server_context, smtp_server
 from xwatch.alerting import PermanentFailure, TemporaryFailure
 from xwatch.alerting.email import EmailNotifier
@@ -110,14 +110,6 @@ def subject_of(message: EmailMessage) -> str:
     """The Subject as a mail client shows it (unfolded, without the space after the colon:
     Python's parser keeps it when the header was folded right after ``Subject:``)."""
     return str(message["Subject"]).strip()
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,10 @@ import aiohttp
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from tests.brokers import free_port
 from tests.factories import GatedSource, mention
 from tests.fake_slack import TOKEN as SLACK_TOKEN
 from tests.fake_slack import FakeSlack
+from tests.ports import free_port
 from tests.smtp_server import Recorder
 from tests.test_outbox import fire
 from tests.waiting import eventually

@@ -10,7 +10,6 @@ import hmac
 import json
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests import factories
 from tests.fake_slack import TOKEN, FakeSlack, Message
+from tests.ports import free_port
 from xwatch.alerting import MemoryRefs, PermanentFailure, TemporaryFailure
 from xwatch.alerting import slack as slack_module
 from xwatch.alerting.chart import incident_chart
@@ -392,9 +392,7 @@ async def test_a_dropped_connection_is_temporary_and_left_to_the_outbox(slack: F
 
 @pytest.mark.asyncio
 async def test_network_errors_are_temporary(slack: FakeSlack) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/api/"
+    closed = f"http://127.0.0.1:{free_port()}/api/"  # a port nobody listens on
     with pytest.raises(TemporaryFailure):
         await make_notifier(slack, api_url=closed).send(notice())
 

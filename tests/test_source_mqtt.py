@@ -27,11 +27,11 @@ from tests.brokers import (
     ExternalBroker,
     Mosquitto,
     accepts_connections,
-    free_port,
     no_binary,
     password_line,
 )
 from tests.factories import RecordingReport
+from tests.ports import free_port
 from xwatch.config import MqttSourceConfig
 from xwatch.model import Mention
 from xwatch.sources import paho_bulk, paho_tables

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +31,7 @@ from tests.fake_x import (
     Status,
     StreamError,
 )
+from tests.ports import free_port
 from xwatch.config import Brand, XStreamSourceConfig
 from xwatch.model import Mention
 from xwatch.sources.x_stream import (
@@ -398,9 +398,7 @@ async def test_network_errors_reconnect_at_once_then_linearly(
 
 @pytest.mark.asyncio
 async def test_connection_refused_is_a_network_error(clock: Clock, report: RecordingReport) -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
+    port = free_port()  # nobody listens on it
     sleeps = Sleeps(stop_after=3)
     settings = XStreamSourceConfig(type="x_stream", base_url=f"http://127.0.0.1:{port}")
     source = XStreamSource(

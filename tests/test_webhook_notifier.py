@@ -18,7 +18,8 @@ from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
 
 from tests import factories
-from tests.test_email import free_port, hostile_notice
+from tests.ports import free_port
+from tests.test_email import hostile_notice
 from xwatch.alerting import PermanentFailure, TemporaryFailure
 from xwatch.alerting.codec import from_json
 from xwatch.alerting.incidents import Incident, NoticeKind
