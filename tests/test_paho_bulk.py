@@ -409,3 +409,18 @@ async def test_nothing_after_a_packet_on_which_paho_closes_the_connection_is_que
     data = publish("a/b", b"before", mid=1) + PINGRESP + publish("a/b", b"after", mid=2)
     assert wire.feed(data) == [MQTTErrorCode.MQTT_ERR_SUCCESS]
     assert [m[1] for m in wire.queued()] == [b"before"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("body", [b"", b"\x00", b"\x00\x09a/b", b"\x00\x03a/b\x00"])
+async def test_a_publish_too_short_gets_pahos_verdict(
+    wires: Callable[..., Wire], body: bytes
+) -> None:
+    bad = packet(0x32, body)  # QoS 1, its body cut short
+    pahos, ours = wires(bulk=False), wires()
+    pahos.peer.sendall(bad)
+    assert pahos.paho.loop_read() == MQTTErrorCode.MQTT_ERR_PROTOCOL  # malformed
+    assert ours.feed(bad) == [MQTTErrorCode.MQTT_ERR_PROTOCOL]  # the buffer's last packet
+    again = wires()
+    assert again.feed(bad + publish("a/b", b"next", mid=2)) == [MQTTErrorCode.MQTT_ERR_PROTOCOL]
+    assert ours.queued() == again.queued() == pahos.queued() == []

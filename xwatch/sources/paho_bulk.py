@@ -161,6 +161,8 @@ class BulkReader:
         paho should judge it instead (a topic that is not UTF-8, a body too short)."""
         buffer = self._buffer
         paho = self._paho
+        if stop - start < 2:
+            return None
         topic_end = start + 2 + (buffer[start] << 8 | buffer[start + 1])
         qos = (command >> 1) & 0x03
         body = topic_end + (2 if qos else 0)
