@@ -424,3 +424,60 @@ async def test_a_publish_too_short_gets_pahos_verdict(
     again = wires()
     assert again.feed(bad + publish("a/b", b"next", mid=2)) == [MQTTErrorCode.MQTT_ERR_PROTOCOL]
     assert ours.queued() == again.queued() == pahos.queued() == []
+
+
+def read_until_done(wire: Wire, calls: int) -> tuple[list[Received], object]:
+    """Call ``loop_read`` until an error, an exception, a closed connection or ``calls``;
+    what was queued and how it ended (None: every call succeeded)."""
+    ended: object = None
+    try:
+        for _ in range(calls):
+            rc = wire.paho.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                ended = rc
+                break
+            if wire.paho._sock is None:
+                break
+    except Exception as exc:  # paho's verdict on some packets is an exception
+        ended = type(exc)
+    return wire.queued(), ended
+
+
+PACKETS = st.one_of(
+    st.builds(
+        lambda n, payload, qos, mid: publish(f"a/{n}", payload, qos=qos, mid=mid),
+        st.integers(0, 9),
+        st.binary(max_size=20),
+        st.sampled_from([0, 1]),
+        st.integers(1, 9),
+    ),
+    st.just(PINGRESP),
+    st.builds(  # a PUBLISH of any QoS whose body is anything
+        lambda flags, body: packet(0x30 | flags, body),
+        st.sampled_from([0, 1, 2, 3, 4, 5]),
+        st.binary(max_size=8),
+    ),
+    st.builds(  # an empty packet of another type, some of which a client never gets
+        lambda kind: bytes([kind << 4, 0]), st.sampled_from([0, 1, 2, 4, 5, 6, 7, 9, 11, 14, 15])
+    ),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(packets=st.lists(PACKETS, min_size=1, max_size=6))
+def test_any_stream_of_packets_ends_as_it_does_with_pahos_reader(packets: list[bytes]) -> None:
+    """Valid or not: the same messages queued, and the same end (an error code, paho's
+    exception, or none) as paho's reader, which reads a packet a call."""
+    data = b"".join(packets)
+
+    async def check() -> None:
+        pahos, ours = Wire(V5, bulk=False), Wire(V5, bulk=True)
+        try:
+            pahos.peer.sendall(data)
+            ours.peer.sendall(data)
+            assert read_until_done(ours, 3) == read_until_done(pahos, len(packets) + 2)
+        finally:
+            pahos.close()
+            ours.close()
+
+    asyncio.run(check())
