@@ -240,7 +240,7 @@ class MqttSource:
         assert isinstance(inbox, _Inbox)
         reading = _Reading(client)
         inbox.on_full, inbox.on_room = reading.pause, reading.resume
-        if not paho_bulk.install(client, has_room=lambda: inbox.qsize() < RECEIVE_MAXIMUM):
+        if not paho_bulk.install(client, has_room=inbox.has_room):
             _warn_reader_layout()
         return client
 
@@ -313,7 +313,9 @@ class _Inbox(asyncio.Queue[aiomqtt.Message]):
     QoS 1/2 messages are always kept: the broker's in-flight window bounds them, and one
     dropped here would never be acknowledged, holding a slot of that window for good.
     With ``RECEIVE_MAXIMUM`` messages waiting, ``on_full`` is called (stop reading: the
-    broker overran its window), and ``on_room`` once half of them have been taken.
+    broker overran its window), and ``on_room`` once half of them have been taken;
+    ``has_room`` says whether another may come in (``paho_bulk``'s reader asks it before
+    each packet it has read).
     """
 
     def __init__(self, maxsize: int = 0) -> None:
@@ -326,8 +328,11 @@ class _Inbox(asyncio.Queue[aiomqtt.Message]):
         if item.qos == 0 and 0 < self.qos0_limit <= self.qsize():
             raise asyncio.QueueFull
         super().put_nowait(item)
-        if self.qsize() >= RECEIVE_MAXIMUM:
+        if not self.has_room():
             self.on_full()
+
+    def has_room(self) -> bool:
+        return self.qsize() < RECEIVE_MAXIMUM
 
     def get_nowait(self) -> aiomqtt.Message:
         item = super().get_nowait()
