@@ -134,7 +134,7 @@ class BulkReader:
             length = buffer[pos + 1]
             start = pos + 2
             if length & 0x80:  # a remaining length of 2 to 4 bytes
-                length, start = _remaining_length(buffer, pos + 1, end)
+                length, start = _variable_integer(buffer, pos + 1, end)
                 if length < 0:
                     if start < 0:
                         rc = _PROTOCOL  # more than 4 bytes: paho's verdict too
@@ -177,9 +177,9 @@ class BulkReader:
         mid = buffer[topic_end] << 8 | buffer[topic_end + 1] if qos else 0
         if paho._protocol == MQTTv5:  # skip the properties
             properties, body = _variable_integer(buffer, body, stop)
-            body += properties
-            if properties < 0 or body > stop:
+            if properties < 0 or body + properties > stop:
                 return None
+            body += properties
         message = aiomqtt.Message(
             topic, bytes(buffer[body:stop]), qos, bool(command & 1), mid, None
         )
@@ -282,10 +282,11 @@ def _in_packet(command: int, packet: bytearray) -> dict[str, Any]:
     }
 
 
-def _remaining_length(buffer: bytearray, pos: int, end: int) -> tuple[int, int]:
-    """The fixed header's remaining length at ``buffer[pos]`` and where the body starts;
-    (-1, 0) when its bytes have not all arrived, (-1, -1) when it is longer than the 4
-    bytes MQTT allows."""
+def _variable_integer(buffer: bytearray, pos: int, end: int) -> tuple[int, int]:
+    """An MQTT variable byte integer (a fixed header's remaining length, an MQTT 5
+    properties' length) at ``buffer[pos]``, and the position after it; (-1, 0) when its
+    bytes do not all lie before ``end``, (-1, -1) when it is longer than the 4 bytes MQTT
+    allows."""
     value = 0
     for count in range(4):
         if pos + count >= end:
@@ -295,20 +296,6 @@ def _remaining_length(buffer: bytearray, pos: int, end: int) -> tuple[int, int]:
         if not byte & 0x80:
             return value, pos + count + 1
     return -1, -1
-
-
-def _variable_integer(buffer: bytearray, pos: int, end: int) -> tuple[int, int]:
-    """An MQTT 5 variable byte integer at ``buffer[pos]`` and the position after it;
-    -1 for the value when it does not fit before ``end`` or is longer than 4 bytes."""
-    value = 0
-    for count in range(4):
-        if pos + count >= end:
-            return -1, pos
-        byte = buffer[pos + count]
-        value += (byte & 0x7F) << (7 * count)
-        if not byte & 0x80:
-            return value, pos + count + 1
-    return -1, pos
 
 
 def install(client: aiomqtt.Client, has_room: Callable[[], bool]) -> bool:
