@@ -35,7 +35,7 @@ from tests.ports import free_port
 from xwatch.config import MqttSourceConfig
 from xwatch.model import Mention
 from xwatch.sources import paho_bulk, paho_tables
-from xwatch.sources.mqtt import QOS0_QUEUE_LIMIT, MqttSource, _Inbox
+from xwatch.sources.mqtt import QOS0_QUEUE_LIMIT, RECEIVE_MAXIMUM, MqttSource, _Inbox
 
 Broker = Mosquitto | ExternalBroker
 WAIT_SECONDS = 20.0
@@ -549,6 +549,38 @@ async def test_tls_verifies_the_broker_with_the_ca_file(
         untrusted.reconnects
     )
     assert consumer.ids == ["1"]
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <ssl.SSLSocket:pytest.PytestUnraisableExceptionWarning"
+)
+@pytest.mark.asyncio
+async def test_over_tls_large_messages_behind_a_slow_consumer_all_arrive_in_order(
+    configured_broker: Callable[[list[str]], Mosquitto],
+    certificate: tuple[Path, Path],
+    run: Callable[[MqttSource], Consumer],
+) -> None:
+    """TLS hands the reader a record at a time (16 KiB) and may hold decrypted bytes
+    the socket no longer shows; with messages larger than a record, and the inbox full
+    while the consumer is held (the reader keeps what it has read), none is lost or
+    stuck."""
+    cert, key = certificate
+    broker = configured_broker([f"certfile {cert}", f"keyfile {key}"])
+    root = unique()
+    report = RecordingReport()
+    ids = [str(i) for i in range(RECEIVE_MAXIMUM + 30)]
+    padding = "x" * 20_000  # more than a TLS record a message
+    tls = aiomqtt.TLSParameters(ca_certs=str(cert))
+    async with asyncio.timeout(WAIT_SECONDS):
+        consumer = run(MqttSource(config(broker, root, tls=True, ca_file=cert), report))
+        consumer.gate.clear()  # held at its first mention
+        await until(lambda: report.up, consumer)
+        messages = [(f"{root}/xwatch/mentions/acme", post(i, padding=padding)) for i in ids]
+        async with aiomqtt.Client(broker.host, broker.port, tls_params=tls) as client:
+            await asyncio.gather(*(client.publish(t, m, qos=1) for t, m in messages))
+        consumer.gate.set()
+        await until(lambda: len(consumer.mentions) >= len(ids), consumer)
+    assert consumer.ids == ids
 
 
 def test_the_inbox_bounds_qos0_messages_only() -> None:
