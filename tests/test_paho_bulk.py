@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiomqtt
+import paho.mqtt
 import pytest
 import pytest_asyncio
 from hypothesis import given, settings
@@ -481,3 +482,16 @@ def test_any_stream_of_packets_ends_as_it_does_with_pahos_reader(packets: list[b
             ours.close()
 
     asyncio.run(check())
+
+
+@pytest.mark.asyncio
+async def test_a_paho_release_it_was_not_checked_against_keeps_pahos_reader_and_acks(
+    wires: Callable[..., Wire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(paho.mqtt, "__version__", "2.3.0")
+    wire = wires(bulk=False)
+    assert not paho_bulk.install(wire.client, lambda: True)
+    assert not paho_bulk.installed(wire.client)
+    assert isinstance(paho_bulk.acks(wire.client), paho_bulk.PahoAcks)
+    wire.feed(publish("a/b", b"read by paho", mid=1))
+    assert [m[1] for m in wire.queued()] == [b"read by paho"]

@@ -34,9 +34,10 @@ when ``flush`` is called: the MQTT source flushes before it waits or lets the ev
 loop run (nothing is written before then anyway), every ``ACKS_PER_WRITE`` acks, and
 when the connection closes.
 
-``install(client)`` checks paho's and aiomqtt's layout (paho-mqtt 2.2, aiomqtt 2.5) and
-returns False, changing nothing, on another: the source then reads and acknowledges at
-paho's own speed. Re-check when upgrading either.
+``install(client)`` checks paho's release (``PAHO_RELEASES``: 2.2; xwatch does not pin
+paho, and its internals are not an API) and paho's and aiomqtt's layout (aiomqtt 2.5),
+and returns False, changing nothing, on another: the source then reads and acknowledges
+at paho's own speed, and says so once. Re-check, and add the release, when upgrading.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+import paho.mqtt as paho_mqtt
 from paho.mqtt import client as paho_client
 from paho.mqtt.client import MQTTv5
 from paho.mqtt.enums import MQTTErrorCode
@@ -56,6 +58,7 @@ from paho.mqtt.packettypes import PacketTypes
 READ_SIZE = 65536  # bytes asked of the socket at each call
 ACKS_PER_WRITE = 25  # PUBACKs gathered at most before they are queued for writing
 TOPICS_KEPT = 4096  # topics whose ``Topic`` is kept for the next message on them
+PAHO_RELEASES = ("2.2.",)  # the paho-mqtt releases whose internals this was checked against
 
 _PUBLISH = PacketTypes.PUBLISH << 4
 _PUBACK = PacketTypes.PUBACK << 4
@@ -323,7 +326,11 @@ def install(client: aiomqtt.Client, has_room: Callable[[], bool]) -> bool:
 
 
 def layout_known(client: aiomqtt.Client) -> bool:
-    """Whether paho and aiomqtt have the internals ``BulkReader`` and ``BulkAcks`` use."""
+    """Whether paho and aiomqtt have the internals ``BulkReader`` and ``BulkAcks`` use:
+    a paho release they were checked against (``PAHO_RELEASES``: its internals are not
+    an API, and xwatch does not pin paho), with the attributes they touch."""
+    if not paho_mqtt.__version__.startswith(PAHO_RELEASES):
+        return False
     paho = getattr(client, "_client", None)
     names = _PAHO_READER + _PAHO_STATE + _PAHO_WRITER
     return paho is not None and all(hasattr(paho, name) for name in names)
