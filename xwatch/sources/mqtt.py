@@ -107,6 +107,7 @@ from types import TracebackType
 from typing import Self
 
 import aiomqtt
+import paho.mqtt as paho_mqtt
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTT_ERR_SUCCESS
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -302,8 +303,11 @@ def _warn_paho_layout() -> None:
 @functools.cache
 def _warn_reader_layout() -> None:
     log.warning(
-        "paho-mqtt's or aiomqtt's layout is not the one xwatch knows (Client._packet_read, "
-        "aiomqtt's queue): MQTT messages are read at paho's own speed"
+        "paho-mqtt %s is not a release xwatch's bulk reader was checked against (%s), or "
+        "paho's or aiomqtt's layout differs: MQTT messages are read and acknowledged at "
+        "paho's own speed",
+        paho_mqtt.__version__,
+        ", ".join(paho_bulk.PAHO_RELEASES),
     )
 
 
