@@ -307,7 +307,7 @@ def _warn_reader_layout() -> None:
         "paho's or aiomqtt's layout differs: MQTT messages are read and acknowledged at "
         "paho's own speed",
         paho_mqtt.__version__,
-        ", ".join(paho_bulk.PAHO_RELEASES),
+        ", ".join(f"{release}x" for release in paho_bulk.PAHO_RELEASES),
     )
 
 
