@@ -520,10 +520,13 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
 
 
 # paho-mqtt 2.2 does not close the socket of a failed TLS handshake (Client._ssl_wrap_socket):
-# the garbage collector does, with a ResourceWarning.
-@pytest.mark.filterwarnings(
+# the garbage collector does, with a ResourceWarning, in whichever TLS test it runs then.
+paho_leaks_tls_sockets = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <ssl.SSLSocket:pytest.PytestUnraisableExceptionWarning"
 )
+
+
+@paho_leaks_tls_sockets
 @pytest.mark.asyncio
 async def test_tls_verifies_the_broker_with_the_ca_file(
     configured_broker: Callable[[list[str]], Mosquitto],
@@ -551,9 +554,7 @@ async def test_tls_verifies_the_broker_with_the_ca_file(
     assert consumer.ids == ["1"]
 
 
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <ssl.SSLSocket:pytest.PytestUnraisableExceptionWarning"
-)
+@paho_leaks_tls_sockets
 @pytest.mark.asyncio
 async def test_over_tls_large_messages_behind_a_slow_consumer_all_arrive_in_order(
     configured_broker: Callable[[list[str]], Mosquitto],

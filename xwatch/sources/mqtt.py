@@ -75,8 +75,8 @@ Limitations
       through several layers, and writes each ack with a ``send`` of its own:
       ``paho_bulk`` reads the socket in bulk, queues QoS 0/1 messages straight into
       aiomqtt's inbox (other packets go to paho's handlers) and writes the acks in
-      batches (a paho or aiomqtt of another layout is left as it is, with a warning).
-      Re-check when upgrading either.
+      batches (a paho release it was not checked against, or a paho or aiomqtt of
+      another layout, is left as it is, with a warning). Re-check when upgrading either.
     * paho-mqtt builds its MQTT 5 property tables anew for every packet it decodes, about
       half of its cost per message: ``paho_tables`` has it share one set (installed for
       the process when an MQTT 5 client is made; a paho of another layout is left as it
