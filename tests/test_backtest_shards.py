@@ -137,3 +137,31 @@ def test_the_command_takes_jobs_and_refuses_zero(
     config = str(settings.config_file)
     assert main(["backtest", "-c", config, "--input", str(history), "--json", "--jobs", "0"]) == 2
     assert "--jobs must be 1 or more" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def holed(history: Path) -> Path:
+    """The history with a hole of 5 days after its first day, and a post about one
+    brand dated 2 years ahead among the first (a stray, refused)."""
+    with gzip.open(history, "rt", encoding="utf-8") as lines:
+        posts = [json.loads(line) for line in lines]
+    hole_from = START + timedelta(days=1)
+    for post in posts:
+        created = datetime.strptime(str(post["created_at"]), "%Y-%m-%dT%H:%M:%SZ")
+        if created.replace(tzinfo=UTC) >= hole_from:
+            post["created_at"] = f"{created + timedelta(days=5):%Y-%m-%dT%H:%M:%SZ}"
+    stray = {**posts[500], "id": "stray", "text": "otterpot from 2 years ahead"}
+    stray["created_at"] = f"{START + timedelta(days=730):%Y-%m-%dT%H:%M:%SZ}"
+    posts.insert(501, stray)
+    path = history.with_name("holed.jsonl")
+    path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in posts), "utf-8")
+    return path
+
+
+def test_a_hole_and_a_stray_give_the_same_alerts_split_across_processes(
+    settings: Settings, holed: Path
+) -> None:
+    whole = [event_to_json(e) for e in asyncio.run(replay_file(settings, holed))]
+    split = [event_to_json(e) for e in replay_in_processes(settings, holed, 2)]
+    assert split == whole
+    assert {e["brand"] for e in whole if e["event"] == EventKind.FIRING.value}

@@ -21,11 +21,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT
@@ -36,6 +36,7 @@ from xwatch.sources.webhook import sign
 
 SECRET = "fuzz-secret"
 BRAND = "kettlebird"
+DAY_LESS = timedelta(hours=23, minutes=59)  # the widest UTC offset a datetime takes
 
 
 class DaemonThread:
@@ -151,7 +152,10 @@ def mentions_with_wrong_types(draw: st.DrawFn) -> bytes:
 def mentions_with_odd_text_or_time(draw: st.DrawFn) -> bytes:
     when = draw(
         st.datetimes(
-            min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
+            min_value=datetime(1, 1, 1),
+            max_value=datetime(9999, 12, 31),
+            # offsets too: "0001-01-01T00:00:00+05:00" is before year 1 once in UTC
+            timezones=st.just(UTC) | st.builds(timezone, st.timedeltas(-DAY_LESS, DAY_LESS)),
         )
         | st.just(datetime.now(UTC))
     )
@@ -206,6 +210,9 @@ def until(running: DaemonThread, done: Callable[[], bool]) -> None:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=hostile_bodies)
+# ISO 8601 times that are before year 1 or after 9999 once in UTC
+@example(body=b'{"id": "o1", "text": "x", "created_at": "0001-01-01T00:00:00+05:00"}')
+@example(body=b'{"id": "o2", "text": "x", "created_at": "9999-12-31T23:59:59-05:00"}')
 def test_bad_input_is_refused_and_counted_and_good_input_still_arrives(
     running: DaemonThread, body: bytes
 ) -> None:

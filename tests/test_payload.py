@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from xwatch.errors import PayloadError
 from xwatch.model import Mention
+from xwatch.sources import payload
 from xwatch.sources.payload import MAX_PAYLOAD_BYTES, _read, parse_payload
 
 
@@ -114,6 +115,19 @@ def test_x_api_v2_list_payload() -> None:
         (dumps({"id": True, "text": "x", "created_at": "2026-11-16T09:00:00Z"}), "wrong_type"),
         (dumps({"id": "1", "text": "x", "created_at": "yesterday"}), "bad_timestamp"),
         (dumps({"id": "1", "text": "x", "created_at": 1700000000}), "bad_timestamp"),
+        # valid ISO 8601, but before year 1 or after 9999 once in UTC
+        (
+            dumps({"id": "1", "text": "x", "created_at": "0001-01-01T00:00:00+05:00"}),
+            "bad_timestamp",
+        ),
+        (
+            dumps({"id": "1", "text": "x", "created_at": "9999-12-31T23:59:59-05:00"}),
+            "bad_timestamp",
+        ),
+        (
+            dumps({"data": {"id": "1", "text": "x", "created_at": "0001-01-01T00:00:00+05:00"}}),
+            "bad_timestamp",
+        ),
         (
             dumps(
                 {
@@ -130,6 +144,20 @@ def test_x_api_v2_list_payload() -> None:
             "wrong_type",
         ),
         (dumps({"data": ["nope"]}), "wrong_type"),
+        (  # a string is not a boolean: "false" must not read as a verified author
+            dumps(
+                {
+                    "data": {
+                        "id": "1",
+                        "text": "x",
+                        "created_at": "2026-11-16T09:00:00Z",
+                        "author_id": "2",
+                    },
+                    "includes": {"users": [{"id": "2", "username": "sam", "verified": "false"}]},
+                }
+            ),
+            "wrong_type",
+        ),
         (
             dumps(
                 {
@@ -150,6 +178,20 @@ def test_bad_payloads_have_a_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(PayloadError) as caught:
         parse_payload(raw, "test")
     assert caught.value.reason == reason
+
+
+def test_a_payload_that_breaks_the_parser_is_unreadable_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(value: str, name: str) -> object:
+        raise ArithmeticError("a case the parser did not foresee")
+
+    monkeypatch.setattr(payload, "_time_of", broken)
+    with pytest.raises(PayloadError) as caught:
+        parse_payload(dumps({"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z"}), "t")
+    assert caught.value.reason == "unreadable"
+    assert "ArithmeticError" in caught.value.detail
+    assert any(r.exc_info and "broke the parser" in r.getMessage() for r in caplog.records)
 
 
 def test_deeply_nested_json_is_rejected_not_crashing() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,24 @@ async def test_speed_paces_the_replay_by_event_time(tmp_path: Path) -> None:
     )
     await collect(source)
     assert slept == pytest.approx([61 / 60, 121 / 60])  # a minute of posts per second
+
+
+@pytest.mark.asyncio
+async def test_a_post_dated_after_the_wall_clock_is_refused_and_the_replay_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A replay is history: one post from year 9999 would move the event clock there."""
+    path = tmp_path / "future.jsonl"
+    future = {"id": "9", "text": "kettlebird", "created_at": "2026-11-16T09:06:00Z"}
+    path.write_bytes(b"\n".join([good(1), json.dumps(future).encode(), good(2)]) + b"\n")
+    registry = CollectorRegistry()
+    report = MetricsReport(Metrics(registry), clock=lambda: 0.0)
+    now = datetime(2026, 11, 16, 9, 0, 30, tzinfo=UTC)  # the post is 5.5 minutes ahead of it
+    mentions = await collect(ReplaySource(path, "replay", 0.0, report, now=lambda: now))
+    assert [m.id for m in mentions] == ["1", "2"]
+    assert (
+        registry.get_sample_value(
+            "xwatch_mentions_rejected_total", {"source": "replay", "reason": "bad_timestamp"}
+        )
+        == 1
+    )

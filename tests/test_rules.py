@@ -449,6 +449,9 @@ class Above:
     def learn_one(self, bucket: Bucket) -> None:
         return None
 
+    def skip_hole(self, seconds: float) -> None:
+        pass
+
 
 def stubbed(settings: Settings) -> Pipeline:
     pipeline = pipeline_of(settings)
@@ -842,6 +845,9 @@ class Empty:
 
     def learn_one(self, bucket: Bucket) -> None:
         self.learned.append(bucket.count)
+
+    def skip_hole(self, seconds: float) -> None:
+        pass
 
 
 def test_an_empty_topic_bucket_is_learned_and_judged_only_where_a_rule_may_fire(

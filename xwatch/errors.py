@@ -43,6 +43,7 @@ class PayloadError(XwatchError):
         "wrong_type",
         "missing_field",
         "bad_timestamp",
+        "unreadable",  # the parser failed on it: a bug, logged with its traceback
     )
 
     def __init__(self, reason: str, detail: str) -> None:

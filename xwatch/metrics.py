@@ -84,6 +84,12 @@ class Metrics:
             "Mentions that arrived after their bucket had closed (older than the watermark).",
             registry=registry,
         )
+        self.event_time_gaps = Counter(
+            "xwatch_event_time_gaps_total",
+            "Holes of more than a day in a replayed stream's event time: the series went "
+            "on after the hole instead of judging each of its empty buckets.",
+            registry=registry,
+        )
         self.duplicates = Counter(
             "xwatch_mentions_duplicate_total",
             "Mentions dropped because the same post was already ingested.",

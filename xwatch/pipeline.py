@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
 import re
 import time
@@ -86,6 +87,19 @@ from xwatch.sentiment.router import LanguageRouter
 from xwatch.sources import MAX_FUTURE_SKEW
 
 CHECKPOINT_CHUNK = 100  # series encoded at a time, between which the daemon lets posts in
+
+MAX_GAP = timedelta(days=1)
+"""The longest the posts' event time may jump ahead as a stream (a replay, a backtest)
+without a gap in the data being assumed. A day without one post about any brand is a
+hole in the data, not a day of silence: past that, the series go on from the post after
+the hole (as after a restart) instead of judging every empty bucket of it (a minute's
+bucket per series for each minute of it: a post dated years ahead would take hours and
+all the memory). A post that jumps so far waits for the next one: if that one is as
+far ahead, the hole is real; if not, the post was a stray with a wrong date, and is
+refused (``bad_timestamp``). Live sources never come here: their posts are dated
+within minutes of the wall clock, and the wall clock ticks the event clock."""
+
+log = logging.getLogger("xwatch.pipeline")
 
 
 def default_detectors(scale_seconds: int) -> list[Detector]:
@@ -235,6 +249,10 @@ def _bucket_start(index: int, scale: int) -> datetime:
     return datetime.fromtimestamp(index * scale, UTC)
 
 
+def _days(span: timedelta) -> str:
+    return f"{span.total_seconds() / 86400:,.1f} days"
+
+
 def _band_top(detectors: Sequence[Detector], measure: Measure, start: datetime) -> float | None:
     """The top of the expected band of the count detector of ``measure`` (None: none, or
     it warms up)."""
@@ -305,6 +323,8 @@ class Pipeline:
         self._tally = _Tally()  # what closing buckets did, for the metrics (``_report``)
         self._closing_time = 0.0  # ... and how long it took (not the aggregation's)
         self._folds: dict[str, tuple[str, set[str]]] = {}  # text -> folded, words (a batch's)
+        # a post that jumped more than MAX_GAP ahead, waiting for the next (``_hold_jumps``)
+        self._held: tuple[Mention, tuple[str, ...]] | None = None
         self._use(rules)
         self._timer = timer
         self._stage = {stage: metrics.stage_seconds.labels(stage) for stage in STAGES}
@@ -428,9 +448,15 @@ class Pipeline:
             else:
                 self.metrics.duplicates.labels(mention.source).inc()
         started = self._timer()
+        found = self._hold_jumps([(m, m.brands or self._brands_of(m.text)) for m in fresh])
+        return self._ingest_found(found, started)
+
+    def _ingest_found(
+        self, found: Sequence[tuple[Mention, tuple[str, ...]]], started: float
+    ) -> list[AlertEvent]:
+        """``ingest`` for posts deduplicated, with their brands."""
         # sentiment only for the posts about a brand the pipeline watches: the others
         # are counted as unmatched and go no further
-        found = [(m, m.brands or self._brands_of(m.text)) for m in fresh]
         about = [(m, brands) for m, brands in found if not self._plans.keys().isdisjoint(brands)]
         if len(about) < len(found):
             self.metrics.unmatched.inc(len(found) - len(about))
@@ -449,7 +475,7 @@ class Pipeline:
             self._own_posts[brand].inc(count)
         self._counted.clear()
         self._counted_own.clear()
-        if fresh:
+        if found:
             self._stage["enrich"].observe(enriched_at - started)
             self._stage["aggregate"].observe(self._timer() - enriched_at - self._closing_time)
         self._closing_time = 0.0
@@ -471,14 +497,96 @@ class Pipeline:
         return self._close()
 
     def flush(self) -> list[AlertEvent]:
-        """End of a finite stream: close every bucket that has data."""
+        """End of a finite stream: close every bucket that has data. A post that jumped
+        ahead (``_hold_jumps``) has no next post to refute it: it goes in."""
+        events: list[AlertEvent] = []
+        if self._held is not None:
+            held, self._held = self._held, None
+            events = self._ingest_found([held], self._timer())
         if self.clock.newest is None:
-            return []
+            return events
+        self.clock.observe(self._past_every_bucket(self.clock.newest))
+        return [*events, *self._close()]
+
+    def _past_every_bucket(self, newest: datetime) -> datetime:
+        """An event time at which every bucket holding a post up to ``newest`` has closed."""
         largest = max(self.config.detect.scales_seconds)
-        self.clock.observe(
-            self.clock.newest + self.clock.allowed_lateness + timedelta(seconds=largest)
+        return newest + self.clock.allowed_lateness + timedelta(seconds=largest)
+
+    # -- holes in the data ---------------------------------------------------------
+
+    def _hold_jumps(
+        self, found: list[tuple[Mention, tuple[str, ...]]]
+    ) -> list[tuple[Mention, tuple[str, ...]]]:
+        """The posts, less one that jumps more than ``MAX_GAP`` ahead of the posts so far:
+        it waits for the next post about a brand (in this batch or the next). Both go on
+        if that one is as far ahead (a hole in the data: ``_skip_gap``); if not, the
+        jumping post was a stray, and is refused as a ``bad_timestamp``, counted and
+        logged. Only posts about a brand of the config move the clock, so only they count
+        (the same in every shard)."""
+        newest = self.clock.newest
+        kept: list[tuple[Mention, tuple[str, ...]]] = []
+        for item in found:
+            mention, brands = item
+            if self.brand_patterns.keys().isdisjoint(brands):
+                kept.append(item)  # about no brand: it moves nothing
+                continue
+            at = mention.created_at
+            if self._held is not None:
+                held, self._held = self._held, None
+                if newest is not None and at - newest <= MAX_GAP:
+                    self._refuse_stray(held[0], newest)
+                else:
+                    kept.append(held)
+                    newest = held[0].created_at
+            if newest is not None and at - newest > MAX_GAP:
+                self._held = item
+                continue
+            kept.append(item)
+            newest = at if newest is None or at > newest else newest
+        return kept
+
+    def _refuse_stray(self, mention: Mention, newest: datetime) -> None:
+        self.metrics.rejected.labels(mention.source, "bad_timestamp").inc()
+        log.warning(
+            "post %s is dated %s, %s after the posts before it and after it: refused as a "
+            "stray (a wrong date)",
+            mention.id,
+            f"{mention.created_at:%Y-%m-%d %H:%M:%S}",
+            _days(mention.created_at - newest),
+            extra={"event": "rejected", "source": mention.source, "reason": "bad_timestamp"},
         )
-        return self._close()
+
+    def _skip_gap(self, at: datetime) -> None:
+        """The posts jump from the clock's newest to ``at``, more than ``MAX_GAP``: close
+        every bucket holding a post, then let every series (and term tracker) go on from
+        ``at``'s bucket, as after a restart, rather than judge each empty bucket of the
+        hole. A streak (``for_seconds``) does not hold across a hole."""
+        newest = self.clock.newest
+        assert newest is not None
+        self.clock.observe(self._past_every_bucket(newest))
+        watermark = self.clock.watermark
+        assert watermark is not None
+        started = self._timer()
+        self._closed_within.extend(self._close_due(watermark))
+        self._closing_time += self._timer() - started
+        hole = (at - newest).total_seconds()
+        for detectors in self.detectors.values():
+            for detector in detectors:
+                detector.skip_hole(hole)
+        self.aggregator.resume(at.timestamp())
+        for tracker in self.terms.values():
+            tracker.resume(at.timestamp())
+        self.streaks.clear()
+        self.metrics.event_time_gaps.inc()
+        log.warning(
+            "the posts jump from %s to %s, a hole of %s in the data: the series go on from "
+            "there, without judging its empty buckets",
+            f"{newest:%Y-%m-%d %H:%M:%S}",
+            f"{at:%Y-%m-%d %H:%M:%S}",
+            _days(at - newest),
+            extra={"event": "event_time_gap"},
+        )
 
     # -- state across restarts -----------------------------------------------------
 
@@ -649,6 +757,7 @@ class Pipeline:
             if not self._plans.keys().isdisjoint(brands):
                 self._aggregate(next(mine))
             elif not self._others.isdisjoint(brands):
+                self._mind_the_gap(mention.created_at)
                 self.aggregator.begin(mention.created_at.timestamp())
                 self.clock.observe(mention.created_at)
 
@@ -658,6 +767,7 @@ class Pipeline:
         if not brands:
             self.metrics.unmatched.inc()
             return
+        self._mind_the_gap(mention.created_at)
         on_time = True
         folded: str | None = None  # folded once, and only if a rule needs the text
         words: set[str] | None = None  # the same for its words and its terms
@@ -728,6 +838,11 @@ class Pipeline:
         if not on_time:
             self.metrics.late.inc()
         self.clock.observe(mention.created_at)
+
+    def _mind_the_gap(self, at: datetime) -> None:
+        newest = self.clock.newest
+        if newest is not None and at - newest > MAX_GAP:  # confirmed by ``_hold_jumps``
+            self._skip_gap(at)
 
     def _add_author(
         self,

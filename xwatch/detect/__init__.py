@@ -24,3 +24,8 @@ class Detector(Protocol):
     def learn_one(self, bucket: Bucket) -> None:
         """Learn from a closed bucket (after ``score_one`` on it)."""
         ...
+
+    def skip_hole(self, seconds: float) -> None:
+        """A hole of ``seconds`` in the data: none of its buckets will come. It is not time
+        watched (a warm-up goes on where it was)."""
+        ...

@@ -215,6 +215,14 @@ class Aggregator:
             series.next_index = int(timestamp // key.scale_seconds)
         self._due = min((s.due for s in self.series.values()), default=math.inf)
 
+    def resume(self, timestamp: float) -> None:
+        """Every series goes on from the bucket of ``timestamp``, the buckets before it
+        never closed: after a hole in the data (``Pipeline._skip_gap``), once every
+        bucket holding a post has closed."""
+        for key, series in self.series.items():
+            series.next_index = max(series.next_index, int(timestamp // key.scale_seconds))
+        self._due = min((s.due for s in self.series.values()), default=math.inf)
+
     def due_by(self, watermark: datetime) -> bool:
         """Whether ``watermark`` lets a bucket close."""
         return self.start is not None and watermark.timestamp() >= self._due

@@ -226,6 +226,10 @@ class NegativeShareDetector(Memo[Scored]):
         c = concentration
         return _log_betabinom(k, n, shifted, c) - _log_betabinom(k, n, usual, c)
 
+    def skip_hole(self, seconds: float) -> None:
+        if self.first_start is not None:
+            self.first_start += seconds
+
     def learn_one(self, bucket: Bucket) -> None:
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()

@@ -146,6 +146,11 @@ class TermModel:
             self.counts = kept
             self.unseen = max(self.unseen, dropped * unit)
 
+    def skip_hole(self, seconds: float) -> None:
+        """A hole in the data is not history watched (see ``Detector.skip_hole``)."""
+        if self.first_start is not None:
+            self.first_start += seconds
+
     def intern_terms(self) -> None:
         """Make every term the process's one copy of it (for a model that was read back
         from a checkpoint or a copy: its strings are its own until then)."""
@@ -289,6 +294,14 @@ class TermTracker:
                     kept = samples[term] = []
                 _keep(kept, sample, self.samples)
         _keep(bucket.early, (*sample, terms), self.samples * EARLY_PER_SAMPLE)
+
+    def resume(self, timestamp: float) -> None:
+        """Go on from the bucket of ``timestamp``, the buckets before it never closed (after
+        a hole in the data, once every bucket holding a post has closed)."""
+        index = int(timestamp // self.width)
+        if self.next_index is not None and index > self.next_index:
+            self.model.skip_hole((index - self.next_index) * self.width)
+        self.next_index = index if self.next_index is None else max(self.next_index, index)
 
     def close_until(self, end: float) -> list[ClosedTerms]:
         """Judge, then learn, every bucket that ends at or before ``end`` (empty ones too)."""

@@ -737,6 +737,10 @@ class CountDetector(Memo[_Constants]):
         prior = constants.calibration_prior
         return larger(self.onsets.calibrated(surprise, prior), smaller(cusum, calibrated_cusum))
 
+    def skip_hole(self, seconds: float) -> None:
+        if self.first_start is not None:
+            self.first_start += seconds
+
     def learn_one(self, bucket: Bucket) -> None:
         if self.first_start is None:
             self.first_start = bucket.start.timestamp()

@@ -35,6 +35,7 @@ it is no count).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -47,13 +48,32 @@ from xwatch.model import Author, Mention, utc
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 
+log = logging.getLogger("xwatch.sources.payload")
+
 
 def parse_payload(raw: bytes, source: str, *, brands: tuple[str, ...] = ()) -> list[Mention]:
-    """Mentions in one payload (one JSON document); raises ``PayloadError``.
+    """Mentions in one payload (one JSON document); raises ``PayloadError``, and nothing
+    else: a payload this module did not foresee is ``unreadable`` (logged with its
+    traceback, to be fixed here), so that no payload can end the source that read it.
 
     ``brands`` go to the mentions whose payload names none (the MQTT source's brand
     from the topic).
     """
+    try:
+        return _parse(raw, source, brands)
+    except PayloadError:
+        raise
+    except Exception as exc:
+        log.exception(
+            "a payload from %s broke the parser (%s); it is refused as unreadable",
+            source,
+            type(exc).__name__,
+            extra={"event": "parser_error", "source": source},
+        )
+        raise PayloadError("unreadable", f"the parser failed: {type(exc).__name__}") from None
+
+
+def _parse(raw: bytes, source: str, brands: tuple[str, ...]) -> list[Mention]:
     if not raw or raw.isspace():
         raise PayloadError("empty", "empty payload")
     if len(raw) > MAX_PAYLOAD_BYTES:
@@ -159,7 +179,7 @@ def mentions_from_x(
                     id=author_id or "",
                     handle=handle,
                     followers=_count(user_metrics, "followers_count", "user."),
-                    verified=bool(user.get("verified", False)),
+                    verified=_bool(user, "verified", "user."),
                 ),
                 likes=_count(metrics, "like_count", "public_metrics."),
                 reposts=_count(metrics, "retweet_count", "public_metrics."),
@@ -251,7 +271,14 @@ def _time_of(value: str, name: str) -> datetime:
         raise PayloadError(
             "bad_timestamp", f"{name}: not an ISO 8601 time: {value[:40]!r}"
         ) from None
-    return parsed if parsed.tzinfo is UTC else utc(parsed)
+    if parsed.tzinfo is UTC:
+        return parsed
+    try:
+        return utc(parsed)
+    except OverflowError:  # "0001-01-01T00:00:00+05:00" is before year 1 in UTC
+        raise PayloadError(
+            "bad_timestamp", f"{name}: out of the range of dates: {value[:40]!r}"
+        ) from None
 
 
 # --- the common case, decoded in one go ------------------------------------------------

@@ -2,7 +2,9 @@
 
 ``speed`` paces the replay by the posts' own times: 60 plays a minute of posts
 per second of wall time; 0 plays as fast as the pipeline takes them. A malformed
-line is reported (counted, logged) and skipped; the replay goes on.
+line is reported (counted, logged) and skipped; the replay goes on. So is a post dated
+after the wall clock (more than ``MAX_FUTURE_SKEW`` ahead, as a live source allows): a
+replay is history, and one post from year 9999 would move the event clock there.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import asyncio
 import gzip
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self, cast
 
 from xwatch.errors import PayloadError
 from xwatch.model import Mention
-from xwatch.sources import SourceReport
+from xwatch.sources import MAX_FUTURE_SKEW, SourceReport
 from xwatch.sources.payload import parse_payload
 
 MIN_SLEEP_SECONDS = 0.005  # pacing sleeps shorter than this are batched
@@ -36,6 +39,7 @@ class ReplaySource:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.path = path
         self.name = name
@@ -43,6 +47,7 @@ class ReplaySource:
         self.report = report
         self._sleep = sleep
         self._monotonic = monotonic
+        self._now = now
         self._file: IO[bytes] | None = None
 
     async def __aenter__(self) -> Self:
@@ -73,9 +78,11 @@ class ReplaySource:
     async def _replay(self) -> AsyncIterator[Mention]:
         first_event: float | None = None
         started = self._monotonic()
+        latest = self._now() + MAX_FUTURE_SKEW  # the latest date a post can have
         for line_no, line in self._lines():
             if line_no % YIELD_EVERY_LINES == 0:
                 await asyncio.sleep(0)
+                latest = self._now() + MAX_FUTURE_SKEW
             if not line.strip():
                 continue  # blank lines separate nothing; not an error
             try:
@@ -84,6 +91,14 @@ class ReplaySource:
                 self.report.rejected(self.name, exc.reason, f"{self.path}:{line_no}: {exc.detail}")
                 continue
             for mention in mentions:
+                if mention.created_at > latest:
+                    self.report.rejected(
+                        self.name,
+                        "bad_timestamp",
+                        f"{self.path}:{line_no}: post {mention.id} is from the future: "
+                        f"{mention.created_at}",
+                    )
+                    continue
                 self.report.received(self.name)
                 if self.speed > 0:
                     event = mention.created_at.timestamp()
