@@ -337,9 +337,14 @@ async def test_the_api_refuses_strangers_unknown_posts_and_bad_input(
         async with http.post(url, json={**good, "label": "meh"}, headers=auth()) as response:
             assert response.status == 400
             assert (await response.json())["field"] == "label"
-        async with http.post(url, data=b"{not json", headers=auth()) as response:
-            assert response.status == 400
-            assert (await response.json())["field"] == "body"
+        for body in (
+            b"{not json",
+            b"[" * 100_000 + b"]" * 100_000,  # deeper than the interpreter's stack
+            b'{"post_id": "5", "label": "negative", "who": "ann\\udfff"}',  # no text
+        ):
+            async with http.post(url, data=body, headers=auth()) as response:
+                assert response.status == 400
+                assert (await response.json())["field"] == "body"
         async with http.get(url, params={"limit": "0"}, headers=auth()) as response:
             assert response.status == 400
             assert (await response.json())["field"] == "limit"

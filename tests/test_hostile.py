@@ -200,3 +200,12 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return [value] if isinstance(value, str) else []
+
+
+def test_clean_text_holds_no_lone_surrogate() -> None:
+    """Text no encoder writes (the store, Slack, the logs refuse it) is cleaned away."""
+    from xwatch.alerting.render import clean
+
+    cleaned = clean("sam\ud800 and \udfffmaria")
+    assert cleaned == "sam and maria"
+    cleaned.encode("utf-8")

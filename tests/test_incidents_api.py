@@ -6,6 +6,7 @@ real ``IncidentBook`` behind the ``Incidents`` and ``Actions`` interfaces.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -96,6 +97,25 @@ async def test_a_missing_or_wrong_token_is_a_401(
         assert (await response.json())["error"] == "unauthorized"
         assert API_TOKEN not in await response.text()
     assert daemon.acts == [] and not daemon.book.silences
+
+
+@pytest.mark.asyncio
+async def test_a_token_that_is_not_ascii_is_a_401_not_a_crash() -> None:
+    """Header bytes are any bytes (aiohttp reads them as Latin-1 or with escapes): the
+    token check must refuse them, not fail encoding them."""
+    daemon = FakeDaemon()
+    async with serving(app_for(daemon)) as client:
+        host, port = client.server.host, client.server.port
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"GET /api/incidents HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer \xff\xfe\xed\xa0\x80\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+    assert status_line.split()[1] == b"401"
 
 
 # -- reading incidents --------------------------------------------------------------------
@@ -242,6 +262,8 @@ async def test_silence_for_some_minutes(body: dict[str, Any], minutes: int) -> N
     [
         ("acknowledge", b"not json", "body"),
         ("acknowledge", b"", "body"),
+        ("acknowledge", b"[" * 100_000 + b"]" * 100_000, "body"),  # deeper than the stack
+        ("acknowledge", b'{"who": "m\\ud800"}', "body"),  # a lone surrogate: no text
         ("acknowledge", b'["@maria"]', "body"),
         ("acknowledge", b"{}", "who"),
         ("acknowledge", b'{"who": ""}', "who"),
@@ -372,6 +394,9 @@ async def test_deleting_a_silence_needs_who() -> None:
         ({"who": "m", "ends_at": "tomorrow", "brand": "b"}, "ends_at"),
         ({"who": "m", "ends_at": "2099-01-01T00:00:00Z", "brand": "b"}, "ends_at"),  # > 30 days
         ({"who": "m", "ends_at": 1767225600, "brand": "b"}, "ends_at"),
+        # after year 9999, or before year 1, once in UTC
+        ({"who": "m", "ends_at": "9999-12-31T23:59:59-05:00", "brand": "b"}, "ends_at"),
+        ({"who": "m", "ends_at": "0001-01-01T00:00:00+05:00", "brand": "b"}, "ends_at"),
         ({"who": "m", "minutes": 60, "brand": "a b"}, "brand"),
         ({"who": "m", "minutes": 60, "brand": ["b"]}, "brand"),
         ({"who": "m", "minutes": 60, "rules": "r"}, "rules"),

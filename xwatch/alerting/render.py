@@ -15,7 +15,9 @@ from xwatch.model import (
     format_scale,
 )
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# control and bidi characters, and lone surrogates (text no encoder writes: the store,
+# Slack and the logs would refuse it)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 MEASURE_NAMES = {
     Measure.VOLUME: "volume",
     Measure.NEGATIVE_SHARE: "negative share",
@@ -26,7 +28,8 @@ MEASURE_NAMES = {
 
 
 def clean(text: str, limit: int = 200) -> str:
-    """One line of untrusted text, safe for a terminal: no control or bidi characters."""
+    """One line of untrusted text, safe for a terminal: no control or bidi characters, no
+    lone surrogates."""
     text = _CONTROL.sub(" ", text.replace("\n", " ").replace("\r", " "))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

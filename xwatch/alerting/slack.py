@@ -50,7 +50,6 @@ uploaded; ``charts_uploaded`` waits for those under way.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -61,6 +60,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import aiohttp
+import orjson
 from aiohttp import web
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
@@ -616,8 +616,8 @@ class SlackActions:
 def _payload(body: str) -> dict[str, Any]:
     """The JSON ``payload`` field of Slack's form-encoded request; ValueError if none."""
     try:
-        payload = json.loads(parse_qs(body)["payload"][0])
-    except (KeyError, IndexError, json.JSONDecodeError):
+        payload = orjson.loads(parse_qs(body)["payload"][0])
+    except (KeyError, IndexError, orjson.JSONDecodeError):
         raise ValueError("expected a form field 'payload' holding JSON") from None
     if not isinstance(payload, dict):
         raise ValueError("the payload is not a JSON object")
