@@ -72,6 +72,35 @@ def test_unknown_playbook_and_notifier_are_reported_where_they_are(project: Path
     ), found
 
 
+def test_an_unknown_notifier_in_the_alerting_section_is_reported_where_it_is(
+    project: Path,
+) -> None:
+    """A check across sections (alerting names notifiers) names the key and its line,
+    not the top of the file with the whole config as what was found."""
+    config = project / "config.yaml"
+    text = config.read_text("utf-8").replace(
+        "  resolve_after_seconds: 7200  # calm for two hours of event time\n",
+        "  resolve_after_seconds: 7200\n"
+        "  escalate_to: [console, pager]\n"
+        "  routes:\n"
+        "    - severity: [critical]\n"
+        "      notify: [pagr]\n",
+    )
+    config.write_text(text, "utf-8")
+    lines = text.splitlines()
+    escalate = lines.index("  escalate_to: [console, pager]") + 1
+    assert problems_of(config) == [
+        f"{config}:{escalate}: alerting.escalate_to[1]: Value error, unknown notifier 'pager' "
+        "(configured: console) (found 'pager')"
+    ]
+    config.write_text(text.replace("[console, pager]", "[console]"), "utf-8")
+    notify = lines.index("      notify: [pagr]") + 1
+    assert problems_of(config) == [
+        f"{config}:{notify}: alerting.routes[0].notify[0]: Value error, unknown notifier "
+        "'pagr' (configured: console) (found 'pagr')"
+    ]
+
+
 def test_unknown_key_missing_key_and_bad_signal(project: Path) -> None:
     rule_file = project / "rules" / "broken.yaml"
     rule_file.write_text(

@@ -12,7 +12,7 @@ import pytest
 
 from tests.factories import mention
 from xwatch.daemon import Daemon
-from xwatch.settings import load_settings
+from xwatch.settings import Settings, load_settings
 
 EXTRA_RULE = """\
 rules:
@@ -58,6 +58,24 @@ def test_a_broken_rule_file_keeps_the_previous_rules_and_says_where(
     assert daemon.pipeline.rules is rules  # still judging with the old ones
     assert reloads(daemon, "failed") == 1
     assert f"{broken}:4: rules[0].when.signal" in caplog.text
+
+
+def test_a_reload_that_fails_unforeseen_keeps_the_previous_rules_and_says_so(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = daemon_for(project)
+    rules = daemon.pipeline.rules
+
+    def unforeseen() -> Settings:
+        raise OverflowError("date value out of range")
+
+    daemon.reload = unforeseen
+    with caplog.at_level(logging.ERROR, "xwatch.daemon"):
+        assert not daemon.reload_rules()
+    assert daemon.pipeline.rules is rules
+    assert reloads(daemon, "failed") == 1
+    assert "reload failed, the previous rules stay" in caplog.text
+    assert "OverflowError" in caplog.text
 
 
 @pytest.mark.asyncio

@@ -204,6 +204,11 @@ def test_a_wrong_type_names_the_key_what_was_expected_and_found(project: Path) -
             5,
             "rules[0].expires: Input should be a valid datetime",
         ),
+        (  # after year 9999 once in UTC
+            "    when: {signal: volume_up}\n    expires: 9999-12-31T23:00:00-05:00\n",
+            5,
+            "rules[0].expires: Value error, 9999-12-31T23:00:00-05:00 is out of the range of dates",
+        ),
     ],
 )
 def test_what_a_rule_cannot_say_is_reported_where_it_is(

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xwatch.model import Severity
-from xwatch.yamlfile import YamlDocument, load_yaml
+from xwatch.yamlfile import ValueAt, YamlDocument, load_yaml
 
 DEFAULT_CONFIG_NAME = "<embedded default config>"
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -321,14 +321,16 @@ class Config(Frozen):
     @model_validator(mode="after")
     def _routes_name_notifiers(self) -> Config:
         known = ", ".join(sorted(self.notifiers))
-        named = [("alerting.escalate_to", n) for n in self.alerting.escalate_to] + [
-            (f"alerting.routes[{i}].notify", n)
+        named: list[tuple[tuple[str | int, ...], str]] = [
+            (("alerting", "escalate_to", j), n) for j, n in enumerate(self.alerting.escalate_to)
+        ] + [
+            (("alerting", "routes", i, "notify", j), n)
             for i, route in enumerate(self.alerting.routes)
-            for n in route.notify
+            for j, n in enumerate(route.notify)
         ]
-        for key, name in named:
+        for path, name in named:
             if name not in self.notifiers:
-                raise ValueError(f"{key}: unknown notifier {name!r} (configured: {known})")
+                raise ValueAt(path, f"unknown notifier {name!r} (configured: {known})")
         return self
 
     @property

@@ -594,6 +594,12 @@ class Daemon:
                     extra={"event": "reload_failed", "file": problem.file, "line": problem.line},
                 )
             return False
+        except Exception:  # a case the validation did not foresee: the daemon goes on
+            self.metrics.rule_reloads.labels("failed").inc()
+            log.exception(
+                "reload failed, the previous rules stay", extra={"event": "reload_failed"}
+            )
+            return False
         if settings.config != self.settings.config:
             log.warning(
                 "the config changed: rules and playbooks are reloaded, the rest "

@@ -306,7 +306,10 @@ class QuietHours(Frozen):
 def _utc_datetime(value: Any) -> Any:
     """``expires``: a date is its midnight UTC; a time without a zone is UTC."""
     if isinstance(value, datetime):
-        return utc(value)
+        try:
+            return utc(value)
+        except OverflowError:  # 9999-12-31T23:00:00-05:00 is after year 9999 in UTC
+            raise ValueError(f"{value.isoformat()} is out of the range of dates") from None
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     return value

@@ -21,6 +21,15 @@ Path_ = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
 
 
+class ValueAt(ValueError):
+    """What a model's validator finds wrong with one key below the model (``path``, from
+    the model's own keys): the problem names that key and its line, not the model."""
+
+    def __init__(self, path: Path_, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class YamlDocument:
     """Parsed YAML plus the line of every key and item in it."""
 
@@ -88,8 +97,13 @@ class YamlDocument:
             if error["type"] == "too_short" and tuple(error["loc"]) in inner:
                 continue  # a list is short only because its bad items were dropped
             loc = (*prefix, *_data_path(target, error["loc"]))
-            where = _dotted(loc) or "(top level)"
             message = error["msg"]
+            at = error.get("ctx", {}).get("error")
+            if isinstance(at, ValueAt):
+                loc = (*loc, *at.path)
+                data = _value_at(target, _data_path(target, error["loc"]) + at.path)
+                error = {**error, "input": data}
+            where = _dotted(loc) or "(top level)"
             if error["type"] == "extra_forbidden":
                 message = "unknown key (check the spelling against the reference in README.md)"
             elif error["type"] != "missing" and "input" in error:
@@ -131,6 +145,17 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
         else:
             data = None
     return tuple(path)
+
+
+def _value_at(data: Any, path: Path_) -> Any:
+    for part in path:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def _dotted(path: Path_) -> str:
