@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +47,68 @@ def test_backtest_nab_has_no_look_ahead() -> None:
 
 def test_backtest_nab_rejects_a_bad_row(capsys: pytest.CaptureFixture[str]) -> None:
     assert backtest_nab(io.StringIO("timestamp,value\n2015-01-01 00:00:00,x\n"), io.StringIO()) == 1
+    assert "<stdin>:2:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ("2015-01-01 00:00:00,nan\n", "<stdin>:2: value is not a number"),
+        ("2015-01-01 00:00:00,inf\n", "<stdin>:2: value is not a number"),
+        ("9999-12-31 23:55:00,1\n", "<stdin>:2: expected 'timestamp,value'"),  # no next bucket
+        ("2015-01-01 00:05:00,1\n2015-01-01 00:00:00,1\n", "<stdin>:3: timestamps must increase"),
+    ],
+)
+def test_backtest_nab_says_which_row_it_cannot_judge(
+    rows: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert backtest_nab(io.StringIO("timestamp,value\n" + rows), io.StringIO()) == 1
+    assert capsys.readouterr().err.startswith(expected)
+
+
+def test_backtest_nab_reads_a_header_after_a_byte_order_mark() -> None:
+    out = io.StringIO()
+    assert backtest_nab(io.StringIO("\ufeff" + nab_csv([5, 6, 5, 7])), out) == 0
+    assert len(out.getvalue().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("missing.jsonl", None, "missing.jsonl: cannot read: No such file or directory"),
+        ("folder", "", "folder: cannot read: Is a directory"),
+        ("plain.jsonl.gz", b"not gzip", "plain.jsonl.gz: cannot read: Not a gzipped file"),
+        ("cut.jsonl.gz", b"", r"cut.jsonl.gz: cannot read past line \d+: Compressed file ended"),
+    ],
+)
+def test_backtest_says_why_it_cannot_read_its_input(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: bytes | str | None,
+    expected: str,
+) -> None:
+    path = tmp_path / name
+    if content == "":
+        path.mkdir()
+    elif content == b"":  # a gzip file cut short, in the middle of its 2,000 lines
+        whole = gzip.compress(
+            b'{"id": "1", "text": "kettlebird", "created_at": "2026-11-16T09:00:00Z"}\n' * 2000
+        )
+        path.write_bytes(whole[: len(whole) // 2])
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    assert main(["backtest", "--jobs", "1", "--input", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"xwatch: {tmp_path}/" in err and re.search(expected, err), err
+    assert "Traceback" not in err
+
+
+def test_sentiment_refuses_a_line_nested_deeper_than_the_stack(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    assert sentiment(io.StringIO(f'{{"text": "ok"}}\n{deep}\n'), io.StringIO(), "en") == 1
     assert "<stdin>:2:" in capsys.readouterr().err
 
 

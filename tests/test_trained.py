@@ -40,6 +40,7 @@ from xwatch.sentiment.trained import (
     log_count_ratios,
     mark_negation,
     normalise,
+    read_examples,
     router_from_config,
     train,
 )
@@ -673,3 +674,13 @@ def test_a_model_of_two_labels(kind: str) -> None:
     assert model.coef.shape == (2, SMALL.n_features)
     texts = ["my flight was delayed, they lost my bag", "thank you, great crew"]
     assert [s.label for s in model.score(texts)] == ["negative", "positive"]
+
+
+@pytest.mark.parametrize(
+    "line", ['{"text": "x"}', '"just text"', "[" * 100_000 + "]" * 100_000, "{not json"]
+)
+def test_a_training_line_that_is_not_an_example_is_named(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "labelled.jsonl"
+    path.write_text(f'{{"text": "good", "label": "positive"}}\n{line}\n', "utf-8")
+    with pytest.raises(ModelError, match=f"^{path}:2: expected"):
+        read_examples(path)

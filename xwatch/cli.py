@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import io
 import json
 import logging
@@ -292,9 +291,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _model_error() as exc:  # evaluated only when an exception got here
         print(f"xwatch: {exc}", file=sys.stderr)
         return 1
+    except _replay_error() as exc:
+        print(f"xwatch: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def _replay_error() -> type[Exception]:
+    from xwatch.sources.replay import ReplayError
+
+    return ReplayError
 
 
 def _model_error() -> type[Exception]:
@@ -449,23 +457,13 @@ def available_cpus() -> int:
 
 def backtest_nab(stdin: TextIO, out: TextIO) -> int:
     from xwatch.backtest import nab_scores
+    from xwatch.report import ReportInputError, series_rows
 
-    rows = []
-    reader = csv.reader(stdin)
-    header = next(reader, None)
-    if header is None or "timestamp" not in header or "value" not in header:
-        print("expected a CSV header with 'timestamp' and 'value'", file=sys.stderr)
+    try:
+        rows = series_rows(stdin, "<stdin>")
+    except ReportInputError as exc:
+        print(exc, file=sys.stderr)
         return 1
-    t_col, v_col = header.index("timestamp"), header.index("value")
-    for line_no, row in enumerate(reader, start=2):
-        if not row:
-            continue
-        try:
-            when = datetime.fromisoformat(row[t_col]).replace(tzinfo=UTC)
-            rows.append((when, float(row[v_col])))
-        except (ValueError, IndexError):
-            print(f"<stdin>:{line_no}: expected 'timestamp,value', found {row!r}", file=sys.stderr)
-            return 1
     buffer = io.StringIO()
     for score in nab_scores(rows):
         buffer.write(f"{score:.9f}\n")
@@ -541,7 +539,7 @@ def sentiment(stdin: TextIO, out: TextIO, fallback_lang: str, model: Path | None
             text, lang = item["text"], item.get("lang")
             if not isinstance(text, str) or not (lang is None or isinstance(lang, str)):
                 raise TypeError
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             print(
                 f'<stdin>:{line_no}: expected {{"text": string, "lang": optional string}}',
                 file=sys.stderr,

@@ -31,7 +31,7 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -618,30 +618,37 @@ def read_series(path: Path) -> list[tuple[datetime, float]]:
     """The ``timestamp,value`` rows of a NAB CSV file, oldest first."""
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip() for h in next(reader, [])]
-            if "timestamp" not in header or "value" not in header:
-                raise ReportInputError(
-                    f"{path}:1: expected a CSV header with 'timestamp' and 'value'"
-                )
-            t_col, v_col = header.index("timestamp"), header.index("value")
-            rows: list[tuple[datetime, float]] = []
-            for line_no, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                try:
-                    when, value = parse_time(row[t_col]), float(row[v_col])
-                except (ValueError, IndexError):
-                    raise ReportInputError(
-                        f"{path}:{line_no}: expected 'timestamp,value', found {row!r}"
-                    ) from None
-                if not math.isfinite(value):
-                    raise ReportInputError(f"{path}:{line_no}: value is not a number: {row!r}")
-                if rows and when <= rows[-1][0]:
-                    raise ReportInputError(f"{path}:{line_no}: timestamps must increase")
-                rows.append((when, value))
+            return series_rows(fh, str(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise ReportInputError(f"{path}: {exc}") from None
+
+
+def series_rows(lines: Iterable[str], name: str) -> list[tuple[datetime, float]]:
+    """The ``timestamp,value`` rows of NAB CSV text (``name`` in the messages), oldest
+    first; ``ReportInputError`` names the line of the first one that is not."""
+    reader = csv.reader(lines)
+    header = [h.strip() for h in next(reader, [])]
+    if header:  # a byte-order mark, as spreadsheets write one, is not part of the name
+        header[0] = header[0].removeprefix("\ufeff")
+    if "timestamp" not in header or "value" not in header:
+        raise ReportInputError(f"{name}:1: expected a CSV header with 'timestamp' and 'value'")
+    t_col, v_col = header.index("timestamp"), header.index("value")
+    rows: list[tuple[datetime, float]] = []
+    for line_no, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        try:
+            when, value = parse_time(row[t_col]), float(row[v_col])
+            when + timedelta(days=1)  # the detector's own arithmetic: within the calendar
+        except (ValueError, IndexError, OverflowError):
+            raise ReportInputError(
+                f"{name}:{line_no}: expected 'timestamp,value', found {row!r}"
+            ) from None
+        if not math.isfinite(value):
+            raise ReportInputError(f"{name}:{line_no}: value is not a number: {row!r}")
+        if rows and when <= rows[-1][0]:
+            raise ReportInputError(f"{name}:{line_no}: timestamps must increase")
+        rows.append((when, value))
     return rows
 
 

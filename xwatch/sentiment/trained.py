@@ -623,10 +623,10 @@ def read_examples(path: Path, lang: str | None = None) -> tuple[list[Example], i
         try:
             item = json.loads(line)
             text, label, tag = item["text"], item["label"], item.get("lang")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise ModelError(
                 f'{path}:{number}: expected {{"text": ..., "label": ..., "lang": optional}}'
-            ) from exc
+            ) from None
         if not isinstance(text, str) or not (tag is None or isinstance(tag, str)):
             raise ModelError(f"{path}:{number}: text must be a string, lang a string or absent")
         if label not in LABELS:

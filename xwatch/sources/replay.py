@@ -18,13 +18,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self, cast
 
-from xwatch.errors import PayloadError
+from xwatch.errors import PayloadError, XwatchError
 from xwatch.model import Mention
 from xwatch.sources import MAX_FUTURE_SKEW, SourceReport
 from xwatch.sources.payload import parse_payload
 
 MIN_SLEEP_SECONDS = 0.005  # pacing sleeps shorter than this are batched
 YIELD_EVERY_LINES = 500  # let the rest of the daemon run while replaying at full speed
+
+
+class ReplayError(XwatchError):
+    """A replay file that cannot be read: missing, a folder, not gzip, cut short. The
+    lines before the damage have been replayed; a backtest stops with this message."""
+
+
+def _why(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 class ReplaySource:
@@ -51,10 +60,18 @@ class ReplaySource:
         self._file: IO[bytes] | None = None
 
     async def __aenter__(self) -> Self:
-        if self.path.suffix == ".gz":
-            self._file = cast(IO[bytes], gzip.open(self.path))  # noqa: SIM115 - closed in __aexit__
-        else:
-            self._file = self.path.open("rb")
+        try:
+            if self.path.suffix == ".gz":
+                compressed = gzip.open(self.path)  # noqa: SIM115 - closed in __aexit__
+                self._file = cast(IO[bytes], compressed)
+                compressed.peek(1)  # a file that is not gzip: say so now, not mid-replay
+            else:
+                self._file = self.path.open("rb")
+        except (OSError, EOFError) as exc:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            raise ReplayError(f"{self.path}: cannot read: {_why(exc)}") from None
         return self
 
     async def __aexit__(
@@ -73,7 +90,13 @@ class ReplaySource:
     def _lines(self) -> Iterator[tuple[int, bytes]]:
         if self._file is None:
             raise RuntimeError("ReplaySource used outside 'async with'")
-        yield from enumerate(self._file, start=1)
+        line_no = 0
+        try:
+            for line_no, line in enumerate(self._file, start=1):
+                yield line_no, line
+        except (OSError, EOFError) as exc:  # a gzip file cut short or damaged
+            where = f"{self.path}: cannot read past line {line_no}"
+            raise ReplayError(f"{where}: {_why(exc)}") from None
 
     async def _replay(self) -> AsyncIterator[Mention]:
         first_event: float | None = None
