@@ -101,6 +101,24 @@ def test_an_unknown_notifier_in_the_alerting_section_is_reported_where_it_is(
     ]
 
 
+@pytest.mark.parametrize("account", ["@", "", " ", "kettle bird", "@kettlebird!"])
+def test_an_account_that_is_no_handle_is_refused_on_its_line(project: Path, account: str) -> None:
+    """A blank handle would make every post without a handle the brand's own (not
+    counted in its series)."""
+    config = project / "config.yaml"
+    text = config.read_text("utf-8")
+    assert '    accounts: ["kettlebird", "kettlebird_jp"]\n' in text
+    text = text.replace('"kettlebird_jp"]', f'"kettlebird_jp", {account!r}]')
+    config.write_text(text, "utf-8")
+    line = (
+        text.splitlines().index(f'    accounts: ["kettlebird", "kettlebird_jp", {account!r}]') + 1
+    )
+    assert problems_of(config) == [
+        f"{config}:{line}: brands[0].accounts[2]: Value error, expected an X handle like "
+        f"'@kettlebird' (letters, digits, _) (found {account!r})"
+    ]
+
+
 def test_unknown_key_missing_key_and_bad_signal(project: Path) -> None:
     rule_file = project / "rules" / "broken.yaml"
     rule_file.write_text(

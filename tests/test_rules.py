@@ -204,6 +204,11 @@ def test_a_wrong_type_names_the_key_what_was_expected_and_found(project: Path) -
             5,
             "rules[0].expires: Input should be a valid datetime",
         ),
+        (  # blank: it would match nothing, or everything
+            "    match: {any: [outage], all: ['']}\n    when: {signal: volume_up}\n",
+            4,
+            "rules[0].match.all[0]: Value error, a term must not be blank",
+        ),
         (  # after year 9999 once in UTC
             "    when: {signal: volume_up}\n    expires: 9999-12-31T23:00:00-05:00\n",
             5,

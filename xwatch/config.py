@@ -25,6 +25,7 @@ from xwatch.yamlfile import ValueAt, YamlDocument, load_yaml
 
 DEFAULT_CONFIG_NAME = "<embedded default config>"
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_HANDLE = re.compile(r"@?[A-Za-z0-9_]{1,50}")
 
 
 class Frozen(BaseModel):
@@ -45,6 +46,15 @@ class Brand(Frozen):
         if any(not term.strip() for term in terms):
             raise ValueError("terms must not be blank")
         return terms
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts_are_handles(cls, accounts: tuple[str, ...]) -> tuple[str, ...]:
+        # a blank one (or "@") would make every post without a handle the brand's own
+        for j, account in enumerate(accounts):
+            if not _HANDLE.fullmatch(account.strip()):
+                raise ValueAt((j,), "expected an X handle like '@kettlebird' (letters, digits, _)")
+        return accounts
 
 
 class ReplaySourceConfig(Frozen):

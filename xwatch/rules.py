@@ -133,6 +133,15 @@ Regex = Annotated[str, AfterValidator(_regex)]
 NonNegative = Annotated[int, Field(ge=0)]
 
 
+def _term(term: str) -> str:
+    if not term.strip():  # it matches nothing, or everything: say which was meant
+        raise ValueError("a term must not be blank")
+    return term
+
+
+Term = Annotated[str, AfterValidator(_term)]
+
+
 class AuthorMatch(Frozen):
     min_followers: NonNegative = 0
     verified: bool | None = None  # None: either
@@ -140,10 +149,10 @@ class AuthorMatch(Frozen):
 
 
 class Match(Frozen):
-    any: tuple[str, ...] = ()  # at least one of these (or of ``regex``)
+    any: tuple[Term, ...] = ()  # at least one of these (or of ``regex``)
     regex: tuple[Regex, ...] = ()  # at least one of these (or of ``any``)
-    all: tuple[str, ...] = ()  # every one of these
-    none: tuple[str, ...] = ()  # none of these
+    all: tuple[Term, ...] = ()  # every one of these
+    none: tuple[Term, ...] = ()  # none of these
     langs: tuple[str, ...] = ()  # only posts in these languages (default: any)
     author: AuthorMatch | None = None
     mentions_own_account: bool | None = None  # the post @-mentions one of the brand's handles
