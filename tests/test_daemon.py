@@ -9,14 +9,19 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.factories import GatedSource, mention
+from tests.waiting import eventually
+from xwatch import daemon as daemon_module
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.daemon import Daemon
+from xwatch.model import Mention
 from xwatch.settings import load_settings
 
 
@@ -104,3 +109,59 @@ def test_sigterm_drains_and_exits_cleanly(project: Path, tmp_path: Path) -> None
     assert process.returncode == 0, err
     assert "stopping: draining" in err
     assert "stopped:" in err
+
+
+class FailingOnceSource:
+    """A live source that fails (as a bug would) after its first post, and delivers
+    its second and third posts once it is started again."""
+
+    live = True
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.entered = 0
+
+    async def __aenter__(self) -> FailingOnceSource:
+        self.entered += 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __aiter__(self) -> AsyncIterator[Mention]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[Mention]:
+        now = datetime.now(UTC)
+        if self.entered == 1:
+            yield mention("kettlebird one", at=now, id="1")
+            raise IndexError("a case the source did not foresee")
+        for i in (2, 3):
+            yield mention(f"kettlebird {i}", at=now, id=str(i))
+        await asyncio.Event().wait()  # live: it never ends
+
+
+@pytest.mark.asyncio
+async def test_a_live_source_that_fails_is_started_again(
+    project: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(daemon_module, "RESTART_SECONDS", (0.01, 0.02))
+    source = FailingOnceSource()
+    daemon = Daemon(load_settings(config_on_free_port(project)), sources=[source])
+
+    def sample(name: str, **labels: str) -> float:
+        return daemon.registry.get_sample_value(name, labels) or 0.0
+
+    task = asyncio.create_task(daemon.run())
+    try:
+        await eventually(
+            lambda: sample("xwatch_mentions_processed_total", brand="kettlebird") == 3,
+            "the posts from before and after the failure",
+        )
+        assert source.entered == 2
+        assert sample("xwatch_source_problems_total", source="flaky", kind="crashed") == 1
+        assert "source flaky failed; the other sources go on" in caplog.text
+        assert "IndexError" in caplog.text
+    finally:
+        daemon.stop.set()
+        await asyncio.wait_for(task, 10)

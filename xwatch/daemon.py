@@ -111,6 +111,7 @@ TICK_SECONDS = 1.0
 PROGRESS_SECONDS = 5.0
 CATCH_UP_SECONDS = 300.0  # after a reconnect, wait this long at most for a source's backlog
 WATCH_SECONDS = 2.0  # how often the rules and playbooks folders are checked for changes
+RESTART_SECONDS = (1.0, 300.0)  # a failed live source starts again after this, doubling
 
 
 class _EndOfSources:
@@ -743,7 +744,22 @@ class Daemon:
     # -- tasks -------------------------------------------------------------------------
 
     async def _pump(self, source: Source) -> None:
-        """Move a source's mentions into the queue (waiting when it is full)."""
+        """Move a source's mentions into the queue (waiting when it is full).
+
+        Sources retry what they expect to fail (a broker down, the X stream's errors).
+        A live source that fails all the same (a bug) starts again after a pause that
+        doubles each time, up to 5 minutes (``RESTART_SECONDS``), counted as a "crashed"
+        problem; a daemon that watches a brand must not go blind on one bad day. A
+        replay that fails ends: starting again would replay it from its first line."""
+        pause, longest = RESTART_SECONDS
+        while not await self._pump_once(source) and source.live and not self.stop.is_set():
+            self.report.problem(source.name, "crashed", f"starting again in {pause:g} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), pause)
+            pause = min(pause * 2, longest)
+
+    async def _pump_once(self, source: Source) -> bool:
+        """``_pump`` until the source ends (True) or fails (False: logged)."""
         lag = self.metrics.ingest_lag.labels(source.name)
         try:
             async with source:
@@ -775,12 +791,14 @@ class Daemon:
                 finally:
                     self.metrics.sources_running.dec()
             log.info("source %s ended", source.name, extra=_source_event("ended", source))
+            return True
         except Exception:
             log.exception(
                 "source %s failed; the other sources go on",
                 source.name,
                 extra=_source_event("failed", source),
             )
+            return False
 
     def _warm_start(self, source: str, counts: Mapping[str, list[tuple[datetime, int]]]) -> None:
         """Teach the brands' volume detectors the counts a source brought (the series

@@ -32,7 +32,9 @@ PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
         "backfill_truncated",
         "bad_response",
         "warm_start",
+        "crashed",
     ),
+    "mqtt": ("crashed",),
     "webhook": ("unauthorized", "queue_full"),
 }
 """The problems each type of source reports (``xwatch_source_problems_total{kind}``)."""
