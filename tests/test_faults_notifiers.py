@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from tests.factories import GatedSource, mention
+from tests.factories import GatedSource, alert, mention
 from tests.fake_slack import TOKEN as SLACK_TOKEN
 from tests.fake_slack import FakeSlack
 from tests.ports import free_port
@@ -29,10 +29,11 @@ from tests.smtp_server import Recorder
 from tests.test_outbox import fire
 from tests.waiting import eventually
 from xwatch.daemon import Daemon
+from xwatch.model import AlertEvent, EventKind
 from xwatch.settings import load_settings
 
 
-def write_config(project: Path, notifiers: str) -> Path:
+def write_config(project: Path, notifiers: str, alerting: str = "") -> Path:
     config = project / "notifiers.yaml"
     config.write_text(
         "brands:\n"
@@ -53,6 +54,7 @@ def write_config(project: Path, notifiers: str) -> Path:
         "  retry_initial_seconds: 0.02\n"
         "  retry_max_seconds: 0.1\n"
         "  repeat_after_seconds: 0\n"
+        f"{alerting}"
         "drain_timeout_seconds: 2\n",
         "utf-8",
     )
@@ -184,3 +186,88 @@ async def test_slack_failing_for_a_while_is_ridden_out_and_recovered_from(
         assert record is not None
         (slack_delivery,) = [d for d in record.deliveries if d.channel == "slack"]
         assert slack_delivery.state == "delivered" and slack_delivery.attempts >= 11
+
+
+async def _latin1_relay(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, code: bytes
+) -> None:
+    """An SMTP relay that refuses the sender in Latin-1, not UTF-8 (as old relays do)."""
+    writer.write(b"220 relay.example ESMTP\r\n")
+    while line := await reader.readline():
+        verb = line[:4].upper()
+        if verb in (b"EHLO", b"HELO"):
+            writer.write(b"250 relay.example\r\n")
+        elif verb == b"MAIL":
+            writer.write(code + b" 5.7.1 Zugriff f\xfcr Absender verweigert\r\n")
+        elif verb == b"QUIT":
+            writer.write(b"221 bye\r\n")
+            await writer.drain()
+            break
+        else:
+            writer.write(b"250 ok\r\n")
+        await writer.drain()
+    writer.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("code", "outcome"), [(b"550", "failed"), (b"451", "retried")])
+async def test_a_refusal_that_is_not_utf8_is_counted_and_the_daemon_goes_on(
+    project: Path, code: bytes, outcome: str
+) -> None:
+    """aiosmtplib keeps the reply's bytes as lone surrogates; the store cannot write
+    those, and the failed write used to end the daemon (and again at each start, as
+    the notice stayed pending)."""
+    server = await asyncio.start_server(lambda r, w: _latin1_relay(r, w, code), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = write_config(
+        project,
+        "  email:\n"
+        "    type: email\n"
+        "    host: 127.0.0.1\n"
+        f"    port: {port}\n"
+        "    security: none\n"
+        "    sender: xwatch@example.com\n"
+        "    recipients: [pr@example.com]\n"
+        "    chart: false\n",
+    )
+    counted = ("xwatch_notifications_total", {"channel": "email", "outcome": outcome})
+    try:
+        async with running(config) as (daemon, http):
+            fire(daemon, ("email", "console"))
+            await eventually(lambda: sample(daemon, counted) >= 1, f"the email {outcome}")
+            assert (await readyz(http))[0] == 200  # still running, still taking mentions
+            assert daemon.records is not None
+            [record] = [daemon.records.incident_record(i.id) for i in daemon.records.incidents()]
+            assert record is not None
+            errors = [d.last_error for d in record.deliveries if d.channel == "email"]
+            assert errors and "Zugriff f r Absender verweigert" in errors[0]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_a_retry_after_of_years_is_waited_no_longer_than_giving_up(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The far end's Retry-After is honoured, but never past ``give_up_after_seconds``:
+    a billion seconds used to park the channel's queue for good."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing-secret")
+    async with FakeSlack() as slack:
+        slack.fail(method="chat.postMessage", status=429, error="ratelimited", retry_after=10**9)
+        config = write_config(
+            project,
+            "  slack:\n"
+            "    type: slack\n"
+            "    channel: C0ALERTS\n"
+            f"    api_url: {slack.api_url}\n"
+            "    chart: false\n",
+            alerting="  give_up_after_seconds: 0.5\n",
+        )
+        async with running(config) as (daemon, _http):
+            fire(daemon, ("slack", "console"))
+            other = alert(brand="otterpot", channels=("slack", "console"))
+            daemon._dispatch([AlertEvent(EventKind.FIRING, other, other.signal.end)])
+            await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
+        assert len(slack.top_level()) == 2  # tried again within 0.5 s: both went out

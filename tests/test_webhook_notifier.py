@@ -359,6 +359,7 @@ def test_secrets_come_from_the_variables_the_config_names() -> None:
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:
     assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("²") is None  # a digit to str.isdigit, not to int()
     later = datetime.fromtimestamp(NOW + 90, UTC)
     assert parse_retry_after(format_datetime(later, usegmt=True), lambda: NOW) == 90.0
     assert parse_retry_after("soon") is None

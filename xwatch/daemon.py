@@ -58,6 +58,7 @@ from xwatch.alerting.incidents import (
     UnknownIncident,
 )
 from xwatch.alerting.lifecycle import ActiveAlert
+from xwatch.alerting.render import clean
 from xwatch.alerting.service import DEFAULT_SILENCE, Action, IncidentRecord
 from xwatch.alerting.slack import SlackActions, SlackNotifier
 from xwatch.alerting.webhook import WebhookNotifier
@@ -978,14 +979,21 @@ class Daemon:
 
     async def _deliver(self, notifier: Notifier) -> None:
         """Send one notifier's notices in order; retry temporary failures with capped
-        exponential backoff (or the far end's Retry-After) until they go through or
-        ``give_up_after_seconds`` have passed. A notifier that is down holds up only
-        its own queue, never the pipeline or the other notifiers."""
+        exponential backoff (or the far end's Retry-After, never past giving up) until
+        they go through or ``give_up_after_seconds`` have passed. A notifier that is
+        down holds up only its own queue, never the pipeline or the other notifiers."""
         outbox = self.outboxes[notifier.name]
         while True:
             notice = await outbox.get()
             try:
                 await self._deliver_one(notifier, notice)
+            except Exception:  # a bug here must not stop the daemon: the notice stays pending
+                log.exception(
+                    "notifier %s: %s could not be handled; it stays pending until the next start",
+                    notifier.name,
+                    notice.id,
+                    extra={"event": "notification_error", "channel": notifier.name},
+                )
             finally:
                 self.queued_at[notifier.name].popleft()
                 outbox.task_done()
@@ -1008,6 +1016,9 @@ class Daemon:
                     self._delivered(notice, "failed", f"gave up after retrying: {error}")
                     return
                 wait = retry_after if retry_after is not None else random.uniform(0, delay)
+                # the far end's Retry-After is waited for, but never past giving up
+                left = alerting.give_up_after_seconds - (time.monotonic() - first_try)
+                wait = max(0.0, min(wait, left))
                 self._delivered(notice, "retry", error, wait)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, alerting.retry_max_seconds)
@@ -1017,6 +1028,7 @@ class Daemon:
 
     def _delivered(self, notice: Notice, outcome: str, error: str = "", wait: float = 0) -> None:
         """Count, log and store one delivery attempt."""
+        error = clean(error, 1000)  # a far end's words: one line, text any store takes
         channel = notice.channel
         metric = {"delivered": "sent", "retry": "retried", "failed": "failed"}[outcome]
         self.metrics.notifications.labels(channel, metric).inc()

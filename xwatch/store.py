@@ -307,11 +307,16 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed whole, or rolled back whole."""
+        """One write transaction: committed whole, or rolled back whole. Text that
+        SQLite cannot take (a lone surrogate: UTF-8 has no encoding for it) is a
+        ``StoreError`` too, as every failed write is."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+            except UnicodeEncodeError as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"cannot write text to {self.path}: {exc.reason}") from exc
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

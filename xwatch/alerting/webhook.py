@@ -255,8 +255,8 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # "²" is a digit too, and int() refuses it
+        return float(value)  # as long as it is: the daemon waits no longer than it would retry
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
