@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from tests.factories import RecordingReport
 from tests.fake_x import (
@@ -612,3 +614,85 @@ async def test_counts_that_do_not_come_in_time_leave_the_brands_cold(
         assert source.warm_counts == {}
     assert report.kinds() == ["warm_start"]
     assert "longer than 0.2 s" in report.problems[0][1]
+
+
+# --- what X may send that it should not -----------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_odd_tags_and_ids_on_stream_lines_do_not_end_the_stream(
+    fake: FakeX, clock: Clock, report: RecordingReport
+) -> None:
+    """A tag that is not a string, an id of non-ASCII digits or 5,000 digits: the post is
+    taken (without a brand from that tag) and the stream goes on (each used to raise)."""
+    after = fake.publish("kettlebird after", at(3))
+    lines: list[dict[str, Any]] = [
+        {"id": "1860000000000000999", "tag": ["kettlebird"]},
+        {"id": "18600000000000009\u00b2", "tag": "kettlebird"},
+        {"id": "9" * 5000, "tag": {"brand": "kettlebird"}},
+    ]
+    fake.script(
+        *(
+            Raw(
+                json.dumps(
+                    {
+                        "data": {
+                            "id": line["id"],
+                            "text": "kettlebird smokes",
+                            "created_at": "2026-11-16T09:00:01.000Z",
+                        },
+                        "matching_rules": [{"id": "1", "tag": line["tag"]}],
+                    }
+                ).encode()
+                + b"\r\n"
+            )
+            for line in lines
+        ),
+        Send(after),
+    )
+    got = await take(x_source(fake, clock, report, Sleeps(stop_after=1)), 4)
+    assert ids(got) == [*(str(line["id"]) for line in lines), after.id]
+    assert [m.brands for m in got[:3]] == [(), ("kettlebird",), ()]
+    assert report.reconnects == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("headers", "told"),
+    [
+        ({"x-rate-limit-remaining": "\u00b2"}, []),
+        ({"x-rate-limit-remaining": "9" * 5000, "x-rate-limit-reset": "9" * 400}, []),
+        ({"x-rate-limit-remaining": "0", "x-rate-limit-reset": "\u00b2"}, [("stream", 0, None)]),
+    ],
+)
+async def test_rate_limit_headers_that_are_not_numbers_are_ignored(
+    fake: FakeX,
+    clock: Clock,
+    report: RecordingReport,
+    headers: dict[str, str],
+    told: list[tuple[str, int, float | None]],
+) -> None:
+    post = fake.publish("kettlebird", at(1))
+    fake.script(Status(429, headers))
+    fake.script(Send(post))
+    got = await take(x_source(fake, clock, report, Sleeps()), 1)
+    assert ids(got) == [post.id]
+    assert report.kinds() == ["http_429"]
+    assert report.rate_limits == told  # nothing that is not a count
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("data", [5, True, "1,2", [["a"]]])
+async def test_a_rules_answer_of_the_wrong_shape_does_not_end_the_stream(
+    clock: Clock, report: RecordingReport, data: object
+) -> None:
+    async def odd_rules(request: web.Request) -> web.Response:
+        return web.json_response({"data": data, "meta": {}})
+
+    fake = FakeX(now=clock.now)
+    fake._get_rules = odd_rules  # type: ignore[method-assign]  # bound when it starts
+    async with fake:
+        post = fake.publish("kettlebird", at(1))
+        fake.script(Send(post))
+        got = await take(x_source(fake, clock, report, Sleeps(stop_after=1)), 1)
+    assert ids(got) == [post.id]

@@ -404,7 +404,9 @@ class XStreamSource:
         if not isinstance(rules, list):
             return ()
         tags = (rule.get("tag") for rule in rules if isinstance(rule, dict))
-        return tuple(dict.fromkeys(tag for tag in tags if tag in self._brand_ids))
+        return tuple(
+            dict.fromkeys(tag for tag in tags if isinstance(tag, str) and tag in self._brand_ids)
+        )
 
     def _fresh(self, mentions: Iterable[Mention]) -> list[Mention]:
         """Count and remember ``mentions``; those not yielded before."""
@@ -618,7 +620,8 @@ class XStreamSource:
                 failure = self._http_failure(status, document, response)
                 self.report.problem(self.name, "rules", f"reading the rules: {failure.detail}")
                 return
-            existing = [r for r in document.get("data") or [] if isinstance(r, dict)]
+            data = document.get("data")
+            existing = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
             have = {StreamRule(str(r.get("value", "")), str(r.get("tag", ""))): r for r in existing}
             stale = [str(r.get("id")) for rule, r in have.items() if rule not in self.rules]
             missing = [rule for rule in self.rules if rule not in have]
@@ -674,15 +677,15 @@ class XStreamSource:
 
     def _note_rate_limit(self, path: str, response: aiohttp.ClientResponse) -> None:
         """Tell the report what X's ``x-rate-limit-remaining``/``-reset`` headers say."""
-        remaining = response.headers.get("x-rate-limit-remaining", "").strip()
-        if self._rate_limit is None or not remaining.isdigit():
+        remaining = _natural(response.headers.get("x-rate-limit-remaining", ""))
+        if self._rate_limit is None or remaining is None:
             return
-        reset = response.headers.get("x-rate-limit-reset", "").strip()
+        reset = _natural(response.headers.get("x-rate-limit-reset", ""))
         self._rate_limit(
             self.name,
             ENDPOINTS.get(path, "other"),
-            int(remaining),
-            float(reset) if reset.isdigit() else None,
+            remaining,
+            float(reset) if reset is not None else None,
         )
 
     async def _get_json(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
@@ -709,8 +712,8 @@ class XStreamSource:
         elif status == 403:
             detail += "; the app's project may lack access to this endpoint (X plan)"
         kind = "http_429" if status == 429 else "http_5xx" if status >= 500 else "http_4xx"
-        reset = response.headers.get("x-rate-limit-reset", "")
-        return _Failure(kind, detail[:500], float(reset) if reset.isdigit() else None)
+        reset = _natural(response.headers.get("x-rate-limit-reset", ""))
+        return _Failure(kind, detail[:500], float(reset) if reset is not None else None)
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -753,7 +756,17 @@ def _is_rule_cap(error: object) -> bool:
 
 
 def _id_number(post_id: str) -> int | None:
-    return int(post_id) if post_id.isdigit() else None
+    return _natural(post_id)
+
+
+def _natural(text: str, digits: int = 19) -> int | None:
+    """A whole number written in ASCII digits, at most ``digits`` of them (X's ids and
+    headers); None for anything else ("²" is a digit to ``str.isdigit``, not to ``int``,
+    and 5,000 digits are no count or time)."""
+    text = text.strip()
+    if not (0 < len(text) <= digits and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 def _minute(ts: datetime) -> datetime:
