@@ -249,6 +249,7 @@ def notice(
     *,
     channel: str = "console",
     alert_: Alert | None = None,
+    who: str = "@maria",
 ) -> Notice:
     """A notice as the incident book makes it: opened, then (for other kinds) the action."""
     fired = alert_ or alert(channels=(channel,))
@@ -260,15 +261,13 @@ def notice(
     incident_id = changes[0].incident.id
     later = fired.signal.end + timedelta(minutes=3)
     if kind is NoticeKind.ACKNOWLEDGED:
-        changes = book.acknowledge(incident_id, "@maria", later)
+        changes = book.acknowledge(incident_id, who, later)
     elif kind is NoticeKind.RESOLVED:
-        changes = book.resolve(incident_id, "@maria", later)
+        changes = book.resolve(incident_id, who, later)
     elif kind is NoticeKind.ESCALATED:
-        changes = book.escalate(incident_id, "@maria", later)
+        changes = book.escalate(incident_id, who, later)
     elif kind is NoticeKind.SILENCED:
-        changes = book.silence_incident(
-            incident_id, "@maria", later, timedelta(hours=1), "silence-1"
-        )[1]
+        changes = book.silence_incident(incident_id, who, later, timedelta(hours=1), "silence-1")[1]
     elif kind is not NoticeKind.OPENED:
         raise ValueError(f"no recipe for a {kind} notice")
     if kind is not NoticeKind.OPENED:

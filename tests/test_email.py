@@ -251,6 +251,20 @@ async def test_without_the_chart_the_message_is_text_and_html(plain: Server) -> 
 
 
 @pytest.mark.asyncio
+async def test_a_post_url_that_is_no_url_is_shown_as_text(plain: Server) -> None:
+    """A post's url is anyone's text: one that does not parse ("https://[kettlebird")
+    made the message impossible to build, and the channel retried it for a day."""
+    [sample] = hostile_notice().incident.parts[0].latest.bucket.samples[:1]
+    post = dataclasses.replace(sample, url="https://[kettlebird")
+    alert = factories.alert(posts=(post,), channels=("pr",))
+    await notifier(plain.port, chart=False).send(factories.notice(channel="pr", alert_=alert))
+
+    html = html_of(plain.received[0].message)
+    assert "https://[kettlebird" not in html  # not a link: its text only
+    assert "caught fire" in html
+
+
+@pytest.mark.asyncio
 async def test_starttls_with_credentials_from_the_environment(
     certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -82,9 +82,9 @@ def make_notifier(
     return SlackNotifier(config, "slack", token, INCIDENTS, MemoryRefs())
 
 
-def notice(kind: NoticeKind = NoticeKind.OPENED, **alert: Any) -> Notice:
+def notice(kind: NoticeKind = NoticeKind.OPENED, who: str = "@maria", **alert: Any) -> Notice:
     return factories.notice(
-        kind, channel="slack", alert_=factories.alert(channels=("slack",), **alert)
+        kind, channel="slack", alert_=factories.alert(channels=("slack",), **alert), who=who
     )
 
 
@@ -251,6 +251,25 @@ async def test_acknowledge_edits_the_message_and_says_so_in_the_thread(
     [reply] = slack.replies(message.ts)
     assert reply.text == "Acknowledged: acknowledged by @maria"
     assert not reply.reply_broadcast
+
+
+@pytest.mark.asyncio
+async def test_a_name_given_on_the_incident_page_formats_nothing_in_slack(
+    slack: FakeSlack,
+) -> None:
+    """The incident page and the JSON API take any name: it is shown, never bold,
+    struck through or code (nor a mention: those were escaped already)."""
+    who = "*ALL CLEAR* ~ignore~ _x_ `y` <!channel>"
+    notifier = make_notifier(slack)
+    await notifier.send(notice())
+    await notifier.send(notice(NoticeKind.ACKNOWLEDGED, who=who))
+    message = only_message(slack)
+    [reply] = slack.replies(message.ts)
+    shown = [t for t in [*texts(message.blocks), message.text, reply.text] if "ALL CLEAR" in t]
+    assert len(shown) >= 3  # the state, the context line, the fallback text, the reply
+    for text in shown:
+        assert "*ALL CLEAR*" not in text and "~ignore~" not in text and "`y`" not in text
+        assert "<!channel>" not in text
 
 
 @pytest.mark.asyncio
@@ -570,9 +589,11 @@ async def test_a_signed_click_acts_on_the_incident(
         lambda body: signed(click("xwatch_acknowledge")),  # signs another body
         lambda body: signed(body, at=time.time() - 6 * 60),  # stale
         lambda body: {**signed(body), "X-Slack-Request-Timestamp": "soon"},
+        lambda body: {**signed(body), "X-Slack-Request-Timestamp": "\u00b2"},  # int() refuses
+        lambda body: {**signed(body), "X-Slack-Request-Timestamp": "9" * 5000},
         lambda body: {},
     ],
-    ids=["forged", "other-body", "stale", "garbled", "unsigned"],
+    ids=["forged", "other-body", "stale", "garbled", "superscript", "huge", "unsigned"],
 )
 async def test_unsigned_forged_or_stale_clicks_are_refused(
     buttons_app: TestClient[web.Request, web.Application],

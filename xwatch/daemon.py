@@ -413,11 +413,16 @@ class Daemon:
                 for outbox in self.outboxes.values():
                     await outbox.join()
         except TimeoutError:
-            left = self.queue.qsize() + sum(o.qsize() for o in self.outboxes.values())
+            mentions = self.queue.qsize()
+            # the notices waiting, and the one each notifier is sending (its retries)
+            notices = sum(len(waiting) for waiting in self.queued_at.values())
             log.error(
-                "drain timed out: %d mentions or notifications were not processed",
-                left,
-                extra={"event": "drain_timeout", "left": left},
+                "drain timed out: %d mentions and %d notifications were not processed "
+                "(the notifications stay pending in the store, if there is one, for the "
+                "next start)",
+                mentions,
+                notices,
+                extra={"event": "drain_timeout", "mentions": mentions, "notices": notices},
             )
             consumer.cancel()
 

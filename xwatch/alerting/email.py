@@ -362,7 +362,11 @@ def _e(text: str, limit: int = 200) -> str:
 
 def _link(url: str, text: str) -> str:
     """A link when ``url`` is http(s); otherwise only the (escaped) text."""
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # "https://[kettlebird": no URL, whatever a post said
+        return _e(text)
+    if scheme not in ("http", "https"):
         return _e(text)
     return f'<a href="{_e(url, 2000)}" style="color:#175cd3">{_e(text)}</a>'
 

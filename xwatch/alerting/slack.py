@@ -220,14 +220,15 @@ def blocks(summary: Summary, notice: Notice) -> list[dict[str, Any]]:
     if buttons:
         out.append({"type": "actions", "block_id": "xwatch_actions", "elements": buttons})
     latest = f"{notice_line(notice)} · xwatch incident {summary.incident_id}"
-    out.append({"type": "context", "elements": [_field(escape_mrkdwn(latest))]})
+    out.append({"type": "context", "elements": [_field(escape_untrusted(latest, FIELD_CHARS))]})
     return out
 
 
 def fallback_text(summary: Summary) -> str:
     """The message's ``text``: notifications, screen readers, clients without blocks."""
     text = (
-        f"{escape_untrusted(summary.headline, HEADER_CHARS)} ({escape_mrkdwn(summary.status_line)})"
+        f"{escape_untrusted(summary.headline, HEADER_CHARS)} "
+        f"({escape_untrusted(summary.status_line, HEADER_CHARS)})"
     )
     return clip_mrkdwn(f"{text} · incident {escape_mrkdwn(summary.incident_id)}", FALLBACK_CHARS)
 
@@ -264,7 +265,8 @@ def _field(text: str) -> dict[str, Any]:
 
 def _state(summary: Summary) -> str:
     emoji = STATE_EMOJI.get(summary.state, "")
-    return f"{emoji} {escape_mrkdwn(summary.status_line)}".strip()
+    # a status names people (who acknowledged): their names are anyone's text
+    return f"{emoji} {escape_untrusted(summary.status_line, HEADER_CHARS)}".strip()
 
 
 def _part_line(part: PartLine) -> str:
@@ -440,7 +442,7 @@ class SlackNotifier:
         await self.client.chat_postMessage(
             channel=channel,
             thread_ts=ts,
-            text=escape_mrkdwn(notice_line(notice)),
+            text=escape_untrusted(notice_line(notice), SECTION_CHARS),
             reply_broadcast=notice.kind in BROADCAST,
             unfurl_links=False,
             unfurl_media=False,
@@ -543,7 +545,8 @@ class SlackActions:
             return web.Response(status=400, text="expected a UTF-8 form")
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
-        if not timestamp.isdigit() or not self.verifier.is_valid(body, timestamp, signature):
+        readable = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+        if not readable or not self.verifier.is_valid(body, timestamp, signature):
             log.warning(
                 "slack action refused: bad signature or stale timestamp",
                 extra={"event": "slack_action_refused"},
