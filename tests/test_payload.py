@@ -180,6 +180,45 @@ def test_bad_payloads_have_a_reason(raw: bytes, reason: str) -> None:
     assert caught.value.reason == reason
 
 
+def test_a_brand_named_twice_is_named_once() -> None:
+    """Naming a brand 20,000 times in one post counted it 20,000 times."""
+    for doc in (
+        {"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z", "brands": ["kb"] * 500},
+        {"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z", "brands": ["kb", 1]},
+    ):
+        try:
+            [post] = parse_payload(dumps(doc), "t")
+        except PayloadError:
+            continue  # the second: a brand that is not a string, refused
+        assert post.brands == ("kb",)
+    [post] = _read(dumps({"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z",
+                          "brands": ["kb", "acme", "kb"]}), "t", ())  # fmt: skip
+    assert post.brands == ("kb", "acme")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"id": "9" * 129, "text": "x", "created_at": "2026-11-16T09:00:00Z"},
+        {"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z", "author": {"id": "a" * 200}},
+        {
+            "data": {
+                "id": "1",
+                "text": "x",
+                "created_at": "2026-11-16T09:00:00Z",
+                "author_id": "7" * 300,
+            }
+        },
+    ],
+)
+def test_an_id_longer_than_any_is_refused(document: dict[str, object]) -> None:
+    """The deduplicator keeps 200,000 ids: ids of 250 KiB would take 48 GiB."""
+    with pytest.raises(PayloadError) as caught:
+        parse_payload(dumps(document), "t")
+    assert caught.value.reason == "wrong_type"
+    assert "at most 128 characters" in caught.value.detail
+
+
 def test_a_payload_that_breaks_the_parser_is_unreadable_not_an_exception(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -422,3 +422,18 @@ def test_only_count_rules_without_a_streak_fire_on_a_bucket_still_open(
     never = {"mention-volume-drop", "negative-share-spike"}  # a drop, a share: not monotone
     assert not early & never
     assert all(not settings.rules.get(r).when.for_seconds for r in early)  # type: ignore[union-attr]
+
+
+def test_matching_reads_a_post_s_first_characters_only(settings: Settings) -> None:
+    """Folding (NFKC) can make text 18 times longer: a post of 256 KiB of U+FDFA took
+    0.3 s to fold. Brand matching, the rules and the term trackers read the first
+    ``MATCH_CHARS`` characters (the sentiment scorers read 2,000)."""
+    from xwatch.pipeline import MATCH_CHARS
+
+    pipeline, _ = make_pipeline(settings)
+    folded, _words = pipeline._fold("\ufdfa" * 87_000)
+    assert len(folded) <= 18 * MATCH_CHARS
+    early = "kettlebird " + "x" * (MATCH_CHARS + 10)
+    late = "x" * (MATCH_CHARS + 10) + " kettlebird"
+    [found, missed] = pipeline.enrich([mention(early), mention(late)])
+    assert (found.brands, missed.brands) == (("kettlebird",), ())

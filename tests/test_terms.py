@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from xwatch.detect import terms
 from xwatch.detect.state import STATE_VERSION, Checkpoint, restore_term_model, to_state
 from xwatch.detect.terms import TermModel, TermParams, TermTracker, terms_of
 from xwatch.model import SeriesKey
@@ -78,3 +81,21 @@ def test_a_tracker_counts_posts_whatever_string_objects_they_bring() -> None:
     [surge] = closed.surges
     assert (surge.term, surge.count, closed.posts) == ("recall", 3, 3)
     assert tracker.model.count("recall") == 3.0
+
+
+def test_an_open_bucket_counts_so_many_terms_and_says_how_many_it_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bot posting random hashtags must not fill memory: past ``BUCKET_TERMS``
+    different terms, a bucket counts only the ones it has (and their posts)."""
+    monkeypatch.setattr(terms, "BUCKET_TERMS", 50)
+    tracker = TermTracker(300)
+    start = T0.timestamp() // 300 * 300
+    for i in range(40):  # 3 new hashtags a post, and #recall in every one
+        tags = {f"#r{i}a", f"#r{i}b", f"#r{i}c", "#recall"}
+        tracker.add(mention("spam", id=str(i)), tags, start + i)
+    [closed] = tracker.close_until(start + 300)
+    assert closed.posts == 40
+    assert len(tracker.model.counts) == 50
+    assert tracker.model.count("#recall") == 40.0  # a term it has goes on counting
+    assert tracker.dropped == 40 * 3 + 1 - 50

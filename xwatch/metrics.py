@@ -86,6 +86,13 @@ class Metrics:
             "Mentions that arrived after their bucket had closed (older than the watermark).",
             registry=registry,
         )
+        self.terms_dropped = Counter(
+            "xwatch_terms_dropped_total",
+            "New terms a brand's term tracker did not count: the open bucket held as many "
+            "different terms as it counts (20,000; a flood of random hashtags).",
+            ["brand"],
+            registry=registry,
+        )
         self.event_time_gaps = Counter(
             "xwatch_event_time_gaps_total",
             "Holes of more than a day in a replayed stream's event time: the series went "

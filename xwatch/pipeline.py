@@ -88,6 +88,12 @@ from xwatch.sources import MAX_FUTURE_SKEW
 
 CHECKPOINT_CHUNK = 100  # series encoded at a time, between which the daemon lets posts in
 
+MATCH_CHARS = 5_000
+"""How much of a post brand matching, the rules and the term trackers read (the sentiment
+scorers read 2,000 characters): posts on X hold 280 characters, 25,000 at most. Folding
+(NFKC) can make text 18 times longer ("\ufdfa" is one character, 18 once folded), and
+a payload of 256 KiB of it took 0.3 s to fold: a stream of those would stall the daemon."""
+
 MAX_GAP = timedelta(days=1)
 """The longest the posts' event time may jump ahead as a stream (a replay, a backtest)
 without a gap in the data being assumed. A day without one post about any brand is a
@@ -732,11 +738,11 @@ class Pipeline:
             self.metrics.sentiment_texts.labels(label).inc(count)
 
     def _fold(self, text: str) -> tuple[str, set[str]]:
-        """The folded text and its words, worked out once per batch (brand matching and
-        the rules both need them)."""
+        """The folded text and its words, worked out once per batch (brand matching, the
+        rules and the term trackers all need them), of the text's first ``MATCH_CHARS``."""
         found = self._folds.get(text)
         if found is None:
-            folded = normalize(text)
+            folded = normalize(text[:MATCH_CHARS])
             found = self._folds[text] = (folded, words_of(folded))
         return found
 
@@ -1119,6 +1125,9 @@ class Pipeline:
         if tracker is None:
             return None
         closed = tracker.close_until(bucket.end.timestamp())
+        if tracker.dropped:
+            self.metrics.terms_dropped.labels(bucket.series.brand).inc(tracker.dropped)
+            tracker.dropped = 0
         return closed[-1] if closed else None
 
     def _term_alerts(

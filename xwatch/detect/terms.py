@@ -172,6 +172,7 @@ class _OpenTerms:
     """A tracker's open bucket: its posts, and per term its counts and samples."""
 
     posts: int = 0
+    dropped: int = 0  # new terms not counted: the bucket had ``BUCKET_TERMS`` already
     # term -> its posts, negatives and reach: tuples of numbers, which the garbage
     # collector soon stops tracking (a bucket holds thousands of terms, most used once)
     counts: dict[str, _Counts] = field(default_factory=dict)
@@ -186,6 +187,11 @@ class _OpenTerms:
 
 
 EARLY_PER_SAMPLE = 4  # a bucket keeps this many posts per sample an alert shows
+BUCKET_TERMS = 20_000
+"""The most different terms an open bucket counts; the posts' other new terms are
+dropped (``TermTracker.dropped``). A bucket of a busy brand uses a few thousand; a bot
+posting random hashtags would otherwise fill memory (191 bytes a term) and stall the
+bucket's close (which judges every term)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +263,7 @@ class TermTracker:
         self.open: dict[int, _OpenTerms] = {}
         self.next_index: int | None = None  # the next bucket to close
         self.emerging: tuple[TermSurge, ...] = ()  # of the last closed bucket
+        self.dropped = 0  # terms not counted since the owner last took this (BUCKET_TERMS)
 
     @property
     def width(self) -> int:
@@ -283,6 +290,9 @@ class TermTracker:
                 continue
             before = counts.get(term)
             if before is None:
+                if len(counts) >= BUCKET_TERMS:
+                    bucket.dropped += 1
+                    continue
                 count = 1
                 counts[term] = (1, negative, reach)
             else:
@@ -311,6 +321,7 @@ class TermTracker:
         closed = []
         for index in range(self.next_index, last):
             bucket = self.open.pop(index, None) or _OpenTerms()
+            self.dropped += bucket.dropped
             closed.append(self._judge(index, bucket))
             self.model.learn(
                 index * self.width, bucket.posts, {t: c[0] for t, c in bucket.counts.items()}

@@ -47,6 +47,9 @@ from xwatch.errors import PayloadError
 from xwatch.model import Author, Mention, utc
 
 MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_ID_CHARS = 128
+"""An id (a post's, an author's) longer than this is refused: X's are 19 digits, and the
+deduplicator keeps 200,000 of them (ids of 250 KiB would take 48 GiB)."""
 
 log = logging.getLogger("xwatch.sources.payload")
 
@@ -134,7 +137,7 @@ def mention_from_json(
         reposts=_count(metrics, "reposts", "metrics."),
         replies=_count(metrics, "replies", "metrics."),
         quotes=_count(metrics, "quotes", "metrics."),
-        brands=tuple(named) or brands,
+        brands=tuple(dict.fromkeys(named)) or brands,  # a brand named twice is one
     )
 
 
@@ -160,6 +163,8 @@ def mentions_from_x(
             raise PayloadError(
                 "wrong_type", f"data.author_id: expected a string, found {_kind(author_id)}"
             )
+        if author_id is not None:
+            _short_id(author_id, "data.author_id")
         user = users.get(author_id, {})
         handle = user.get("username", "") if isinstance(user.get("username"), str) else ""
         metrics = post.get("public_metrics", {})
@@ -206,7 +211,7 @@ def _kind(value: object) -> str:
 
 def _id(obj: Mapping[str, Any], key: str, prefix: str = "") -> str:
     value = obj.get(key)
-    if type(value) is str and value:
+    if type(value) is str and 0 < len(value) <= MAX_ID_CHARS:
         return value
     if key not in obj:
         raise PayloadError("missing_field", f"{prefix}{key} is missing")
@@ -215,7 +220,16 @@ def _id(obj: Mapping[str, Any], key: str, prefix: str = "") -> str:
         raise PayloadError(
             "wrong_type", f"{prefix}{key}: expected a string id, found {_kind(value)}"
         )
-    return str(value)
+    return _short_id(str(value), f"{prefix}{key}")
+
+
+def _short_id(value: str, name: str) -> str:
+    if len(value) > MAX_ID_CHARS:
+        raise PayloadError(
+            "wrong_type",
+            f"{name}: expected an id of at most {MAX_ID_CHARS} characters, found {len(value):,}",
+        )
+    return value
 
 
 def _str(obj: Mapping[str, Any], key: str, *, required: bool = False, prefix: str = "") -> str:
@@ -287,7 +301,7 @@ def _time_of(value: str, name: str) -> datetime:
 # bounds stop at 2**63 - 1, so a count beyond that is read the long way
 _COUNT_MAX = 2**63 - 1
 _Count = Annotated[int, msgspec.Meta(ge=0, le=_COUNT_MAX)]
-_Id = Annotated[str, msgspec.Meta(min_length=1)]
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 class _FastAuthor(msgspec.Struct, frozen=True):
@@ -342,7 +356,7 @@ class _FastMention(msgspec.Struct, frozen=True):
             reposts=metrics.reposts or 0,
             replies=metrics.replies or 0,
             quotes=metrics.quotes or 0,
-            brands=tuple(self.brands) or brands,
+            brands=tuple(dict.fromkeys(self.brands)) or brands,
         )
 
 
