@@ -182,18 +182,10 @@ def test_bad_payloads_have_a_reason(raw: bytes, reason: str) -> None:
 
 def test_a_brand_named_twice_is_named_once() -> None:
     """Naming a brand 20,000 times in one post counted it 20,000 times."""
-    for doc in (
-        {"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z", "brands": ["kb"] * 500},
-        {"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z", "brands": ["kb", 1]},
-    ):
-        try:
-            [post] = parse_payload(dumps(doc), "t")
-        except PayloadError:
-            continue  # the second: a brand that is not a string, refused
-        assert post.brands == ("kb",)
-    [post] = _read(dumps({"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z",
-                          "brands": ["kb", "acme", "kb"]}), "t", ())  # fmt: skip
-    assert post.brands == ("kb", "acme")
+    post = {"id": "1", "text": "x", "created_at": "2026-11-16T09:00:00Z"}
+    [fast] = parse_payload(dumps({**post, "brands": ["kb"] * 500}), "t")
+    [slow] = _read(json.dumps({**post, "brands": ["kb", "acme", "kb"]}), "t", ())
+    assert (fast.brands, slow.brands) == (("kb",), ("kb", "acme"))
 
 
 @pytest.mark.parametrize(
