@@ -79,6 +79,32 @@ def test_checkpoints_round_trip(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ("state = '{\"level\": 1'", "is damaged: "),
+        ("state = '" + "[" * 100_000 + "'", "is damaged: maximum recursion depth"),
+        ("saved_at = 'yesterday'", "is damaged: Invalid isoformat string"),
+        ("scale_seconds = 'abc'", "a row of the wrong types (str, str, str,"),
+        ("topic = x'00ff'", "a row of the wrong types (str, bytes,"),
+    ],
+)
+def test_a_damaged_checkpoint_row_is_refused_naming_it(
+    tmp_path: Path, update: str, message: str
+) -> None:
+    """A store edited by hand, or damaged: one line saying which row and what is wrong,
+    not a traceback (a RecursionError, a ValueError, a TypeError)."""
+    path = tmp_path / "xwatch.sqlite3"
+    with Store.open(path) as store:
+        store.save_checkpoints(checkpoints(SeriesKey("b", "", 300)), saved_at=SAVED_AT)
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE detector_checkpoints SET {update} WHERE measure = 'volume'")
+    with Store.open(path) as store, pytest.raises(StoreError) as caught:
+        store.load_checkpoints()
+    assert str(caught.value).startswith(f"{path}: the checkpoint of 'b'/")
+    assert message in str(caught.value)
+
+
 def test_a_save_replaces_the_whole_checkpoint(tmp_path: Path) -> None:
     kept, dropped = SeriesKey("b", "", 300), SeriesKey("gone", "", 300)
     with Store.open(tmp_path / "s.sqlite3") as store:
@@ -169,3 +195,25 @@ def test_the_store_path_resolves_against_the_config_folder(project: Path) -> Non
 def test_the_embedded_demo_config_keeps_no_state(in_repo_root: Path) -> None:
     config, _ = load_config(None)
     assert not config.store.enabled
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ("created_at = 'soon'", "label 1 is damaged: Invalid isoformat string"),
+        ("text = x'6869ff'", "label 1 is a row of the wrong types (int, str, bytes,"),
+    ],
+)
+def test_a_damaged_label_row_is_refused_naming_it_and_leaves_no_file(
+    tmp_path: Path, update: str, message: str
+) -> None:
+    path = tmp_path / "xwatch.sqlite3"
+    with Store.open(path) as store:
+        store.add_label("1", "this is broken", "negative", source="api", who="me", lang="en")
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE sentiment_labels SET {update} WHERE id = 1")
+    out = tmp_path / "labels.jsonl"
+    with Store.open(path) as store, pytest.raises(StoreError) as caught:
+        store.export_labels(out)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir() if "labels" in p.name) == []

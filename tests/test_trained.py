@@ -684,3 +684,18 @@ def test_a_training_line_that_is_not_an_example_is_named(tmp_path: Path, line: s
     path.write_text(f'{{"text": "good", "label": "positive"}}\n{line}\n', "utf-8")
     with pytest.raises(ModelError, match=f"^{path}:2: expected"):
         read_examples(path)
+
+
+def test_training_lines_end_at_newlines_only_and_a_bom_is_not_json(tmp_path: Path) -> None:
+    """json.dumps(ensure_ascii=False) writes U+2028 as it is: that is inside a text."""
+    path = tmp_path / "labelled.jsonl"
+    lines = [
+        json.dumps(
+            {"text": "still broken\u2028after the update", "label": "negative"}, ensure_ascii=False
+        ),
+        json.dumps({"text": "works\u0085fine", "label": "positive"}, ensure_ascii=False),
+    ]
+    path.write_text("\ufeff" + "\r\n".join(lines) + "\n", "utf-8")
+    examples, skipped = read_examples(path)
+    assert [e.text for e in examples] == ["still broken\u2028after the update", "works\u0085fine"]
+    assert skipped == 0

@@ -532,6 +532,8 @@ def sentiment(stdin: TextIO, out: TextIO, fallback_lang: str, model: Path | None
         batch.clear()
 
     for line_no, line in enumerate(stdin, start=1):
+        if line_no == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark is not JSON
         if not line.strip():
             continue
         try:

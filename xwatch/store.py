@@ -359,21 +359,23 @@ class Store:
                 ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the checkpoint from {self.path}: {exc}") from exc
-        items = []
-        for brand, topic, scale, measure, detector, version, state, saved_at in rows:
-            series = SeriesKey(brand, topic, scale)
-            try:
-                data = json.loads(state)
-            except ValueError as exc:
-                raise StoreError(
-                    f"{self.path}: the checkpoint of {series} ({measure}) is not JSON: {exc}"
-                ) from exc
-            items.append(
-                Checkpoint(
-                    series, measure, detector, version, data, datetime.fromisoformat(saved_at)
-                )
-            )
-        return items
+        return [self._checkpoint_of(row) for row in rows]
+
+    def _checkpoint_of(self, row: tuple[Any, ...]) -> Checkpoint:
+        """One checkpoint row, or a ``StoreError`` saying what is wrong with it (a store
+        edited by hand, or damaged: the daemon stops saying so, rather than later)."""
+        brand, topic, scale, measure, detector, version, state, saved_at = row
+        where = f"{self.path}: the checkpoint of {brand!r}/{topic!r}@{scale!r} ({measure!r})"
+        types = (str, str, int, str, str, int, str, str)
+        if any(type(value) is not kind for value, kind in zip(row, types, strict=True)):
+            found = ", ".join(type(value).__name__ for value in row)
+            raise StoreError(f"{where}: a row of the wrong types ({found})")
+        try:
+            data = json.loads(state)
+            when = datetime.fromisoformat(saved_at)
+        except (ValueError, RecursionError) as exc:
+            raise StoreError(f"{where} is damaged: {exc}") from exc
+        return Checkpoint(SeriesKey(brand, topic, scale), measure, detector, version, data, when)
 
     # -- sentiment labels -----------------------------------------------------------------
 
@@ -476,9 +478,11 @@ class Store:
                 for item in items:
                     out.write(training_line(item))
             os.replace(partial, target)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: text no encoder writes
             partial.unlink(missing_ok=True)
             raise StoreError(f"cannot write the labels to {target}: {exc}") from exc
+        finally:
+            partial.unlink(missing_ok=True)
         return len(items)
 
     def _read_labels(self, sql: str, params: tuple[int, ...]) -> list[StoredLabel]:
@@ -487,20 +491,19 @@ class Store:
                 rows = self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the labels from {self.path}: {exc}") from exc
-        return [
-            StoredLabel(
-                int(row_id),
-                post_id,
-                text,
-                lang,
-                label,
-                source,
-                who,
-                alert,
-                datetime.fromisoformat(created_at),
-            )
-            for row_id, post_id, text, lang, label, source, who, alert, created_at in rows
-        ]
+        return [self._label_of(row) for row in rows]
+
+    def _label_of(self, row: tuple[Any, ...]) -> StoredLabel:
+        """One label row, or a ``StoreError`` naming it (a store edited by hand)."""
+        row_id, post_id, text, lang, label, source, who, alert, created_at = row
+        if type(row_id) is not int or any(type(value) is not str for value in row[1:]):
+            found = ", ".join(type(value).__name__ for value in row)
+            raise StoreError(f"{self.path}: label {row_id!r} is a row of the wrong types ({found})")
+        try:
+            at = datetime.fromisoformat(created_at)
+        except ValueError as exc:
+            raise StoreError(f"{self.path}: label {row_id} is damaged: {exc}") from exc
+        return StoredLabel(row_id, post_id, text, lang, label, source, who, alert, at)
 
     # -- incidents, silences, the outbox -------------------------------------------------
 

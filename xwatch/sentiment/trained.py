@@ -614,7 +614,9 @@ def read_examples(path: Path, lang: str | None = None) -> tuple[list[Example], i
     examples: list[Example] = []
     skipped = 0
     try:
-        lines = path.read_text("utf-8").splitlines()
+        # JSON lines end at "\n" only: a text may hold U+2028 as it is (splitlines() cut
+        # there); a byte-order mark, as some editors write one, is not JSON
+        lines = path.read_text("utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: cannot read: {exc}") from exc
     for number, line in enumerate(lines, start=1):
