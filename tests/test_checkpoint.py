@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import io
 import json
 import logging
+import math
 import random
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -503,10 +506,10 @@ def test_a_checkpoint_is_a_snapshot(settings: Settings) -> None:
     assert json.dumps([c.state for c in items]) == before
 
 
-def checkpoints_of(pipeline: Pipeline, history: list[Bucket]) -> list[Checkpoint]:
-    """Checkpoints of the brand's 5-minute series after learning ``history``."""
-    series = SeriesKey(pipeline.config.brands[0].id, "", 300)
-    detectors = default_detectors(300)
+def checkpoints_of(pipeline: Pipeline, history: list[Bucket], scale: int = 300) -> list[Checkpoint]:
+    """Checkpoints of the brand's series at ``scale`` after learning ``history``."""
+    series = SeriesKey(pipeline.config.brands[0].id, "", scale)
+    detectors = default_detectors(scale)
     for b in history:
         for detector in detectors:
             detector.learn_one(Bucket(series, b.start, b.end, b.count, b.negative, b.reach))
@@ -517,18 +520,15 @@ def test_a_refused_series_starts_fresh_and_the_others_are_restored(settings: Set
     pipeline = RecordingPipeline(settings)
     brand = settings.config.brands[0].id
     good = checkpoints_of(pipeline, buckets(300, days=1, seed=5))
-    moved = [
-        Checkpoint(SeriesKey(brand, "", 900), c.measure, c.detector, c.version, c.state, c.saved_at)
-        for c in good
-    ]
+    moved = checkpoints_of(pipeline, buckets(900, days=1, seed=5), scale=900)
     # one detector of the 15-minute series is from another version: the whole series is refused
-    moved[1] = Checkpoint(
-        moved[1].series,
-        moved[1].measure,
-        moved[1].detector,
-        moved[1].version,
-        moved[1].state | {"version": 0},
-        moved[1].saved_at,
+    moved[0] = Checkpoint(
+        moved[0].series,
+        moved[0].measure,
+        moved[0].detector,
+        moved[0].version,
+        moved[0].state | {"version": 0},
+        moved[0].saved_at,
     )
     gone = [
         Checkpoint(SeriesKey("acme", "", 300), c.measure, c.detector, c.version, c.state)
@@ -817,3 +817,84 @@ async def test_a_failed_checkpoint_is_counted_and_logged_and_the_daemon_goes_on(
     assert daemon.store_problem.startswith("store not writable: cannot save the checkpoint")
     daemon.stop.clear()  # as if it were still running
     assert daemon._ready() == (False, daemon.store_problem)
+
+
+def test_a_state_learned_at_another_width_is_refused(settings: Settings) -> None:
+    """A 5-minute series' state put under the 15-minute series (a store edited by hand)."""
+    pipeline = RecordingPipeline(settings)
+    brand = settings.config.brands[0].id
+    fifteen = SeriesKey(brand, "", 900)
+    moved = [
+        Checkpoint(fifteen, c.measure, c.detector, c.version, c.state, c.saved_at)
+        for c in checkpoints_of(pipeline, buckets(300, days=1, seed=5))
+    ]
+    refusals: list[str] = []
+    assert pipeline.restore(moved, lambda series, exc: refusals.append(str(exc))) == (0, 1)
+    assert refusals == ["volume: learned at 300 s, the series counts at 900 s"]
+
+
+def _edited(state: dict[str, Any], path: str, value: object) -> dict[str, Any]:
+    """A copy of ``state`` with ``fields.<path>`` set to ``value`` (a hand edit)."""
+    edited: dict[str, Any] = json.loads(json.dumps(state))
+    *parents, last = path.split(".")
+    target = edited["fields"]
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return edited
+
+
+@pytest.mark.parametrize(
+    ("measure", "path", "value", "message"),
+    [
+        ("volume", "level", math.nan, "volume.level: nan is not a number"),
+        ("volume", "level", math.inf, "volume.level: inf is not a number"),
+        ("volume", "daily", [1.0, 1.0, 1.0], "volume.daily: 3 items, expected 24"),
+        ("volume", "learned", -5, "volume.learned: -5, a count or a level, is below zero"),
+        ("volume", "level", -50.0, "volume.level: -50.0, a count or a level, is below zero"),
+        ("volume", "params.cusum_share", 0.0, "volume: the restored state fails on a bucket"),
+        ("volume", "params.shift_factor", 0.0, "volume: the restored state fails on a bucket"),
+        ("volume", "daily", [1.0] * 5_000_000, "volume.daily: 5,000,000 items, expected 24"),
+        ("negative_share", "hour_factors", [1.0], "hour_factors: 1 items, expected 24"),
+        ("negative_share", "width_seconds", 0, "negative_share: learned at 0 s"),
+    ],
+)
+def test_a_restored_state_with_values_that_cannot_work_is_refused(
+    settings: Settings, measure: str, path: str, value: object, message: str
+) -> None:
+    """Each of these passed the type checks, then stopped the daemon at its first bucket
+    (again at each start), or (NaN) silenced the series for good."""
+    pipeline = RecordingPipeline(settings)
+    good = checkpoints_of(pipeline, buckets(300, days=2, seed=5))
+    damaged = [
+        dataclasses.replace(c, state=_edited(c.state, path, value)) if c.measure == measure else c
+        for c in good
+    ]
+    refusals: list[str] = []
+    assert pipeline.restore(damaged, lambda series, exc: refusals.append(str(exc))) == (0, 1)
+    assert message in refusals[0], refusals
+    # the series starts fresh, and works
+    pipeline.feed([post("kettlebird is fine", at=60.0 * i, id=f"f{i}") for i in range(30)])
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("params.halflife_seconds", 0.0, "term_volume: the restored model fails on a bucket"),
+        ("unit", math.nan, "term_volume.unit: nan is not a number"),
+    ],
+)
+def test_a_restored_term_model_that_cannot_work_is_refused(
+    path: str, value: object, message: str
+) -> None:
+    model = TermModel(300)
+    model.learn(T0.timestamp(), 10, {"kettle": 3})
+    checkpoint = Checkpoint(
+        SeriesKey("b", "", 300),
+        "term_volume",
+        "TermModel",
+        STATE_VERSION,
+        _edited(to_state(model), path, value),
+    )
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        restore_term_model(checkpoint, 300)

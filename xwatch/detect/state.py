@@ -15,6 +15,14 @@ and what was found when its version differs (bump ``STATE_VERSION`` whenever a
 detector's state changes meaning), when its class is not registered, or when the
 fields differ; it is never half-loaded. The caller starts that series fresh.
 
+The values are checked too (``restore_series``, ``restore_term_model``), since a store
+can be damaged or edited by hand: every number finite, every list of a fixed length
+(a day's 24 hours, a week's 7 days) that length, or emptied, and the others bounded, the width the
+series' own, and then the restored detectors, copies of them, must judge and learn a
+bucket without an error and give finite figures. A damaged state is refused then,
+naming what is wrong, rather than stopping the daemon at its first bucket (again at
+each start) or silencing the series for good (a NaN level never alerts).
+
 Unless an earlier version can be upgraded: ``UPGRADES`` holds, for a version, the
 fingerprints its classes had and how to turn their fields into the next version's
 (a field added with the value that means what the old state meant). An upgrade that
@@ -26,10 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
@@ -38,7 +47,7 @@ from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.terms import TermModel
 from xwatch.detect.volume import DAY, CountDetector, CountParams
 from xwatch.errors import XwatchError
-from xwatch.model import Measure, SeriesKey
+from xwatch.model import Bucket, Measure, SeriesKey
 
 STATE_VERSION = 10  # bump whenever a detector's state changes meaning
 
@@ -570,6 +579,9 @@ def restore_series(
     detectors = fresh()
     by_measure = {d.measure.value: i for i, d in enumerate(detectors)}
     for checkpoint in checkpoints:
+        index = by_measure.get(checkpoint.measure)
+        if index is not None:  # before the work of building it
+            _check_values(checkpoint, detectors[index])
         restored = from_state(checkpoint.state)
         if restored.measure.value != checkpoint.measure:
             raise CheckpointError(
@@ -588,11 +600,137 @@ def restore_series(
                 f"the checkpoint holds a {type(restored).__name__}"
             )
         detectors[index] = restored
+    _check_working(checkpoints)
     return detectors
+
+
+MAX_LIST = 100_000
+"""The longest a list in a restored state may be whose fresh length is not fixed (the
+calibration's tails keep a few hundred items)."""
+_PROBE_ERRORS = (ArithmeticError, ValueError, IndexError, KeyError, TypeError, AttributeError)
+NON_NEGATIVE = frozenset(
+    {
+        # counts (of buckets, posts, days) and the levels, factors and rates made of them
+        "learned", "seen_posts", "outlier_run", "held_up", "held_down", "buckets",
+        "posts", "negatives", "observed", "expected", "unseen", "weekly_seen", "warmup_n",
+        "day_buckets", "hour_posts", "hour_negatives", "hour_expected", "weekday_posts",
+        "weekday_negatives", "today_posts", "today_negatives", "level", "calm_level",
+        "shift_from", "week_high", "week_low", "dispersion", "daily", "weekly",
+        "hour_factors", "weekday_factors", "trusted_mean", "unit",
+    }
+)  # fmt: skip
+"""Fields (of any detector class, or of a record in one) that are never below zero: a
+negative count is a damaged state (``learned`` of -5 divided by zero five buckets on;
+a level of -50 made every bucket an alert)."""
+
+
+def _check_values(checkpoint: Checkpoint, fresh: Any) -> None:
+    """The restored state's values against a fresh detector of its series: the same
+    width, numbers finite, fixed-length lists of their length, the others bounded."""
+    fields = checkpoint.state.get("fields") if isinstance(checkpoint.state, Mapping) else None
+    if not isinstance(fields, Mapping):
+        return  # from_state has refused it already
+    width = fields.get("width_seconds")
+    if width != fresh.width_seconds:
+        raise CheckpointError(
+            f"{checkpoint.measure}: learned at {width!r} s, the series counts at "
+            f"{fresh.width_seconds} s"
+        )
+    if checkpoint.version == STATE_VERSION:  # an older one's fields may differ: probed
+        _check_like(fields, _fresh_fields(fresh), checkpoint.measure)
+    else:
+        _check_like(fields, None, checkpoint.measure)
+
+
+_FRESH_FIELDS: dict[tuple[type[Any], str, int], Any] = {}
+
+
+def _fresh_fields(fresh: Any) -> Any:
+    """``to_state(fresh)["fields"]``, once per class, measure and width."""
+    key = (type(fresh), fresh.measure.value, fresh.width_seconds)
+    found = _FRESH_FIELDS.get(key)
+    if found is None:
+        found = _FRESH_FIELDS[key] = to_state(fresh)["fields"]
+    return found
+
+
+def _check_like(value: Any, fresh: Any, where: str, positive: bool = False) -> None:
+    """``value`` (restored) against ``fresh`` (its fresh detector's, or None): numbers
+    finite (and not below zero where ``positive``), lists of the fresh length or bounded."""
+    if isinstance(value, Mapping):
+        if len(value) > MAX_LIST:
+            raise CheckpointError(f"{where}: {len(value):,} items, at most {MAX_LIST:,}")
+        numbers = list(value.values())
+        if _numbers_fine(numbers, where, positive):
+            return
+        for key, item in value.items():
+            kind = type(item)
+            if kind is float or kind is int:  # most fields: no call for them
+                if not math.isfinite(item) or (item < 0 and key in NON_NEGATIVE):
+                    _numbers_fine([item], f"{where}.{key}", key in NON_NEGATIVE)
+            elif kind is not str and kind is not bool and item is not None:
+                like = fresh.get(key) if isinstance(fresh, Mapping) else None
+                _check_like(item, like, f"{where}.{key}", key in NON_NEGATIVE)
+    elif isinstance(value, list):
+        if isinstance(fresh, list) and fresh and len(value) not in (0, len(fresh)):
+            # (the warm-up's lists are emptied once it is over)
+            raise CheckpointError(f"{where}: {len(value):,} items, expected {len(fresh)}")
+        if len(value) > MAX_LIST:
+            raise CheckpointError(f"{where}: {len(value):,} items, at most {MAX_LIST:,}")
+        if _numbers_fine(value, where, positive):
+            return
+        like = fresh[0] if isinstance(fresh, list) and fresh else None
+        for item in value:
+            _check_like(item, like, where, positive)
+    else:
+        _numbers_fine([value], where, positive)
+
+
+def _numbers_fine(values: list[Any], where: str, positive: bool) -> bool:
+    """True when ``values`` are all plain numbers, and fine; False when some are not
+    numbers (to be looked into); ``CheckpointError`` when a number is not fine."""
+    if not all(type(x) is float or type(x) is int for x in values):
+        return False
+    if not all(map(math.isfinite, values)):
+        bad = next(x for x in values if not math.isfinite(x))
+        raise CheckpointError(f"{where}: {bad!r} is not a number this state can hold")
+    if positive and values and min(values) < 0:
+        raise CheckpointError(f"{where}: {min(values)!r}, a count or a level, is below zero")
+    return True
+
+
+def _check_working(checkpoints: Sequence[Checkpoint]) -> None:
+    """Copies of the restored detectors judge and learn one bucket (the next one by the
+    wall clock: what a restarted daemon gives them first); any error, or a figure that
+    is not a number, refuses the series."""
+    if not checkpoints:
+        return
+    series = checkpoints[0].series
+    width = series.scale_seconds
+    start = datetime.fromtimestamp(datetime.now(UTC).timestamp() // width * width, UTC)
+    bucket = Bucket(series, start, start + timedelta(seconds=width), 10, 2, 0)
+    for checkpoint in checkpoints:
+        copy = from_state(checkpoint.state)
+        try:
+            signal = copy.score_one(bucket)
+            copy.learn_one(bucket)
+        except _PROBE_ERRORS as exc:
+            raise CheckpointError(
+                f"{checkpoint.measure}: the restored state fails on a bucket: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        figures = (signal.expected, signal.low, signal.high, signal.likelihood)
+        if not all(math.isfinite(x) for x in figures):
+            raise CheckpointError(
+                f"{checkpoint.measure}: the restored state judges a bucket as {figures}"
+            )
 
 
 def restore_term_model(checkpoint: Checkpoint, width_seconds: int) -> TermModel:
     """A tracker's new-term model from its checkpoint, or ``CheckpointError`` saying why."""
+    fields = checkpoint.state.get("fields") if isinstance(checkpoint.state, Mapping) else None
+    if checkpoint.version == STATE_VERSION and isinstance(fields, Mapping):
+        _check_like(fields, _fresh_fields(TermModel(width_seconds)), "term_volume")
     restored = from_state(checkpoint.state)
     if not isinstance(restored, TermModel):
         raise CheckpointError(
@@ -603,5 +741,16 @@ def restore_term_model(checkpoint: Checkpoint, width_seconds: int) -> TermModel:
             f"the term model was learned at {restored.width_seconds} s, "
             f"its tracker counts at {width_seconds} s"
         )
+    copy = from_state(checkpoint.state)
+    assert isinstance(copy, TermModel)
+    try:  # a copy learns a bucket, and says how usual a term is
+        copy.learn(datetime.now(UTC).timestamp() // width_seconds * width_seconds, 10, {"x": 1})
+        usual = copy.usual("x")
+    except _PROBE_ERRORS as exc:
+        raise CheckpointError(
+            f"term_volume: the restored model fails on a bucket: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not math.isfinite(usual):
+        raise CheckpointError(f"term_volume: the restored model gives a term's share as {usual}")
     restored.intern_terms()  # one string per word, shared with the other brands' models
     return restored
