@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -149,3 +149,31 @@ def test_posts_backfilled_after_a_gap_are_counted_not_late(project: Path) -> Non
     assert registry.get_sample_value(
         "xwatch_mentions_processed_total", {"brand": "kettlebird"}
     ) == 1 + len(backfill)
+
+
+def test_a_wall_clock_step_ahead_ticks_by_the_time_that_passed() -> None:
+    """An NTP step or a resumed VM: a tick hours ahead would close those hours' buckets
+    as empty (a false volume drop) and make every post after it late."""
+    from xwatch.daemon import WallSteps
+
+    mono = [0.0]
+    steps = WallSteps(lambda: mono[0])
+    wall = datetime(2026, 11, 16, 9, tzinfo=UTC)
+
+    def tick(seconds_passed: float, wall_now: datetime) -> tuple[datetime, float | None]:
+        mono[0] += seconds_passed
+        return steps.at(wall_now)
+
+    assert tick(0, wall) == (wall, None)
+    assert tick(1, wall + timedelta(seconds=1)) == (wall + timedelta(seconds=1), None)
+    # a glitch of 6 hours for one tick: ticked by the time that passed, and said once
+    at, step = tick(1, wall + timedelta(hours=6, seconds=2))
+    assert (at, step) == (wall + timedelta(seconds=2), 6 * 3600.0)
+    assert tick(1, wall + timedelta(seconds=3)) == (wall + timedelta(seconds=3), None)
+    # a step that stays: the time that passed, however long, and said once
+    assert tick(1, wall + timedelta(hours=3, seconds=4))[1] == 3 * 3600.0
+    assert tick(1, wall + timedelta(hours=3, seconds=5)) == (wall + timedelta(seconds=5), None)
+    # a step back: the wall clock again (the event clock never goes back anyway)
+    back = wall - timedelta(hours=1)
+    assert tick(1, back) == (back, None)
+    assert tick(1, back + timedelta(seconds=1)) == (back + timedelta(seconds=1), None)

@@ -111,6 +111,9 @@ async def test_a_read_only_store_is_survived_surfaced_and_recovered_from(
             assert not record.incident.is_open
             assert len(slack.top_level()) == 1  # still the one message
             assert store.message_ref("slack", incident_id) is not None  # saved at last
+            # what the book did while the store refused was kept, and written in order
+            kinds = [entry.kind for entry in record.timeline]
+            assert kinds.index("opened") < kinds.index("acknowledged") < kinds.index("resolved")
         finally:
             daemon.stop.set()
             source.finish.set()

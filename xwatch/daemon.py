@@ -113,6 +113,7 @@ PROGRESS_SECONDS = 5.0
 CATCH_UP_SECONDS = 300.0  # after a reconnect, wait this long at most for a source's backlog
 WATCH_SECONDS = 2.0  # how often the rules and playbooks folders are checked for changes
 RESTART_SECONDS = (1.0, 300.0)  # a failed live source starts again after this, doubling
+MAX_UNSAVED = 10_000  # incident changes kept while the store fails (the oldest go first)
 
 
 class _EndOfSources:
@@ -217,6 +218,36 @@ def build_notifiers(
     return notifiers
 
 
+class WallSteps:
+    """The wall time to tick with: the wall clock, unless it has jumped ahead of the time
+    that passed (``monotonic``), as an NTP step, a VM resumed or a bad clock does; then
+    the time the daemon saw pass, until the wall clock is back in line. One tick at a
+    wall time hours ahead would close those hours' buckets as empty (a false "volume
+    drop"), and every post after it, until then, would be late: the daemon blind."""
+
+    SLACK_SECONDS = 5.0  # steps smaller than this are the wall clock's usual corrections
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self._anchor: tuple[datetime, float] | None = None  # (wall, monotonic) in line
+        self._stepped = False
+
+    def at(self, wall: datetime) -> tuple[datetime, float | None]:
+        """The time to tick with, and the step in seconds when one has just begun."""
+        mono = self._monotonic()
+        if self._anchor is not None:
+            anchor_wall, anchor_mono = self._anchor
+            passed = anchor_wall + timedelta(seconds=mono - anchor_mono)
+            ahead = (wall - passed).total_seconds()
+            if ahead > self.SLACK_SECONDS:
+                began = not self._stepped
+                self._stepped = True
+                return passed, ahead if began else None
+        self._anchor = (wall, mono)  # in line, or behind (a step back moves nothing)
+        self._stepped = False
+        return wall, None
+
+
 class Daemon:
     def __init__(
         self,
@@ -301,6 +332,9 @@ class Daemon:
         # Incidents, silences and the outbox: the store, or without one a private
         # in-memory store (pages and API work; a restart forgets them).
         self.records: Store | None = None
+        # what the incident book did that the store has not taken yet (it was locked or
+        # failing): written before anything newer, at the next change or checkpoint
+        self._unsaved: list[Change] = []
         self.silence_numbers = 0
         self.failing: set[str] = set()  # notifiers whose last attempt failed (retrying)
         self.store_problem = None  # why the last write to the store failed, for /readyz
@@ -515,8 +549,10 @@ class Daemon:
             await self._checkpoint()
 
     async def _checkpoint(self, *, final: bool = False) -> None:
-        """Save every detector's state; a failure is logged and counted, never fatal."""
+        """Save every detector's state; a failure is logged and counted, never fatal.
+        Incident changes the store refused before are written first."""
         assert self.store is not None
+        self._save_changes()
         started = time.perf_counter()
         try:
             rows: list[CheckpointRow] = []
@@ -829,9 +865,20 @@ class Daemon:
         await self.queue.put(_EndOfSources())
 
     async def _tick(self) -> None:
+        steps = WallSteps(time.monotonic)
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            self.tick(self.clock.now())
+            now, step = steps.at(self.clock.now())
+            if step is not None:
+                self.metrics.clock_steps.inc()
+                log.warning(
+                    "the wall clock jumped %.0f s ahead of the time that passed: the buckets "
+                    "close by the time that passed until it is back in line (posts still "
+                    "move event time)",
+                    step,
+                    extra={"event": "clock_step", "seconds": step},
+                )
+            self.tick(now)
 
     def tick(self, now: datetime) -> None:
         """Wall time passing closes the buckets of a silent feed, but not while the daemon
@@ -945,24 +992,39 @@ class Daemon:
         """Store what the book did (before anything is sent), then queue its notices."""
         if not changes:
             return
-        if self.records is not None:
-            try:
-                self.records.record_changes(changes)
-            except StoreError as exc:  # sending beats not sending: go on, say so
-                self._store_failed("incidents", exc)
-                log.error(
-                    "incidents not saved (their notifications are sent anyway): %s",
-                    exc,
-                    extra={"event": "incidents_not_saved"},
-                )
-            else:
-                self._store_written()
+        self._unsaved.extend(changes)
+        self._save_changes()
         for change in changes:
             if any(e.kind == "opened" for e in change.entries):
                 self.metrics.incidents_opened.labels(change.incident.severity.value).inc()
             for notice in change.notices:
                 self._enqueue(notice)
         self._incident_metrics()
+
+    def _save_changes(self) -> None:
+        """Write what the store has not taken yet, oldest first. While it fails, the
+        notifications are sent all the same, and the changes wait in memory (at most
+        ``MAX_UNSAVED``) to be written at the next change, checkpoint or stop: a store
+        locked for a few seconds must not lose an incident or a notice for good."""
+        if self.records is None or not self._unsaved:
+            self._unsaved.clear()
+            return
+        try:
+            self.records.record_changes(self._unsaved)
+        except StoreError as exc:  # sending beats not sending: go on, say so
+            self._store_failed("incidents", exc)
+            if len(self._unsaved) > MAX_UNSAVED:
+                del self._unsaved[: len(self._unsaved) - MAX_UNSAVED]
+            log.error(
+                "incidents not saved yet (their notifications are sent anyway; %d changes "
+                "wait to be written): %s",
+                len(self._unsaved),
+                exc,
+                extra={"event": "incidents_not_saved", "waiting": len(self._unsaved)},
+            )
+        else:
+            self._unsaved.clear()
+            self._store_written()
 
     def _incident_metrics(self) -> None:
         self.metrics.incidents_open.set(len(self.book.incidents))

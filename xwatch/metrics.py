@@ -93,6 +93,12 @@ class Metrics:
             ["brand"],
             registry=registry,
         )
+        self.clock_steps = Counter(
+            "xwatch_clock_steps_total",
+            "Times the wall clock jumped ahead of the time that passed (an NTP step, a VM "
+            "resumed): the buckets closed by the time that passed until it was back in line.",
+            registry=registry,
+        )
         self.event_time_gaps = Counter(
             "xwatch_event_time_gaps_total",
             "Holes of more than a day in a replayed stream's event time: the series went "
