@@ -230,6 +230,32 @@ async def test_mentions_arrive_with_brands_from_the_topic_and_bad_payloads_are_s
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_retained_message_is_skipped_not_taken_as_a_new_post(
+    broker: Broker, run: Callable[[MqttSource], Consumer], protocol: str
+) -> None:
+    """A retained message is a topic's last post, sent because of a subscription (under
+    3.1.1 at every connection), however old: as a daemon's first post it started every
+    series days back (a false volume drop at each restart)."""
+    root = unique()
+    topic = f"{root}/xwatch/mentions/acme"
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        await client.publish(
+            topic, post("old", created_at="2026-11-14T09:00:00Z"), qos=1, retain=True
+        )
+    report = RecordingReport()
+    async with asyncio.timeout(WAIT_SECONDS):
+        consumer = run(MqttSource(config(broker, root, protocol=protocol), report))
+        await until(lambda: report.up, consumer)
+        await publish(broker, [(topic, post("new"))])
+        await until(lambda: len(consumer.mentions) >= 1, consumer)
+    assert consumer.ids == ["new"]
+    assert report.kinds() == ["retained"]
+    async with aiomqtt.Client(broker.host, broker.port) as client:  # clear it from the broker
+        await client.publish(topic, b"", qos=1, retain=True)
+
+
+@pytest.mark.asyncio
 async def test_an_mqtt5_source_has_paho_decode_properties_with_shared_tables(
     broker: Broker, run: Callable[[MqttSource], Consumer]
 ) -> None:

@@ -34,7 +34,7 @@ PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
         "warm_start",
         "crashed",
     ),
-    "mqtt": ("crashed",),
+    "mqtt": ("crashed", "retained"),
     "webhook": ("unauthorized", "queue_full"),
 }
 """The problems each type of source reports (``xwatch_source_problems_total{kind}``)."""

@@ -263,6 +263,13 @@ class MqttSource:
 
     def _mentions(self, message: aiomqtt.Message) -> list[Mention]:
         topic = message.topic.value
+        if message.retain:
+            # sent because a subscription was made (MQTT 3.1.1: at every connection), not
+            # because it was published to it: the topic's last post, however old. As a
+            # daemon's first post it would start every series then (days of empty buckets,
+            # a false volume drop). Posts queued for the session come with retain 0.
+            self.report.problem(self.name, "retained", f"{topic}: a retained message, skipped")
+            return []
         brand: tuple[str, ...] = ()
         if self.config.brand_from_topic:
             levels = topic.split("/")
