@@ -152,3 +152,19 @@ def test_a_reload_starts_and_stops_term_tracking_and_mention_rules(project: Path
     assert pipeline.terms[("kettlebird", 900)] is not tracker
     post = mention("kettlebird", at=5, followers=2_000_000)
     assert [e.alert.rule_id for e in pipeline.ingest([post])] == ["vip"]
+
+
+def test_a_rules_folder_emptied_keeps_the_previous_rules(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder swapped file by file, or emptied by mistake, must not switch every rule
+    off until the next reload."""
+    daemon = daemon_for(project)
+    rules = daemon.pipeline.rules
+    for path in (project / "rules").glob("*.yaml"):
+        path.unlink()
+    with caplog.at_level(logging.ERROR, "xwatch.daemon"):
+        assert not daemon.reload_rules()
+    assert daemon.pipeline.rules is rules
+    assert reloads(daemon, "failed") == 1
+    assert "holds no rule now (it held" in caplog.text

@@ -217,3 +217,20 @@ def test_a_damaged_label_row_is_refused_naming_it_and_leaves_no_file(
         store.export_labels(out)
     assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
     assert sorted(p.name for p in tmp_path.iterdir() if "labels" in p.name) == []
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_store_file_deleted_or_replaced_while_open_refuses_writes(
+    tmp_path: Path, how: str
+) -> None:
+    """Writes would go on to a file no one opens again: the next start would find none of
+    them. Each write says so instead (the daemon keeps what it could not write, and its
+    /readyz names the problem)."""
+    path = tmp_path / "xwatch.sqlite3"
+    with Store.open(path) as store:
+        store.save_checkpoints(checkpoints(SeriesKey("b", "", 300)), saved_at=SAVED_AT)
+        path.unlink()
+        if how == "replaced":
+            Store.open(path).close()
+        with pytest.raises(StoreError, match="was deleted or replaced while xwatch ran"):
+            store.save_checkpoints(checkpoints(SeriesKey("b", "", 300)), saved_at=SAVED_AT)

@@ -643,6 +643,17 @@ class Daemon:
                 "reload failed, the previous rules stay", extra={"event": "reload_failed"}
             )
             return False
+        had = len(self.pipeline.rules.rules)
+        if had and not settings.rules.rules:  # a folder emptied, or swapped not at once
+            self.metrics.rule_reloads.labels("failed").inc()
+            log.error(
+                "reload refused: %s holds no rule now (it held %d): the previous rules stay "
+                "(to run without rules, restart)",
+                settings.config.rules_dir,
+                had,
+                extra={"event": "reload_failed"},
+            )
+            return False
         if settings.config != self.settings.config:
             log.warning(
                 "the config changed: rules and playbooks are reloaded, the rest "

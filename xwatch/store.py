@@ -223,6 +223,25 @@ class StoredLabel:
         return {"text": self.text, "label": TRAIN_LABEL[self.label], "lang": self.lang or None}
 
 
+BUSY_SECONDS = 1.0
+"""How long a write waits for another process's lock on the file (an operator's sqlite3
+shell in a transaction) before it fails with a ``StoreError``. The daemon writes
+incidents and deliveries on its event loop: 5 s stalled everything, at each write, and
+a stop with notices waiting ran past the service manager's grace period. What fails is
+kept and written later (``Daemon._save_changes``)."""
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The file at ``path`` (device and inode); None for the in-memory store, and (0, 0)
+    when nothing is there."""
+    if path == MEMORY:
+        return None
+    try:
+        found = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (found.st_dev, found.st_ino)
+
 class StoreError(XwatchError, OSError):
     """The store cannot be opened, read or written.
 
@@ -238,6 +257,7 @@ class Store:
         self._db = connection
         self.path = path
         self._lock = threading.Lock()
+        self._file = _identity(path)  # the file opened (None: in memory)
 
     @classmethod
     def open(cls, path: Path | str) -> Store:
@@ -253,7 +273,7 @@ class Store:
                 )
         try:
             connection = sqlite3.connect(
-                name, isolation_level=None, check_same_thread=False, timeout=5.0
+                name, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {name}: {exc}") from exc
@@ -311,6 +331,13 @@ class Store:
         SQLite cannot take (a lone surrogate: UTF-8 has no encoding for it) is a
         ``StoreError`` too, as every failed write is."""
         with self._lock:
+            if self._file is not None and _identity(self.path) != self._file:
+                # writes would go on to a file no one will open again: the next start
+                # would find none of them
+                raise StoreError(
+                    f"the store file {self.path} was deleted or replaced while xwatch ran; "
+                    "restart xwatch to open the one there now"
+                )
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
