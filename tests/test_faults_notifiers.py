@@ -33,6 +33,31 @@ from xwatch.model import AlertEvent, EventKind
 from xwatch.settings import load_settings
 
 
+def email_notifier(port: int) -> str:
+    """The ``email`` notifier's config, to an SMTP server on ``port`` without TLS."""
+    return (
+        "  email:\n"
+        "    type: email\n"
+        "    host: 127.0.0.1\n"
+        f"    port: {port}\n"
+        "    security: none\n"
+        "    sender: xwatch@example.com\n"
+        "    recipients: [pr@example.com]\n"
+        "    chart: false\n"
+    )
+
+
+def slack_notifier(api_url: str) -> str:
+    """The ``slack`` notifier's config, to the local Slack at ``api_url``."""
+    return (
+        "  slack:\n"
+        "    type: slack\n"
+        "    channel: C0ALERTS\n"
+        f"    api_url: {api_url}\n"
+        "    chart: false\n"
+    )
+
+
 def write_config(project: Path, notifiers: str, alerting: str = "") -> Path:
     config = project / "notifiers.yaml"
     config.write_text(
@@ -102,15 +127,7 @@ async def test_smtp_refusing_connections_is_retried_surfaced_then_delivered(
     port = free_port()  # nothing listens there yet: every connection is refused
     config = write_config(
         project,
-        "  email:\n"
-        "    type: email\n"
-        "    host: 127.0.0.1\n"
-        f"    port: {port}\n"
-        "    security: none\n"
-        "    sender: xwatch@example.com\n"
-        "    recipients: [pr@example.com]\n"
-        "    chart: false\n"
-        "    timeout_seconds: 5\n",
+        email_notifier(port) + "    timeout_seconds: 5\n",
     )
     failing = 'xwatch_notifier_failing{channel="email"}'
     retried = ("xwatch_notifications_total", {"channel": "email", "outcome": "retried"})
@@ -158,11 +175,7 @@ async def test_slack_failing_for_a_while_is_ridden_out_and_recovered_from(
             slack.fail(method="chat.postMessage", status=429, error="ratelimited", retry_after=0)
         config = write_config(
             project,
-            "  slack:\n"
-            "    type: slack\n"
-            "    channel: C0ALERTS\n"
-            f"    api_url: {slack.api_url}\n"
-            "    chart: false\n",
+            slack_notifier(slack.api_url),
         )
         async with running(config) as (daemon, http):
             fire(daemon, ("slack", "console"))
@@ -221,14 +234,7 @@ async def test_a_refusal_that_is_not_utf8_is_counted_and_the_daemon_goes_on(
     port = server.sockets[0].getsockname()[1]
     config = write_config(
         project,
-        "  email:\n"
-        "    type: email\n"
-        "    host: 127.0.0.1\n"
-        f"    port: {port}\n"
-        "    security: none\n"
-        "    sender: xwatch@example.com\n"
-        "    recipients: [pr@example.com]\n"
-        "    chart: false\n",
+        email_notifier(port),
     )
     counted = ("xwatch_notifications_total", {"channel": "email", "outcome": outcome})
     try:
@@ -258,11 +264,7 @@ async def test_a_retry_after_of_years_is_waited_no_longer_than_giving_up(
         slack.fail(method="chat.postMessage", status=429, error="ratelimited", retry_after=10**9)
         config = write_config(
             project,
-            "  slack:\n"
-            "    type: slack\n"
-            "    channel: C0ALERTS\n"
-            f"    api_url: {slack.api_url}\n"
-            "    chart: false\n",
+            slack_notifier(slack.api_url),
             alerting="  give_up_after_seconds: 0.5\n",
         )
         async with running(config) as (daemon, _http):

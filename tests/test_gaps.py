@@ -17,13 +17,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, mention
+from tests.test_pipeline import make_pipeline
 from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.terms import TermModel
 from xwatch.detect.volume import CountDetector
-from xwatch.metrics import Metrics
 from xwatch.model import Author, Bucket, Measure, Mention, SeriesKey
 from xwatch.pipeline import MAX_GAP, Pipeline
-from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings, load_settings
 
 YEARS = timedelta(days=3 * 365)
@@ -32,14 +31,6 @@ YEARS = timedelta(days=3 * 365)
 @pytest.fixture
 def settings(project: Path) -> Settings:
     return load_settings(project / "config.yaml")
-
-
-def make_pipeline(settings: Settings) -> tuple[Pipeline, CollectorRegistry]:
-    registry = CollectorRegistry()
-    pipeline = Pipeline(
-        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
-    )
-    return pipeline, registry
 
 
 def posts(start: datetime, count: int, prefix: str, every: float = 30.0) -> list[Mention]:
