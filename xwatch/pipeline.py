@@ -1,4 +1,5 @@
-"""The pure pipeline: mentions in, alert events out. No I/O.
+"""The pure pipeline: mentions in, alert events out. No I/O (but for two warnings logged:
+a post with a wrong date refused, a hole in a stream's data).
 
     dedup      drop a post already ingested (two sources, a redelivery)
     enrich     which brands a post is about; the sentiment of those about a brand
@@ -102,8 +103,9 @@ the hole (as after a restart) instead of judging every empty bucket of it (a min
 bucket per series for each minute of it: a post dated years ahead would take hours and
 all the memory). A post that jumps so far waits for the next one: if that one is as
 far ahead, the hole is real; if not, the post was a stray with a wrong date, and is
-refused (``bad_timestamp``). Live sources never come here: their posts are dated
-within minutes of the wall clock, and the wall clock ticks the event clock."""
+refused (``bad_timestamp``). Live posts are dated within minutes of the wall clock,
+which ticks the event clock: they jump a day only when the daemon itself was away (a VM
+resumed after days), and then the hole is the time it was away."""
 
 log = logging.getLogger("xwatch.pipeline")
 

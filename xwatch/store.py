@@ -242,6 +242,7 @@ def _identity(path: str) -> tuple[int, int] | None:
         return (0, 0)
     return (found.st_dev, found.st_ino)
 
+
 class StoreError(XwatchError, OSError):
     """The store cannot be opened, read or written.
 
