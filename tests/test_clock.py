@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, mention
-from xwatch.clock import EventClock, LiveCompleteness
+from xwatch.clock import EventClock, LiveCompleteness, WallSteps
 from xwatch.metrics import Metrics
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import default_router
@@ -154,8 +154,6 @@ def test_posts_backfilled_after_a_gap_are_counted_not_late(project: Path) -> Non
 def test_a_wall_clock_step_ahead_ticks_by_the_time_that_passed() -> None:
     """An NTP step or a resumed VM: a tick hours ahead would close those hours' buckets
     as empty (a false volume drop) and make every post after it late."""
-    from xwatch.daemon import WallSteps
-
     mono = [0.0]
     steps = WallSteps(lambda: mono[0])
     wall = datetime(2026, 11, 16, 9, tzinfo=UTC)

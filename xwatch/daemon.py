@@ -62,7 +62,7 @@ from xwatch.alerting.render import clean
 from xwatch.alerting.service import DEFAULT_SILENCE, Action, IncidentRecord
 from xwatch.alerting.slack import SlackActions, SlackNotifier
 from xwatch.alerting.webhook import WebhookNotifier
-from xwatch.clock import Clock, LiveCompleteness, WallClock
+from xwatch.clock import Clock, LiveCompleteness, WallClock, WallSteps
 from xwatch.config import (
     Config,
     EmailNotifierConfig,
@@ -216,36 +216,6 @@ def build_notifiers(
         else:
             notifiers[name] = ConsoleNotifier(name, incident_url_base=config.incident_url_base)
     return notifiers
-
-
-class WallSteps:
-    """The wall time to tick with: the wall clock, unless it has jumped ahead of the time
-    that passed (``monotonic``), as an NTP step, a VM resumed or a bad clock does; then
-    the time the daemon saw pass, until the wall clock is back in line. One tick at a
-    wall time hours ahead would close those hours' buckets as empty (a false "volume
-    drop"), and every post after it, until then, would be late: the daemon blind."""
-
-    SLACK_SECONDS = 5.0  # steps smaller than this are the wall clock's usual corrections
-
-    def __init__(self, monotonic: Callable[[], float]) -> None:
-        self._monotonic = monotonic
-        self._anchor: tuple[datetime, float] | None = None  # (wall, monotonic) in line
-        self._stepped = False
-
-    def at(self, wall: datetime) -> tuple[datetime, float | None]:
-        """The time to tick with, and the step in seconds when one has just begun."""
-        mono = self._monotonic()
-        if self._anchor is not None:
-            anchor_wall, anchor_mono = self._anchor
-            passed = anchor_wall + timedelta(seconds=mono - anchor_mono)
-            ahead = (wall - passed).total_seconds()
-            if ahead > self.SLACK_SECONDS:
-                began = not self._stepped
-                self._stepped = True
-                return passed, ahead if began else None
-        self._anchor = (wall, mono)  # in line, or behind (a step back moves nothing)
-        self._stepped = False
-        return wall, None
 
 
 class Daemon:

@@ -16,12 +16,13 @@ detector's state changes meaning), when its class is not registered, or when the
 fields differ; it is never half-loaded. The caller starts that series fresh.
 
 The values are checked too (``restore_series``, ``restore_term_model``), since a store
-can be damaged or edited by hand: every number finite, every list of a fixed length
-(a day's 24 hours, a week's 7 days) that length, or emptied, and the others bounded, the width the
-series' own, and then the restored detectors, copies of them, must judge and learn a
-bucket without an error and give finite figures. A damaged state is refused then,
-naming what is wrong, rather than stopping the daemon at its first bucket (again at
-each start) or silencing the series for good (a NaN level never alerts).
+can be damaged or edited by hand: every number finite, counts and levels not below zero,
+every list of a fixed length (a day's 24 hours, a week's 7 days) that length or emptied,
+the others bounded, the width the series' own; then copies of the restored detectors
+must judge and learn a bucket without an error and give finite figures. A damaged
+state is refused then, naming what is wrong, rather than stopping the daemon at its
+first bucket (again at each start) or silencing the series for good (a NaN level never
+alerts).
 
 Unless an earlier version can be upgraded: ``UPGRADES`` holds, for a version, the
 fingerprints its classes had and how to turn their fields into the next version's
