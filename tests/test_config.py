@@ -214,3 +214,30 @@ def test_check_reports_a_missing_config_file(tmp_path: Path) -> None:
         load_settings(tmp_path / "nope.yaml")
     print(caught.value, file=err)
     assert f"{tmp_path / 'nope.yaml'}:1: cannot read" in err.getvalue()
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-.inf"])
+def test_an_infinite_or_nan_number_is_refused_on_its_line(project: Path, value: str) -> None:
+    """``.inf`` passes every lower bound (a drain that never times out, a rule that needs
+    a streak of forever): numbers must be finite, in the config and in the rules."""
+    config = project / "config.yaml"
+    text = config.read_text("utf-8")
+    config.write_text(text + f"drain_timeout_seconds: {value}\n", "utf-8")
+    assert problems_of(config) == [
+        f"{config}:{len(text.splitlines()) + 1}: drain_timeout_seconds: Input should be a "
+        f"finite number (found {float(value.replace('.', '')):g})"
+    ]
+    config.write_text(text, "utf-8")
+    rule_file = project / "rules" / "endless.yaml"
+    rule_file.write_text(
+        "rules:\n"
+        "  - id: endless\n"
+        "    title: x\n"
+        f"    when: {{signal: volume_up, likelihood: {value}}}\n"
+        "    playbook: mention-spike\n",
+        "utf-8",
+    )
+    assert problems_of(config) == [
+        f"{rule_file}:4: rules[0].when.likelihood: Input should be a finite number "
+        f"(found {float(value.replace('.', '')):g})"
+    ]

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,45 @@ def test_a_rules_folder_emptied_keeps_the_previous_rules(
     assert daemon.pipeline.rules is rules
     assert reloads(daemon, "failed") == 1
     assert "holds no rule now (it held" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_reload_requests_is_read_off_the_loop_at_most_twice(
+    project: Path,
+) -> None:
+    """A reload reads the files in a thread (the loop goes on meanwhile), and the requests
+    that come while it reads make one more reload, not one each."""
+    daemon = daemon_for(project)
+    read_again = daemon.reload
+    assert read_again is not None
+    entered, release = threading.Event(), threading.Event()
+    calls = 0
+
+    def slow_reload() -> Settings:
+        nonlocal calls
+        calls += 1
+        entered.set()
+        release.wait(10)
+        return read_again()
+
+    daemon.reload = slow_reload
+    # written before the start: the folder watcher sees no change, and asks for no reload
+    (project / "rules" / "recall.yaml").write_text(EXTRA_RULE, "utf-8")
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.serving.wait(), 10)
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert await asyncio.to_thread(entered.wait, 10)  # reading, in its thread
+        for _ in range(20):  # the loop is free: more requests come while it reads
+            daemon.request_reload()
+        assert reloads(daemon, "ok") == 0
+        release.set()
+        async with asyncio.timeout(10):
+            while reloads(daemon, "ok") != 2:  # noqa: ASYNC110 - applied on the loop
+                await asyncio.sleep(0.01)
+        assert calls == 2
+        assert "recall-chatter" in daemon.pipeline.rules.topics("kettlebird")
+    finally:
+        release.set()
+        daemon.stop.set()
+        await asyncio.wait_for(task, 20)

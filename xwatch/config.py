@@ -29,7 +29,7 @@ _HANDLE = re.compile(r"@?[A-Za-z0-9_]{1,50}")
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Brand(Frozen):

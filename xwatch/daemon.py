@@ -233,6 +233,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.reload = reload  # reads the config, rules and playbooks again (SIGHUP)
+        self._reload_wanted = asyncio.Event()  # ``request_reload``: served by ``_reloads``
         # called once what the daemon keeps for good is loaded (the store's detectors
         # restored), before the first post: ``xwatch run`` settles the garbage collector
         # there (``gc_tuning.settle``), so that it never walks the restored state again
@@ -385,6 +386,7 @@ class Daemon:
                     helpers.append(group.create_task(self._checkpoints(), name="checkpoints"))
                 if self.reload is not None:
                     helpers.append(group.create_task(self._watch_rules(), name="rules-watcher"))
+                    helpers.append(group.create_task(self._reloads(), name="reloads"))
                 await self.stop.wait()
                 log.info(
                     "stopping: draining the pipeline (at most %.0fs)",
@@ -585,10 +587,12 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.stop.set)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
     def reload_rules(self) -> bool:
-        """Read the rules and playbooks again (SIGHUP); a bad file keeps the old ones.
+        """Read the rules and playbooks again, now, on the caller's thread; a bad file keeps
+        the old ones. True if the new ones are in use. (SIGHUP and changed files go through
+        ``request_reload``, which reads them off the event loop.)
 
         Only rules and playbooks change on a reload; other config changes (sources,
         brands, scales) need a restart, and the log says so.
@@ -596,8 +600,37 @@ class Daemon:
         if self.reload is None:
             log.warning("reload requested, but this daemon has no config to read again")
             return False
+        settings = self._read_again(self.reload)
+        return settings is not None and self._apply_reload(settings)
+
+    def request_reload(self) -> None:
+        """Ask for a reload (SIGHUP, or a changed rule file). The files are read in a
+        thread (``_reloads``), so the event loop goes on meanwhile, and the requests that
+        come while they are read make one more reload after it, not one each: a burst of
+        signals costs at most two reloads."""
+        if self.reload is None:
+            log.warning("reload requested, but this daemon has no config to read again")
+            return
+        self._reload_wanted.set()
+
+    async def _reloads(self) -> None:
+        """Serve ``request_reload``: one reload at a time, read off the event loop, and
+        applied on it (between two batches of posts)."""
+        reload = self.reload
+        assert reload is not None  # the task runs only for a daemon that can reload
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            settings = await asyncio.to_thread(self._read_again, reload)
+            if settings is not None:
+                self._apply_reload(settings)
+
+    def _read_again(self, reload: Callable[[], Settings]) -> Settings | None:
+        """The config, rules and playbooks read again (None: they could not be; logged and
+        counted as a failed reload). Safe on any thread: it changes nothing of the daemon's
+        but a counter."""
         try:
-            settings = self.reload()
+            return reload()
         except ConfigError as exc:
             self.metrics.rule_reloads.labels("failed").inc()
             for problem in exc.problems:
@@ -606,13 +639,16 @@ class Daemon:
                     problem,
                     extra={"event": "reload_failed", "file": problem.file, "line": problem.line},
                 )
-            return False
         except Exception:  # a case the validation did not foresee: the daemon goes on
             self.metrics.rule_reloads.labels("failed").inc()
             log.exception(
                 "reload failed, the previous rules stay", extra={"event": "reload_failed"}
             )
-            return False
+        return None
+
+    def _apply_reload(self, settings: Settings) -> bool:
+        """Judge with the rules and playbooks read again, unless the rules folder holds none
+        now. True if they are in use."""
         had = len(self.pipeline.rules.rules)
         if had and not settings.rules.rules:  # a folder emptied, or swapped not at once
             self.metrics.rule_reloads.labels("failed").inc()
@@ -654,7 +690,7 @@ class Daemon:
             if now != seen:
                 seen = now
                 log.info("rule or playbook files changed: reloading", extra={"event": "reload"})
-                self.reload_rules()
+                self.request_reload()
 
     def _rule_files(self) -> dict[str, tuple[float, int]]:
         """(mtime, size) of every file in the rules and playbooks folders."""
