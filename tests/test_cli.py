@@ -161,3 +161,44 @@ def test_backtest_nab_scores_the_onset_of_a_burst_not_every_bucket() -> None:
     )
     assert scores[650] == max(scores)  # the burst's first bucket starts the alert
     assert max(scores[651:656]) < scores[650] / 2  # the rest of it adds little
+
+
+def test_sentiment_answers_the_lines_before_a_bad_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """The output stops exactly at the bad line, so it still lines up with the input."""
+    lines = [json.dumps({"text": f"kettle {i}"}) for i in range(1500)] + ["not json"]
+    out = io.StringIO()
+    assert sentiment(io.StringIO("\n".join(lines) + "\n"), out, "en") == 1
+    assert len(out.getvalue().splitlines()) == 1500
+    assert "<stdin>:1501:" in capsys.readouterr().err
+
+
+def test_sentiment_names_a_fallback_language_without_a_scorer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert sentiment(io.StringIO('{"text": "c est nul"}\n'), io.StringIO(), "fr") == 2
+    err = capsys.readouterr().err
+    assert "--fallback-lang fr: no scorer for it (languages with one: en, ja)" in err
+    out = io.StringIO()
+    assert sentiment(io.StringIO('{"text": "nul", "lang": "fr"}\n'), out, "JA") == 0
+    assert json.loads(out.getvalue())["lang"] == "fr"
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """``xwatch sentiment ... | head -1``: the pipe closes, and xwatch stops quietly."""
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps({"text": "bad kettle"}) + "\n" for _ in range(5000)))
+    with (
+        posts.open("rb") as stdin,
+        subprocess.Popen(
+            [sys.executable, "-m", "xwatch", "sentiment"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as process,
+    ):
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline()  # one answer (of 5,000: far more than a pipe holds)
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        assert process.wait(60) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -241,3 +241,50 @@ def test_an_infinite_or_nan_number_is_refused_on_its_line(project: Path, value: 
         f"{rule_file}:4: rules[0].when.likelihood: Input should be a finite number "
         f"(found {float(value.replace('.', '')):g})"
     ]
+
+
+def test_a_fallback_language_without_a_scorer_is_refused_on_its_line(project: Path) -> None:
+    """It passed ``check``, then stopped ``run`` with a traceback."""
+    config = project / "config.yaml"
+    text = config.read_text("utf-8")
+    config.write_text(text + "sentiment:\n  fallback_lang: fr\n", "utf-8")
+    assert problems_of(config) == [
+        f"{config}:{len(text.splitlines()) + 2}: sentiment.fallback_lang: Value error, "
+        "expected a language with a scorer (en, ja; a trained model under sentiment.models "
+        "adds its language) (found 'fr')"
+    ]
+    model = project / "fr.npz"
+    config.write_text(text + f"sentiment:\n  fallback_lang: FR\n  models: {{fr: {model}}}\n")
+    assert load_settings(config).config.sentiment.fallback_lang == "FR"
+
+
+def test_check_and_run_refuse_files_that_are_not_there(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``check`` said ok, then ``run`` stopped (a model) or replayed nothing and exited 0
+    (a replay file): ``check`` and ``run`` look for them first."""
+    config = project / "config.yaml"
+    text = config.read_text("utf-8").replace(
+        "  - type: demo", "  - type: replay\n    path: history/mentions.jsonl.gz\n  - type: demo"
+    )
+    text += "sentiment:\n  models:\n    ja: models/ja.npz\n"
+    config.write_text(text, "utf-8")
+    lines = text.splitlines()
+    assert load_settings(config)  # a backtest reads its own --input
+    assert main(["check", "-c", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{config}:{lines.index('    path: history/mentions.jsonl.gz') + 1}: sources[0].path: "
+        f"expected a file of mentions (found nothing at {project}/history/mentions.jsonl.gz)",
+        f"{config}:{lines.index('    ja: models/ja.npz') + 1}: sentiment.models.ja: expected a "
+        f"model file from 'xwatch train' (found nothing at {project}/models/ja.npz)",
+    ]
+    assert main(["run", "-c", str(config), "--exit-when-done"]) == 1
+    assert "sources[0].path: expected a file of mentions" in capsys.readouterr().err
+    (project / "models").mkdir()
+    (project / "models" / "ja.npz").write_bytes(b"not a model")
+    (project / "history").mkdir()
+    (project / "history" / "mentions.jsonl.gz").write_bytes(b"")
+    assert main(["check", "-c", str(config)]) == 1  # there, but no model: as run would say
+    assert capsys.readouterr().err == (
+        f"xwatch: {project}/models/ja.npz: not an xwatch model (not an .npz archive)\n"
+    )

@@ -170,7 +170,7 @@ def test_export_is_the_training_set_latest_label_per_post(tmp_path: Path) -> Non
         (
             [{"post_id": "1", "label": "negative", "who": "a"}, {"post_id": "2", "who": "b"}],
             "label",
-            "item 1",
+            "item 2",
         ),
         ([], "body", ""),
         ("negative", "body", ""),

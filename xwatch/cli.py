@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from xwatch import __version__, logs
 from xwatch.errors import ConfigError
 
 if TYPE_CHECKING:
+    from xwatch.sentiment import Scorer
     from xwatch.settings import Settings
 
 DESCRIPTION = """\
@@ -255,6 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a reader that stopped early shows here, not at the exit
+    except BrokenPipeError:
+        # the reader stopped reading (``| head``): not a failure to report with a traceback;
+        # what is left to write goes nowhere, and the exit code is a tool's killed by
+        # SIGPIPE, as ``grep`` or ``cat`` would give
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         level, log_format = logs.resolve(args.log_level, args.log_format)
@@ -333,7 +349,11 @@ def check(
     if (diff is None) != (data is None):
         print("xwatch check: --diff OLD_RULES_DIR and --data MENTIONS go together", file=sys.stderr)
         return 2
-    settings = load_settings(config_path)  # ConfigError → problems printed by main
+    settings = load_settings(config_path, files=True)  # ConfigError → printed by main
+    if settings.config.sentiment.models:  # as the daemon will load them
+        from xwatch.sentiment.trained import router_from_config
+
+        router_from_config(settings.config)  # ModelError → printed by main
     for warning in settings.rules.warnings(now or datetime.now(UTC)):
         print(warning, file=out)
     rules = settings.rules.rules
@@ -399,7 +419,7 @@ def run(config_path: Path | None, exit_when_done: bool) -> int:
     from xwatch.settings import load_settings
 
     base = Path.cwd()  # the embedded default's relative paths, on a reload too
-    settings = load_settings(config_path, default_base=base)
+    settings = load_settings(config_path, default_base=base, files=True)
     daemon = Daemon(
         settings,
         exit_when_done=exit_when_done,
@@ -503,16 +523,23 @@ def backtest_report(args: argparse.Namespace, out: TextIO) -> int:
 
 def sentiment(stdin: TextIO, out: TextIO, fallback_lang: str, model: Path | None = None) -> int:
     from xwatch.sentiment.lang import guess_lang
-    from xwatch.sentiment.router import LanguageRouter, default_router
-    from xwatch.sentiment.trained import TrainedScorer, router_with_models
+    from xwatch.sentiment.router import LanguageRouter, default_router, normalise_lang
+    from xwatch.sentiment.trained import TrainedScorer
 
-    router = default_router(fallback_lang)
-    if model is not None:
-        trained = TrainedScorer.from_file(model)  # ModelError → message from main
-        if trained.lang is None:
-            router = LanguageRouter({fallback_lang: trained}, fallback_lang)  # every line
-        else:
-            router = router_with_models(router, {trained.lang: trained}, fallback_lang)
+    trained = None if model is None else TrainedScorer.from_file(model)  # ModelError: main
+    scorers: dict[str, Scorer] = dict(default_router().scorers)
+    if trained is not None and trained.lang is None:  # one model for every line
+        scorers = {normalise_lang(fallback_lang): trained}
+    elif trained is not None:  # the model scores its language; the defaults, the others
+        scorers[normalise_lang(trained.lang)] = trained
+    if normalise_lang(fallback_lang) not in scorers:
+        print(
+            f"xwatch sentiment: --fallback-lang {fallback_lang}: no scorer for it (languages "
+            f"with one: {', '.join(sorted(scorers))})",
+            file=sys.stderr,
+        )
+        return 2
+    router = LanguageRouter(scorers, fallback_lang)
     batch: list[tuple[str, str | None]] = []
 
     def flush() -> None:
@@ -542,6 +569,7 @@ def sentiment(stdin: TextIO, out: TextIO, fallback_lang: str, model: Path | None
             if not isinstance(text, str) or not (lang is None or isinstance(lang, str)):
                 raise TypeError
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            flush()  # the lines before it are answered: the output stops at the bad line
             print(
                 f'<stdin>:{line_no}: expected {{"text": string, "lang": optional string}}',
                 file=sys.stderr,

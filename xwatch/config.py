@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xwatch.errors import ConfigError, Problem
 from xwatch.model import Severity
 from xwatch.yamlfile import ValueAt, YamlDocument, load_yaml
 
@@ -142,6 +143,10 @@ SourceConfig = Annotated[
 ]
 
 
+DEFAULT_SCORER_LANGS = ("en", "ja")
+"""The languages the default sentiment scorers cover (``sentiment.router.default_router``)."""
+
+
 class SentimentConfig(Frozen):
     fallback_lang: str = "en"  # scorer for languages that have none
     # Trained models (``xwatch train``) by language, e.g. {ja: models/ja.npz}: each replaces
@@ -155,6 +160,19 @@ class SentimentConfig(Frozen):
             if not re.match(r"^[a-z]{2,3}$", lang):
                 raise ValueError(f"model language {lang!r} must be a language code like 'ja'")
         return models
+
+    @model_validator(mode="after")
+    def _fallback_has_a_scorer(self) -> SentimentConfig:
+        # as ``sentiment.router.normalise_lang`` reads it ("EN-us" is "en")
+        fallback = self.fallback_lang.strip().replace("_", "-").split("-", 1)[0].lower()
+        scored = sorted({*DEFAULT_SCORER_LANGS, *self.models})
+        if fallback not in scored:
+            raise ValueAt(
+                ("fallback_lang",),
+                f"expected a language with a scorer ({', '.join(scored)}; a trained model "
+                "under sentiment.models adds its language)",
+            )
+        return self
 
 
 class DetectConfig(Frozen):
@@ -362,14 +380,16 @@ class Config(Frozen):
 
 
 def load_config(
-    path: Path | None = None, *, default_base: Path | None = None
+    path: Path | None = None, *, default_base: Path | None = None, files: bool = False
 ) -> tuple[Config, str]:
     """Read and validate a config file (or the embedded default).
 
     Returns the config, with relative paths resolved, and the name to use for it
     in messages. Raises ``ConfigError`` naming file, line and key for each problem.
     The embedded default resolves its paths against ``default_base`` (default: the
-    current folder).
+    current folder). ``files``: also check that the files it names are there
+    (``missing_files``), as ``xwatch check`` and ``xwatch run`` do; a backtest reads
+    its own ``--input``.
     """
     if path is None:
         text = resources.files("xwatch.defaults").joinpath("config.yaml").read_text("utf-8")
@@ -378,8 +398,39 @@ def load_config(
     else:
         document = load_yaml(path)
         base = path.parent
-    config = document.validate(Config)
-    return resolve_paths(config, base), document.file
+    config = resolve_paths(document.validate(Config), base)
+    if files and (problems := missing_files(config, document)):
+        raise ConfigError(problems)
+    return config, document.file
+
+
+def missing_files(config: Config, document: YamlDocument) -> list[Problem]:
+    """The files the daemon reads at start that are not there: a replay source's file, a
+    trained sentiment model (each on its line). Not the store's folder: it is the host's
+    (a volume, a state directory) and may not exist where the config is checked, and the
+    daemon says so clearly at start if it is missing."""
+    problems = []
+
+    def found(path: Path) -> str:
+        return "a folder" if path.is_dir() else "nothing"
+
+    for i, source in enumerate(config.sources):
+        if isinstance(source, ReplaySourceConfig) and not source.path.is_file():
+            problems.append(
+                document.problem(
+                    ("sources", i, "path"),
+                    f"expected a file of mentions (found {found(source.path)} at {source.path})",
+                )
+            )
+    for lang, model in config.sentiment.models.items():
+        if not model.is_file():
+            problems.append(
+                document.problem(
+                    ("sentiment", "models", lang),
+                    f"expected a model file from 'xwatch train' (found {found(model)} at {model})",
+                )
+            )
+    return problems
 
 
 def resolve_paths(config: Config, base: Path) -> Config:

@@ -145,7 +145,7 @@ def parse_label_requests(body: object) -> list[LabelRequest]:
             raise LabelInputError("body", "the list is empty")
         if len(body) > MAX_ITEMS:
             raise LabelInputError("body", f"{len(body)} labels; at most {MAX_ITEMS} at once")
-        return [_parse_one(item, f"item {i}") for i, item in enumerate(body)]
+        return [_parse_one(item, f"item {i}") for i, item in enumerate(body, start=1)]
     return [_parse_one(body, "")]
 
 

@@ -23,8 +23,12 @@ class Settings:
     rules: RuleSet
 
 
-def load_settings(config_path: Path | None = None, *, default_base: Path | None = None) -> Settings:
-    config, config_file = load_config(config_path, default_base=default_base)
+def load_settings(
+    config_path: Path | None = None, *, default_base: Path | None = None, files: bool = False
+) -> Settings:
+    """``files``: also check that the files the config names are there (``load_config``),
+    before the rules and playbooks are read."""
+    config, config_file = load_config(config_path, default_base=default_base, files=files)
     problems: list[Problem] = []
     try:
         playbooks = load_playbooks(config.playbooks_dir)

@@ -77,6 +77,10 @@ class YamlDocument:
                 return line
         return 1
 
+    def problem(self, path: Path_, message: str) -> Problem:
+        """A problem with the value at ``path``, on its line: ``file:line: key: message``."""
+        return Problem(self.file, self.line_of(path), f"{_dotted(path)}: {message}")
+
     def validate(self, model: type[M], data: Any | None = None, prefix: Path_ = ()) -> M:
         """Validate ``data`` (default: the whole document) found at ``prefix`` into ``model``."""
         if self.problems:

@@ -480,6 +480,9 @@ def digest(header: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) ->
 def load(path: Path) -> TrainedModel:
     """Read and check a model written by ``TrainedModel.save``; ``ModelError`` otherwise."""
     try:
+        if not path.is_file():
+            found = "a folder" if path.is_dir() else "no such file"
+            raise ModelError(f"{path}: not an xwatch model ({found})")
         if not zipfile.is_zipfile(path):
             raise ModelError(f"{path}: not an xwatch model (not an .npz archive)")
         with np.load(path, allow_pickle=False) as archive:
