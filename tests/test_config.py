@@ -288,3 +288,23 @@ def test_check_and_run_refuse_files_that_are_not_there(
     assert capsys.readouterr().err == (
         f"xwatch: {project}/models/ja.npz: not an xwatch model (not an .npz archive)\n"
     )
+
+
+def test_check_warns_when_the_links_in_alerts_name_a_wildcard_address(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Listening on 0.0.0.0 without ``public_url`` made every incident link
+    ``http://0.0.0.0:9464/...``, which nobody can open."""
+    config = project / "config.yaml"
+    text = config.read_text("utf-8")
+    assert "host: 127.0.0.1" in text
+    config.write_text(text.replace("host: 127.0.0.1", "host: 0.0.0.0"), "utf-8")
+    assert main(["check", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"{config}: public_url: warning: not set, so the links in alerts read " in out
+    assert "http://0.0.0.0:9464/..." in out
+    config.write_text(
+        text.replace("host: 127.0.0.1", "host: 0.0.0.0") + "public_url: https://x.example\n"
+    )
+    assert main(["check", "-c", str(config)]) == 0
+    assert "warning" not in capsys.readouterr().out

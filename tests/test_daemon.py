@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.factories import GatedSource, mention
+from tests.factories import T0, GatedSource, alert, mention
 from tests.waiting import eventually
 from xwatch import daemon as daemon_module
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.daemon import Daemon
-from xwatch.model import Mention
+from xwatch.model import AlertEvent, EventKind, Mention
 from xwatch.settings import load_settings
 
 
@@ -165,3 +167,37 @@ async def test_a_live_source_that_fails_is_started_again(
     finally:
         daemon.stop.set()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_a_fast_replay_escalates_and_reminds_on_time_not_at_its_batches_ends(
+    project: Path,
+) -> None:
+    """Three hours of posts replayed at once used to be one batch: the incident book heard
+    of the time at its end, and escalated 3 hours after the opening instead of 30 minutes.
+    A batch now ends at the post that reaches the book's next timer."""
+    settings = load_settings(config_on_free_port(project))
+    opened_at = T0 + timedelta(hours=13)
+    posts = [
+        mention(f"kettlebird post {i}", at=opened_at + timedelta(minutes=i)) for i in range(180)
+    ]
+    source = GatedSource(posts)
+    source.finish.set()
+    out = io.StringIO()
+    daemon = Daemon(
+        settings,
+        sources=[source],
+        exit_when_done=True,
+        notifiers={"console": ConsoleNotifier("console", out)},
+    )
+    daemon.book.policy = dataclasses.replace(daemon.book.policy, repeat_after=timedelta(hours=1))
+    [change] = daemon.book.observe(  # a critical incident, its playbook's first response: 30 min
+        [AlertEvent(EventKind.FIRING, alert(at=opened_at), opened_at)], opened_at
+    )
+    await asyncio.wait_for(daemon.run(), 20)
+    incident = daemon.book.incidents[change.incident.id]
+    lateness = timedelta(seconds=settings.config.detect.allowed_lateness_seconds)
+    assert incident.escalated_at is not None
+    assert incident.escalated_at - opened_at <= timedelta(minutes=30) + lateness
+    reminders = re.findall(r"REMINDER: still firing after (\d+) min", out.getvalue())
+    assert [int(minutes) for minutes in reminders[:2]] == [60, 120]  # (then one at the end)

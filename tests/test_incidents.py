@@ -326,3 +326,26 @@ def test_codec_refuses_foreign_data_naming_the_field() -> None:
     data["surprise"] = 1
     with pytest.raises(CodecError, match="unknown field"):
         from_json(Incident, data)
+
+
+def test_next_due_is_when_advance_next_has_something_to_do() -> None:
+    """Escalation, reminders and a silence's end, each at its time; nothing in between."""
+    book = IncidentBook(Policy(repeat_after=timedelta(hours=1), escalate_to=("pager",)))
+    assert book.next_due() is None
+    opened = fire(book, alert(at=AT, channels=("slack",)))  # critical: 30 min first response
+    book.silence(Silence("s1", AT + timedelta(minutes=45), AT, "@maria", brand="other"), AT)
+    seen = []
+    for _ in range(4):
+        due = book.next_due()
+        assert due is not None
+        assert book.advance(due - timedelta(seconds=1)) == []  # nothing before it
+        seen.append((due - AT, [n.kind for n in notices(book.advance(due))]))
+    assert seen == [
+        (timedelta(minutes=30), [NoticeKind.ESCALATED, NoticeKind.ESCALATED]),
+        (timedelta(minutes=45), []),  # the silence ended (it covered nothing)
+        (timedelta(minutes=60), [NoticeKind.REMINDER]),
+        (timedelta(minutes=120), [NoticeKind.REMINDER]),
+    ]
+    assert book.silences == {}
+    book.acknowledge(opened[0].incident.id, "@maria", AT + timedelta(minutes=130))
+    assert book.next_due() is None  # acknowledged: no more reminders

@@ -354,6 +354,8 @@ def check(
         from xwatch.sentiment.trained import router_from_config
 
         router_from_config(settings.config)  # ModelError → printed by main
+    if settings.config.link_warning is not None:
+        print(f"{settings.config_file}: {settings.config.link_warning}", file=out)
     for warning in settings.rules.warnings(now or datetime.now(UTC)):
         print(warning, file=out)
     rules = settings.rules.rules
@@ -420,6 +422,8 @@ def run(config_path: Path | None, exit_when_done: bool) -> int:
 
     base = Path.cwd()  # the embedded default's relative paths, on a reload too
     settings = load_settings(config_path, default_base=base, files=True)
+    if settings.config.link_warning is not None:
+        logging.getLogger("xwatch").warning("%s", settings.config.link_warning)
     daemon = Daemon(
         settings,
         exit_when_done=exit_when_done,

@@ -143,6 +143,8 @@ SourceConfig = Annotated[
 ]
 
 
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "", "*", "[::]"})
+"""Server hosts that mean every interface: no address to put in a link."""
 DEFAULT_SCORER_LANGS = ("en", "ja")
 """The languages the default sentiment scorers cover (``sentiment.router.default_router``)."""
 
@@ -367,6 +369,19 @@ class Config(Frozen):
         if self.public_url:
             return self.public_url.rstrip("/") + "/"
         return f"http://{self.server.host}:{self.server.port}/"
+
+    @property
+    def link_warning(self) -> str | None:
+        """What is wrong with the links in alerts, if they cannot be opened: without
+        ``public_url``, they name the server's address, and a wildcard one (0.0.0.0,
+        every interface) is no address anyone can open."""
+        if self.public_url or self.server.host not in WILDCARD_HOSTS:
+            return None
+        return (
+            f"public_url: warning: not set, so the links in alerts read {self.base_url}..., "
+            f"which nobody can open ({self.server.host} is every interface): set it to the "
+            "URL people reach this daemon at (your ingress or proxy)"
+        )
 
     @property
     def playbook_url_base(self) -> str:

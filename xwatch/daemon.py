@@ -927,13 +927,14 @@ class Daemon:
             marker: _EndOfSources | _Stop | None = None
             item = await self.queue.get()
             waited = False
+            timer = self._timer_post_time()
             while True:
                 if isinstance(item, Mention):
                     batch.append(item)
                 else:
                     marker = item
                     break
-                if len(batch) >= MAX_BATCH:
+                if len(batch) >= MAX_BATCH or (timer is not None and item.created_at >= timer):
                     break
                 if self.queue.empty() and not waited:
                     waited = True  # a post seldom comes alone: wait for the next ones once
@@ -974,6 +975,19 @@ class Daemon:
                 last_progress = time.monotonic()
                 self._log_progress()
             await asyncio.sleep(0)  # a full queue never blocks get(): let the others run
+
+    def _timer_post_time(self) -> datetime | None:
+        """The event time of a post that brings the watermark to the incident book's next
+        timer (a reminder, an escalation, a silence's end), when that is still ahead: a
+        batch ends at such a post, and the book hears of the time before the later posts.
+        A fast replay's batch can span hours of event time, and an escalation due 15
+        minutes after the opening went out at the end of the batch, 38 minutes after it;
+        live, the ticks keep the book on time anyway."""
+        due = self.book.next_due()
+        mark = self.pipeline.clock.watermark
+        if due is None or (mark is not None and due <= mark):  # none, or for the next round
+            return None
+        return due + self.pipeline.clock.allowed_lateness
 
     def _log_progress(self) -> None:
         newest = self.pipeline.clock.newest

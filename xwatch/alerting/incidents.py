@@ -312,6 +312,23 @@ class IncidentBook:
         self.incidents[incident.id] = incident
         return Change(incident, tuple(entries), tuple(notices))
 
+    def next_due(self) -> datetime | None:
+        """The earliest time at which ``advance`` has something to do that is known in
+        advance (None: nothing): a silence ends, a critical incident is not acknowledged
+        within its playbook's first-response time, a reminder is due. (A notice held for
+        quiet hours goes out at the first round after they end.)"""
+        dues = [silence.ends_at for silence in self.silences.values()]
+        repeat = self.policy.repeat_after
+        for incident in self.incidents.values():
+            if incident.state is not State.FIRING or incident.announced_at is None:
+                continue
+            if incident.severity is Severity.CRITICAL and incident.escalated_at is None:
+                first_response = timedelta(minutes=incident.playbook.first_response_minutes)
+                dues.append(incident.opened_at + first_response)
+            if repeat is not None:
+                dues.append(incident.announced_at + repeat)
+        return min(dues, default=None)
+
     def advance(self, now: datetime) -> list[Change]:
         """Time passed: expire silences, announce what was held, remind, escalate."""
         changes: list[Change] = []
