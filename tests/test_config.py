@@ -308,3 +308,30 @@ def test_check_warns_when_the_links_in_alerts_name_a_wildcard_address(
     )
     assert main(["check", "-c", str(config)]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+def test_a_missing_secret_is_a_warning_for_check_and_a_problem_for_run_check(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run --check`` (systemd's ``ExecStartPre``) said ok, then ``run`` would not start:
+    it now checks the environment as ``run`` would; ``check`` warns (a config is often
+    checked elsewhere than where it runs)."""
+    monkeypatch.delenv("XWATCH_WEBHOOK_SECRET", raising=False)
+    config = project / "config.yaml"
+    config.write_text(
+        config.read_text("utf-8").replace("sources:\n", "sources:\n  - type: webhook\n"),
+        "utf-8",
+    )
+    missing = (
+        "environment:0: XWATCH_WEBHOOK_SECRET is not set; the webhook source 'webhook' needs "
+        "its shared secret"
+    )
+    assert main(["check", "-c", str(config)]) == 0
+    assert f"{missing} (warning: not in this environment; run needs it)" in (
+        capsys.readouterr().out
+    )
+    assert main(["run", "--check", "-c", str(config)]) == 1
+    assert capsys.readouterr().err == f"{missing}\n"
+    monkeypatch.setenv("XWATCH_WEBHOOK_SECRET", "s3cret")
+    assert main(["run", "--check", "-c", str(config)]) == 0
+    assert "warning" not in capsys.readouterr().out

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,8 @@ async def test_serves_metrics_and_health_while_running_and_exits_when_done(
             assert "Product defect" in await playbook.text()
         async with http.get(f"{daemon.web_url}/playbooks/nope") as missing:
             assert missing.status == 404
+        async with http.get(f"{daemon.web_url}/playbooks") as folder:  # redirected
+            assert folder.status == 200 and str(folder.url).endswith("/playbooks/")
     assert 'xwatch_mentions_processed_total{brand="kettlebird"} 50.0' in text
     assert "xwatch_mentions_unmatched_total 1.0" in text
     source.finish.set()
@@ -106,6 +109,12 @@ def test_sigterm_drains_and_exits_cleanly(project: Path, tmp_path: Path) -> None
     for line in process.stderr:  # wait until it serves
         if "serving http://" in line:
             break
+    url = re.search(r"serving (http://\S+/metrics)", line)
+    assert url is not None, line
+    with urllib.request.urlopen(url.group(1), timeout=10) as response:
+        exposition = response.read().decode()
+    assert "xwatch_mentions_received_total" in exposition
+    assert "_created" not in exposition  # run exports no creation-time series (README)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=20)
     assert process.returncode == 0, err

@@ -909,6 +909,7 @@ def test_the_manifests_are_the_expected_objects() -> None:
     kinds = sorted((path.name, doc["kind"]) for path, doc in manifests())
     assert kinds == [
         ("configmap.yaml", "ConfigMap"),
+        ("prometheusrule.yaml", "PrometheusRule"),
         ("secret.yaml", "Secret"),
         ("service.yaml", "Service"),
         ("servicemonitor.yaml", "ServiceMonitor"),
@@ -918,6 +919,14 @@ def test_the_manifests_are_the_expected_objects() -> None:
         assert doc["apiVersion"] and doc["metadata"]["name"], path
         assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "xwatch", path
     assert manifest("ServiceMonitor")["apiVersion"] == "monitoring.coreos.com/v1"
+    assert manifest("PrometheusRule")["apiVersion"] == "monitoring.coreos.com/v1"
+
+
+def test_the_prometheus_rule_holds_the_alert_rules_that_promtool_tests() -> None:
+    """On Kubernetes (the Prometheus Operator) the same rules as xwatch-alerts.yml: without
+    them, nobody was paged when xwatch went down."""
+    alerts = yaml.safe_load((ROOT / "deploy" / "prometheus" / "xwatch-alerts.yml").read_text())
+    assert manifest("PrometheusRule")["spec"]["groups"] == alerts["groups"]
 
 
 def test_the_statefulset_keeps_one_pod_with_its_store_on_a_claim() -> None:
@@ -925,6 +934,7 @@ def test_the_statefulset_keeps_one_pod_with_its_store_on_a_claim() -> None:
     spec = statefulset["spec"]
     assert spec["replicas"] == 1
     assert spec["serviceName"] == manifest("Service")["metadata"]["name"]
+    assert manifest("Service")["spec"]["clusterIP"] == "None"  # headless, as a StatefulSet's
     labels = pod()["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()
     claims = {claim["metadata"]["name"] for claim in spec["volumeClaimTemplates"]}
@@ -1054,17 +1064,14 @@ def test_the_pod_is_locked_down_and_has_resources() -> None:
 
 
 def test_the_pods_environment_is_what_xwatch_reads_from_the_secret() -> None:
-    env = container()["env"]
-    names = {variable["name"] for variable in env}
-    assert_known_env(names, "the StatefulSet")
-    assert configured_env_names(kubernetes_config()) <= names
+    """Every key of the Secret is a variable of the pod (``envFrom``): a secret added to
+    it (Slack's, the API's) reaches the daemon without an edit of the StatefulSet."""
+    assert "env" not in container()
     secret = manifest("Secret")
-    for variable in env:
-        reference = variable["valueFrom"]["secretKeyRef"]
-        assert reference["name"] == secret["metadata"]["name"]
-        if not reference.get("optional"):
-            assert reference["key"] in secret["stringData"], reference["key"]
-    assert set(secret["stringData"]) <= names
+    assert container()["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
+    names = set(secret["stringData"])
+    assert_known_env(names, "the Secret")
+    assert configured_env_names(kubernetes_config()) <= names
 
 
 # --- deploy/README.md and the external validators -------------------------------------------
@@ -1079,6 +1086,7 @@ def test_the_readme_says_how_to_run_each_way() -> None:
         "systemctl enable --now xwatch",
         "kubectl -n xwatch apply -f deploy/kubernetes/",
         "deploy/kubernetes/servicemonitor.yaml",
+        "deploy/kubernetes/prometheusrule.yaml",
     ]:
         assert command in text, command
 
@@ -1088,7 +1096,11 @@ VALIDATORS = {
     "check-jsonschema": ["--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
     "kubernetes-validate": [
         "--strict",
-        *(str(p) for p in sorted(KUBERNETES.glob("*.yaml")) if p.name != "servicemonitor.yaml"),
+        *(
+            str(p)
+            for p in sorted(KUBERNETES.glob("*.yaml"))
+            if p.name not in {"servicemonitor.yaml", "prometheusrule.yaml"}  # the operator's
+        ),
     ],
     "hadolint": [str(DOCKERFILE)],
 }

@@ -237,7 +237,13 @@ def test_the_dashboard_is_provisioned_with_its_fixed_datasource() -> None:
     ids = [panel["id"] for panel in panels]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     rows = [panel["title"] for panel in panels if panel["type"] == "row"]
-    assert rows == ["Brands", "Daemon"]
+    assert rows == ["Brand: $brand", "Daemon"]
+    brand_row = next(panel for panel in panels if panel["type"] == "row")
+    assert brand_row["repeat"] == "brand"  # a row per brand (README)
+    brand_variable = next(v for v in board["templating"]["list"] if v["name"] == "brand")
+    assert brand_variable["multi"] and brand_variable["includeAll"]  # what a repeat needs
+    version = next(panel for panel in panels if panel["title"] == "Version")
+    assert version["options"]["textMode"] == "name"  # the version, not the count of 1
     datasources_used = [
         thing["datasource"]
         for thing in [

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from xwatch import __version__, logs
-from xwatch.errors import ConfigError
+from xwatch.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from xwatch.sentiment import Scorer
@@ -285,6 +285,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 sys.stdout,
                 diff=getattr(args, "diff", None),
                 data=getattr(args, "data", None),
+                environment=args.command == "run",
             )
         if args.command == "run":
             return run(args.config, args.exit_when_done)
@@ -335,10 +336,16 @@ def check(
     diff: Path | None = None,
     data: Path | None = None,
     now: datetime | None = None,
+    environment: bool = False,
 ) -> int:
     """``xwatch check``: validate the config, rules and playbooks (a ``ConfigError`` lists
     every problem, printed by ``main``); warn about what is valid but likely a mistake,
     such as a rule that has expired (at ``now``, default: the wall clock).
+
+    A secret the sources and notifiers need that is not in this environment is a warning
+    (a config is often checked elsewhere than where it runs); with ``environment``
+    (``xwatch run --check``, in the daemon's own environment: systemd's ``ExecStartPre``)
+    it is a problem, as it would stop ``run``.
 
     With ``diff`` (a folder of old rule files) and ``data`` (a mentions file): replay the
     data through the pipeline with the old rules and with the config's rules, and print
@@ -354,6 +361,11 @@ def check(
         from xwatch.sentiment.trained import router_from_config
 
         router_from_config(settings.config)  # ModelError → printed by main
+    missing = missing_secrets(settings)
+    if missing and environment:
+        raise ConfigError(missing)
+    for problem in missing:
+        print(f"{problem} (warning: not in this environment; run needs it)", file=out)
     if settings.config.link_warning is not None:
         print(f"{settings.config_file}: {settings.config.link_warning}", file=out)
     for warning in settings.rules.warnings(now or datetime.now(UTC)):
@@ -367,6 +379,18 @@ def check(
     if diff is not None and data is not None:
         print_rule_diff(settings, diff, data, out)
     return 0
+
+
+def missing_secrets(settings: Settings) -> list[Problem]:
+    """The secrets the daemon would not start without that this environment lacks: its
+    sources and notifiers are built as ``run`` builds them (nothing connects or starts)."""
+    from xwatch.daemon import Daemon
+
+    try:
+        Daemon(settings)
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def print_rule_diff(settings: Settings, old_dir: Path, data: Path, out: TextIO) -> None:
@@ -416,10 +440,14 @@ def print_rule_diff(settings: Settings, old_dir: Path, data: Path, out: TextIO) 
 
 
 def run(config_path: Path | None, exit_when_done: bool) -> int:
+    import prometheus_client
+
     from xwatch import gc_tuning
     from xwatch.daemon import Daemon
     from xwatch.settings import load_settings
 
+    # no *_created series: as many again as the rest, and nothing reads them (README)
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     base = Path.cwd()  # the embedded default's relative paths, on a reload too
     settings = load_settings(config_path, default_base=base, files=True)
     if settings.config.link_warning is not None:

@@ -54,6 +54,7 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/playbooks", to_playbook_index)
     app.router.add_get("/playbooks/", playbook_index)
     app.router.add_get("/playbooks/{id}", playbook)
     if ingest is not None:
@@ -70,6 +71,12 @@ async def index(request: web.Request) -> web.Response:
         text="xwatch\n\n/metrics\n/healthz\n/readyz\n/playbooks/\n/incidents/\n",
         content_type="text/plain",
     )
+
+
+async def to_playbook_index(request: web.Request) -> web.Response:
+    """``/playbooks`` is the index's folder: a relative redirect, which holds behind a proxy
+    that serves the daemon under a prefix too."""
+    raise web.HTTPPermanentRedirect("playbooks/")
 
 
 async def metrics(request: web.Request) -> web.Response:
