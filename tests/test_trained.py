@@ -699,3 +699,19 @@ def test_training_lines_end_at_newlines_only_and_a_bom_is_not_json(tmp_path: Pat
     examples, skipped = read_examples(path)
     assert [e.text for e in examples] == ["still broken\u2028after the update", "works\u0085fine"]
     assert skipped == 0
+
+
+def test_training_examples_come_from_stdin_as_labels_export_writes_them() -> None:
+    """``xwatch labels export --out - | xwatch train --input - --out m.npz``."""
+    lines = [
+        json.dumps({"text": "lost my bag", "label": "negative"}),
+        json.dumps({"text": "thanks!", "label": "positive", "lang": "en"}),
+        "{not json",
+    ]
+    examples, skipped = read_examples(Path("-"), stdin=io.BytesIO("\n".join(lines[:2]).encode()))
+    assert [(e.text, e.label) for e in examples] == [
+        ("lost my bag", "negative"),
+        ("thanks!", "positive"),
+    ]
+    with pytest.raises(ModelError, match="^<stdin>:3: expected"):
+        read_examples(Path("-"), stdin=io.BytesIO("\n".join(lines).encode()))

@@ -214,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         "arrays + JSON (.npz, never pickled).",
     )
     train.add_argument(
-        "--input", type=Path, required=True, metavar="FILE", help="labelled JSON lines"
+        "--input",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="labelled JSON lines ('-': stdin, e.g. from 'xwatch labels export --out -')",
     )
     train.add_argument(
         "--out", type=Path, required=True, metavar="PATH", help="the model file (.npz)"

@@ -46,6 +46,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 import time
 import warnings
 import zipfile
@@ -55,7 +56,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -608,18 +609,25 @@ class Example:
     lang: str | None = None
 
 
-def read_examples(path: Path, lang: str | None = None) -> tuple[list[Example], int]:
-    """Labelled JSON lines; with ``lang``, only those whose ``lang`` is it (or missing and
-    guessed so from the script).  Returns the examples and how many lines were skipped."""
+def read_examples(
+    path: Path, lang: str | None = None, stdin: BinaryIO | None = None
+) -> tuple[list[Example], int]:
+    """Labelled JSON lines (``path`` "-": ``stdin``, as ``labels export --out -`` writes
+    them); with ``lang``, only those whose ``lang`` is it (or missing and guessed so from
+    the script).  Returns the examples and how many lines were skipped."""
     from xwatch.sentiment.lang import guess_lang
 
     wanted = normalise_lang(lang) if lang else None
     examples: list[Example] = []
     skipped = 0
+    from_stdin = str(path) == "-"
+    if from_stdin:
+        path = Path("<stdin>")
     try:
         # JSON lines end at "\n" only: a text may hold U+2028 as it is (splitlines() cut
         # there); a byte-order mark, as some editors write one, is not JSON
-        lines = path.read_text("utf-8-sig").split("\n")
+        raw = (stdin or sys.stdin.buffer).read() if from_stdin else path.read_bytes()
+        lines = raw.decode("utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: cannot read: {exc}") from exc
     for number, line in enumerate(lines, start=1):
