@@ -709,9 +709,10 @@ def test_training_examples_come_from_stdin_as_labels_export_writes_them() -> Non
         "{not json",
     ]
     examples, skipped = read_examples(Path("-"), stdin=io.BytesIO("\n".join(lines[:2]).encode()))
+    assert skipped == 0
     assert [(e.text, e.label) for e in examples] == [
         ("lost my bag", "negative"),
         ("thanks!", "positive"),
     ]
-    with pytest.raises(ModelError, match="^<stdin>:3: expected"):
+    with pytest.raises(ModelError, match=r"^<stdin>:3: expected"):
         read_examples(Path("-"), stdin=io.BytesIO("\n".join(lines).encode()))
