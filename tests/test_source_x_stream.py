@@ -35,6 +35,7 @@ from tests.fake_x import (
 )
 from tests.ports import free_port
 from xwatch.config import Brand, XStreamSourceConfig
+from xwatch.errors import ConfigError
 from xwatch.model import Mention
 from xwatch.sources.x_stream import (
     COUNTS_PATH,
@@ -43,8 +44,8 @@ from xwatch.sources.x_stream import (
     SEARCH_PATH,
     STREAM_PATH,
     Backoff,
+    MissingTokenError,
     StreamRule,
-    XStreamError,
     XStreamSource,
     stream_rules,
 )
@@ -447,14 +448,14 @@ async def test_unauthorized_is_reported_and_retried_slowly_without_leaking_the_t
     assert all(secret not in detail for _, detail in report.problems)
 
 
-@pytest.mark.asyncio
-async def test_a_missing_token_fails_at_start_naming_the_variable(
+def test_a_missing_token_stops_the_start_naming_the_variable(
     fake: FakeX, clock: Clock, report: RecordingReport
 ) -> None:
-    source = x_source(fake, clock, report, Sleeps(), environ={ENV: " "})
-    with pytest.raises(XStreamError, match=ENV):
-        async with source:
-            pass
+    """A config error, as the webhook's missing secret: the daemon does not start (it
+    started, then tried again every 5 minutes for good, the brands unwatched)."""
+    with pytest.raises(MissingTokenError, match=ENV) as caught:
+        x_source(fake, clock, report, Sleeps(), environ={ENV: " "})
+    assert isinstance(caught.value, ConfigError)
     assert fake.requests == []
 
 

@@ -42,8 +42,9 @@ after it come through search, none counted twice. A brand whose counts fail (an 
 error, a 429, a bad page) or do not arrive within ``warm_start_timeout_seconds`` is
 reported (``warm_start``) and starts cold; after a 429 the others are not asked.
 
-The bearer token is read from ``config.bearer_token_env`` at ``async with`` and only ever
-put in the ``Authorization`` header, never in a log line or a report.
+The bearer token is read from ``config.bearer_token_env`` (missing when the source is made:
+``MissingTokenError``, and the daemon does not start) and only ever put in the
+``Authorization`` header, never in a log line or a report.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ from typing import Any, NamedTuple, Self, TypeGuard
 import aiohttp
 
 from xwatch.config import Brand, XStreamSourceConfig
-from xwatch.errors import PayloadError, XwatchError
+from xwatch.errors import ConfigError, PayloadError, Problem, XwatchError
 from xwatch.model import Mention
 from xwatch.sources import RateLimitReport, SourceReport
 from xwatch.sources.payload import mentions_from_x, parse_payload
@@ -115,7 +116,19 @@ USER_AGENT = "xwatch"
 
 
 class XStreamError(XwatchError):
-    """The X stream source cannot start (e.g. no bearer token)."""
+    """The X stream source cannot start."""
+
+
+class MissingTokenError(ConfigError):
+    """The bearer token is not in the environment: the daemon must not start (it would
+    try again every 5 minutes for good, the brands unwatched)."""
+
+    def __init__(self, source: str, variable: str) -> None:
+        self.variable = variable
+        message = (
+            f"{variable} is not set; the x_stream source {source!r} needs the X API bearer token"
+        )
+        super().__init__([Problem("environment", 0, message)])
 
 
 class Backoff:
@@ -261,6 +274,8 @@ class XStreamSource:
         self._search_backoff = Backoff()
         self._brand_ids = frozenset(b.id for b in brands)
         self._environ = environ
+        if not environ.get(config.bearer_token_env, "").strip():
+            raise MissingTokenError(config.name, config.bearer_token_env)
         self._sleep = sleep
         self._now = now
         self._session = session
