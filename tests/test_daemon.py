@@ -210,3 +210,59 @@ async def test_a_fast_replay_escalates_and_reminds_on_time_not_at_its_batches_en
     assert incident.escalated_at - opened_at <= timedelta(minutes=30) + lateness
     reminders = re.findall(r"REMINDER: still firing after (\d+) min", out.getvalue())
     assert [int(minutes) for minutes in reminders[:2]] == [60, 120]  # (then one at the end)
+
+
+class SteppedClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@pytest.mark.asyncio
+async def test_a_webhook_only_daemon_keeps_the_incident_books_time_by_the_wall_clock(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The webhook is a live source though not one of the daemon's ``sources``: without
+    ticks, an escalation waited for the next post, however late, and people's actions
+    were dated by the last post's time (before the incident had opened)."""
+    monkeypatch.setenv("XWATCH_WEBHOOK_SECRET", "s3cret")
+    config = config_on_free_port(project)
+    text = config.read_text("utf-8").replace(
+        "  - type: demo\n    speed: 30000        # a week in about 20 seconds", "  - type: webhook"
+    )
+    config.write_text(text, "utf-8")
+    opened_at = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+    clock = SteppedClock(opened_at)
+    daemon = Daemon(
+        load_settings(config),
+        clock=clock,
+        notifiers={"console": ConsoleNotifier("console", io.StringIO())},
+    )
+    [change] = daemon.book.observe(  # critical: its playbook's first response is 30 minutes
+        [AlertEvent(EventKind.FIRING, alert(at=opened_at), opened_at)], opened_at
+    )
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.serving.wait(), 10)
+        clock.at = opened_at + timedelta(minutes=31)  # no post comes
+        await eventually(
+            lambda: daemon.book.incidents[change.incident.id].escalated_at is not None,
+            "the escalation, on a tick",
+        )
+        assert daemon._action_time() == clock.at  # an acknowledgement now is dated now
+    finally:
+        daemon.stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+def test_silence_ids_differ_across_restarts(project: Path) -> None:
+    """They were numbered from 1 at each start: a silence made after a restart, in the
+    same second of data time as one before it, took its id, and the store replaced it."""
+    settings = load_settings(config_on_free_port(project))
+    at = datetime(2026, 11, 26, 10, 20, tzinfo=UTC)
+    before, after = Daemon(settings), Daemon(settings)
+    ids = {before._silence_id(at), after._silence_id(at), after._silence_id(at)}
+    assert len(ids) == 3
+    assert all(i.startswith("silence-20261126-102000-") for i in ids)

@@ -227,13 +227,43 @@ def test_resolving_by_hand_ends_the_incident_and_later_refiring_opens_a_new_one(
     assert resolved[0].incident.state is State.RESOLVED
     with pytest.raises(UnknownIncident):
         book.acknowledge(first_id, "@maria", AT + timedelta(minutes=6))
-    # the lifecycle still sees the identity active: its updates are ignored...
+    # the lifecycle still sees the identity active: it sends an update only when the alert
+    # is clearly stronger than its peak (a second, bigger wave): that is news again, a
+    # new incident, as a firing after a restart is (it used to be dropped)
     a = warning(at=AT + timedelta(minutes=10), channels=("slack",))
-    assert book.observe([AlertEvent(EventKind.UPDATED, a, a.signal.end)], a.signal.end) == []
+    wave = book.observe([AlertEvent(EventKind.UPDATED, a, a.signal.end)], a.signal.end)
+    assert kinds(wave) == [(NoticeKind.OPENED, "slack")]
+    assert wave[0].incident.id != first_id
+    book.resolve(wave[0].incident.id, "@maria", AT + timedelta(minutes=15))
     # ...and a new firing after it resolved is a new incident
     again = fire(book, warning(at=AT + timedelta(hours=2), channels=("slack",)))
-    assert again[0].incident.id != first_id
+    assert again[0].incident.id not in (first_id, wave[0].incident.id)
     assert kinds(again) == [(NoticeKind.OPENED, "slack")]
+
+
+def test_a_pager_that_was_paged_hears_the_acknowledgement_and_the_resolution() -> None:
+    """The escalation's notifiers are told what follows it: a PagerDuty incident stayed
+    triggered (and kept paging) after the team acknowledged and resolved it."""
+    book = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    opened = fire(book, alert(at=AT, channels=("slack",)))
+    incident_id = opened[0].incident.id
+    assert kinds(book.advance(AT + timedelta(minutes=30)))[0] == (NoticeKind.ESCALATED, "pager")
+    acked = book.acknowledge(incident_id, "@maria", AT + timedelta(minutes=31))
+    assert sorted(kinds(acked)) == [
+        (NoticeKind.ACKNOWLEDGED, "pager"),
+        (NoticeKind.ACKNOWLEDGED, "slack"),
+    ]
+    resolved = book.resolve(incident_id, "@maria", AT + timedelta(minutes=40))
+    assert sorted(kinds(resolved)) == [
+        (NoticeKind.RESOLVED, "pager"),
+        (NoticeKind.RESOLVED, "slack"),
+    ]
+    # not escalated: the pager hears nothing of it
+    other = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    calm = fire(other, alert(at=AT, channels=("slack",)))
+    assert kinds(other.resolve(calm[0].incident.id, "@maria", AT + timedelta(minutes=5))) == [
+        (NoticeKind.RESOLVED, "slack")
+    ]
 
 
 def test_acknowledge_twice_is_a_no_op() -> None:
@@ -349,3 +379,19 @@ def test_next_due_is_when_advance_next_has_something_to_do() -> None:
     assert book.silences == {}
     book.acknowledge(opened[0].incident.id, "@maria", AT + timedelta(minutes=130))
     assert book.next_due() is None  # acknowledged: no more reminders
+
+
+def test_a_new_incident_never_takes_the_id_of_a_resolved_one() -> None:
+    """A late post opened an incident in the same second as one resolved by hand: it took
+    its id, and the store replaced the resolved incident (timeline, notices) with it."""
+    book = IncidentBook(Policy())
+    opened = fire(book, alert(at=AT, channels=("slack",)))[0].incident
+    [first] = book.resolve(opened.id, "@rita", AT + timedelta(minutes=1))
+    late = warning(rule="high-reach-complaint", at=AT, channels=("slack",))
+    second = fire(book, late, AT)[0].incident
+    assert second.id == f"{opened.id}-2"
+    [resolved] = book.resolve(second.id, "@rita", AT + timedelta(minutes=2))
+    restored = IncidentBook(Policy())  # after a restart: the ids the store gave back
+    restored.restore([first.incident, resolved.incident], [])
+    third = fire(restored, warning(rule="mention-volume-spike", at=AT), AT)[0].incident
+    assert third.id == f"{opened.id}-3"

@@ -74,6 +74,12 @@ class LiveCompleteness:
         self._reconnected: dict[str, datetime] = {}
         self._live = False  # a live source has started
 
+    def pushing(self) -> None:
+        """A live source that is pushed to (the webhook) serves: it owes nothing after a
+        pause (its senders retry what failed), so it holds no gap, but event time must
+        follow the wall clock as with any live source."""
+        self._live = True
+
     def started(self, source: str, now: datetime) -> None:
         self._live = True
         self._gap_start[source] = now

@@ -109,6 +109,7 @@ SECRET_ENV_FIELDS = (
     "routing_key_env",
 )
 TICK_SECONDS = 1.0
+RECENT_INCIDENT_IDS = 1000  # resolved incidents whose ids a restart keeps taken
 PROGRESS_SECONDS = 5.0
 CATCH_UP_SECONDS = 300.0  # after a reconnect, wait this long at most for a source's backlog
 WATCH_SECONDS = 2.0  # how often the rules and playbooks folders are checked for changes
@@ -275,8 +276,15 @@ class Daemon:
         for source in self.sources:
             if source.live:
                 self.completeness.started(source.name, self.clock.now())
+        if self.webhook is not None:
+            self.completeness.pushing()
         self.exit_when_done = exit_when_done
-        self.completeness_matters = any(source.live for source in self.sources)
+        # live: time is the wall clock's (ticks close buckets, run the incident book's
+        # timers and date people's actions); the webhook is a live source too, though
+        # not one of ``sources`` (an endpoint of the web server)
+        self.completeness_matters = (
+            any(source.live for source in self.sources) or self.webhook is not None
+        )
         self.stop = asyncio.Event()
         self.sources_done = asyncio.Event()
         self.serving = asyncio.Event()  # the web server listens (web_url is set)
@@ -306,7 +314,6 @@ class Daemon:
         # what the incident book did that the store has not taken yet (it was locked or
         # failing): written before anything newer, at the next change or checkpoint
         self._unsaved: list[Change] = []
-        self.silence_numbers = 0
         self.failing: set[str] = set()  # notifiers whose last attempt failed (retrying)
         self.store_problem = None  # why the last write to the store failed, for /readyz
         logs.add_secret_env(*secret_env_names(config), config.api.token_env)
@@ -380,7 +387,7 @@ class Daemon:
                     for source in self.sources
                 ]
                 helpers = [group.create_task(self._await_sources(pumps), name="sources-done")]
-                if any(source.live for source in self.sources):
+                if self.completeness_matters:  # live: the wall clock moves time on
                     helpers.append(group.create_task(self._tick(), name="ticker"))
                 if self.store is not None:
                     helpers.append(group.create_task(self._checkpoints(), name="checkpoints"))
@@ -477,7 +484,10 @@ class Daemon:
         incidents = await asyncio.to_thread(records.open_incidents)
         silences = await asyncio.to_thread(records.silences)
         pending = await asyncio.to_thread(records.pending_notices)
-        self.book.restore(incidents, silences)
+        # the newest resolved ones too, for their ids only: a late post opens no incident
+        # under the id of one resolved in the same second (the store would replace it)
+        recent = await asyncio.to_thread(records.incidents, limit=RECENT_INCIDENT_IDS)
+        self.book.restore([*recent, *incidents], silences)
         self.pipeline.restore_alerts(
             ActiveAlert(part.first, part.latest, part.since, part.latest.signal.end)
             for incident in incidents
@@ -1272,8 +1282,12 @@ class Daemon:
         return True
 
     def _silence_id(self, at: datetime) -> str:
-        self.silence_numbers += 1
-        return f"silence-{at:%Y%m%d-%H%M%S}-{self.silence_numbers}"
+        """Unique across restarts too (a counter from 1 at each start made the same id
+        again, and the store replaced the silence of that id: it vanished)."""
+        while True:
+            candidate = f"silence-{at:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+            if candidate not in self.book.silences:
+                return candidate
 
     def _save_silence(self, silence: Silence) -> None:
         if self.records is not None:

@@ -217,10 +217,15 @@ class IncidentBook:
         self.policy = policy
         self.incidents: dict[str, Incident] = {}  # the open ones, by id
         self.silences: dict[str, Silence] = {}
+        # every id given (or restored) so far: a new incident never takes a resolved one's
+        # id (a late post opened one in the same second, and the store replaced the
+        # resolved incident, its timeline and its notices with it)
+        self.ids: set[str] = set()
 
     def restore(self, incidents: Iterable[Incident], silences: Iterable[Silence]) -> None:
         """Put back the open incidents and the silences kept in the store."""
         for incident in incidents:
+            self.ids.add(incident.id)
             if incident.is_open:
                 self.incidents[incident.id] = incident
         for silence in silences:
@@ -248,6 +253,8 @@ class IncidentBook:
             return self._fire(alert, event.at)
         incident = self._holding(alert.identity)
         if incident is None:  # a person resolved its incident already
+            if event.kind is EventKind.UPDATED:  # and it grew since: news again, as after
+                return self._fire(alert, event.at)  # a restart (a second, bigger wave)
             return None
         part = incident.part(alert.identity)
         assert part is not None
@@ -509,9 +516,10 @@ class IncidentBook:
     def _new_id(self, brand: str, at: datetime) -> str:
         base = f"{brand}-{at:%Y%m%d-%H%M%S}"
         candidate, n = base, 1
-        while candidate in self.incidents:
+        while candidate in self.ids:
             n += 1
             candidate = f"{base}-{n}"
+        self.ids.add(candidate)
         return candidate
 
     def _announce(self, incident: Incident, at: datetime) -> tuple[Incident, list[Notice]]:
@@ -549,9 +557,12 @@ class IncidentBook:
 
     def _channels(self, incident: Incident, everyone: bool) -> set[str]:
         """The notifiers of the incident's notifiable parts (``everyone``: of all its parts,
-        e.g. to say it is over), plus the routes that match it."""
+        and of its escalation if it was escalated, e.g. to say it is acknowledged or over:
+        a pager that was paged must hear it), plus the routes that match it."""
         parts = incident.parts if everyone else [p for p in incident.parts if p.notifiable]
         channels = {channel for part in parts for channel in part.first.channels}
+        if everyone and incident.escalated_at is not None:
+            channels.update(self.policy.escalate_to)
         labels = [part.first.label_map for part in parts]
         for route in self.policy.routes:
             if route.matches(incident.severity, labels):
