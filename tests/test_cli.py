@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,6 +57,8 @@ def test_backtest_nab_rejects_a_bad_row(capsys: pytest.CaptureFixture[str]) -> N
     [
         ("2015-01-01 00:00:00,nan\n", "<stdin>:2: value is not a number"),
         ("2015-01-01 00:00:00,inf\n", "<stdin>:2: value is not a number"),
+        ("2015-01-01 00:00:00,-5\n", "<stdin>:2: expected a count of mentions (0 to 1e+12)"),
+        ("2015-01-01 00:00:00,1e308\n", "<stdin>:2: expected a count of mentions"),
         ("9999-12-31 23:55:00,1\n", "<stdin>:2: expected 'timestamp,value'"),  # no next bucket
         ("2015-01-01 00:05:00,1\n2015-01-01 00:00:00,1\n", "<stdin>:3: timestamps must increase"),
     ],
@@ -202,3 +206,31 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
         err = process.stderr.read().decode()
         assert process.wait(60) == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_backtest_reads_a_pipe_once_whatever_jobs_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--input /dev/stdin`` or ``<(zcat ...)``: every worker process opened the pipe and
+    got a share of its lines (a plausible, wrong alert history); now one reader, as for
+    ``-``, and gzip is found by its first bytes."""
+    lines = b"".join(  # each a complaint from a big account, with twice the reach before
+        b'{"id": "%d", "text": "kettlebird is awful, broken", "created_at": '
+        b'"2026-11-16T09:%02d:00Z", "author": {"id": "a", "handle": "big", "followers": %d}}\n'
+        % (i, i, 200_000 * 2**i)
+        for i in range(8)
+    )
+    path = tmp_path / "mentions.jsonl"
+    path.write_bytes(lines)
+    assert main(["backtest", "--jobs", "1", "--json", "--input", str(path)]) == 0
+    expected = capsys.readouterr().out
+    assert expected.count("\n") > 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(gzip.compress(lines),))
+    writer.start()
+    try:
+        assert main(["backtest", "--jobs", "2", "--json", "--input", str(fifo)]) == 0
+    finally:
+        writer.join(10)
+    assert capsys.readouterr().out == expected

@@ -403,6 +403,21 @@ def test_cli_report_needs_labels_and_readable_files(
     assert main([*argv, str(empty)]) == 1
     assert "empty.csv: no rows" in capsys.readouterr().err
     assert main(["backtest", "--format", "nab", str(series)]) == 2  # files need --report
+    taken = tmp_path / "taken"  # a file where the report's folder would go
+    taken.write_text("", "utf-8")
+    argv[4] = str(taken)
+    assert main([*argv, str(series)]) == 1
+    err = capsys.readouterr().err
+    assert f"{taken}: cannot make the report's folder" in err and "Traceback" not in err
+    labels.write_text('{"series.csv": [["9999-12-31 00:00:00", "9999-12-31 23:59:59"]]}')
+    assert main([*argv, str(series)]) == 1
+    assert "window too near the calendar's ends" in capsys.readouterr().err
+    labels.write_text('{"series.csv": [["2020-01-01 00:00:00", "2020-01-02 00:00:00"]]}')
+    argv[4] = str(tmp_path / "r2")
+    assert main([*argv, str(series)]) == 0
+    assert "warning: the window 2020-01-01 00:00 to 2020-01-02 00:00 lies outside the series" in (
+        capsys.readouterr().err
+    )
 
 
 def test_the_stdin_contract_without_report_is_unchanged(

@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -725,9 +726,12 @@ def test_new_terms_are_tracked_only_for_brands_a_new_term_rule_watches(project: 
 # -- xwatch check --diff ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("piped", [False, True])
 def test_check_diff_shows_what_a_rule_change_does_on_recent_data(
-    project: Path, tmp_path: Path
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piped: bool
 ) -> None:
+    """Piped (``--data -``), the data is read twice as a file is: the old rules' replay
+    used the pipe up, and every alert read as removed."""
     old = tmp_path / "old-rules"
     old.mkdir()
     (old / "rules.yaml").write_text(
@@ -766,10 +770,14 @@ def test_check_diff_shows_what_a_rule_change_does_on_recent_data(
             }
             handle.write(json.dumps(post, ensure_ascii=False) + "\n")
     out = io.StringIO()
+    if piped:  # gzip'd on stdin: found by its first bytes
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data.read_bytes())))
+        data = Path("-")
     assert check(project / "config.yaml", out, diff=old, data=data) == 0
     report = out.getvalue().splitlines()
     assert report[1] == (
-        f"rules {old} -> {project / 'rules'} on {data}: 1 alerts added, 1 removed, 0 unchanged"
+        f"rules {old} -> {project / 'rules'} on {data}: 1 alerts added, 1 removed, "
+        "0 of another severity, 0 unchanged"
     )
     assert report[2:] == [
         "  big-complaint: +0 -1",
@@ -987,3 +995,38 @@ def test_one_search_for_every_regex_says_when_no_rule_s_regex_can_match(project:
     for text, topics in expected.items():
         post, folded = mention(text), normalize(text)
         assert rules.topics_of(post, folded, "kettlebird") == topics, text
+
+
+def test_check_diff_shows_an_alert_that_changed_severity(project: Path, tmp_path: Path) -> None:
+    """A change from warning to critical pages other people: it read as 'unchanged'."""
+    rule = (
+        "rules:\n"
+        "  - id: big-complaint\n"
+        "    title: Big complaint\n"
+        "    when: {mention: {negative: true, min_followers: 100000}}\n"
+        "    severity: SEVERITY\n"
+        "    playbook: complaint-wave\n"
+    )
+    old = tmp_path / "old-rules"
+    old.mkdir()
+    (old / "rules.yaml").write_text(rule.replace("SEVERITY", "warning"), "utf-8")
+    with_rules(project, rule.replace("SEVERITY", "critical"))
+    data = tmp_path / "mentions.jsonl"
+    data.write_text(
+        json.dumps(
+            {
+                "id": "1",
+                "text": "kettlebird is awful, broken, the worst",
+                "created_at": "2026-11-16T09:00:00Z",
+                "author": {"id": "a", "handle": "who", "followers": 200_000},
+            }
+        )
+        + "\n",
+        "utf-8",
+    )
+    out = io.StringIO()
+    assert check(project / "config.yaml", out, diff=old, data=data) == 0
+    report = out.getvalue().splitlines()
+    assert report[1].endswith("0 alerts added, 0 removed, 1 of another severity, 0 unchanged")
+    assert report[2] == "  big-complaint: +0 -0 ~1"
+    assert report[3].startswith("    ~ 2026-11-16 09:00 UTC kettlebird@1m [warning -> critical]")

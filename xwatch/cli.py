@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -381,8 +384,33 @@ def check(
         file=out,
     )
     if diff is not None and data is not None:
-        print_rule_diff(settings, diff, data, out)
+        with readable_twice(data) as path:
+            print_rule_diff(settings, diff, path, out, shown=data)
     return 0
+
+
+@contextlib.contextmanager
+def readable_twice(path: Path) -> Iterator[Path]:
+    """``path`` if it is a file; a pipe (``-``, ``/dev/stdin``, ``<(zcat ...)``) copied to a
+    temporary file first, so that it can be read twice (the old rules' replay used it up,
+    and the new rules saw no post: every alert read as removed)."""
+    if str(path) != "-" and path.is_file():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="xwatch-") as folder:
+        copy = Path(folder) / "data"
+        try:
+            with copy.open("wb") as sink:
+                if str(path) == "-":
+                    shutil.copyfileobj(sys.stdin.buffer, sink)
+                else:
+                    with path.open("rb") as source:
+                        shutil.copyfileobj(source, sink)
+        except OSError as exc:
+            from xwatch.sources.replay import ReplayError
+
+            raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        yield copy
 
 
 def missing_secrets(settings: Settings) -> list[Problem]:
@@ -397,9 +425,11 @@ def missing_secrets(settings: Settings) -> list[Problem]:
     return []
 
 
-def print_rule_diff(settings: Settings, old_dir: Path, data: Path, out: TextIO) -> None:
+def print_rule_diff(
+    settings: Settings, old_dir: Path, data: Path, out: TextIO, shown: Path | None = None
+) -> None:
     """The alerts (firings) that the config's rules add to, and remove from, what the rules
-    in ``old_dir`` make of ``data``, per rule."""
+    in ``old_dir`` make of ``data`` (named ``shown`` in the output), per rule."""
     from xwatch.alerting.render import clean, describe
     from xwatch.backtest import replay_file
     from xwatch.model import Alert, AlertEvent, EventKind, Measure
@@ -420,18 +450,26 @@ def print_rule_diff(settings: Settings, old_dir: Path, data: Path, out: TextIO) 
     after = firings(asyncio.run(replay_file(settings, data)))
     added = sorted(after.keys() - before.keys(), key=lambda k: (after[k].rule_id, k[1], k[0]))
     removed = sorted(before.keys() - after.keys(), key=lambda k: (before[k].rule_id, k[1], k[0]))
-    same = len(after) - len(added)
+    # the same alert at the same time, of another severity: it pages other people
+    regraded = sorted(
+        (k for k in after.keys() & before.keys() if after[k].severity != before[k].severity),
+        key=lambda k: (after[k].rule_id, k[1], k[0]),
+    )
+    same = len(after) - len(added) - len(regraded)
     print(
-        f"rules {old_dir} -> {settings.config.rules_dir} on {data}: {len(added)} alerts added, "
-        f"{len(removed)} removed, {same} unchanged",
+        f"rules {old_dir} -> {settings.config.rules_dir} on {shown or data}: {len(added)} "
+        f"alerts added, {len(removed)} removed, {len(regraded)} of another severity, "
+        f"{same} unchanged",
         file=out,
     )
     changes = [("+", key, after[key]) for key in added]
     changes += [("-", key, before[key]) for key in removed]
+    changes += [("~", key, after[key]) for key in regraded]
     for rule_id in sorted({alert.rule_id for _, _, alert in changes}):
         mine = [(sign, key, alert) for sign, key, alert in changes if alert.rule_id == rule_id]
-        plus = sum(sign == "+" for sign, _, _ in mine)
-        print(f"  {rule_id}: +{plus} -{len(mine) - plus}", file=out)
+        counts = {sign: sum(s == sign for s, _, _ in mine) for sign in "+-~"}
+        summary = f"+{counts['+']} -{counts['-']}" + (f" ~{counts['~']}" if counts["~"] else "")
+        print(f"  {rule_id}: {summary}", file=out)
         for sign, (_, at), alert in mine:
             what = describe(alert.signal)
             if alert.term:
@@ -440,7 +478,10 @@ def print_rule_diff(settings: Settings, old_dir: Path, data: Path, out: TextIO) 
                 post = alert.bucket.samples[0]
                 what += f", @{clean(post.author.handle, 40)}: {clean(post.text, 60)!r}"
             when = f"{at:%Y-%m-%d %H:%M} UTC"
-            print(f"    {sign} {when} {alert.series} [{alert.severity.value}] {what}", file=out)
+            severity = alert.severity.value
+            if sign == "~":
+                severity = f"{before[(alert.identity, at)].severity.value} -> {severity}"
+            print(f"    {sign} {when} {alert.series} [{severity}] {what}", file=out)
 
 
 def run(config_path: Path | None, exit_when_done: bool) -> int:
@@ -489,6 +530,8 @@ def backtest_mentions(
     gc_tuning.settle()  # (each process of --jobs settles its own)
     if input_path is None or str(input_path) == "-":  # stdin can be read only once
         events = asyncio.run(replay_file(settings, None, progress=print_progress))
+    elif not input_path.is_file():  # a pipe (/dev/stdin, <(zcat ...)): read it once, here
+        events = asyncio.run(replay_file(settings, input_path, progress=print_progress))
     else:
         jobs = jobs or available_cpus()
         events = replay_in_processes(settings, input_path, jobs, progress=True)

@@ -623,6 +623,11 @@ def read_series(path: Path) -> list[tuple[datetime, float]]:
         raise ReportInputError(f"{path}: {exc}") from None
 
 
+MAX_COUNT = 1e12
+"""The most mentions a bucket of a series may hold (all of X posts about 6,000 a second):
+beyond it, a value is no count (and the count models' arithmetic overflows near 1e305)."""
+
+
 def series_rows(lines: Iterable[str], name: str) -> list[tuple[datetime, float]]:
     """The ``timestamp,value`` rows of NAB CSV text (``name`` in the messages), oldest
     first; ``ReportInputError`` names the line of the first one that is not."""
@@ -646,6 +651,11 @@ def series_rows(lines: Iterable[str], name: str) -> list[tuple[datetime, float]]
             ) from None
         if not math.isfinite(value):
             raise ReportInputError(f"{name}:{line_no}: value is not a number: {row!r}")
+        if not 0.0 <= value <= MAX_COUNT:  # a negative one read as 0: a phantom drop
+            raise ReportInputError(
+                f"{name}:{line_no}: expected a count of mentions (0 to {MAX_COUNT:.0e}), "
+                f"found {row[v_col]!r}"
+            )
         if rows and when <= rows[-1][0]:
             raise ReportInputError(f"{name}:{line_no}: timestamps must increase")
         rows.append((when, value))
@@ -674,6 +684,12 @@ def load_labels(path: Path) -> dict[str, list[Window]]:
                 ) from None
             if end < start:
                 raise ReportInputError(f"{path}: {key}: window ends before it starts: {pair!r}")
+            try:  # the charts' arithmetic around it: within the calendar
+                start - ZOOM_MARGIN, end + ZOOM_MARGIN
+            except OverflowError:
+                raise ReportInputError(
+                    f"{path}: {key}: window too near the calendar's ends: {pair!r}"
+                ) from None
             windows.append(Window(start, end))
         labels[str(key)] = sorted(windows, key=lambda w: w.start)
     return labels
@@ -713,7 +729,10 @@ def build_report(
     params = params or ReportParams(labels=str(labels_path))
     say = progress or (lambda _: None)
     labels = load_labels(labels_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, a folder not writable
+        raise ReportInputError(f"{out_dir}: cannot make the report's folder: {exc}") from None
     report = Report()
     stems: set[str] = set()
     for n, path in enumerate(files, start=1):
@@ -724,6 +743,15 @@ def build_report(
         key = label_key_for(labels, path)
         if key is None:
             say(f"{prefix}: no windows in {labels_path} for this file; judging alerts only")
+        for window in labels.get(key, []) if key else []:
+            first, last = rows[0][0], rows[-1][0]
+            if window.end < first or window.start > last:  # a time zone? a year?
+                say(
+                    f"{prefix}: warning: the window {window.start:%Y-%m-%d %H:%M} to "
+                    f"{window.end:%Y-%m-%d %H:%M} lies outside the series ("
+                    f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}): a miss no detector "
+                    "can avoid"
+                )
         say(f"{prefix}: {len(rows)} rows, running the volume detector")
         signals = nab_signals(rows)
         result = judge(
@@ -1050,7 +1078,14 @@ def plot_window(
     fig, ax = _new_axes()
     cols = _columns(part)
     _warmup_span(ax, part)
-    _draw_windows(ax, [w], [index + 1])
+    # every window in sight (the alerts in them are drawn as in a window: an alert in a
+    # neighbouring window showed as a hit on unshaded ground)
+    near = [
+        (other, number)
+        for number, other in enumerate(result.windows, start=1)
+        if other.window.end >= start and other.window.start <= end
+    ]
+    _draw_windows(ax, [other for other, _ in near], [number for _, number in near])
     _draw_series(ax, cols, result.width_seconds, lw=0.9)
     _draw_alerting_buckets(ax, part, params.likelihood)
     shown = [a for a in result.alerts if start <= a.start <= end]

@@ -14,6 +14,7 @@ import gzip
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from io import BufferedReader
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self, cast
@@ -30,6 +31,9 @@ YIELD_EVERY_LINES = 500  # let the rest of the daemon run while replaying at ful
 class ReplayError(XwatchError):
     """A replay file that cannot be read: missing, a folder, not gzip, cut short. The
     lines before the damage have been replayed; a backtest stops with this message."""
+
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _why(exc: BaseException) -> str:
@@ -57,20 +61,25 @@ class ReplaySource:
         self._sleep = sleep
         self._monotonic = monotonic
         self._now = now
-        self._file: IO[bytes] | None = None
+        self._file: IO[bytes] | None = None  # what lines are read from
+        self._raw: BufferedReader | None = None  # the file itself
 
     async def __aenter__(self) -> Self:
+        """Open the file, gzip'd or not by what it holds (its first bytes), so that a
+        pipe of gzip (``--input - < history.jsonl.gz``) is read too; a file named
+        ``.gz`` must be gzip."""
         try:
-            if self.path.suffix == ".gz":
-                compressed = gzip.open(self.path)  # noqa: SIM115 - closed in __aexit__
+            self._raw = self.path.open("rb")
+            if self._raw.peek(len(GZIP_MAGIC))[: len(GZIP_MAGIC)] == GZIP_MAGIC:
+                compressed = gzip.GzipFile(fileobj=self._raw)
                 self._file = cast(IO[bytes], compressed)
-                compressed.peek(1)  # a file that is not gzip: say so now, not mid-replay
+                compressed.peek(1)  # damaged from the start: say so now, not mid-replay
+            elif self.path.suffix == ".gz":
+                raise gzip.BadGzipFile("Not a gzipped file")
             else:
-                self._file = self.path.open("rb")
+                self._file = self._raw
         except (OSError, EOFError) as exc:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._close()
             raise ReplayError(f"{self.path}: cannot read: {_why(exc)}") from None
         return self
 
@@ -80,9 +89,13 @@ class ReplaySource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._close()
+
+    def _close(self) -> None:
+        for file in (self._file, self._raw):  # a GzipFile leaves the file it reads open
+            if file is not None:
+                file.close()
+        self._file = self._raw = None
 
     def __aiter__(self) -> AsyncIterator[Mention]:
         return self._replay()
