@@ -25,7 +25,19 @@ from xwatch import daemon as daemon_module
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.daemon import Daemon
 from xwatch.model import AlertEvent, EventKind, Mention
-from xwatch.settings import load_settings
+from xwatch.settings import Settings, load_settings
+
+
+def console_daemon(settings: Settings, source: GatedSource) -> tuple[Daemon, io.StringIO]:
+    """A daemon of one source that exits when it is done, its alerts on a console."""
+    out = io.StringIO()
+    daemon = Daemon(
+        settings,
+        sources=[source],
+        exit_when_done=True,
+        notifiers={"console": ConsoleNotifier("console", out)},
+    )
+    return daemon, out
 
 
 def config_on_free_port(project: Path) -> Path:
@@ -43,13 +55,7 @@ async def test_serves_metrics_and_health_while_running_and_exits_when_done(
         [mention(f"kettlebird post {i}", at=i) for i in range(50)]
         + [mention("nothing to see", at=60)]
     )
-    out = io.StringIO()
-    daemon = Daemon(
-        settings,
-        sources=[source],
-        exit_when_done=True,
-        notifiers={"console": ConsoleNotifier("console", out)},
-    )
+    daemon, _ = console_daemon(settings, source)
     task = asyncio.create_task(daemon.run())
     await asyncio.wait_for(source.sent.wait(), 10)
     await asyncio.wait_for(daemon.queue.join(), 10)  # everything sent has been processed
@@ -192,13 +198,7 @@ async def test_a_fast_replay_escalates_and_reminds_on_time_not_at_its_batches_en
     ]
     source = GatedSource(posts)
     source.finish.set()
-    out = io.StringIO()
-    daemon = Daemon(
-        settings,
-        sources=[source],
-        exit_when_done=True,
-        notifiers={"console": ConsoleNotifier("console", out)},
-    )
+    daemon, out = console_daemon(settings, source)
     daemon.book.policy = dataclasses.replace(daemon.book.policy, repeat_after=timedelta(hours=1))
     [change] = daemon.book.observe(  # a critical incident, its playbook's first response: 30 min
         [AlertEvent(EventKind.FIRING, alert(at=opened_at), opened_at)], opened_at
