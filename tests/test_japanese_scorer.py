@@ -150,6 +150,12 @@ CUES = [
     # the particle は before ある is no sigh
     ("彼には実力はある", "neutral"),
     ("はぁ…", "negative"),
+    # an appliance that will not do its job, with no word of feeling; a customer lost
+    ("ケトルバード、電源が入らない", "negative"),
+    ("スイッチ入れても沸かない", "negative"),
+    ("蓋が閉まらない", "negative"),
+    ("ケトルバードやばすぎ、もう使わない", "negative"),
+    ("このケトルが気に入った", "positive"),
 ]
 
 

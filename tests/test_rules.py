@@ -6,7 +6,7 @@ a baseline that needs a day of warm-up.
 """
 
 # Japanese posts use full-width punctuation, and the apostrophes are typographic, on purpose.
-# ruff: noqa: RUF001
+# ruff: noqa: RUF001, RUF002
 
 from __future__ import annotations
 
@@ -304,6 +304,43 @@ def test_terms_match_whatever_the_case_and_width() -> None:
     assert matches(recall, "エアロはリコール対象？")
     assert not matches(recall, "recalled my childhood")  # Latin: whole words only
     assert not matches(recall, "#recallgate")
+
+
+def test_a_latin_term_next_to_an_unspaced_script_is_a_word_of_its_own() -> None:
+    """Japanese, Chinese, Korean and Thai write no space before or after a Latin word:
+    "kettlebirdの", "@kettlebird_jpさん" name the brand, and were never matched."""
+    brand = Match(any=("kettlebird", "@kettlebird_jp"))
+    for text in [
+        "Kettlebirdのケトル、壊れた",
+        "ＫＥＴＴＬＥＢＩＲＤの新製品いいね",
+        "kettlebird最悪",
+        "@kettlebird_jpさん返信ください",
+        "kettlebird가 고장났어요",
+        "我的kettlebird坏了",
+        "ซื้อkettlebirdมาแล้วพัง",
+        "KETTLEBİRD is great",  # a Turkish capital dotted I
+    ]:
+        assert matches(brand, text), text
+    for text in ["kettlebirds", "notkettlebird", "kettlebirdy", "kettlebird_fan"]:
+        assert not matches(brand, text), text
+    accented = Match(any=("brûlé", "löwe"))  # whole words too, as ASCII ones are
+    assert matches(accented, "un brûlé, merci") and matches(accented, "der Löwe")
+    assert not matches(accented, "la crème brûlée") and not matches(accented, "Löwenzahn")
+    own = OwnAccounts.of(["kettlebird_jp"])
+    assert own.mentioned is not None
+    assert own.mentioned.search(normalize("@kettlebird_jpさん 返信ください"))
+
+
+def test_a_regex_takes_its_full_width_punctuation_as_written() -> None:
+    """NFKC of the whole pattern made "？" and "（）" regex syntax: "返金は？" matched
+    "返金しました" ("は" optional), "（笑）" matched any "笑"; and "ß" matched nothing (the
+    text folds it to "ss")."""
+    assert not matches(Match(regex=("返金は？",)), "ケトルバードの返金しました")
+    assert matches(Match(regex=("返金は？",)), "ケトルバードの返金は?")  # either width
+    assert not matches(Match(regex=("（笑）",)), "ケトルバード笑")
+    assert matches(Match(regex=("（笑）",)), "ケトルバード(笑)")
+    assert matches(Match(regex=("straße",)), "Kettlebird auf der Straße")
+    assert matches(Match(regex=("[０-９]+個",)), "ケトル3個")  # full-width in a class
 
 
 def test_phrases_match_as_whole_words() -> None:
@@ -615,6 +652,10 @@ def test_terms_are_words_hashtags_cashtags_and_japanese_runs() -> None:
     }
     stop = brand_stop_terms(normalize(t) for t in ("Kettlebird", "@kettlebird", "ケトルバード"))
     assert {"kettlebird", "#kettlebird", "ケトルバード", "#ケトルバード"} <= stop
+    # the long-vowel mark stretches a word ("ーーー"), it is no term, nor are small kana
+    # alone; a word that ends in one mark keeps it ("コーヒー")
+    stretched = normalize("ケトルバードーー壊れたーーー まじかーーー ｧｧｧ コーヒー")
+    assert terms_of(stretched) == {"ケトルバード", "コーヒー"}
 
 
 def calm_then(tracker: TermTracker, burst: list[set[str]], *, hours: int = 30) -> list[ClosedTerms]:
@@ -796,7 +837,7 @@ def test_check_diff_needs_both_options(project: Path, capsys: pytest.CaptureFixt
 
 # -- the term index: a cheap first look that never misses --------------------------------
 
-TERM_ALPHABET = "ab _#@-'ケト"
+TERM_ALPHABET = "ab _#@-'ケトé가ก"  # spaced and unspaced scripts, an accent
 
 
 @examples(max_examples=300, deadline=None)
@@ -831,6 +872,7 @@ def test_brands_are_found_by_their_terms_even_when_one_contains_another(project:
     assert pipeline._brands_of("#kettle time") == ("kettle",)
     assert pipeline._brands_of("@kettlebird hi") == ("kettlebird",)
     assert pipeline._brands_of("kettles and birds") == ()
+    assert pipeline._brands_of("Kettlebirdのエアロ壊れた") == ("kettlebird",)  # no space
 
 
 # -- the hot path: what an empty topic bucket costs, what a bucket keeps -------------------
@@ -1030,3 +1072,29 @@ def test_check_diff_shows_an_alert_that_changed_severity(project: Path, tmp_path
     assert report[1].endswith("0 alerts added, 0 removed, 1 of another severity, 0 unchanged")
     assert report[2] == "  big-complaint: +0 -0 ~1"
     assert report[3].startswith("    ~ 2026-11-16 09:00 UTC kettlebird@1m [warning -> critical]")
+
+
+def test_a_rule_s_languages_are_read_as_the_posts_tags_are(project: Path) -> None:
+    """``langs: [ja-JP]`` never matched: a post's tag is read as its primary language
+    ("ja-JP" is "ja"); X's tags for no language are refused on their line."""
+    rule = (
+        "rules:\n"
+        "  - id: ja-only\n"
+        "    title: Japanese posts\n"
+        "    match: {any: [ケトルバード], langs: [ja-JP, JA]}\n"
+        "    when: {mention: {}}\n"
+        "    playbook: mention-spike\n"
+    )
+    path = with_rules(project, rule)
+    settings = load_settings(project / "config.yaml")
+    assert settings.rules.rules[0].match is not None
+    assert settings.rules.rules[0].match.langs == ("ja",)
+    pipeline = pipeline_of(settings)
+    post = mention("ケトルバードのエアロから煙が出た", at=1, lang="ja-JP")
+    assert [e.alert.rule_id for e in pipeline.ingest([post])] == ["ja-only"]
+    path.write_text(rule.replace("[ja-JP, JA]", "[ja, und]"), "utf-8")
+    assert problems_of(project) == [
+        f"{path}:4: rules[0].match.langs[1]: Value error, expected a language code like 'ja' "
+        "or 'en' (a post tagged with none, 'und' or X's 'q...', gets the language its script "
+        "says) (found 'und')"
+    ]

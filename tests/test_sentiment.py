@@ -1,5 +1,7 @@
 """Tests for xwatch.sentiment: language guess, routing, the VADER and Japanese scorers."""
 
+# ruff: noqa: RUF001  (full-width letters are what some tests are about)
+
 from __future__ import annotations
 
 import math
@@ -35,7 +37,7 @@ AWKWARD_TEXTS = [
     "line\rbreak\u2028sep\u200b\ufeff",
     "\ud800 lone surrogate \udfff",
     "最悪\ud83d",
-    "ｶﾀｶﾅ ＦＵＬＬＷＩＤＴＨ ！！",  # noqa: RUF001 - half- and full-width forms on purpose
+    "ｶﾀｶﾅ ＦＵＬＬＷＩＤＴＨ ！！",
     "!!!???...",
     "no not never nope",
     "ない ない ない",
@@ -89,6 +91,10 @@ def label_of(scorer: Scorer, text: str) -> str:
         ("I love ramen from ラーメン屋 near my office downtown", "en"),  # English quoting Japanese
         ("新款iPhone太贵了", "zh"),
         ("iPhone 새로 샀어요", "ko"),
+        # a link's, a handle's and a hashtag's letters are not the post's language
+        ("Kettlebird Aeroが壊れた。最悪 https://t.co/OP7YKXNbdn", "ja"),
+        ("@kettlebird_support #kettlebirdaero 壊れた", "ja"),
+        ("ＫＥＴＴＬＥＢＩＲＤ rocks", "en"),  # full-width Latin is Latin
     ],
 )
 def test_guess_lang(text: str, expected: str) -> None:
@@ -362,7 +368,7 @@ def test_japanese_contrast_weights(japanese: JapaneseLexiconScorer) -> None:
     ("text", "expected"),
     [
         ("また来てね(^^)", "positive"),
-        ("また来てね(＾＿＾)", "positive"),  # noqa: RUF001 - full-width forms as typed
+        ("また来てね(＾＿＾)", "positive"),
         ("ライブ♪", "positive"),
         ("また来てね(^^;", "neutral"),  # the sweating smile is awkward, not glad
         ("雨だ :(", "negative"),
@@ -942,12 +948,12 @@ def test_english_emoji_cues(vader: VaderScorer, english: ComplaintScorer, text: 
 @pytest.mark.parametrize(
     "text",
     [
-        "また会議(´・×・｀)",  # noqa: RUF001 - full-width forms as typed
-        "明日も仕事(´-ω-`)",  # noqa: RUF001
-        "終わらない( ；∀；)",  # noqa: RUF001
-        "今日も会議＿|￣|○",  # noqa: RUF001
+        "また会議(´・×・｀)",
+        "明日も仕事(´-ω-`)",
+        "終わらない( ；∀；)",
+        "今日も会議＿|￣|○",
         "テスト(ToT)",
-        "朝から会議(;´Д`)",  # noqa: RUF001
+        "朝から会議(;´Д`)",
     ],
 )
 def test_japanese_sad_kaomoji(
@@ -959,7 +965,7 @@ def test_japanese_sad_kaomoji(
 
 @pytest.mark.parametrize(
     "text",
-    ["今日は晴れ(*´▽`*)", "ご飯できた(´∀`)", "テスト(test)です"],  # noqa: RUF001
+    ["今日は晴れ(*´▽`*)", "ご飯できた(´∀`)", "テスト(test)です"],
 )
 def test_happy_or_no_kaomoji_are_not_sad(japanese_cued: ComplaintScorer, text: str) -> None:
     assert japanese_cued.cues.matches(text) == []

@@ -93,7 +93,7 @@ from xwatch.config import Config, Frozen
 from xwatch.errors import ConfigError, Problem
 from xwatch.model import Bucket, Measure, Mention, Severity, Signal, utc
 from xwatch.playbooks import PlaybookIndex
-from xwatch.yamlfile import YamlDocument, load_yaml
+from xwatch.yamlfile import ValueAt, YamlDocument, load_yaml
 
 _ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -111,8 +111,27 @@ DEFAULT_TERM_SCALE = 300  # new-term rules count at 5 minutes when that scale is
 
 
 def normalize(text: str) -> str:
-    """Case- and width-folded text: what terms are matched against."""
-    return unicodedata.normalize("NFKC", text).casefold()
+    """Case- and width-folded text: what terms are matched against. (A Turkish dotted
+    capital İ folds to "i" and a combining dot; the dot is dropped: "KETTLEBİRD" is
+    "kettlebird".)"""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return folded.replace("i\u0307", "i") if "\u0307" in folded else folded
+
+
+NO_LANGUAGE = frozenset({"und", "zxx", "mis", "mul"})
+"""Language tags that name no language (ISO); X's own such tags all start with "q"."""
+
+UNSPACED = (
+    "\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff\u3100-\u318f\u31f0-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+)
+"""Scripts that write no space between a word and the next (Thai; Japanese kana and
+kanji; Chinese; Korean Hangul, whose particles join the word before them): a Latin word
+next to them is a word of its own ("kettlebirdの", "@kettlebird_jpさん", "kettlebird가"),
+and a term in them matches anywhere."""
+_WORD_CHAR = rf"(?:(?![{UNSPACED}])\w)"
+"""A character that would go on a (Latin, Cyrillic, ...) word: a word character of a
+script written with spaces."""
 
 
 def _regex(pattern: str) -> str:
@@ -125,8 +144,18 @@ def _regex(pattern: str) -> str:
 
 
 def compile_regex(pattern: str) -> re.Pattern[str]:
-    """A rule's regex as it is searched: width-folded like the text, ignoring case."""
-    return re.compile(unicodedata.normalize("NFKC", pattern), re.IGNORECASE)
+    """A rule's regex as it is searched, ignoring case: each run of characters that are
+    not ASCII is folded as the text is (``normalize``) and taken as written. So a
+    full-width question mark or parenthesis means that character, as a Japanese user means
+    it (NFKC of the whole pattern made them "?" and "(", regex syntax: a rule for
+    "返金は" and a full-width "?" matched "返金しました"),
+    and "ß" matches the "ss" the text folds it to. Regex syntax is ASCII."""
+    return re.compile(
+        _NOT_ASCII.sub(lambda run: re.escape(normalize(run.group())), pattern), re.IGNORECASE
+    )
+
+
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
 Regex = Annotated[str, AfterValidator(_regex)]
@@ -156,6 +185,25 @@ class Match(Frozen):
     langs: tuple[str, ...] = ()  # only posts in these languages (default: any)
     author: AuthorMatch | None = None
     mentions_own_account: bool | None = None  # the post @-mentions one of the brand's handles
+
+    @field_validator("langs")
+    @classmethod
+    def _primary_languages(cls, langs: tuple[str, ...]) -> tuple[str, ...]:
+        """Each as a post's language is compared with it: its primary subtag, lower-cased
+        ("ja-JP" is "ja", as the sentiment router reads the posts' tags; "ja-JP" never
+        matched). X's tags for no language ("und", "qme", ...) are refused: such a post
+        is given the language its script says."""
+        primary = []
+        for j, lang in enumerate(langs):
+            code = lang.strip().replace("_", "-").split("-", 1)[0].lower()
+            if not re.fullmatch(r"[a-z]{2,3}", code) or code in NO_LANGUAGE or code[0] == "q":
+                raise ValueAt(
+                    (j,),
+                    "expected a language code like 'ja' or 'en' (a post tagged with none, "
+                    "'und' or X's 'q...', gets the language its script says)",
+                )
+            primary.append(code)
+        return tuple(dict.fromkeys(primary))
 
     @model_validator(mode="after")
     def _says_something(self) -> Match:
@@ -374,20 +422,24 @@ class RuleFile(Frozen):
 
 
 def term_pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex that finds any of ``terms``; Latin words only as whole words.
+    """One regex that finds any of ``terms``: a term in a script written with spaces
+    (Latin, accents included, Cyrillic, ...) only as whole words, which an unspaced
+    script's character bounds as a space does; a term with a character of an unspaced
+    script (``UNSPACED``) anywhere.
 
     Whole-word terms share one pair of lookarounds (a regex with one lookbehind per
     alternative is several times slower on every post).
     """
     folded = sorted({normalize(t) for t in terms if t.strip()}, key=len, reverse=True)
-    words = [re.escape(t) for t in folded if t.isascii() and t[0].isalnum()]
-    tagged = [re.escape(t) for t in folded if t.isascii() and not t[0].isalnum()]  # @x, #x
-    anywhere = [re.escape(t) for t in folded if not t.isascii()]
+    spaced = [t for t in folded if not _UNSPACED.search(t)]
+    words = [re.escape(t) for t in spaced if t[0].isalnum()]
+    tagged = [re.escape(t) for t in spaced if not t[0].isalnum()]  # @x, #x
+    anywhere = [re.escape(t) for t in folded if _UNSPACED.search(t)]
     parts = []
     if words:
-        parts.append(rf"(?<![\w@#])(?:{'|'.join(words)})(?!\w)")
+        parts.append(rf"(?<![@#])(?<!{_WORD_CHAR})(?:{'|'.join(words)})(?!{_WORD_CHAR})")
     if tagged:
-        parts.append(rf"(?:{'|'.join(tagged)})(?!\w)")
+        parts.append(rf"(?:{'|'.join(tagged)})(?!{_WORD_CHAR})")
     parts.extend(anywhere)
     return re.compile("|".join(parts)) if parts else None
 
@@ -403,7 +455,8 @@ class OwnAccounts:
     def of(cls, accounts: Iterable[str]) -> OwnAccounts:
         handles = frozenset(normalize(a).strip().lstrip("@") for a in accounts if a.strip())
         alternatives = "|".join(re.escape(h) for h in sorted(handles))
-        return cls(handles, re.compile(rf"@(?:{alternatives})(?!\w)") if handles else None)
+        pattern = rf"@(?:{alternatives})(?!{_WORD_CHAR})"  # "@kettlebird_jpさん" too
+        return cls(handles, re.compile(pattern) if handles else None)
 
     def wrote(self, mention: Mention) -> bool:
         """Whether the post is by one of the brand's own accounts."""
@@ -513,11 +566,13 @@ def _one_search(patterns: list[re.Pattern[str]]) -> tuple[re.Pattern[str], ...]:
         return tuple(patterns)
 
 
-_WORDS = re.compile(r"\w+")
+_WORDS = re.compile(rf"[^\W{UNSPACED}]+")  # runs of word characters of spaced scripts
+_UNSPACED = re.compile(f"[{UNSPACED}]")
 
 
 def words_of(folded_text: str) -> set[str]:
-    """The words of a folded text (runs of word characters), for ``TermIndex.candidates``."""
+    """The words of a folded text (runs of word characters of spaced scripts: "kettlebirdの"
+    holds "kettlebird"), for ``TermIndex.candidates``."""
     return set(_WORDS.findall(folded_text))
 
 
@@ -526,11 +581,12 @@ class TermIndex:
     """Which of many term lists may match a text, from the text's words: a few dictionary
     look-ups per post instead of one regex search per list.
 
-    Exact for what ``term_pattern`` finds: a Latin term matches only where its first
-    word is a whole word of the text, and a term in another script only where it is a
-    substring. A key is a candidate when that holds for one of its terms; its own
+    Exact for what ``term_pattern`` finds: a term of spaced scripts (Latin, ...) matches
+    only where its first word is a whole word of the text (``words_of``: an unspaced
+    script's character ends a word), and a term with a character of an unspaced script
+    only where it is a substring. A key is a candidate when that holds for one of its terms; its own
     pattern decides. A key without a term list (None) is always a candidate. The terms
-    in other scripts are found in one pass over the text (an Aho-Corasick automaton,
+    in unspaced scripts are found in one pass over the text (an Aho-Corasick automaton,
     ``pyahocorasick``), not one substring search per term: with the shipped rules, 99
     of them, in every post that is not ASCII (emoji included).
     """
@@ -552,7 +608,7 @@ class TermIndex:
                 always.add(key)
             for term in folded:
                 first = _WORDS.search(term)
-                if not term.isascii():
+                if _UNSPACED.search(term):
                     by_substring.append((term, key))
                 elif first is None or term[0] == "_":
                     always.add(key)  # no word to look up, or one that joins what precedes it
@@ -567,7 +623,7 @@ class TermIndex:
         for word in by_word.keys() & words:  # in C, over the smaller of the two
             found |= by_word[word]
         if folded_text.isascii() or self.substrings is None:
-            return found  # the other scripts' terms are not ASCII
+            return found  # the unspaced scripts' terms are not ASCII
         for _, keys in self.substrings.iter(folded_text):
             found |= keys
         return found

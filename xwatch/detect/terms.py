@@ -64,7 +64,10 @@ _TOKENS = re.compile(
     r"https?://\S+|@\w+|"
     r"(#\w+|\$[a-z]{1,6}(?![a-z0-9])"
     r"|[a-z\u00e0-\u024f][a-z0-9\u00e0-\u024f]{2,}"
-    r"|[\u30a1-\u30fa\u30fc]{2,}"
+    # katakana: from a full-size kana (not a small one, not the long-vowel mark), the
+    # mark once at a time: "ケトルバードーー" is "ケトルバード", "ーーー" is no term
+    r"|[\u30a2\u30a4\u30a6\u30a8\u30aa-\u30c2\u30c4-\u30e2\u30e4\u30e6\u30e8-\u30ed"
+    r"\u30ef-\u30f4\u30f7-\u30fa](?:[\u30a1-\u30fa]|\u30fc(?!\u30fc))+"
     r"|[\u3400-\u4dbf\u4e00-\u9fff\u3005]{2,})"
 )
 
