@@ -7,6 +7,7 @@ whole ``to_state`` documents and detectors by the signals they give.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import io
@@ -15,6 +16,7 @@ import logging
 import math
 import random
 import re
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -646,6 +648,8 @@ async def test_the_daemon_restores_its_detectors_on_restart(
     first = await run_daemon(daemon_config(project, one))
     assert "no checkpoint yet, every series starts fresh" in caplog.text
     assert saved(first) == 1  # at the graceful stop (the interval is an hour)
+    rows = len(first.pipeline.checkpoint())
+    assert f"checkpoint saved: {rows} detectors of " in caplog.text  # (it said 0)
     with Store.open(project / "state" / "xwatch.sqlite3") as store:
         assert keyed(store.load_checkpoints()) == keyed(first.pipeline.checkpoint())
 
@@ -898,3 +902,25 @@ def test_a_restored_term_model_that_cannot_work_is_refused(
     )
     with pytest.raises(CheckpointError, match=re.escape(message)):
         restore_term_model(checkpoint, 300)
+
+
+@pytest.mark.asyncio
+async def test_a_store_whose_detectors_a_newer_xwatch_saved_is_refused_untouched(
+    project: Path, replays: tuple[Path, Path]
+) -> None:
+    """A rollback after an upgrade: every series was refused and started fresh, and the
+    first checkpoint replaced the newer one, a month of learning gone both ways."""
+    one, _ = replays
+    config = daemon_config(project, one)
+    await run_daemon(config)
+    path = project / "state" / "xwatch.sqlite3"
+    query = "SELECT count(*), min(state_version) FROM detector_checkpoints"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # as a next release wrote it
+        db.execute("UPDATE detector_checkpoints SET state_version = state_version + 1")
+        rows, _ = db.execute(query).fetchone()
+    assert rows > 0
+    daemon = Daemon(load_settings(config), exit_when_done=True)
+    with pytest.raises(StoreError, match="its detectors were saved by a newer xwatch"):
+        await asyncio.wait_for(daemon.run(), 30)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute(query).fetchone() == (rows, STATE_VERSION + 1)  # untouched

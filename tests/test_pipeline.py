@@ -12,7 +12,8 @@ import numpy
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.factories import T0, mention
+from tests.factories import T0, alert, mention
+from xwatch.alerting.lifecycle import ActiveAlert
 from xwatch.detect.state import to_state
 from xwatch.detect.volume import CountDetector
 from xwatch.metrics import Metrics
@@ -437,3 +438,13 @@ def test_matching_reads_a_post_s_first_characters_only(settings: Settings) -> No
     late = "x" * (MATCH_CHARS + 10) + " kettlebird"
     [found, missed] = pipeline.enrich([mention(early), mention(late)])
     assert (found.brands, missed.brands) == (("kettlebird",), ())
+
+
+def test_restored_alerts_show_in_the_active_alert_gauges_at_once(settings: Settings) -> None:
+    """They read 0 after a restart until the next alert event: a crisis vanished from the
+    dashboard at each upgrade."""
+    pipeline, registry = make_pipeline(settings)
+    firing = alert(at=13 * 3600.0)
+    pipeline.restore_alerts([ActiveAlert(firing, firing, firing.signal.end, firing.signal.end)])
+    assert registry.get_sample_value("xwatch_alerts_active") == 1
+    assert registry.get_sample_value("xwatch_brand_active_alerts", {"brand": "kettlebird"}) == 1

@@ -71,7 +71,7 @@ from xwatch.config import (
     WebhookSourceConfig,
     XStreamSourceConfig,
 )
-from xwatch.detect.state import Checkpoint, CheckpointError
+from xwatch.detect.state import STATE_VERSION, Checkpoint, CheckpointError
 from xwatch.errors import ConfigError, PayloadError
 from xwatch.feedback import Feedback, api_token
 from xwatch.malloc import release_free_memory
@@ -217,6 +217,20 @@ def build_notifiers(
         else:
             notifiers[name] = ConsoleNotifier(name, incident_url_base=config.incident_url_base)
     return notifiers
+
+
+def _refuse_newer_state(store: Store, checkpoints: list[Checkpoint]) -> None:
+    """Stop, saying why, when the detectors' state was saved by a newer xwatch (a rollback
+    after an upgrade): each series would be refused and start fresh, and the first
+    checkpoint would replace the newer one, a month of learning gone for good, for the
+    version rolled back to and for the one rolled back from."""
+    newest = max((checkpoint.version for checkpoint in checkpoints), default=0)
+    if newest > STATE_VERSION:
+        raise StoreError(
+            f"cannot use the store {store.path}: its detectors were saved by a newer xwatch "
+            f"(state version {newest}; this one reads up to {STATE_VERSION}); run that "
+            "xwatch, or move the store aside to start afresh (nothing was changed)"
+        )
 
 
 class Daemon:
@@ -450,6 +464,7 @@ class Daemon:
             store = await asyncio.to_thread(Store.open, config.path)
             try:
                 checkpoints = await asyncio.to_thread(store.load_checkpoints)
+                _refuse_newer_state(store, checkpoints)
                 self.metrics.store_size.set(await asyncio.to_thread(store.size_bytes))
             except BaseException:
                 await asyncio.to_thread(store.close)
@@ -549,6 +564,7 @@ class Daemon:
                 rows.extend(checkpoint_rows(chunk, at))
                 series.update(item.series for item in chunk)
                 await asyncio.sleep(0)
+            saved = len(rows)  # (the write empties the list)
             await asyncio.to_thread(self._write_checkpoint, rows)
             size = await asyncio.to_thread(self.store.size_bytes)
         except (StoreError, CheckpointError) as exc:
@@ -568,7 +584,7 @@ class Daemon:
         self.metrics.store_size.set(size)
         (log.info if final else log.debug)(
             "checkpoint saved: %d detectors of %d series in %.3fs",
-            len(rows),
+            saved,
             len(series),
             elapsed,
             extra={"event": "checkpoint_saved", "seconds": round(elapsed, 6)},

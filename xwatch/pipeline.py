@@ -706,8 +706,10 @@ class Pipeline:
 
     def restore_alerts(self, active: Iterable[ActiveAlert]) -> None:
         """Put back the alerts that were firing before a restart (from the store's open
-        incidents), so that they update or resolve instead of firing again."""
+        incidents), so that they update or resolve instead of firing again; the gauges
+        of active alerts say so at once (they read 0 until the next alert event)."""
         self.book.restore(active)
+        self._active_alert_metrics()
 
     # -- stages --------------------------------------------------------------------
 
@@ -1034,14 +1036,18 @@ class Pipeline:
                 self.metrics.alerts_resolved.labels(
                     event.alert.rule_id, event.alert.severity.value
                 ).inc()
-        self.metrics.alerts_active.set(len(self.book.active))
         if events:  # the active alerts change only with an event
-            by_brand = dict.fromkeys(self.brand_patterns, 0)
-            for active in self.book.active.values():
-                brand = active.alert.series.brand
-                by_brand[brand] = by_brand.get(brand, 0) + 1
-            for brand, count in by_brand.items():
-                self.metrics.brand_active_alerts.labels(brand).set(count)
+            self._active_alert_metrics()
+
+    def _active_alert_metrics(self) -> None:
+        """The alerts firing now, in all and per brand."""
+        self.metrics.alerts_active.set(len(self.book.active))
+        by_brand = dict.fromkeys(self.brand_patterns, 0)
+        for active in self.book.active.values():
+            brand = active.alert.series.brand
+            by_brand[brand] = by_brand.get(brand, 0) + 1
+        for brand, count in by_brand.items():
+            self.metrics.brand_active_alerts.labels(brand).set(count)
 
     def _judged(self, series: SeriesKey) -> bool:
         """Whether a closed bucket of ``series`` is worth judging: every bucket of a brand
