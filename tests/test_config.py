@@ -314,24 +314,32 @@ def test_a_missing_secret_is_a_warning_for_check_and_a_problem_for_run_check(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``run --check`` (systemd's ``ExecStartPre``) said ok, then ``run`` would not start:
-    it now checks the environment as ``run`` would; ``check`` warns (a config is often
-    checked elsewhere than where it runs)."""
-    monkeypatch.delenv("XWATCH_WEBHOOK_SECRET", raising=False)
+    it now checks the environment as ``run`` would, every missing secret at once; ``check``
+    warns (a config is often checked elsewhere than where it runs)."""
+    for variable in ("XWATCH_WEBHOOK_SECRET", "XWATCH_X_BEARER_TOKEN", "SLACK_BOT_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
     config = project / "config.yaml"
-    config.write_text(
-        config.read_text("utf-8").replace("sources:\n", "sources:\n  - type: webhook\n"),
-        "utf-8",
+    text = config.read_text("utf-8").replace(
+        "sources:\n", "sources:\n  - type: webhook\n  - type: x_stream\n"
     )
-    missing = (
+    slack = "  slack: {type: slack, channel: C0123, signing_secret_env: HOME}\n"
+    config.write_text(text.replace("notifiers:\n", "notifiers:\n" + slack), "utf-8")
+    missing = [
         "environment:0: XWATCH_WEBHOOK_SECRET is not set; the webhook source 'webhook' needs "
-        "its shared secret"
-    )
+        "its shared secret",
+        "environment:0: XWATCH_X_BEARER_TOKEN is not set; the x_stream source 'x' needs the "
+        "X API bearer token",
+    ]
     assert main(["check", "-c", str(config)]) == 0
-    assert f"{missing} (warning: not in this environment; run needs it)" in (
-        capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    for problem in missing:
+        assert f"{problem} (warning: not in this environment; run needs it)" in out
     assert main(["run", "--check", "-c", str(config)]) == 1
-    assert capsys.readouterr().err == f"{missing}\n"
+    err = capsys.readouterr().err
+    assert err.startswith("\n".join(missing)), err
+    assert "SLACK_BOT_TOKEN is not set" in err
     monkeypatch.setenv("XWATCH_WEBHOOK_SECRET", "s3cret")
+    monkeypatch.setenv("XWATCH_X_BEARER_TOKEN", "t0ken")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
     assert main(["run", "--check", "-c", str(config)]) == 0
     assert "warning" not in capsys.readouterr().out

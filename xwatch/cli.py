@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -13,7 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -414,15 +415,40 @@ def readable_twice(path: Path) -> Iterator[Path]:
 
 
 def missing_secrets(settings: Settings) -> list[Problem]:
-    """The secrets the daemon would not start without that this environment lacks: its
-    sources and notifiers are built as ``run`` builds them (nothing connects or starts)."""
-    from xwatch.daemon import Daemon
+    """The secrets the daemon would not start without that this environment lacks, all of
+    them: each source and notifier is built alone, as ``run`` builds it (nothing connects
+    or starts)."""
+    import dataclasses
 
-    try:
-        Daemon(settings)
-    except ConfigError as exc:
-        return exc.problems
-    return []
+    from prometheus_client import CollectorRegistry
+
+    from xwatch.alerting import MemoryRefs
+    from xwatch.config import WebhookSourceConfig
+    from xwatch.daemon import build_notifiers
+    from xwatch.metrics import Metrics
+    from xwatch.sources import MetricsReport, build_sources
+    from xwatch.sources.webhook import WebhookIngest
+
+    config = settings.config
+    report = MetricsReport(Metrics(CollectorRegistry()))
+    builds: list[Callable[[], object]] = []
+    for source in config.sources:
+        if isinstance(source, WebhookSourceConfig):  # an endpoint, not one of the sources
+            builds.append(functools.partial(WebhookIngest, source, report, lambda _: True))
+        else:
+            alone = config.model_copy(update={"sources": (source,)})
+            builds.append(functools.partial(build_sources, alone, report))
+    for name, notifier in config.notifiers.items():
+        alone = config.model_copy(update={"notifiers": {name: notifier}})
+        one = dataclasses.replace(settings, config=alone)
+        builds.append(functools.partial(build_notifiers, one, MemoryRefs()))
+    problems: list[Problem] = []
+    for build in builds:
+        try:
+            build()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems
 
 
 def print_rule_diff(
