@@ -23,9 +23,11 @@ from tests.factories import T0, GatedSource, alert, mention
 from tests.waiting import eventually
 from xwatch import daemon as daemon_module
 from xwatch.alerting.console import ConsoleNotifier
+from xwatch.alerting.incidents import IncidentBook, Policy
 from xwatch.daemon import Daemon
 from xwatch.model import AlertEvent, EventKind, Mention
 from xwatch.settings import Settings, load_settings
+from xwatch.store import MEMORY, Store
 
 
 def console_daemon(settings: Settings, source: GatedSource) -> tuple[Daemon, io.StringIO]:
@@ -266,3 +268,24 @@ def test_silence_ids_differ_across_restarts(project: Path) -> None:
     ids = {before._silence_id(at), after._silence_id(at), after._silence_id(at)}
     assert len(ids) == 3
     assert all(i.startswith("silence-20261126-102000-") for i in ids)
+
+
+@pytest.mark.asyncio
+async def test_a_restart_keeps_each_alert_s_peak_for_what_stronger_means(project: Path) -> None:
+    """Restored with no peak, an alert's next firing was compared with its first one: a
+    weaker firing after a restart was announced as "stronger", and shown as the peak."""
+    first = alert(at=T0 + timedelta(hours=13))
+    peak = dataclasses.replace(
+        first, signal=dataclasses.replace(first.signal, surprise=first.signal.surprise + 5)
+    )
+    book = IncidentBook(Policy())
+    changes = book.observe(
+        [AlertEvent(EventKind.FIRING, first, first.signal.end)], first.signal.end
+    )
+    changes += book.observe([AlertEvent(EventKind.UPDATED, peak, peak.signal.end)], peak.signal.end)
+    with Store.open(MEMORY) as store:
+        store.record_changes(changes)
+        daemon = Daemon(load_settings(config_on_free_port(project)))
+        await daemon._restore_incidents(store)
+    restored = daemon.pipeline.book.active[first.identity]
+    assert restored.strongest.signal.surprise == peak.signal.surprise

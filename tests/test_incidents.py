@@ -395,3 +395,51 @@ def test_a_new_incident_never_takes_the_id_of_a_resolved_one() -> None:
     restored.restore([first.incident, resolved.incident], [])
     third = fire(restored, warning(rule="mention-volume-spike", at=AT), AT)[0].incident
     assert third.id == f"{opened.id}-3"
+
+
+def test_an_acknowledged_incident_s_return_from_silence_is_said_and_not_acknowledged_again() -> (
+    None
+):
+    """Acknowledged, silenced, unsilenced: the return was never said (Slack showed
+    "silenced" while it fired), and a second Acknowledge on the silenced incident sent a
+    duplicate notice and overwrote who owns it."""
+    book = IncidentBook(Policy(repeat_after=None))
+    opened = fire(book, warning(at=AT, channels=("slack",)))[0].incident
+    book.acknowledge(opened.id, "@maria", AT + timedelta(minutes=5))
+    book.silence_incident(opened.id, "@maria", AT + timedelta(minutes=6), timedelta(hours=1), "s1")
+    assert book.acknowledge(opened.id, "@bob", AT + timedelta(minutes=7)) == []
+    back = book.unsilence("s1", "@maria", AT + timedelta(minutes=20))
+    assert back[0].incident.state is State.ACKNOWLEDGED
+    assert back[0].incident.acknowledged_by == "@maria"
+    assert kinds(back) == [(NoticeKind.UPDATED, "slack")]
+
+
+def test_a_paged_pager_hears_that_a_silence_ended_while_the_incident_fires() -> None:
+    """It was told of the silence (PagerDuty: acknowledge) and never of its end: the
+    crisis fired on, unacknowledged, and nobody was paged again."""
+    book = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    opened = fire(book, alert(at=AT, channels=("slack",)))[0].incident
+    book.advance(AT + timedelta(minutes=30))  # escalated
+    _, silenced = book.silence_incident(
+        opened.id, "@maria", AT + timedelta(minutes=40), timedelta(hours=1), "s1"
+    )
+    assert sorted(kinds(silenced)) == [
+        (NoticeKind.SILENCED, "pager"),
+        (NoticeKind.SILENCED, "slack"),
+    ]
+    ended = book.advance(AT + timedelta(minutes=100))
+    assert sorted(kinds(ended)) == [(NoticeKind.UPDATED, "pager"), (NoticeKind.UPDATED, "slack")]
+
+
+def test_an_incident_that_turns_critical_is_escalated_a_first_response_time_later() -> None:
+    """A warning that turned critical two hours in was escalated at once, "not
+    acknowledged within 30 min" after 0 minutes of being critical."""
+    book = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    fire(book, warning(at=AT, channels=("slack",)))
+    later = AT + timedelta(hours=2)
+    turned = fire(book, alert(at=later, channels=("slack",)), later)  # critical joins
+    assert NoticeKind.ESCALATED not in [n.kind for n in notices(turned)]
+    assert book.next_due() == later + timedelta(minutes=30)
+    assert book.advance(later + timedelta(minutes=29)) == []
+    escalated = book.advance(later + timedelta(minutes=30))
+    assert (NoticeKind.ESCALATED, "pager") in kinds(escalated)

@@ -504,7 +504,11 @@ class Daemon:
         recent = await asyncio.to_thread(records.incidents, limit=RECENT_INCIDENT_IDS)
         self.book.restore([*recent, *incidents], silences)
         self.pipeline.restore_alerts(
-            ActiveAlert(part.first, part.latest, part.since, part.latest.signal.end)
+            # the part's latest is its strongest firing: the peak a new firing must beat to
+            # be "stronger" (with none, a weaker one after a restart was announced as such)
+            ActiveAlert(
+                part.first, part.latest, part.since, part.latest.signal.end, peak=part.latest
+            )
             for incident in incidents
             for part in incident.parts
             if part.active

@@ -172,7 +172,7 @@ def _actions(incident: Incident, token: str) -> str:
     path = _incident_path(incident.id)
     # The first button is what Enter in the name field does: Acknowledge, or nothing once
     # acknowledged (a disabled default button submits nothing).
-    if incident.state is State.ACKNOWLEDGED:
+    if incident.state is State.ACKNOWLEDGED or incident.acknowledged_by:
         acknowledge = '<button type="submit" disabled>Acknowledged</button>'
     else:
         acknowledge = f'<button type="submit" formaction="{path}/acknowledge">Acknowledge</button>'

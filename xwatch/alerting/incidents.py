@@ -330,8 +330,7 @@ class IncidentBook:
             if incident.state is not State.FIRING or incident.announced_at is None:
                 continue
             if incident.severity is Severity.CRITICAL and incident.escalated_at is None:
-                first_response = timedelta(minutes=incident.playbook.first_response_minutes)
-                dues.append(incident.opened_at + first_response)
+                dues.append(_escalation_due(incident))
             if repeat is not None:
                 dues.append(incident.announced_at + repeat)
         return min(dues, default=None)
@@ -357,8 +356,11 @@ class IncidentBook:
             return Change(incident, (), tuple(notices)) if notices else None
         announced_at = incident.announced_at
         playbook = incident.playbook
-        due = incident.opened_at + timedelta(minutes=playbook.first_response_minutes)
-        if incident.severity is Severity.CRITICAL and incident.escalated_at is None and now >= due:
+        if (
+            incident.severity is Severity.CRITICAL
+            and incident.escalated_at is None
+            and now >= _escalation_due(incident)
+        ):
             text = f"not acknowledged within {playbook.first_response_minutes} min"
             incident = dataclasses.replace(incident, escalated_at=now, updated_at=now)
             entry = Entry(now, "escalated", text)
@@ -385,8 +387,8 @@ class IncidentBook:
 
     def acknowledge(self, incident_id: str, who: str, at: datetime) -> list[Change]:
         incident = self._get(incident_id)
-        if incident.state is State.ACKNOWLEDGED:
-            return []
+        if incident.state is State.ACKNOWLEDGED or incident.acknowledged_by:
+            return []  # (a silence after it shows "silenced", but it was acknowledged)
         incident = dataclasses.replace(
             incident, state=State.ACKNOWLEDGED, acknowledged_by=who, updated_at=at
         )
@@ -492,8 +494,14 @@ class IncidentBook:
             updated = _with_parts(incident, parts, at)
             self.incidents[updated.id] = updated
             change = Change(updated, (Entry(at, "unsilenced", text, who),), ())
-            if updated.state is State.FIRING and updated.announced_at is not None:
-                updated, notices = self._notify(updated, NoticeKind.UPDATED, at, text)
+            # back from silence (firing, or acknowledged before it): said to everyone who
+            # was told of the silence, a pager that was paged included (an acknowledged
+            # incident's return was never said: Slack showed "silenced" while it fired)
+            if updated.state is not State.SILENCED and updated.announced_at is not None:
+                everyone = incident.state is State.SILENCED
+                updated, notices = self._notify(
+                    updated, NoticeKind.UPDATED, at, text, everyone=everyone
+                )
                 self.incidents[updated.id] = updated
                 change = Change(updated, change.entries, tuple(notices))
             changes.append(change)
@@ -593,6 +601,16 @@ def _with_parts(incident: Incident, parts: Sequence[Part], at: datetime) -> Inci
     elif state is State.SILENCED and active:
         state = State.ACKNOWLEDGED if incident.acknowledged_by else State.FIRING
     return dataclasses.replace(incident, parts=tuple(muted), state=state, updated_at=at)
+
+
+def _escalation_due(incident: Incident) -> datetime:
+    """When a critical incident not acknowledged is escalated: its playbook's first-response
+    time after it became critical (its first critical part), not after it opened (a warning
+    that turned critical two hours in was escalated at once, "not acknowledged within 30
+    min" after 0 minutes of being critical)."""
+    critical = [p.since for p in incident.parts if p.first.severity is Severity.CRITICAL]
+    became = min(critical, default=incident.opened_at)
+    return became + timedelta(minutes=incident.playbook.first_response_minutes)
 
 
 def _numbers(alert: Alert) -> str:
