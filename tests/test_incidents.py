@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.factories import T0, alert
+from tests.factories import T0, alert, notice
 from xwatch.alerting.codec import CodecError, from_json, to_json
 from xwatch.alerting.incidents import (
     Change,
@@ -26,6 +26,7 @@ from xwatch.alerting.incidents import (
     UnknownIncident,
 )
 from xwatch.alerting.lifecycle import AlertBook
+from xwatch.alerting.summary import share_when, summarize
 from xwatch.model import Alert, AlertEvent, EventKind, Severity
 
 AT = T0 + timedelta(hours=13)
@@ -443,3 +444,11 @@ def test_an_incident_that_turns_critical_is_escalated_a_first_response_time_late
     assert book.advance(later + timedelta(minutes=29)) == []
     escalated = book.advance(later + timedelta(minutes=30))
     assert (NoticeKind.ESCALATED, "pager") in kinds(escalated)
+
+
+def test_a_resolved_incident_s_negative_share_is_not_said_to_be_now() -> None:
+    """The closing notice said "41% now" next to "resolved": the share is its last alert's."""
+    opened = notice()
+    resolved = notice(NoticeKind.RESOLVED)
+    assert share_when(summarize(opened.incident, "http://x/")) == "now"
+    assert share_when(summarize(resolved.incident, "http://x/")) == "at the last alert"

@@ -37,7 +37,7 @@ from markdown_it import MarkdownIt
 from xwatch.alerting.incidents import Entry, Incident, State
 from xwatch.alerting.render import clean
 from xwatch.alerting.service import Delivery, IncidentRecord
-from xwatch.alerting.summary import Summary, summarize
+from xwatch.alerting.summary import Summary, share_when, summarize
 from xwatch.model import utc
 from xwatch.playbooks import Playbook
 
@@ -209,7 +209,7 @@ def _numbers(summary: Summary) -> str:
     ]
     if summary.negative_share is not None and summary.usual_share is not None:
         out.append(
-            f"<p>Negative share: <b>{summary.negative_share:.0%}</b> now, "
+            f"<p>Negative share: <b>{summary.negative_share:.0%}</b> {share_when(summary)}, "
             f"usually {summary.usual_share:.0%}</p>"
         )
     if summary.terms:

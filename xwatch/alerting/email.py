@@ -78,7 +78,7 @@ from xwatch.alerting import PermanentFailure, TemporaryFailure, env_secret
 from xwatch.alerting.chart import incident_chart
 from xwatch.alerting.incidents import SEVERITY_ROSE, Notice, NoticeKind
 from xwatch.alerting.render import clean
-from xwatch.alerting.summary import Summary, notice_line, summarize
+from xwatch.alerting.summary import Summary, notice_line, share_when, summarize
 from xwatch.config import EmailNotifierConfig
 from xwatch.errors import ConfigError, Problem
 
@@ -352,7 +352,8 @@ def html_body(notice: Notice, summary: Summary, chart_cid: str | None) -> str:
 def _share(summary: Summary) -> str:
     if summary.negative_share is None or summary.usual_share is None:
         return ""
-    return f"Negative share: {summary.negative_share:.0%} now, usually {summary.usual_share:.0%}"
+    share, usual, when = summary.negative_share, summary.usual_share, share_when(summary)
+    return f"Negative share: {share:.0%} {when}, usually {usual:.0%}"
 
 
 def _e(text: str, limit: int = 200) -> str:

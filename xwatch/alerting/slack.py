@@ -70,7 +70,14 @@ from xwatch.alerting import MessageRefs, PermanentFailure, TemporaryFailure, env
 from xwatch.alerting.chart import incident_chart
 from xwatch.alerting.incidents import Incident, Notice, NoticeKind, State, UnknownIncident
 from xwatch.alerting.service import Action, Actions
-from xwatch.alerting.summary import PartLine, Post, Summary, notice_line, summarize
+from xwatch.alerting.summary import (
+    PartLine,
+    Post,
+    Summary,
+    notice_line,
+    share_when,
+    summarize,
+)
 from xwatch.config import SlackNotifierConfig
 
 log = logging.getLogger("xwatch.alerting.slack")
@@ -205,7 +212,8 @@ def blocks(summary: Summary, notice: Notice) -> list[dict[str, Any]]:
     ]
     if summary.negative_share is not None and summary.usual_share is not None:
         share, usual = summary.negative_share, summary.usual_share
-        out.append(_section(f"*Negative share* {share:.0%} now, usual {usual:.0%}"))
+        when = share_when(summary)
+        out.append(_section(f"*Negative share* {share:.0%} {when}, usual {usual:.0%}"))
     if summary.terms:
         terms = " · ".join(f"`{escape_untrusted(t, TERM_CHARS)}`" for t in summary.terms)
         out.append(_section(f"*Emerging terms* {terms}"))

@@ -180,3 +180,10 @@ def _posts(incident: Incident) -> tuple[Post, ...]:
         )
         for m in ranked
     )
+
+
+def share_when(summary: Summary) -> str:
+    """When the negative share shown was seen: "now" while the incident is open; once it
+    is resolved, the lead alert's last firing bucket (a closing notice said "41% now"
+    next to "resolved")."""
+    return "now" if summary.state != "resolved" else "at the last alert"

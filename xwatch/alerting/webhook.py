@@ -81,7 +81,7 @@ import aiohttp
 from xwatch.alerting import PermanentFailure, TemporaryFailure, env_secret
 from xwatch.alerting.codec import to_json
 from xwatch.alerting.incidents import Notice, NoticeKind
-from xwatch.alerting.summary import Summary, notice_line, summarize
+from xwatch.alerting.summary import Summary, notice_line, share_when, summarize
 from xwatch.config import WebhookNotifierConfig
 from xwatch.errors import ConfigError, Problem
 from xwatch.sources.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -231,7 +231,7 @@ def pagerduty_body(notice: Notice, summary: Summary, routing_key: str) -> dict[s
     }
     if summary.negative_share is not None and summary.usual_share is not None:
         details["negative_share"] = (
-            f"{summary.negative_share:.0%} now, usually {summary.usual_share:.0%}"
+            f"{summary.negative_share:.0%} {share_when(summary)}, usually {summary.usual_share:.0%}"
         )
     return {
         **event,
