@@ -23,7 +23,7 @@ from tests.factories import T0, GatedSource, alert, mention
 from tests.waiting import eventually
 from xwatch import daemon as daemon_module
 from xwatch.alerting.console import ConsoleNotifier
-from xwatch.alerting.incidents import IncidentBook, Policy
+from xwatch.alerting.incidents import IncidentBook, Policy, Silence
 from xwatch.daemon import Daemon
 from xwatch.model import AlertEvent, EventKind, Mention
 from xwatch.settings import Settings, load_settings
@@ -289,3 +289,20 @@ async def test_a_restart_keeps_each_alert_s_peak_for_what_stronger_means(project
         await daemon._restore_incidents(store)
     restored = daemon.pipeline.book.active[first.identity]
     assert restored.strongest.signal.surprise == peak.signal.surprise
+
+
+def test_an_expired_silence_is_marked_in_the_store(project: Path) -> None:
+    """Expiry was never written: after each restart the silence was listed again until
+    the first round expired it once more."""
+    daemon = Daemon(load_settings(config_on_free_port(project)))
+    at = T0 + timedelta(hours=13)
+    silence = Silence("s1", at + timedelta(hours=1), at, "@maria", brand="kettlebird")
+    with Store.open(MEMORY) as store:
+        daemon.records = store
+        store.save_silence(silence)
+        daemon.book.silence(silence, at)
+        lateness = timedelta(seconds=daemon.settings.config.detect.allowed_lateness_seconds)
+        daemon.pipeline.clock.observe(silence.ends_at + lateness)
+        daemon._dispatch([])
+        assert daemon.book.silences == {}
+        assert store.silences() == []

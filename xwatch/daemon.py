@@ -1047,7 +1047,10 @@ class Daemon:
         now = self.pipeline.clock.watermark or max((e.at for e in events), default=None)
         if now is None or (not events and not self.book.incidents and not self.book.silences):
             return
+        silences = set(self.book.silences)
         self._apply(self.book.observe(events, now))
+        for silence_id in silences - set(self.book.silences):  # expired: the store says so
+            self._end_silence(silence_id, "expired", now)  # (it came back at each restart)
 
     def _apply(self, changes: list[Change]) -> None:
         """Store what the book did (before anything is sent), then queue its notices."""
@@ -1290,16 +1293,21 @@ class Daemon:
         if silence_id not in self.book.silences:
             return False
         self._apply(self.book.unsilence(silence_id, who, at))
-        if self.records is not None:
-            try:
-                self.records.remove_silence(silence_id, who, at)
-            except StoreError as exc:
-                self._store_failed("silences", exc)
-                log.error("removal of silence %s not saved: %s", silence_id, exc)
-            else:
-                self._store_written()
+        self._end_silence(silence_id, who, at)
         self._incident_metrics()
         return True
+
+    def _end_silence(self, silence_id: str, who: str, at: datetime) -> None:
+        """Mark a silence removed (by ``who``, or "expired") in the store."""
+        if self.records is None:
+            return
+        try:
+            self.records.remove_silence(silence_id, who, at)
+        except StoreError as exc:
+            self._store_failed("silences", exc)
+            log.error("removal of silence %s not saved: %s", silence_id, exc)
+        else:
+            self._store_written()
 
     def _silence_id(self, at: datetime) -> str:
         """Unique across restarts too (a counter from 1 at each start made the same id
