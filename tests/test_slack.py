@@ -643,3 +643,18 @@ async def test_a_slow_action_is_answered_in_time_and_still_done(recorder: Record
         recorder.gate.set()
         await recorder.done.wait()
     assert [c[1] for c in recorder.calls] == ["resolve"]
+
+
+def test_a_silenced_incident_acknowledged_before_offers_no_acknowledge_button() -> None:
+    """A silence after an acknowledgement shows "silenced" as the state; the button came
+    back, and a click sent everyone a second "acknowledged"."""
+    book = IncidentBook(Policy(repeat_after=None))
+    first = factories.alert(channels=("slack",))
+    opened = book.observe([AlertEvent(EventKind.FIRING, first, first.signal.end)], first.signal.end)
+    incident_id = opened[0].incident.id
+    later = first.signal.end + timedelta(minutes=5)
+    book.acknowledge(incident_id, "@maria", later)
+    _, silenced = book.silence_incident(incident_id, "@maria", later, timedelta(hours=1), "s1")
+    incident = silenced[0].incident
+    made = blocks(summarize(incident, INCIDENTS + incident.id), silenced[0].notices[0])
+    assert [b["action_id"] for b in buttons(made)] == ["xwatch_resolve", "xwatch_escalate"]

@@ -303,7 +303,7 @@ def _buttons(summary: Summary) -> list[dict[str, Any]]:
         return []
     value = summary.incident_id[:BUTTON_VALUE_CHARS]
     wanted = [
-        ("xwatch_acknowledge", "Acknowledge", "primary", summary.state != State.ACKNOWLEDGED.value),
+        ("xwatch_acknowledge", "Acknowledge", "primary", not summary.acknowledged),
         ("xwatch_silence_1h", "Silence 1h", "", summary.state != State.SILENCED.value),
         ("xwatch_resolve", "Resolve", "", True),
         ("xwatch_escalate", "Escalate", "danger", True),

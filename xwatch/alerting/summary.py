@@ -52,6 +52,7 @@ class Summary:
     brand: str
     severity: str
     state: str
+    acknowledged: bool  # someone has (a silence after it shows "silenced" as the state)
     title: str
     headline: str  # "[CRITICAL] kettlebird: negative volume 48 (expected 3.1)"
     status_line: str  # "firing since 13:05 UTC", "acknowledged by @maria", ...
@@ -74,6 +75,7 @@ def summarize(incident: Incident, incident_url: str) -> Summary:
         brand=incident.brand,
         severity=incident.severity.value,
         state=incident.state.value,
+        acknowledged=bool(incident.acknowledged_by),
         title=incident.title,
         headline=headline(incident),
         status_line=status_line(incident),
