@@ -627,8 +627,9 @@ def backtest_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def sentiment(stdin: TextIO, out: TextIO, fallback_lang: str, model: Path | None = None) -> int:
+    from xwatch.model import normalise_lang
     from xwatch.sentiment.lang import guess_lang
-    from xwatch.sentiment.router import LanguageRouter, default_router, normalise_lang
+    from xwatch.sentiment.router import LanguageRouter, default_router
     from xwatch.sentiment.trained import TrainedScorer
 
     trained = None if model is None else TrainedScorer.from_file(model)  # ModelError: main

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xwatch.errors import ConfigError, Problem
-from xwatch.model import Severity
+from xwatch.model import Severity, normalise_lang
 from xwatch.yamlfile import ValueAt, YamlDocument, load_yaml
 
 DEFAULT_CONFIG_NAME = "<embedded default config>"
@@ -165,8 +165,7 @@ class SentimentConfig(Frozen):
 
     @model_validator(mode="after")
     def _fallback_has_a_scorer(self) -> SentimentConfig:
-        # as ``sentiment.router.normalise_lang`` reads it ("EN-us" is "en")
-        fallback = self.fallback_lang.strip().replace("_", "-").split("-", 1)[0].lower()
+        fallback = normalise_lang(self.fallback_lang)  # "EN-us" is "en"
         scored = sorted({*DEFAULT_SCORER_LANGS, *self.models})
         if fallback not in scored:
             raise ValueAt(

@@ -19,6 +19,14 @@ SentimentLabel = Literal["negative", "neutral", "positive"]
 Direction = Literal["up", "down"]
 
 
+def normalise_lang(tag: str | None) -> str:
+    """The primary language subtag, lower-cased ("ja-JP" -> "ja", "EN" -> "en"); "" for none:
+    how a post's language tag, a rule's ``langs`` and the config's languages are read."""
+    if tag is None:
+        return ""
+    return tag.strip().replace("_", "-").split("-", 1)[0].lower()
+
+
 def utc(ts: datetime) -> datetime:
     """The same instant as an aware UTC datetime (naive values are taken as UTC)."""
     if ts.tzinfo is None:

@@ -91,7 +91,15 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from xwatch.config import Config, Frozen
 from xwatch.errors import ConfigError, Problem
-from xwatch.model import Bucket, Measure, Mention, Severity, Signal, utc
+from xwatch.model import (
+    Bucket,
+    Measure,
+    Mention,
+    Severity,
+    Signal,
+    normalise_lang,
+    utc,
+)
 from xwatch.playbooks import PlaybookIndex
 from xwatch.yamlfile import ValueAt, YamlDocument, load_yaml
 
@@ -195,7 +203,7 @@ class Match(Frozen):
         is given the language its script says."""
         primary = []
         for j, lang in enumerate(langs):
-            code = lang.strip().replace("_", "-").split("-", 1)[0].lower()
+            code = normalise_lang(lang)
             if not re.fullmatch(r"[a-z]{2,3}", code) or code in NO_LANGUAGE or code[0] == "q":
                 raise ValueAt(
                     (j,),

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from xwatch.model import Sentiment
+from xwatch.model import Sentiment, normalise_lang
 from xwatch.sentiment.japanese import JapaneseLexiconScorer
 from xwatch.sentiment.lang import guess_lang
-from xwatch.sentiment.router import LanguageRouter, default_router, normalise_lang
+from xwatch.sentiment.router import LanguageRouter, default_router
 from xwatch.sentiment.vader import VaderScorer, sentiment_from_score
 
 __all__ = [

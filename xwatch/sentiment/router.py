@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from xwatch.model import Sentiment
+from xwatch.model import Sentiment, normalise_lang
 from xwatch.sentiment.complaints import english_default, japanese_default
 from xwatch.sentiment.lang import guess_lang
 
@@ -16,13 +16,6 @@ if TYPE_CHECKING:
 UNDETERMINED = frozenset({"", "und", "zxx", "qam", "qct", "qht", "qme", "qst"})
 """Tags that name no language: ISO "und"/"zxx" and X's own "q..." codes (media-, mention-,
 hashtag-, cashtag-only or too-short posts).  Texts tagged so get a guessed language."""
-
-
-def normalise_lang(tag: str | None) -> str:
-    """The primary language subtag, lower-cased ("ja-JP" -> "ja", "EN" -> "en"); "" for none."""
-    if tag is None:
-        return ""
-    return tag.strip().replace("_", "-").split("-", 1)[0].lower()
 
 
 class LanguageRouter:

@@ -63,8 +63,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from xwatch.errors import XwatchError
-from xwatch.model import Sentiment, SentimentLabel
-from xwatch.sentiment.router import LanguageRouter, default_router, normalise_lang
+from xwatch.model import Sentiment, SentimentLabel, normalise_lang
+from xwatch.sentiment.router import LanguageRouter, default_router
 
 if TYPE_CHECKING:
     from xwatch.config import Config
