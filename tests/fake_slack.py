@@ -13,6 +13,10 @@ real slack-sdk client:
 * Block Kit limits are checked as Slack does (``invalid_blocks``, ``msg_too_long``):
   50 blocks, 150 characters in a header, 3,000 in a section, 2,000 in a field, a
   context element or a button value;
+  a section's ``static_select`` accessory: a placeholder of at most 150 characters,
+  1 to 100 options of at most 75 characters, each value at most 150;
+* ``response_url``: where an interaction's answers go (an ephemeral message to the
+  person who clicked), recorded in ``responses``;
 * file uploads in three steps, as ``files_upload_v2`` does them:
   ``files.getUploadURLExternal`` returns an upload URL on this server, the bytes are
   POSTed there (answered ``OK - <length>`` in text/plain), then
@@ -90,6 +94,7 @@ class FakeSlack:
     messages: dict[str, Message] = field(default_factory=dict)  # by ts
     files: dict[str, File] = field(default_factory=dict)  # by id
     failures: list[Failure] = field(default_factory=list)
+    responses: list[JsonObject] = field(default_factory=list)  # posted to response_url
     root: str = ""  # http://127.0.0.1:<port>
     _runner: web.AppRunner | None = None
 
@@ -97,12 +102,18 @@ class FakeSlack:
     def api_url(self) -> str:
         return f"{self.root}/api/"
 
+    @property
+    def response_url(self) -> str:
+        """An interaction's ``response_url`` (one for every click, here)."""
+        return f"{self.root}/actions/T1/1763298000/response"
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_post("/actions/{team}/{id}/{token}", self._response)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -174,6 +185,10 @@ class FakeSlack:
         if handler is None:
             return _error("unknown_method", status=404)
         return handler(args)
+
+    async def _response(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return _ok({})
 
     def _scripted(self, request: web.Request, method: str) -> web.Response | None:
         for i, failure in enumerate(self.failures):
@@ -297,6 +312,17 @@ def _check_message(args: JsonObject) -> str | None:
             if len(block.get("fields", [])) > 10:
                 return "invalid_blocks"
             texts.extend((f["text"], 2000) for f in block.get("fields", []))
+            accessory = block.get("accessory")
+            if accessory is not None:
+                if (
+                    accessory["type"] != "static_select"
+                    or not 1 <= len(accessory["options"]) <= 100
+                ):
+                    return "invalid_blocks"
+                texts.append((accessory["placeholder"]["text"], 150))
+                texts.append((accessory["action_id"], 255))
+                for option in accessory["options"]:
+                    texts.extend([(option["text"]["text"], 75), (option["value"], 150)])
         elif block["type"] == "context":
             if len(block["elements"]) > 10:
                 return "invalid_blocks"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import sqlite3
@@ -15,7 +16,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests import test_slack as slack_tests
 from tests.factories import T0, GatedSource, mention
+from tests.fake_slack import TOKEN as SLACK_TOKEN
+from tests.fake_slack import FakeSlack
+from tests.waiting import eventually
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.cli import main
 from xwatch.config import ApiConfig
@@ -284,6 +289,7 @@ async def test_the_api_labels_alerted_posts_by_id_and_keeps_them(project: Path, 
             second, third = (await response.json())["stored"]
         assert second["lang"] == "ja"  # guessed from the script when the source had none
         assert third["text"] == HOSTILE and third["alert"] == ""  # stored as given, as data
+        assert daemon.metrics.labels_stored.labels("api")._value.get() == 3
         async with http.get(url, params={"limit": "2"}, headers=auth()) as response:
             page = await response.json()
         assert [item["post_id"] for item in page["labels"]] == ["1001", "1002"]
@@ -379,3 +385,117 @@ def test_export_without_a_store_says_why(project: Path, capsys: pytest.CaptureFi
     config = write_config(project)
     assert main(["labels", "export", "-c", str(config), "--out", str(project / "o")]) == 1
     assert "no store at" in capsys.readouterr().err
+
+
+# -- labels from Slack, on a running daemon ------------------------------------------------
+
+
+def with_slack(config: Path, api_url: str) -> Path:
+    text = config.read_text("utf-8")
+    slack = f"  slack: {{type: slack, channel: C0ALERTS, api_url: '{api_url}', chart: false}}\n"
+    config.write_text(text.replace("notifiers:\n", "notifiers:\n" + slack), "utf-8")
+    return config
+
+
+@asynccontextmanager
+async def running_with_slack(config: Path) -> AsyncIterator[Daemon]:
+    """The daemon with the notifiers its config names (Slack among them)."""
+    source = GatedSource([mention("kettlebird is fine", at=0)])
+    daemon = Daemon(load_settings(config), sources=[source])
+    task = asyncio.create_task(daemon.run())
+    await asyncio.wait_for(daemon.serving.wait(), 10)
+    try:
+        yield daemon
+    finally:
+        daemon.stop.set()
+        source.finish.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def choose(daemon: Daemon, menu: dict[str, Any], label: str, response_url: str) -> None:
+    """Choose ``label`` in a post's menu, as Slack posts the choice to the daemon."""
+    value = next(o["value"] for o in menu["options"] if json.loads(o["value"])[2] == label)
+    body = slack_tests.chose(value, response_url)
+    headers = slack_tests.signed(body, secret=SIGNING_SECRET)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{daemon.web_url}/slack/actions", data=body, headers=headers) as response,
+    ):
+        assert response.status == 200
+
+
+SIGNING_SECRET = "feedback-signing-secret"
+
+
+@pytest.mark.asyncio
+async def test_a_post_labelled_in_slack_is_stored_even_after_a_restart(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Slack message's label menus store labels with source slack; after a restart
+    (nothing remembered) the post's text comes from its incident, as stored."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+    samples = [
+        mention("still no refund after 3 weeks @kettlebird", id="1001", lang="en", followers=900),
+        mention("ケトルバードの返金まだです", id="1002", lang=None, followers=100),
+    ]
+    event = alert_event(samples)
+    event = dataclasses.replace(event, alert=dataclasses.replace(event.alert, channels=("slack",)))
+    async with FakeSlack() as slack:
+        config = with_slack(write_config(project), slack.api_url)
+        async with running_with_slack(config) as daemon:
+            daemon._dispatch([event])
+            await eventually(lambda: bool(slack.top_level()), "the incident's message")
+            posts = {json.loads(m["options"][0]["value"])[1]: m for m in menus(slack)}
+            assert set(posts) == {"1001", "1002"}
+            await choose(daemon, posts["1001"], "not_negative", slack.response_url)
+            assert daemon.metrics.labels_stored.labels("slack")._value.get() == 1
+        async with running_with_slack(config) as daemon:
+            assert "1002" not in daemon.feedback.recent  # a restart remembers nothing
+            await choose(daemon, posts["1002"], "negative", slack.response_url)
+    assert [r["text"].split(" (label")[0] for r in slack.responses] == [
+        "Thanks: post 1001 is labelled *not negative*",
+        "Thanks: post 1002 is labelled *negative*",
+    ]
+    with Store.open(project / "state.sqlite3") as store:
+        stored = [(s.post_id, s.text, s.lang, s.label, s.source, s.who) for s in store.labels()]
+        assert [s.alert for s in store.labels()] == [event.alert.identity] * 2
+    assert stored == [
+        ("1001", samples[0].text, "en", "not_negative", "slack", "@maria"),
+        ("1002", samples[1].text, "ja", "negative", "slack", "@maria"),
+    ]
+
+
+def menus(slack: FakeSlack) -> list[dict[str, Any]]:
+    (message,) = slack.top_level()
+    return [b["accessory"] for b in message.blocks if "accessory" in b]
+
+
+@pytest.mark.asyncio
+async def test_without_a_store_slack_shows_no_label_menus(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", SIGNING_SECRET)
+    event = alert_event([mention("my kettlebird smokes", id="77", lang="en")])
+    event = dataclasses.replace(event, alert=dataclasses.replace(event.alert, channels=("slack",)))
+    async with FakeSlack() as slack:
+        config = with_slack(write_config(project, store=False), slack.api_url)
+        async with running_with_slack(config) as daemon:
+            daemon._dispatch([event])
+            await eventually(lambda: bool(slack.top_level()), "the incident's message")
+            assert menus(slack) == []
+            # a choice from an older message is answered: nothing can be kept
+            value = json.dumps([next(iter(daemon.book.incidents)), "77", "negative"])
+            body = slack_tests.chose(value, slack.response_url)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"{daemon.web_url}/slack/actions",
+                    data=body,
+                    headers=slack_tests.signed(body, secret=SIGNING_SECRET),
+                ) as response,
+            ):
+                assert response.status == 200
+    [answer] = slack.responses
+    assert answer["text"].startswith("Not labelled: this xwatch runs without a store")

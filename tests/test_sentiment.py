@@ -95,6 +95,14 @@ def label_of(scorer: Scorer, text: str) -> str:
         ("Kettlebird Aeroが壊れた。最悪 https://t.co/OP7YKXNbdn", "ja"),
         ("@kettlebird_support #kettlebirdaero 壊れた", "ja"),
         ("ＫＥＴＴＬＥＢＩＲＤ rocks", "en"),  # full-width Latin is Latin
+        # Latin words, not letters, weigh against CJK characters: a long brand name is one word
+        ("kettlebirdまた壊れた", "ja"),
+        ("kettlebird最悪", "ja"),  # Han alone, but 悪 is only Japanese (Chinese: 恶, 惡)
+        ("返金対応", "ja"),
+        ("這個產品很好用", "zh"),  # traditional Chinese
+        ("最差的服务", "zh"),
+        ("Kettlebird Aero Proが最悪", "ja"),
+        ("the new kettle is 最高", "en"),
     ],
 )
 def test_guess_lang(text: str, expected: str) -> None:

@@ -47,7 +47,9 @@ from xwatch.alerting.slack import (
 from xwatch.alerting.summary import summarize
 from xwatch.config import SlackNotifierConfig
 from xwatch.errors import ConfigError
+from xwatch.feedback import LabelsUnavailable, PostNotFoundError
 from xwatch.model import AlertEvent, EventKind
+from xwatch.store import StoredLabel
 
 INCIDENTS = "http://127.0.0.1:9464/incidents/"
 # the look-alikes that stand for mrkdwn's formatting characters
@@ -658,3 +660,160 @@ def test_a_silenced_incident_acknowledged_before_offers_no_acknowledge_button() 
     incident = silenced[0].incident
     made = blocks(summarize(incident, INCIDENTS + incident.id), silenced[0].notices[0])
     assert [b["action_id"] for b in buttons(made)] == ["xwatch_resolve", "xwatch_escalate"]
+
+
+# -- labelling posts ---------------------------------------------------------------------------
+
+
+def menus(message_blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [b["accessory"] for b in message_blocks if "accessory" in b]
+
+
+def choice(menu: dict[str, Any], label: str) -> list[str]:
+    """The ``[incident id, post id, label]`` an option of a post's menu stands for."""
+    values = [json.loads(option["value"]) for option in menu["options"]]
+    return next(v for v in values if v[2] == label)
+
+
+def test_each_post_has_a_label_menu_when_labels_are_kept() -> None:
+    made = notice()
+    summary = summarize(made.incident, INCIDENTS + made.incident.id)
+    assert summary.posts and menus(blocks(summary, made)) == []  # no store: no menus
+    shown = menus(blocks(summary, made, labels=True))
+    assert len(shown) == len(summary.posts)
+    for menu, post in zip(shown, summary.posts, strict=True):
+        assert menu["type"] == "static_select" and menu["action_id"] == "xwatch_label"
+        assert [option["text"]["text"] for option in menu["options"]] == [
+            "Negative",
+            "Not negative",
+        ]
+        assert choice(menu, "not_negative") == [made.incident.id, post.id, "not_negative"]
+    # a post id too long for an option's value (150 characters) is shown without a menu
+    long_id = dataclasses.replace(summary.posts[0], id="9" * 200)
+    longer = dataclasses.replace(summary, posts=(long_id, *summary.posts[1:]))
+    assert len(menus(blocks(longer, made, labels=True))) == len(summary.posts) - 1
+
+
+@pytest.mark.asyncio
+async def test_the_menus_are_what_slack_accepts_and_stay_after_the_resolve(
+    slack: FakeSlack,
+) -> None:
+    config = SlackNotifierConfig(
+        type="slack", channel="C0ALERTS", api_url=slack.api_url, chart=False
+    )
+    notifier = SlackNotifier(config, "slack", TOKEN, INCIDENTS, MemoryRefs(), labels=True)
+    opened = notice()
+    await notifier.send(opened)
+    assert menus(only_message(slack).blocks)  # Slack took the message (no invalid_blocks)
+    resolved = factories.notice(
+        NoticeKind.RESOLVED, channel="slack", alert_=factories.alert(channels=("slack",))
+    )
+    await notifier.send(resolved)
+    message = only_message(slack)
+    assert buttons(message.blocks) == [] and menus(message.blocks)  # labels after the end too
+
+
+class RecordingLabels:
+    """``SampleLabels`` that records each label; ``refuse`` makes it raise instead."""
+
+    def __init__(self, refuse: Exception | None = None) -> None:
+        self.refuse = refuse
+        self.calls: list[tuple[str, str, str, str]] = []
+
+    async def label_sample(
+        self, incident_id: str, post_id: str, label: str, who: str
+    ) -> StoredLabel:
+        if self.refuse is not None:
+            raise self.refuse
+        self.calls.append((incident_id, post_id, label, who))
+        return StoredLabel(
+            len(self.calls), post_id, "text", "en", label, "slack", who, "", factories.T0
+        )
+
+
+def chose(value: str, response_url: str) -> bytes:
+    """A label chosen in a post's menu, as Slack posts it (block_actions, static_select)."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U0MARIA", "username": "maria", "name": "maria", "team_id": "T1"},
+        "container": {"type": "message", "channel_id": "C0ALERTS", "message_ts": "1.2"},
+        "response_url": response_url,
+        "actions": [
+            {
+                "type": "static_select",
+                "action_id": "xwatch_label",
+                "block_id": "Ab1",
+                "selected_option": {
+                    "text": {"type": "plain_text", "text": "Not negative", "emoji": True},
+                    "value": value,
+                },
+                "placeholder": {"type": "plain_text", "text": "Label this post"},
+                "action_ts": "1763298000.1",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+async def post_choice(
+    slack: FakeSlack, labels: RecordingLabels | None, value: str
+) -> tuple[int, list[dict[str, Any]]]:
+    app = web.Application()
+    SlackActions(SECRET, RecordingActions(), labels=labels, answer_within=5).routes(app)
+    async with TestClient(TestServer(app)) as client:
+        body = chose(value, slack.response_url)
+        response = await client.post("/slack/actions", data=body, headers=signed(body))
+        return response.status, slack.responses
+
+
+@pytest.mark.asyncio
+async def test_a_chosen_label_is_stored_and_the_chooser_alone_is_told(slack: FakeSlack) -> None:
+    labels = RecordingLabels()
+    value = json.dumps(["kettlebird-20261116-130000", "1859431", "not_negative"])
+    status, responses = await post_choice(slack, labels, value)
+    assert status == 200
+    assert labels.calls == [("kettlebird-20261116-130000", "1859431", "not_negative", "@maria")]
+    [answer] = responses
+    assert answer["response_type"] == "ephemeral" and answer["replace_original"] is False
+    assert "labelled *not negative*" in answer["text"] and "xwatch labels export" in answer["text"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("refuse", "said"),
+    [
+        (None, "keeps no labels"),
+        (LabelsUnavailable("this xwatch runs without a store"), "without a store"),
+        (PostNotFoundError(["<!channel>"]), "&lt;!channel&gt;"),  # told, and inert
+    ],
+    ids=["no-labeller", "no-store", "unknown-post"],
+)
+async def test_a_label_that_cannot_be_stored_is_explained_to_the_chooser(
+    slack: FakeSlack, refuse: Exception | None, said: str
+) -> None:
+    labels = None if refuse is None else RecordingLabels(refuse)
+    value = json.dumps(["kettlebird-20261116-130000", "1859431", "negative"])
+    status, responses = await post_choice(slack, labels, value)
+    assert status == 200
+    [answer] = responses
+    assert answer["text"].startswith("Not labelled: ") and said in answer["text"]
+    assert "<!channel>" not in answer["text"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not json",
+        json.dumps(["kettlebird-20261116-130000", "1859431", "angry"]),
+        json.dumps(["kettlebird-20261116-130000", "1859431"]),
+        json.dumps(["", "1859431", "negative"]),
+        json.dumps({"post": "1859431"}),
+    ],
+)
+async def test_a_value_that_is_not_one_of_our_menus_is_ignored(
+    slack: FakeSlack, value: str
+) -> None:
+    labels = RecordingLabels()
+    status, responses = await post_choice(slack, labels, value)
+    assert status == 200 and labels.calls == [] and responses == []

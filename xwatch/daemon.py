@@ -15,8 +15,9 @@ checkpoint before the first batch, checkpointed every
 and once more at a graceful stop, after the drain.
 
 Feedback: every alert event's sample posts are remembered (``api.remember_posts``
-of them, the oldest forgotten first) so that ``POST /api/labels`` (and later Slack)
-can label a post by its id; the labels go to the store (``xwatch.feedback``).
+of them, the oldest forgotten first) so that ``POST /api/labels`` and a post's label
+menu in Slack (``label_sample``, which also finds the post among its incident's
+samples) can label a post by its id; the labels go to the store (``xwatch.feedback``).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ from xwatch.config import (
 )
 from xwatch.detect.state import STATE_VERSION, Checkpoint, CheckpointError
 from xwatch.errors import ConfigError, PayloadError
-from xwatch.feedback import Feedback, api_token
+from xwatch.feedback import Feedback, LabelsUnavailable, api_token
 from xwatch.malloc import release_free_memory
 from xwatch.metrics import PROBLEM_KINDS, STORE_OPERATIONS, Metrics
 from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale, utc
@@ -89,7 +90,7 @@ from xwatch.sources import (
     build_sources,
 )
 from xwatch.sources.webhook import WebhookIngest
-from xwatch.store import MEMORY, CheckpointRow, Store, StoreError, checkpoint_rows
+from xwatch.store import MEMORY, CheckpointRow, Store, StoredLabel, StoreError, checkpoint_rows
 from xwatch.web import LabelsApi, make_app
 from xwatch.web_incidents import add_incident_routes
 
@@ -204,7 +205,12 @@ def build_notifiers(
         base = config.incident_url_base
         if isinstance(notifier, SlackNotifierConfig):
             notifiers[name] = SlackNotifier.from_config(
-                name, notifier, refs=refs, incident_url_base=base, env=env
+                name,
+                notifier,
+                refs=refs,
+                incident_url_base=base,
+                labels=config.store.enabled,  # labels are kept in the store
+                env=env,
             )
         elif isinstance(notifier, EmailNotifierConfig):
             notifiers[name] = EmailNotifier.from_config(
@@ -282,7 +288,7 @@ class Daemon:
         self.refs = StoreRefs(lambda: self.records, self._store_failed, self._store_written)
         slack = [n for n in config.notifiers.values() if isinstance(n, SlackNotifierConfig)]
         # One /slack/actions endpoint: its signing secret is the (first) Slack app's.
-        self.slack_actions = SlackActions.from_config(slack[0], self) if slack else None
+        self.slack_actions = SlackActions.from_config(slack[0], self, self) if slack else None
         self.notifiers = (
             notifiers if notifiers is not None else build_notifiers(settings, self.refs)
         )
@@ -756,6 +762,7 @@ class Daemon:
                 self.feedback,
                 lambda: self.store,
                 token_env=self.settings.config.api.token_env,
+                on_stored=self.metrics.labels_stored.labels("api").inc,
             ),
         )
         self._add_incident_routes(app)
@@ -1242,6 +1249,32 @@ class Daemon:
         if incident is None:
             raise UnknownIncident(incident_id)
         return incident
+
+    async def label_sample(
+        self, incident_id: str, post_id: str, label: str, who: str
+    ) -> StoredLabel:
+        """``SampleLabels``: a label chosen in Slack for one of an incident's sample posts,
+        found among the remembered samples or, failing that (after a restart), among the
+        incident's own (open in the book, or from the store)."""
+        store = self.store
+        if store is None:
+            raise LabelsUnavailable(
+                "this xwatch runs without a store (store.enabled: false), where labels are kept"
+            )
+        known: list[tuple[Mention, str]] = []
+        if post_id not in self.feedback.recent:
+            incident = self.book.incidents.get(incident_id)
+            if incident is None:
+                record = await self.incident(incident_id)
+                incident = record.incident if record is not None else None
+            for part in incident.parts if incident is not None else ():
+                for alert in (part.latest, part.first):
+                    known.extend((m, alert.identity) for m in alert.bucket.samples)
+        stored = await self.feedback.label_post(
+            store, post_id, label, who, source="slack", known=known
+        )
+        self.metrics.labels_stored.labels("slack").inc()
+        return stored
 
     async def incident(self, incident_id: str) -> IncidentRecord | None:
         if self.records is None:

@@ -12,8 +12,10 @@ This module is the part of that loop that neither HTTP nor Slack owns:
 * ``Feedback.resolve`` turns requests into rows for the store (the text and lang
   looked up from the remembered post unless the request gives them), and
   ``Feedback.submit`` / ``Feedback.label_post`` store them: the JSON API
-  (``xwatch.web``) calls ``submit``, Slack's action handler will call
-  ``label_post``.
+  (``xwatch.web``) calls ``submit``; a post's label menu in Slack
+  (``xwatch.alerting.slack``) calls ``SampleLabels.label_sample``, which the daemon
+  answers with ``label_post`` and the incident's own sample posts, so that a message
+  from before a restart (when nothing is remembered) can still be labelled.
 
 Labels are ``negative``, ``not_negative``, ``neutral`` and ``positive``; in the
 training set ``not_negative`` becomes ``neutral`` (``xwatch.store.TRAIN_LABEL``).
@@ -28,11 +30,12 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from xwatch.config import ApiConfig
 from xwatch.errors import ConfigError, Problem
-from xwatch.model import AlertEvent
+from xwatch.model import AlertEvent, Mention
 from xwatch.sentiment.lang import guess_lang
 from xwatch.store import LABELS, TRAIN_LABEL, LabelDraft, Store, StoredLabel
 
@@ -42,8 +45,10 @@ __all__ = [
     "Feedback",
     "LabelInputError",
     "LabelRequest",
+    "LabelsUnavailable",
     "PostNotFoundError",
     "RecentSamples",
+    "SampleLabels",
     "SamplePost",
     "api_token",
     "parse_label_requests",
@@ -79,6 +84,21 @@ class PostNotFoundError(LookupError):
             "(xwatch remembers a bounded number, and none across a restart); "
             'send its "text" with the label to store it anyway'
         )
+
+
+class LabelsUnavailable(Exception):
+    """No labels can be kept: the daemon runs without a store."""
+
+
+class SampleLabels(Protocol):
+    async def label_sample(
+        self, incident_id: str, post_id: str, label: str, who: str
+    ) -> StoredLabel:
+        """Store ``who``'s label for ``post_id``, a sample post of incident ``incident_id``
+        (source "slack"). Raises ``LabelsUnavailable`` (no store), ``PostNotFoundError``
+        (neither remembered nor among the incident's samples), ``LabelInputError`` (a
+        label or name that is not allowed) or ``xwatch.store.StoreError``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,14 +251,29 @@ class Feedback:
         return await asyncio.to_thread(store.add_labels, drafts)
 
     async def label_post(
-        self, store: Store, post_id: str, label: str, who: str, *, source: str = "slack"
+        self,
+        store: Store,
+        post_id: str,
+        label: str,
+        who: str,
+        *,
+        source: str = "slack",
+        known: Iterable[tuple[Mention, str]] = (),
     ) -> StoredLabel:
-        """One person's label for one remembered post: what a Slack button calls.
+        """One person's label for one post: what a post's label menu in Slack leads to.
 
-        Raises ``LabelInputError`` for a label or name that is not allowed and
-        ``PostNotFoundError`` for a post that is not remembered.
+        The post is looked up among the remembered samples, else in ``known`` (posts and
+        the identity of the alert each was a sample of: an incident's, which outlive a
+        restart). Raises ``LabelInputError`` for a label or name that is not allowed and
+        ``PostNotFoundError`` for a post found in neither.
         """
         request = parse_label_requests({"post_id": post_id, "label": label, "who": who})[0]
+        if self.recent.get(post_id) is None:
+            for mention, alert in known:
+                if mention.id == post_id:
+                    lang = mention.lang if mention.lang and _LANG.fullmatch(mention.lang) else None
+                    request = replace(request, text=mention.text, lang=lang, alert=alert)
+                    break
         return (await self.submit(store, [request], source))[0]
 
 

@@ -310,6 +310,15 @@ class Metrics:
             ["action", "via"],
             registry=registry,
         )
+        self.labels_stored = Counter(
+            "xwatch_sentiment_labels_total",
+            "Sentiment labels people gave alerts' sample posts, stored for training: by "
+            "source (api, slack).",
+            ["source"],
+            registry=registry,
+        )
+        for source in ("api", "slack"):
+            self.labels_stored.labels(source)
         self.silences_active = Gauge(
             "xwatch_silences_active", "Silences in force now.", registry=registry
         )

@@ -170,10 +170,12 @@ class LabelsApi:
         store: Callable[[], Store | None],
         *,
         token_env: str = "XWATCH_API_TOKEN",
+        on_stored: Callable[[int], object] = lambda count: None,
     ) -> None:
         self.auth = BearerToken(token, token_env)
         self.feedback = feedback
         self.store = store  # the daemon's store while it is open, else None
+        self.on_stored = on_stored  # told how many labels each request stored (metrics)
 
     def __repr__(self) -> str:  # never show the token
         return f"LabelsApi({self.auth!r})"
@@ -205,6 +207,7 @@ class LabelsApi:
             return json_error(404, "unknown_post", str(exc), post_ids=exc.post_ids)
         except StoreError as exc:
             return json_error(503, "store_failed", str(exc))
+        self.on_stored(len(stored))
         return web.json_response({"stored": [item.to_json() for item in stored]}, status=201)
 
     async def listing(self, request: web.Request) -> web.Response:

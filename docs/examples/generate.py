@@ -83,7 +83,9 @@ def slack_markdown(message: dict[str, Any]) -> str:
         elif kind == "section" and "fields" in block:
             lines.append(" · ".join(md(f["text"]).replace("<br>", " ") for f in block["fields"]))
         elif kind == "section":
-            lines.append(md(block["text"]["text"]))
+            menu = block.get("accessory")
+            shown = f" `[ {menu['placeholder']['text']} ▾ ]`" if menu else ""
+            lines.append(md(block["text"]["text"]) + shown)
         elif kind == "context":
             lines.append("<sub>" + " ".join(md(e["text"]) for e in block["elements"]) + "</sub>")
         elif kind == "actions":
@@ -98,7 +100,8 @@ def main() -> None:
     url = URL + opened.incident.id
     summary = summarize(opened.incident, url)
     (HERE / "console.txt").write_text(render_notice(opened, url), "utf-8")
-    message = {"text": summary.headline, "blocks": blocks(summary, opened)}
+    # as a daemon with a store sends it: each post has its label menu
+    message = {"text": summary.headline, "blocks": blocks(summary, opened, labels=True)}
     (HERE / "slack-message.json").write_text(
         json.dumps(message, indent=2, ensure_ascii=False) + "\n", "utf-8"
     )

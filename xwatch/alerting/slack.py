@@ -11,9 +11,15 @@ thread. Every later notice edits that message to show the incident as it is now
 reminders and escalations are also broadcast to the channel. Each message carries
 the incident id: in its text, in its buttons and in its ``metadata``.
 
+Each post shown carries a "Label this post" menu (negative / not negative) when the
+daemon keeps labels (``labels``: it has a store): what the team says of a post the
+scorer got wrong becomes training data (``xwatch.feedback``).
+
 ``SlackActions`` answers the buttons at ``POST /slack/actions``: it checks Slack's
 signature (signing secret, timestamp within 5 minutes), turns the click into
-``Actions.act`` and answers within Slack's 3 seconds whatever happens.
+``Actions.act`` (or a label choice into ``SampleLabels.label_sample``) and answers
+within Slack's 3 seconds whatever happens. A label is acknowledged to the person who
+chose it alone, by an ephemeral message through the click's ``response_url``.
 
 Safety and limits:
 
@@ -25,8 +31,9 @@ Safety and limits:
   line, so a post cannot break out of its quote or restyle the message. Slack has
   no backslash escape; look-alikes are the usual way round.
 * Slack's limits (150 characters in a header, 3,000 in a section, 2,000 in a field
-  or a button value, 50 blocks) are met by cutting text short, never by failing: a
-  message has at most 15 blocks by construction.
+  or a button value, 150 in a menu option's value, 50 blocks) are met by cutting text
+  short, never by failing: a message has at most 15 blocks by construction, and a post
+  whose id would not fit a menu option's value is shown without the menu.
 
 Errors become the outbox's two kinds (``xwatch.alerting``): HTTP 429 is a
 ``TemporaryFailure`` carrying Retry-After; 5xx, network errors and timeouts are
@@ -55,6 +62,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -66,6 +74,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from xwatch import logs
 from xwatch.alerting import MessageRefs, PermanentFailure, TemporaryFailure, env_secret
 from xwatch.alerting.chart import incident_chart
 from xwatch.alerting.incidents import Incident, Notice, NoticeKind, State, UnknownIncident
@@ -79,6 +88,8 @@ from xwatch.alerting.summary import (
     summarize,
 )
 from xwatch.config import SlackNotifierConfig
+from xwatch.feedback import LabelInputError, LabelsUnavailable, PostNotFoundError, SampleLabels
+from xwatch.store import StoreError
 
 log = logging.getLogger("xwatch.alerting.slack")
 
@@ -101,6 +112,11 @@ ACTION_IDS: dict[str, Action] = {
     "xwatch_resolve": "resolve",
     "xwatch_escalate": "escalate",
 }
+LABEL_ACTION = "xwatch_label"
+LABEL_CHOICES = (("negative", "Negative"), ("not_negative", "Not negative"))
+"""A post's label menu: the label stored, and what the menu shows."""
+OPTION_VALUE_CHARS = 150  # a menu option's value (Slack's limit)
+RESPONSE_SECONDS = 5.0  # an ephemeral answer through a click's response_url
 SILENCE_FOR = timedelta(hours=1)
 METADATA_EVENT = "xwatch_incident"
 BROADCAST = frozenset({NoticeKind.REMINDER, NoticeKind.ESCALATED})
@@ -187,11 +203,13 @@ def lines_within(title: str, lines: list[str], more: str, limit: int = SECTION_C
 # -- the message -------------------------------------------------------------------------
 
 
-def blocks(summary: Summary, notice: Notice) -> list[dict[str, Any]]:
+def blocks(summary: Summary, notice: Notice, *, labels: bool = False) -> list[dict[str, Any]]:
     """The message's Block Kit blocks for the incident as it is now (pure: no I/O).
 
     At most 15 blocks: header, headline, facts, what fired, negative share, terms,
     the posts' title and up to 5 posts, links, buttons, and the latest notice.
+    ``labels``: each post has a menu to label it (``label_menu``), whatever the state
+    (a post is worth labelling after the incident is resolved too).
     """
     emoji = SEVERITY_EMOJI.get(summary.severity, "")
     header = f"{summary.severity.upper()}: {summary.title} ({summary.brand})"
@@ -220,7 +238,12 @@ def blocks(summary: Summary, notice: Notice) -> list[dict[str, Any]]:
     posts = summary.posts[:MAX_POSTS]
     if posts:
         out.append(_section(f"*Posts with the most reach* ({len(posts)})"))
-        out.extend(_section(_post(post)) for post in posts)
+        for post in posts:
+            section = _section(_post(post))
+            menu = label_menu(summary.incident_id, post.id) if labels else None
+            if menu is not None:
+                section["accessory"] = menu
+            out.append(section)
     playbook_label = f":book: Playbook: {escape_mrkdwn(summary.playbook_title)}"
     playbook = link(summary.playbook_url, playbook_label)
     out.append(_section(f"{playbook}    {link(summary.incident_url, ':mag: Incident page')}"))
@@ -297,6 +320,26 @@ def _post(post: Post) -> str:
     return f"*{link(post.url, handle)}* · {' · '.join(facts)}\n>{escape_untrusted(post.text)}"
 
 
+def label_menu(incident_id: str, post_id: str) -> dict[str, Any] | None:
+    """A post's "Label this post" menu; None when its ids do not fit an option's value.
+
+    Each option's value is the JSON ``[incident id, post id, label]``: the click names the
+    post itself (the posts shown change order as an incident grows) and the incident
+    whose samples hold its text (``SampleLabels.label_sample``)."""
+    options = []
+    for label, shown in LABEL_CHOICES:
+        value = orjson.dumps([incident_id, post_id, label]).decode()
+        if len(value) > OPTION_VALUE_CHARS:
+            return None
+        options.append({"text": _plain(shown), "value": value})
+    return {
+        "type": "static_select",
+        "action_id": LABEL_ACTION,
+        "placeholder": _plain("Label this post"),
+        "options": options,
+    }
+
+
 def _buttons(summary: Summary) -> list[dict[str, Any]]:
     """The action buttons for the incident's state: none once it is resolved."""
     if summary.state == State.RESOLVED.value:
@@ -335,9 +378,12 @@ class SlackNotifier:
         token: str,
         incident_url_base: str,
         refs: MessageRefs,
+        *,
+        labels: bool = False,
     ) -> None:
         self.config = config
         self.name = name
+        self.labels = labels  # posts get a label menu: the daemon keeps labels (a store)
         self.incident_url_base = incident_url_base
         self.refs = refs
         self.client = AsyncWebClient(
@@ -356,16 +402,18 @@ class SlackNotifier:
         *,
         refs: MessageRefs,
         incident_url_base: str,
+        labels: bool = False,
         env: Mapping[str, str] = os.environ,
     ) -> SlackNotifier:
-        """The notifier with its bot token from the environment variable the config names."""
+        """The notifier with its bot token from the environment variable the config names;
+        ``labels``: show each post's label menu (the daemon has a store to keep labels)."""
         token = env_secret(
             env,
             config.token_env,
             f": the Slack notifier {name!r} needs a bot token (xoxb-...) with the chat:write "
             "and files:write scopes",
         )
-        return cls(config, name, token.strip(), incident_url_base, refs)
+        return cls(config, name, token.strip(), incident_url_base, refs, labels=labels)
 
     def incident_url(self, incident_id: str) -> str:
         return self.incident_url_base + quote(incident_id, safe="")
@@ -415,7 +463,7 @@ class SlackNotifier:
         response = await self.client.chat_postMessage(
             channel=self.config.channel,
             text=fallback_text(summary),
-            blocks=blocks(summary, notice),
+            blocks=blocks(summary, notice, labels=self.labels),
             metadata=metadata(summary),
             unfurl_links=False,
             unfurl_media=False,
@@ -441,7 +489,7 @@ class SlackNotifier:
                 channel=channel,
                 ts=ts,
                 text=fallback_text(summary),
-                blocks=blocks(summary, notice),
+                blocks=blocks(summary, notice, labels=self.labels),
                 metadata=metadata(summary),
             )
             await self.refs.put(
@@ -515,33 +563,55 @@ def _seconds(value: object) -> float | None:
 # -- the buttons ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class LabelChoice:
+    """Someone chose a label in a post's menu (``label_menu``)."""
+
+    incident_id: str
+    post_id: str
+    label: str
+    response_url: str  # where Slack takes an answer to the person who chose (or "")
+
+
 class SlackActions:
     """``POST /slack/actions``: Slack's interactive buttons, verified, turned into actions.
 
     Slack wants an answer within 3 seconds and shows an error for anything but 200,
     so: 401 for a forged or stale request, 400 for one that is not a Slack payload,
     and 200 otherwise, after at most ``answer_within`` seconds (an action still
-    running then goes on in the background). An unknown incident is logged.
+    running then goes on in the background). An unknown incident is logged. A label
+    chosen in a post's menu goes to ``labels`` (None: no labels are kept, and the
+    person is told so), and the person who chose it is told what was stored.
     """
 
     def __init__(
-        self, signing_secret: str, actions: Actions, *, answer_within: float = 2.0
+        self,
+        signing_secret: str,
+        actions: Actions,
+        *,
+        labels: SampleLabels | None = None,
+        answer_within: float = 2.0,
     ) -> None:
         self.verifier = SignatureVerifier(signing_secret)
         self.actions = actions
+        self.labels = labels
         self.answer_within = answer_within
         self._running: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_config(
-        cls, config: SlackNotifierConfig, actions: Actions, env: Mapping[str, str] = os.environ
+        cls,
+        config: SlackNotifierConfig,
+        actions: Actions,
+        labels: SampleLabels | None = None,
+        env: Mapping[str, str] = os.environ,
     ) -> SlackActions:
         secret = env_secret(
             env,
             config.signing_secret_env,
             ": Slack's buttons need the app's signing secret to verify their requests",
         )
-        return cls(secret.strip(), actions)
+        return cls(secret.strip(), actions, labels=labels)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(ACTIONS_PATH, self.handle)
@@ -567,20 +637,30 @@ class SlackActions:
         if payload.get("type") != "block_actions":
             return web.Response(status=200)
         who = _who(payload.get("user"))
+        response_url = payload.get("response_url")
         wanted: list[tuple[str, Action]] = []
+        chosen: list[LabelChoice] = []
         for item in payload.get("actions") or []:
-            action = (
-                ACTION_IDS.get(str(item.get("action_id", ""))) if isinstance(item, dict) else None
-            )
+            if not isinstance(item, dict):
+                continue
+            action_id = str(item.get("action_id", ""))
+            if action_id == LABEL_ACTION:
+                choice = _label_choice(item, response_url)
+                if choice is not None:
+                    chosen.append(choice)
+                continue
+            action = ACTION_IDS.get(action_id)
             if action is not None and item.get("value"):
                 wanted.append((str(item["value"]), action))
-        if wanted:
-            await self._act_in_time(wanted, who)
+        if wanted or chosen:
+            await self._act_in_time(wanted, chosen, who)
         return web.Response(status=200)
 
-    async def _act_in_time(self, wanted: list[tuple[str, Action]], who: str) -> None:
+    async def _act_in_time(
+        self, wanted: list[tuple[str, Action]], chosen: list[LabelChoice], who: str
+    ) -> None:
         """Do the actions; stop waiting after ``answer_within`` seconds (they go on)."""
-        task = asyncio.create_task(self._act_all(wanted, who))
+        task = asyncio.create_task(self._act_all(wanted, chosen, who))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         try:
@@ -588,14 +668,59 @@ class SlackActions:
         except TimeoutError:
             log.warning(
                 "slack actions %s still running after %.1f s: answered anyway",
-                wanted,
+                wanted or [(c.incident_id, "label") for c in chosen],
                 self.answer_within,
                 extra={"event": "slack_action_slow"},
             )
 
-    async def _act_all(self, wanted: list[tuple[str, Action]], who: str) -> None:
+    async def _act_all(
+        self, wanted: list[tuple[str, Action]], chosen: list[LabelChoice], who: str
+    ) -> None:
         for incident_id, action in wanted:
             await self._act(incident_id, action, who)
+        for choice in chosen:
+            answer = await self._label(choice, who)
+            if choice.response_url:
+                await _answer_privately(choice.response_url, answer)
+
+    async def _label(self, choice: LabelChoice, who: str) -> str:
+        """Store the label; what to tell the person who chose it (Slack mrkdwn)."""
+        post = escape_untrusted(choice.post_id, HANDLE_CHARS)
+        shown = dict(LABEL_CHOICES)[choice.label].lower()
+        try:
+            if self.labels is None:
+                raise LabelsUnavailable("this xwatch keeps no labels")
+            stored = await self.labels.label_sample(
+                choice.incident_id, choice.post_id, choice.label, who
+            )
+        except (LabelsUnavailable, PostNotFoundError, LabelInputError, StoreError) as exc:
+            log.warning(
+                "slack label %s of post %s (incident %s) not stored: %s",
+                choice.label,
+                logs.excerpt(choice.post_id),
+                choice.incident_id,
+                exc,
+                extra={"event": "slack_label_refused", "incident": choice.incident_id},
+            )
+            return f"Not labelled: {escape_untrusted(str(exc), SECTION_CHARS // 2)}"
+        except Exception:
+            log.exception(
+                "slack label of post %s failed",
+                logs.excerpt(choice.post_id),
+                extra={"event": "slack_label_failed", "incident": choice.incident_id},
+            )
+            return "Not labelled: xwatch failed to store it (see its log)."
+        log.info(
+            "slack label %s of post %s by %s",
+            choice.label,
+            logs.excerpt(choice.post_id),
+            who,
+            extra={"event": "slack_label", "incident": choice.incident_id},
+        )
+        return (
+            f"Thanks: post {post} is labelled *{shown}* (label {stored.id}). It joins the "
+            "team's training set: `xwatch labels export`, then `xwatch train`."
+        )
 
     async def _act(self, incident_id: str, action: Action, who: str) -> None:
         try:
@@ -622,6 +747,57 @@ class SlackActions:
                 who,
                 extra={"event": "slack_action"},
             )
+
+
+def _label_choice(item: Mapping[str, Any], response_url: object) -> LabelChoice | None:
+    """The label chosen in a post's menu (``label_menu``), or None for a value that is not
+    one of ours."""
+    option = item.get("selected_option")
+    try:
+        value = orjson.loads(str(option.get("value", ""))) if isinstance(option, dict) else None
+    except orjson.JSONDecodeError:
+        value = None
+    labels = dict(LABEL_CHOICES)
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not all(isinstance(v, str) and v for v in value)
+        or value[2] not in labels
+    ):
+        log.warning(
+            "slack label choice ignored: not one of xwatch's menus",
+            extra={"event": "slack_action_refused"},
+        )
+        return None
+    url = response_url if isinstance(response_url, str) and _is_http(response_url) else ""
+    return LabelChoice(value[0], value[1], value[2], url)
+
+
+def _is_http(url: str) -> bool:
+    return url.startswith(("https://", "http://")) and len(url) <= 2000
+
+
+async def _answer_privately(response_url: str, text: str) -> None:
+    """An ephemeral message to the person who clicked, through the click's response_url
+    (best effort: a failure is logged; what was stored stays stored)."""
+    body = {"response_type": "ephemeral", "replace_original": False, "text": text}
+    timeout = aiohttp.ClientTimeout(total=RESPONSE_SECONDS)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.post(response_url, json=body) as response,
+        ):
+            if response.status >= 400:
+                raise aiohttp.ClientResponseError(
+                    response.request_info, (), status=response.status, message=response.reason or ""
+                )
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        log.warning(
+            "slack answer through response_url failed: %s: %s",
+            type(exc).__name__,
+            exc,
+            extra={"event": "slack_response_failed"},
+        )
 
 
 def _payload(body: str) -> dict[str, Any]:
