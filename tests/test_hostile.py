@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, GatedSource
 from tests.fake_slack import TOKEN as SLACK_TOKEN
@@ -29,7 +30,9 @@ from tests.test_slack import texts
 from tests.waiting import eventually
 from xwatch.daemon import Daemon
 from xwatch.model import Author, Mention
+from xwatch.playbooks import PlaybookIndex
 from xwatch.settings import load_settings
+from xwatch.web import make_app, runner
 
 RULE = """\
 rules:
@@ -209,3 +212,66 @@ def test_clean_text_holds_no_lone_surrogate() -> None:
     cleaned = clean("sam\ud800 and \udfffmaria")
     assert cleaned == "sam and maria"
     cleaned.encode("utf-8")
+
+
+# -- slow clients ------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def serving(request_seconds: float, keepalive_seconds: float) -> AsyncIterator[int]:
+    """The daemon's app and runner (``xwatch.web``) with short limits, and an echo route
+    that reads the body; yields the port."""
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read())
+
+    app = make_app(
+        CollectorRegistry(),
+        PlaybookIndex({}),
+        lambda: (True, "ok"),
+        request_seconds=request_seconds,
+    )
+    app.router.add_post("/echo", echo)
+    served = runner(app, keepalive_seconds=keepalive_seconds)
+    await served.setup()
+    site = web.TCPSite(served, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield served.addresses[0][1]
+    finally:
+        await served.cleanup()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "opening",
+    [b"", b"GET /healthz HTTP/1.1\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"],
+    ids=["nothing", "request-line", "headers-never-finished"],
+)
+async def test_a_connection_without_a_whole_request_is_closed(opening: bytes) -> None:
+    """aiohttp's default (an hour) let 1,500 half-sent requests hold 1,500 descriptors."""
+    async with serving(request_seconds=5, keepalive_seconds=0.2) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(opening)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the server hung up
+        writer.close()
+        async with (  # a prompt client is served as before
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/healthz") as response,
+        ):
+            assert response.status == 200
+
+
+@pytest.mark.asyncio
+async def test_a_body_declared_and_never_sent_is_answered_408_and_closed() -> None:
+    async with serving(request_seconds=0.2, keepalive_seconds=5) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\nabc")
+        answer = await asyncio.wait_for(reader.read(), 10)  # all of it: then closed
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{port}/echo", data=b"hello") as response,
+        ):
+            assert (response.status, await response.read()) == (200, b"hello")

@@ -593,9 +593,19 @@ async def test_a_signed_click_acts_on_the_incident(
         lambda body: {**signed(body), "X-Slack-Request-Timestamp": "soon"},
         lambda body: {**signed(body), "X-Slack-Request-Timestamp": "\u00b2"},  # int() refuses
         lambda body: {**signed(body), "X-Slack-Request-Timestamp": "9" * 5000},
+        lambda body: {**signed(body), "X-Slack-Signature": "v0=\u00e9\u00e9"},  # was a 500
         lambda body: {},
     ],
-    ids=["forged", "other-body", "stale", "garbled", "superscript", "huge", "unsigned"],
+    ids=[
+        "forged",
+        "other-body",
+        "stale",
+        "garbled",
+        "superscript",
+        "huge",
+        "non-ascii-signature",
+        "unsigned",
+    ],
 )
 async def test_unsigned_forged_or_stale_clicks_are_refused(
     buttons_app: TestClient[web.Request, web.Application],
@@ -606,6 +616,21 @@ async def test_unsigned_forged_or_stale_clicks_are_refused(
     response = await buttons_app.post("/slack/actions", data=body, headers=make_headers(body))
     assert response.status == 401
     assert recorder.calls == [] and not recorder.done.is_set()
+
+
+@pytest.mark.asyncio
+async def test_a_signed_request_sent_again_is_not_acted_on_again(
+    buttons_app: TestClient[web.Request, web.Application], recorder: RecordingActions
+) -> None:
+    """A captured click replayed within its 5 minutes escalated (and paged) twice."""
+    body = click("xwatch_escalate")
+    headers = signed(body)
+    for _ in range(3):
+        response = await buttons_app.post("/slack/actions", data=body, headers=headers)
+        assert response.status == 200
+    later = signed(body, at=time.time() + 1)  # another click: its own timestamp and signature
+    response = await buttons_app.post("/slack/actions", data=body, headers=later)
+    assert [call[1] for call in recorder.calls] == ["escalate", "escalate"]
 
 
 @pytest.mark.asyncio
@@ -817,3 +842,15 @@ async def test_a_value_that_is_not_one_of_our_menus_is_ignored(
     labels = RecordingLabels()
     status, responses = await post_choice(slack, labels, value)
     assert status == 200 and labels.calls == [] and responses == []
+
+
+def test_a_rule_title_cannot_restyle_what_fired() -> None:
+    """Rule titles are the operators', but the 'What fired' line folded them as no other
+    block did: ``*b*`` stayed bold and a line break stayed one."""
+    made = notice()
+    alert = dataclasses.replace(made.incident.parts[0].latest, title="*b*\nforged line")
+    part = dataclasses.replace(made.incident.parts[0], latest=alert)
+    incident = dataclasses.replace(made.incident, parts=(part,))
+    summary = summarize(incident, INCIDENTS + incident.id)
+    fired = next(t for t in texts(blocks(summary, made)) if t.startswith("*What fired*"))
+    assert f"{STAR}b{STAR} forged line" in fired and "*b*" not in fired

@@ -92,6 +92,7 @@ from xwatch.sources import (
 from xwatch.sources.webhook import WebhookIngest
 from xwatch.store import MEMORY, CheckpointRow, Store, StoredLabel, StoreError, checkpoint_rows
 from xwatch.web import LabelsApi, make_app
+from xwatch.web import runner as web_runner
 from xwatch.web_incidents import add_incident_routes
 
 log = logging.getLogger("xwatch.daemon")
@@ -766,7 +767,7 @@ class Daemon:
             ),
         )
         self._add_incident_routes(app)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web_runner(app)
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port)
         try:

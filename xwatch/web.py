@@ -12,6 +12,12 @@ GET  /api/labels.jsonl  the training set, as ``xwatch train --input`` reads it
 
 The daemon adds the incident pages and API (``xwatch.web_incidents``: /incidents/,
 /api/incidents, /api/silences) and Slack's buttons (POST /slack/actions).
+
+Slow clients cannot hold connections for good (``runner``): a connection that sends no
+complete request, or stays idle after an answer, is closed after ``KEEPALIVE_SECONDS``;
+a request whose handling (the reading of its body included) takes longer than
+``REQUEST_SECONDS`` is answered 408 and its connection closed (``deadline``) once the
+rest of its body has been dropped for ``LINGER_SECONDS``.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import html
+import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from xwatch.feedback import Feedback, LabelInputError, PostNotFoundError, parse_label_requests
@@ -37,6 +45,60 @@ READY_KEY: web.AppKey[ReadyCheck] = web.AppKey("ready")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+log = logging.getLogger("xwatch.web")
+
+KEEPALIVE_SECONDS = 15.0
+"""A connection without a complete request (headers sent slowly, or nothing at all), or
+idle after an answer, is closed after this (aiohttp's timer runs from the connection's
+start; its default, an hour, let 1,500 half-sent requests hold 1,500 descriptors)."""
+REQUEST_SECONDS = 30.0
+"""A request's handling, its body's reading included, ends within this: a client that
+declares a body and never sends it no longer holds a handler and a connection."""
+LINGER_SECONDS = 2.0
+"""After an answer given before the body was read (a 401, a 408), the rest of the body is
+read and dropped for at most this long, then the connection is closed (aiohttp: 10 s)."""
+
+
+def deadline(seconds: float = REQUEST_SECONDS) -> Middleware:
+    """A middleware: 408, and the connection closed, for a request not handled in time."""
+
+    @web.middleware
+    async def within(request: web.Request, handler: Handler) -> web.StreamResponse:
+        timeout = asyncio.timeout(seconds)
+        try:
+            async with timeout:
+                return await handler(request)
+        except TimeoutError:
+            if not timeout.expired():
+                raise  # the handler's own timeout, not ours
+        log.warning(
+            "%s %s: not handled within %g s (a body sent slowly, or never): 408",
+            request.method,
+            request.path,
+            seconds,
+            extra={"event": "http_request_timeout"},
+        )
+        response = web.Response(status=408, text="request timeout\n")
+        response.force_close()
+        return response
+
+    return within
+
+
+def runner(
+    app: web.Application,
+    *,
+    keepalive_seconds: float = KEEPALIVE_SECONDS,
+    linger_seconds: float = LINGER_SECONDS,
+) -> web.AppRunner:
+    """The app's runner as the daemon serves it: no access log, idle connections closed."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=keepalive_seconds,
+        lingering_time=linger_seconds,
+    )
+
 
 def make_app(
     registry: CollectorRegistry,
@@ -45,8 +107,9 @@ def make_app(
     *,
     ingest: Handler | None = None,
     labels: LabelsApi | None = None,
+    request_seconds: float = REQUEST_SECONDS,
 ) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[deadline(request_seconds)])
     app[REGISTRY_KEY] = registry
     app[PLAYBOOKS_KEY] = playbooks
     app[READY_KEY] = ready

@@ -61,6 +61,7 @@ import logging
 import math
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -118,6 +119,8 @@ LABEL_CHOICES = (("negative", "Negative"), ("not_negative", "Not negative"))
 OPTION_VALUE_CHARS = 150  # a menu option's value (Slack's limit)
 RESPONSE_SECONDS = 5.0  # an ephemeral answer through a click's response_url
 SILENCE_FOR = timedelta(hours=1)
+REPLAY_WINDOW_SECONDS = 2 * 5 * 60  # a signature's timestamp is valid 5 minutes either way
+MAX_SEEN = 10_000  # signatures remembered against replays (the oldest forgotten first)
 METADATA_EVENT = "xwatch_incident"
 BROADCAST = frozenset({NoticeKind.REMINDER, NoticeKind.ESCALATED})
 
@@ -303,7 +306,7 @@ def _state(summary: Summary) -> str:
 def _part_line(part: PartLine) -> str:
     emoji = STATE_EMOJI.get(part.status, "")
     return (
-        f"{emoji} *{part.severity}* {escape_mrkdwn(part.title)} — "
+        f"{emoji} *{part.severity}* {escape_untrusted(part.title, HEADER_CHARS)} — "
         f"{escape_untrusted(part.what, SECTION_CHARS // 5)}, "
         f"likelihood {part.likelihood:.5f} ({part.status})"
     )
@@ -597,6 +600,7 @@ class SlackActions:
         self.labels = labels
         self.answer_within = answer_within
         self._running: set[asyncio.Task[None]] = set()
+        self._seen: OrderedDict[str, int] = OrderedDict()  # signatures answered, oldest first
 
     @classmethod
     def from_config(
@@ -616,6 +620,19 @@ class SlackActions:
     def routes(self, app: web.Application) -> None:
         app.router.add_post(ACTIONS_PATH, self.handle)
 
+    def _first_time(self, signature: str, timestamp: int) -> bool:
+        """Whether this signed request is new: a copy of one already answered (within the
+        5 minutes its signature is valid) is not acted on again (an escalation sent the
+        pager twice). The signatures seen are kept while their timestamp is valid."""
+        seen = self._seen
+        horizon = timestamp - REPLAY_WINDOW_SECONDS
+        while seen and (next(iter(seen.values())) < horizon or len(seen) > MAX_SEEN):
+            seen.popitem(last=False)
+        if signature in seen:
+            return False
+        seen[signature] = timestamp
+        return True
+
     async def handle(self, request: web.Request) -> web.Response:
         try:
             body = (await request.read()).decode("utf-8")
@@ -623,13 +640,24 @@ class SlackActions:
             return web.Response(status=400, text="expected a UTF-8 form")
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
-        readable = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+        readable = (
+            timestamp.isascii()
+            and timestamp.isdigit()
+            and len(timestamp) <= 12
+            and signature.isascii()  # compare_digest refuses other text (a 500 and a traceback)
+        )
         if not readable or not self.verifier.is_valid(body, timestamp, signature):
             log.warning(
                 "slack action refused: bad signature or stale timestamp",
                 extra={"event": "slack_action_refused"},
             )
             return web.Response(status=401, text="invalid signature")
+        if not self._first_time(signature, int(timestamp)):
+            log.warning(
+                "slack action refused: a request already answered, sent again",
+                extra={"event": "slack_action_replayed"},
+            )
+            return web.Response(status=200)  # answered before: nothing more to do
         try:
             payload = _payload(body)
         except ValueError as exc:
