@@ -324,7 +324,7 @@ async def test_the_api_labels_alerted_posts_by_id_and_keeps_them(project: Path, 
 
 @pytest.mark.asyncio
 async def test_the_api_refuses_strangers_unknown_posts_and_bad_input(
-    project: Path, token: str
+    project: Path, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with running(write_config(project)) as daemon, aiohttp.ClientSession() as http:
         daemon._dispatch([alert_event([mention("broken lid", id="5")])])
@@ -335,6 +335,10 @@ async def test_the_api_refuses_strangers_unknown_posts_and_bad_input(
                 async with http.request(method, target, json=good, headers=headers) as response:
                     assert response.status == 401, (method, target, headers)
                     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert "POST /api/labels refused: a wrong bearer token" in refusals
+        assert "GET /api/labels refused: no bearer token" in refusals
+        assert not any("wrong-token" in line for line in caplog.text.splitlines())
         unknown = {"post_id": "404", "label": "negative", "who": "ann"}
         async with http.post(url, json=[good, unknown], headers=auth()) as response:
             assert response.status == 404
@@ -354,6 +358,19 @@ async def test_the_api_refuses_strangers_unknown_posts_and_bad_input(
         async with http.get(url, params={"limit": "0"}, headers=auth()) as response:
             assert response.status == 400
             assert (await response.json())["field"] == "limit"
+        # a remembered post sent with another text: it would replace what was posted
+        other = {**good, "text": "I love my new kettle!!"}
+        async with http.post(url, json=[good, other], headers=auth()) as response:
+            assert response.status == 400
+            refused = await response.json()
+        assert (refused["field"], refused["where"]) == ("text", "item 2")
+        # too big to read: the API's JSON error, not aiohttp's plain text
+        huge = [{**good, "post_id": f"p{i}", "text": "長い" * 12_000} for i in range(20)]
+        big = io.BytesIO(json.dumps(huge).encode())  # raw bytes this large: a warning
+        headers = {**auth(), "Content-Type": "application/json"}
+        async with http.post(url, data=big, headers=headers) as response:
+            assert response.status == 413
+            assert (await response.json())["field"] == "body"
         async with http.get(url, headers=auth()) as response:
             assert (await response.json())["total"] == 0  # nothing refused was stored
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.factories import mention
+from tests.test_trained import EN_WORDS, SMALL, synthetic
 from xwatch.daemon import Daemon
+from xwatch.sentiment.trained import train
 from xwatch.settings import Settings, load_settings
 
 EXTRA_RULE = """\
@@ -211,3 +213,36 @@ async def test_a_burst_of_reload_requests_is_read_off_the_loop_at_most_twice(
         release.set()
         daemon.stop.set()
         await asyncio.wait_for(task, 20)
+
+
+def test_a_model_retrained_in_place_is_used_after_a_reload_and_a_broken_one_is_refused(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The router was built once: a model retrained at its path was ignored by SIGHUP, and
+    a corrupted one passed the reload as "ok", to stop the next start."""
+    gloomy = {**EN_WORDS, "negative": [*EN_WORDS["negative"], "kettle"]}
+    cheerful = {**EN_WORDS, "positive": [*EN_WORDS["positive"], "kettle"]}
+    path = project / "models" / "en.npz"
+    path.parent.mkdir()
+    train(synthetic(gloomy, 90, 1, "en"), folds=3, params=SMALL, c_grid=(10.0,)).save(path)
+    config = project / "config.yaml"
+    config.write_text(
+        config.read_text("utf-8") + "\nsentiment:\n  models:\n    en: models/en.npz\n", "utf-8"
+    )
+    daemon = daemon_for(project)
+
+    def label() -> str:
+        return daemon.pipeline.scorer.score(["kettle kettle kettle"], ["en"])[0].label
+
+    assert label() == "negative"
+    assert str(path) in daemon._rule_files()  # the watcher sees a retrained model too
+    train(synthetic(cheerful, 90, 1, "en"), folds=3, params=SMALL, c_grid=(10.0,)).save(path)
+    caplog.set_level(logging.INFO, "xwatch.daemon")
+    assert daemon.reload_rules()
+    assert label() == "positive"
+    assert "sentiment models reloaded: en: " in caplog.text
+    path.write_bytes(b"garbage")
+    assert not daemon.reload_rules()
+    assert label() == "positive"  # the model read last goes on
+    assert reloads(daemon, "failed") == 1
+    assert "not an xwatch model" in caplog.text

@@ -716,3 +716,31 @@ def test_training_examples_come_from_stdin_as_labels_export_writes_them() -> Non
     ]
     with pytest.raises(ModelError, match=r"^<stdin>:3: expected"):
         read_examples(Path("-"), stdin=io.BytesIO("\n".join(lines).encode()))
+
+
+@pytest.mark.parametrize("where", ["folder", "under-a-file"])
+def test_cli_train_refuses_an_unwritable_out_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """A folder as --out gave an IsADirectoryError traceback after all the training."""
+    data = tmp_path / "labelled.jsonl"
+    write_jsonl(data, synthetic(EN_WORDS, 60, 3, "en"))
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path if where == "folder" else tmp_path / "a-file" / "en.npz"
+    argv = ["train", "--input", str(data), "--out", str(out), "--folds", "3", "--bits", "12"]
+    code, stdout, stderr = run_cli(monkeypatch, capsys, argv, "")
+    assert code == 1 and stdout == ""
+    assert stderr.startswith(f"xwatch train: cannot write the model to {out}: ")
+    assert "Traceback" not in stderr and "fitted" not in stderr  # before any training
+
+
+def test_a_save_that_fails_leaves_no_partial_file(
+    model: TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        model.save(tmp_path / "en.npz")
+    assert list(tmp_path.iterdir()) == []

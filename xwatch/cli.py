@@ -717,6 +717,21 @@ def labels_export(config_path: Path | None, out_path: Path, out: TextIO) -> int:
     return 0
 
 
+def _unwritable(path: Path) -> str:
+    """Why a file cannot be written at ``path`` ("" when it seems it can): a folder there,
+    or a folder above it that is not one, or that this user cannot write to."""
+    if path.is_dir():
+        return "it is a folder"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest existing folder: save creates the rest
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return ""
+
+
 def train(
     input_path: Path, out_path: Path, lang: str | None, folds: int, bits: int, out: TextIO
 ) -> int:
@@ -727,6 +742,10 @@ def train(
     if not 10 <= bits <= 23:
         print(f"xwatch train: --bits {bits} is not in 10..23", file=sys.stderr)
         return 2
+    unwritable = _unwritable(out_path)
+    if unwritable:  # said now, not after minutes of cross-validation
+        print(f"xwatch train: cannot write the model to {out_path}: {unwritable}", file=sys.stderr)
+        return 1
     examples, skipped = read_examples(input_path, lang)
     if skipped:
         print(f"{skipped} lines skipped: not in language {lang}", file=sys.stderr)
@@ -737,7 +756,11 @@ def train(
         params=VectorizerParams(bits=bits),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    model.save(out_path)
+    try:
+        model.save(out_path)
+    except OSError as exc:
+        print(f"xwatch train: cannot write the model to {out_path}: {exc}", file=sys.stderr)
+        return 1
     out.write(format_cv(model.stats) + "\n")
     out.write(f"model saved to {out_path} (language: {model.lang or 'any'})\n")
     return 0

@@ -33,6 +33,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -79,7 +80,8 @@ from xwatch.malloc import release_free_memory
 from xwatch.metrics import PROBLEM_KINDS, STORE_OPERATIONS, Metrics
 from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale, utc
 from xwatch.pipeline import Pipeline
-from xwatch.sentiment.trained import router_from_config
+from xwatch.sentiment.router import LanguageRouter
+from xwatch.sentiment.trained import ModelError, router_from_config
 from xwatch.settings import Settings
 from xwatch.sources import (
     MAX_FUTURE_SKEW,
@@ -196,6 +198,31 @@ class StoreRefs:
         self.on_written()
 
 
+ModelStamps = dict[tuple[str, str], tuple[float, int]]
+"""(language, model file) -> the file's (mtime, size), or (-1, -1) when it cannot be read."""
+
+
+def model_stamps(config: Config) -> ModelStamps:
+    """What the configured sentiment models' files look like now (a reload reads them
+    again when this changes)."""
+    stamps: ModelStamps = {}
+    for lang, path in config.sentiment.models.items():
+        try:
+            stat = path.stat()
+            stamps[(lang, str(path))] = (float(stat.st_mtime_ns), stat.st_size)
+        except OSError:
+            stamps[(lang, str(path))] = (-1.0, -1)
+    return stamps
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReload:
+    """The sentiment models read again on a reload, and the files' stamps they were read at."""
+
+    router: LanguageRouter
+    stamps: ModelStamps
+
+
 def build_notifiers(
     settings: Settings, refs: MessageRefs, env: Mapping[str, str] = os.environ
 ) -> dict[str, Notifier]:
@@ -268,6 +295,14 @@ class Daemon:
             timedelta(seconds=CATCH_UP_SECONDS),
         )
         self.report = MetricsReport(self.metrics, on_connection=self._connection_changed)
+        self._model_stamps = model_stamps(config)  # the sentiment models' files, as read
+        for lang, path in config.sentiment.models.items():
+            log.info(
+                "sentiment: the trained model %s scores %s",
+                path,
+                lang,
+                extra={"event": "model_in_use", "lang": lang},
+            )
         self.pipeline = Pipeline(
             config,
             settings.rules,
@@ -631,14 +666,16 @@ class Daemon:
         the old ones. True if the new ones are in use. (SIGHUP and changed files go through
         ``request_reload``, which reads them off the event loop.)
 
-        Only rules and playbooks change on a reload; other config changes (sources,
-        brands, scales) need a restart, and the log says so.
+        Only rules, playbooks and the sentiment models' files (``sentiment.models``, read
+        again when a file changed: a model retrained in place) change on a reload; other
+        config changes (sources, brands, scales, which models) need a restart, and the
+        log says so. A model that cannot be loaded fails the reload: everything stays.
         """
         if self.reload is None:
             log.warning("reload requested, but this daemon has no config to read again")
             return False
-        settings = self._read_again(self.reload)
-        return settings is not None and self._apply_reload(settings)
+        read = self._read_again(self.reload)
+        return read is not None and self._apply_reload(*read)
 
     def request_reload(self) -> None:
         """Ask for a reload (SIGHUP, or a changed rule file). The files are read in a
@@ -658,16 +695,29 @@ class Daemon:
         while True:
             await self._reload_wanted.wait()
             self._reload_wanted.clear()
-            settings = await asyncio.to_thread(self._read_again, reload)
-            if settings is not None:
-                self._apply_reload(settings)
+            read = await asyncio.to_thread(self._read_again, reload)
+            if read is not None:
+                self._apply_reload(*read)
 
-    def _read_again(self, reload: Callable[[], Settings]) -> Settings | None:
-        """The config, rules and playbooks read again (None: they could not be; logged and
-        counted as a failed reload). Safe on any thread: it changes nothing of the daemon's
-        but a counter."""
+    def _read_again(
+        self, reload: Callable[[], Settings]
+    ) -> tuple[Settings, ModelReload | None] | None:
+        """The config, rules and playbooks read again, and the sentiment models if their
+        files changed (None: something could not be read; logged and counted as a failed
+        reload). Safe on any thread: it changes nothing of the daemon's but a counter."""
         try:
-            return reload()
+            settings = reload()
+            stamps = model_stamps(self.settings.config)
+            if stamps == self._model_stamps:
+                return settings, None
+            return settings, ModelReload(router_from_config(self.settings.config), stamps)
+        except ModelError as exc:
+            self.metrics.rule_reloads.labels("failed").inc()
+            log.error(
+                "reload failed, the previous rules and sentiment models stay: %s",
+                exc,
+                extra={"event": "reload_failed"},
+            )
         except ConfigError as exc:
             self.metrics.rule_reloads.labels("failed").inc()
             for problem in exc.problems:
@@ -683,9 +733,10 @@ class Daemon:
             )
         return None
 
-    def _apply_reload(self, settings: Settings) -> bool:
-        """Judge with the rules and playbooks read again, unless the rules folder holds none
-        now. True if they are in use."""
+    def _apply_reload(self, settings: Settings, models: ModelReload | None = None) -> bool:
+        """Judge with the rules and playbooks read again (and score with ``models``, the
+        sentiment models read again), unless the rules folder holds none now. True if
+        they are in use."""
         had = len(self.pipeline.rules.rules)
         if had and not settings.rules.rules:  # a folder emptied, or swapped not at once
             self.metrics.rule_reloads.labels("failed").inc()
@@ -703,6 +754,14 @@ class Daemon:
                 "(sources, brands, scales, ...) takes effect at the next restart"
             )
         self.pipeline.reload_rules(settings.rules, settings.playbooks)
+        if models is not None:
+            self.pipeline.use_scorer(models.router)
+            self._model_stamps = models.stamps
+            log.info(
+                "sentiment models reloaded: %s",
+                ", ".join(f"{lang}: {path}" for lang, path in models.stamps),
+                extra={"event": "models_reloaded"},
+            )
         self.settings = Settings(
             self.settings.config, self.settings.config_file, settings.playbooks, settings.rules
         )
@@ -730,9 +789,12 @@ class Daemon:
                 self.request_reload()
 
     def _rule_files(self) -> dict[str, tuple[float, int]]:
-        """(mtime, size) of every file in the rules and playbooks folders."""
+        """(mtime, size) of every file in the rules and playbooks folders, and of the
+        sentiment models' files (a model retrained in place is reloaded)."""
         config = self.settings.config
-        found: dict[str, tuple[float, int]] = {}
+        found: dict[str, tuple[float, int]] = {
+            str(path): stamp for (_, path), stamp in model_stamps(config).items()
+        }
         for folder in (config.rules_dir, config.playbooks_dir):
             try:
                 for path in folder.iterdir():

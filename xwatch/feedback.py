@@ -220,7 +220,8 @@ class Feedback:
 
     def resolve(self, requests: Sequence[LabelRequest], source: str) -> list[LabelDraft]:
         """The rows to store for these requests, or ``PostNotFoundError`` naming every post
-        that is neither remembered nor given with its text (then nothing is stored)."""
+        that is neither remembered nor given with its text, or ``LabelInputError`` for a
+        remembered post given with another text (then nothing is stored)."""
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         missing = [
@@ -229,8 +230,17 @@ class Feedback:
         if missing:
             raise PostNotFoundError(list(dict.fromkeys(missing)))
         drafts = []
-        for request in requests:
+        for i, request in enumerate(requests, start=1):
             post = self.recent.get(request.post_id)
+            if post is not None and request.text is not None and request.text != post.text:
+                # the training set keeps one text per post: the label would replace what
+                # was posted (and alerted on) with the text sent
+                raise LabelInputError(
+                    "text",
+                    f"post {request.post_id!r} was alerted on with another text; "
+                    "leave text out to label the post as it was posted",
+                    f"item {i}" if len(requests) > 1 else "",
+                )
             text = request.text
             if text is None:
                 assert post is not None

@@ -359,6 +359,12 @@ class Pipeline:
         self.playbooks = playbooks
         self._use(rules)
 
+    def use_scorer(self, scorer: LanguageRouter) -> None:
+        """Score with ``scorer`` (sentiment models read again) from the next batch on; a
+        language it scores on its own keeps its metric label, as any does."""
+        self.scorer = scorer
+        self._langs = scorer.languages
+
     def _use(self, rules: RuleSet) -> None:
         """Plan each brand's work for ``rules``: declare the topic series, keep or start the
         term trackers, and forget what rules that are gone needed."""

@@ -33,6 +33,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from xwatch import logs
 from xwatch.feedback import Feedback, LabelInputError, PostNotFoundError, parse_label_requests
 from xwatch.playbooks import PlaybookIndex
 from xwatch.store import Store, StoreError, training_line
@@ -54,6 +55,9 @@ start; its default, an hour, let 1,500 half-sent requests hold 1,500 descriptors
 REQUEST_SECONDS = 30.0
 """A request's handling, its body's reading included, ends within this: a client that
 declares a body and never sends it no longer holds a handler and a connection."""
+MAX_BODY_BYTES = 1024**2
+"""The largest request body read whole (aiohttp's default; the webhook has its own,
+``max_body_bytes``, and reads no more)."""
 LINGER_SECONDS = 2.0
 """After an answer given before the body was read (a 401, a 408), the rest of the body is
 read and dropped for at most this long, then the connection is closed (aiohttp: 10 s)."""
@@ -109,7 +113,7 @@ def make_app(
     labels: LabelsApi | None = None,
     request_seconds: float = REQUEST_SECONDS,
 ) -> web.Application:
-    app = web.Application(middlewares=[deadline(request_seconds)])
+    app = web.Application(middlewares=[deadline(request_seconds)], client_max_size=MAX_BODY_BYTES)
     app[REGISTRY_KEY] = registry
     app[PLAYBOOKS_KEY] = playbooks
     app[READY_KEY] = ready
@@ -196,6 +200,13 @@ class BearerToken:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         given = credentials.strip().encode("utf-8", "replace")  # any bytes a client sends
         if scheme.lower() != "bearer" or not hmac.compare_digest(given, self._token):
+            log.warning(  # the request names no secret: a wrong token is never shown
+                "%s %s refused: %s",
+                request.method,
+                request.path,
+                "a wrong bearer token" if given else "no bearer token",
+                extra={"event": "api_unauthorized"},
+            )
             response = json_error(
                 401, "unauthorized", "a valid 'Authorization: Bearer' is required"
             )
@@ -259,6 +270,13 @@ class LabelsApi:
             return store
         try:  # orjson: RFC 8259, nested at most 1,024 deep, no lone surrogates
             body = orjson.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            return json_error(
+                413,
+                "too_large",
+                f"the body exceeds {MAX_BODY_BYTES:,} bytes: send the labels in smaller batches",
+                field="body",
+            )
         except orjson.JSONDecodeError as exc:
             return json_error(400, "invalid", f"the body is not JSON: {exc}", field="body")
         try:
@@ -271,6 +289,12 @@ class LabelsApi:
         except StoreError as exc:
             return json_error(503, "store_failed", str(exc))
         self.on_stored(len(stored))
+        log.info(
+            "%d label(s) stored via the API by %s",
+            len(stored),
+            ", ".join(sorted({logs.excerpt(item.who, 40) for item in stored})),
+            extra={"event": "labels_stored"},
+        )
         return web.json_response({"stored": [item.to_json() for item in stored]}, status=201)
 
     async def listing(self, request: web.Request) -> web.Response:

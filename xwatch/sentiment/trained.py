@@ -455,15 +455,19 @@ class TrainedModel:
         encoded = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as file:
-            np.savez_compressed(
-                file,
-                header=encoded,
-                coef=arrays["coef"],
-                intercept=arrays["intercept"],
-                idf=arrays["idf"],
-            )
-        partial.replace(path)
+        try:
+            with partial.open("wb") as file:
+                np.savez_compressed(
+                    file,
+                    header=encoded,
+                    coef=arrays["coef"],
+                    intercept=arrays["intercept"],
+                    idf=arrays["idf"],
+                )
+            partial.replace(path)
+        except BaseException:
+            partial.unlink(missing_ok=True)  # no stray half-written file beside the target
+            raise
 
 
 def digest(header: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> str:
