@@ -621,3 +621,53 @@ def test_the_inbox_bounds_qos0_messages_only() -> None:
         inbox.put_nowait(message(0))  # aiomqtt logs it and drops it: QoS 0 allows that
     inbox.put_nowait(message(1))  # not acknowledged yet: the broker's window bounds these
     assert inbox.qsize() == QOS0_QUEUE_LIMIT + 1
+
+
+async def _read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One MQTT packet: its first byte and its body (after the remaining length)."""
+    first = (await reader.readexactly(1))[0]
+    length, shift = 0, 0
+    while True:
+        byte = (await reader.readexactly(1))[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return first, await reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def broker_that_disconnects(reason: int) -> AsyncIterator[int]:
+    """A one-connection MQTT 5 broker: CONNACK, SUBACK, then a DISCONNECT with
+    ``reason`` (as EMQX or HiveMQ send "Server shutting down", "Administrative action"...;
+    the mosquitto here just closes the socket). Yields its port."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_packet(reader)  # CONNECT
+        writer.write(bytes([0x20, 3, 0, 0, 0]))  # CONNACK: session not present, success
+        _, subscribe = await _read_packet(reader)
+        writer.write(bytes([0x90, 4, subscribe[0], subscribe[1], 0, 1]))  # SUBACK: QoS 1
+        writer.write(bytes([0xE0, 2, reason, 0]))  # DISCONNECT with its reason code
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+@pytest.mark.asyncio
+async def test_the_brokers_reason_for_a_disconnection_is_said(
+    run: Callable[[MqttSource], Consumer],
+) -> None:
+    """aiomqtt only says "Disconnected during message iteration"; a broker's DISCONNECT
+    (MQTT 5) says why: the reconnect line says it too."""
+    report = RecordingReport()
+    async with asyncio.timeout(WAIT_SECONDS), broker_that_disconnects(0x8B) as port:
+        fields = {"type": "mqtt", "name": "mqtt-test", "host": "127.0.0.1", "port": port}
+        source = MqttSource(MqttSourceConfig.model_validate(fields), report, rng=MaxJitter())
+        consumer = run(source)
+        await until(lambda: bool(report.reconnects), consumer)
+    assert report.reconnects[0][1].endswith("the broker's reason: Server shutting down")

@@ -104,7 +104,7 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 import paho.mqtt as paho_mqtt
@@ -147,6 +147,7 @@ class MqttSource:
         self._rng = rng or random.Random()
         self._manual_ack = config.qos == 1
         self._up: bool | None = None  # None: not known yet
+        self._disconnection: _Disconnection | None = None  # of the connection in use
         self._streams: list[AsyncGenerator[Mention, None]] = []
 
     async def __aenter__(self) -> Self:
@@ -191,6 +192,9 @@ class MqttSource:
                     why = "the connection ended"
                 except aiomqtt.MqttError as exc:
                     why = str(exc) or type(exc).__name__
+                said = self._disconnection.reason if self._disconnection is not None else ""
+                if said:  # aiomqtt's own words do not say why (a broker's DISCONNECT does)
+                    why = f"{why}: {said}"
                 self._set_up(False)
                 ceiling = min(
                     self.config.reconnect_max_seconds,
@@ -243,6 +247,7 @@ class MqttSource:
         inbox.on_full, inbox.on_room = reading.pause, reading.resume
         if not paho_bulk.install(client, has_room=inbox.has_room):
             _warn_reader_layout()
+        self._disconnection = _Disconnection(client)
         return client
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
@@ -442,6 +447,29 @@ def _read_waiting(client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message])
         if inbox.qsize() == before:
             break  # nothing more waiting (or a packet that is not a message)
     return inbox.qsize() - start
+
+
+class _Disconnection:
+    """Why the broker ended the connection, as paho heard it: the reason code of its
+    DISCONNECT (MQTT 5: "Session taken over", "Server shutting down", "Administrative
+    action", ...). aiomqtt's iterator only says "Disconnected during message iteration";
+    the source's reconnect line says this too."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.reason = ""
+        paho = client._client
+        chained = paho.on_disconnect
+
+        def on_disconnect(
+            c: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
+        ) -> None:
+            from_broker = getattr(flags, "is_disconnect_packet_from_server", False)
+            if from_broker and isinstance(reason_code, ReasonCode) and reason_code.is_failure:
+                self.reason = f"the broker's reason: {reason_code}"
+            if chained is not None:
+                chained(c, userdata, flags, reason_code, properties)  # type: ignore[call-arg]
+
+        paho.on_disconnect = on_disconnect
 
 
 def _check_granted(filters: Sequence[str], granted: Sequence[int | ReasonCode]) -> None:
