@@ -601,11 +601,16 @@ def test_a_week_of_silence_teaches_no_weekday_rhythm() -> None:
     assert max(abs(factor - 1.0) for factor in detector.weekly) < 0.3
 
 
-def test_a_feed_s_recovery_after_an_outage_is_not_a_spike_but_a_real_one_is() -> None:
-    """Four hours of near silence (the source's outage, adopted as the new normal), then
-    the usual level: no up alarm; a x10 spike after it still alarms."""
+@pytest.mark.parametrize("silence_rate", [0.2, 0.0])
+def test_a_feed_s_recovery_after_an_outage_is_not_a_spike_but_a_real_one_is(
+    silence_rate: float,
+) -> None:
+    """Four hours of near or total silence (the source's outage, adopted as the new
+    normal), then the usual level: no up alarm; a x10 spike after it still alarms. A
+    total silence was not adopted (a level of 0 was refused), the level fell all the
+    same, and the recovery read as a 3-hour surge."""
     calm = poisson_series(20, 2 * 288, seed=35)
-    silence = poisson_series(0.2, 4 * HOUR, seed=36)
+    silence = poisson_series(silence_rate, 4 * HOUR, seed=36)
     recovery = poisson_series(20, 2 * HOUR, seed=37)
     counts = calm + silence + recovery + [200]
     _, signals = run_signals(counts)
@@ -1000,3 +1005,10 @@ def test_nab_scores_rank_a_burst_s_first_bucket_first_and_the_rest_low() -> None
     scores = nab_scores(rows)
     assert max(scores) == scores[700]  # the burst's first bucket starts the alert
     assert max(scores[701:703]) < scores[700] / 2  # its next buckets add little
+
+
+def test_a_share_tail_far_beyond_the_doubles_ends_at_once() -> None:
+    """A first term that underflows to 0 summed the pmf to the end of the range: 0.1 s
+    for a bucket of a million posts, minutes for a billion (the test's timeout)."""
+    assert betabinom_mid_p(6 * 10**8, 10**9, 0.1, 1e4) == (0.0, 1.0)
+    assert betabinom_mid_p(60_000, 100_000, 0.1, 1e4) == (0.0, 1.0)

@@ -836,8 +836,13 @@ class CountDetector(Memo[_Constants]):
         return None
 
     def _adopt(self, level: float | None, start: float) -> None:
-        """Start the CUSUMs again (from a new level adopted at ``start``, if one is given)."""
-        if level is not None and level > 0.0:
+        """Start the CUSUMs again (from a new level adopted at ``start``, if one is given).
+
+        A silence that lasts (a feed's outage) is adopted too, as a level of 0, and the
+        normal before it is remembered: refused, the level still learned the zeros and
+        fell, with no normal remembered, so the feed's recovery read as a 3-hour surge."""
+        if level is not None:
+            level = larger(level, 0.0)
             self._remember_shift(level, start)
             self.level = level
         self.cusum_up = self.cusum_down = self.cusum_return = 0.0
@@ -856,7 +861,7 @@ class CountDetector(Memo[_Constants]):
         normal = self.shift_from if self._remembering(start) else self.calm_level
         self.week_high = self.week_low = 0.0  # an adopted change ends the first week's range
         near = self._constants().near
-        if normal <= 0.0 or abs(math.log(level / normal)) <= near:
+        if normal <= 0.0 or (level > 0.0 and abs(math.log(level / normal)) <= near):
             self.shift_from = self.shift_at = 0.0
         else:
             self.shift_from, self.shift_at = normal, start
