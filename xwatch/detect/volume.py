@@ -58,6 +58,8 @@ series can alarm again, the other way, for about three hours on that weekday (a 
 adoption (NAB 57-59: real feeds adopt many short episodes, and the level drifts between
 their ends), skipping the days of an episode (the alarm moved to the next day) and
 emptying the week once a shift had held a day (a deep weekend holds two: never learned)
+and learning each day against its own mean level after the first week (robust to a step
+later on, but one in the first week then stayed in the factors for weeks; NAB 60.6)
 each did worse; a fix needs to tell a weekly rhythm from a step, a week's horizon.
 
 A change that is adopted is not forgotten at once: a crisis that lasts longer than
