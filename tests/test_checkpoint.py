@@ -479,11 +479,11 @@ async def test_a_restored_pipeline_scores_exactly_like_the_original(
     original.feed(one)
     with Store.open(tmp_path / "xwatch.sqlite3") as store:
         store.save_checkpoints(original.checkpoint())
+    restarted = RecordingPipeline(settings)
     with Store.open(tmp_path / "xwatch.sqlite3") as store:
         items = store.load_checkpoints()
-
-    restarted = RecordingPipeline(settings)
-    restored, refused = restarted.restore(items)
+        # as the daemon restores: streamed from the store, a page of rows at a time
+        restored, refused = restarted.restore(store.iter_checkpoints(page=7))
 
     assert (restored, refused) == (len(original.detectors), 0)
     assert any(series.topic for series in original.detectors)  # rule topics are series too

@@ -72,6 +72,12 @@ def test_checkpoints_round_trip(tmp_path: Path) -> None:
         Checkpoint(c.series, c.measure, c.detector, c.version, c.state, SAVED_AT) for c in items
     ]
     assert sorted(loaded, key=by_key) == sorted(expected, key=by_key)
+    with Store.open(path) as store:  # read a page at a time: the same rows, in series order
+        for page in (1, 2, 3, len(items), 500):
+            assert list(store.iter_checkpoints(page=page)) == loaded
+        assert store.newest_state_version() == max(c.version for c in items)
+    with Store.open(tmp_path / "new.sqlite3") as store:
+        assert store.newest_state_version() == 0 and list(store.iter_checkpoints()) == []
     # the columns an operator reads say the same as the states
     assert rows(path, "SELECT DISTINCT detector FROM detector_checkpoints ORDER BY 1") == [
         ("CountDetector",),

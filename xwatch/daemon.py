@@ -32,7 +32,7 @@ import secrets
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -253,12 +253,12 @@ def build_notifiers(
     return notifiers
 
 
-def _refuse_newer_state(store: Store, checkpoints: list[Checkpoint]) -> None:
-    """Stop, saying why, when the detectors' state was saved by a newer xwatch (a rollback
-    after an upgrade): each series would be refused and start fresh, and the first
-    checkpoint would replace the newer one, a month of learning gone for good, for the
-    version rolled back to and for the one rolled back from."""
-    newest = max((checkpoint.version for checkpoint in checkpoints), default=0)
+def _refuse_newer_state(store: Store, newest: int) -> None:
+    """Stop, saying why, when the detectors' state was saved by a newer xwatch (``newest``:
+    the newest state version in the store; a rollback after an upgrade): each series would
+    be refused and start fresh, and the first checkpoint would replace the newer one, a
+    month of learning gone for good, for the version rolled back to and for the one
+    rolled back from."""
     if newest > STATE_VERSION:
         raise StoreError(
             f"cannot use the store {store.path}: its detectors were saved by a newer xwatch "
@@ -505,29 +505,37 @@ class Daemon:
         if config.enabled:
             store = await asyncio.to_thread(Store.open, config.path)
             try:
-                checkpoints = await asyncio.to_thread(store.load_checkpoints)
-                _refuse_newer_state(store, checkpoints)
+                _refuse_newer_state(store, await asyncio.to_thread(store.newest_state_version))
                 self.metrics.store_size.set(await asyncio.to_thread(store.size_bytes))
+                # in a thread (nothing else uses the pipeline yet), a page of rows at a time
+                await asyncio.to_thread(self._restore_detectors, store)
             except BaseException:
                 await asyncio.to_thread(store.close)
                 raise
             self.store = store
             for outcome in ("saved", "failed"):
                 self.metrics.checkpoints.labels(outcome)
-            self._restore_detectors(store, checkpoints)
         self.records = self.store if self.store is not None else Store.open(MEMORY)
         await self._restore_incidents(self.records)
 
-    def _restore_detectors(self, store: Store, checkpoints: list[Checkpoint]) -> None:
-        if not checkpoints:
+    def _restore_detectors(self, store: Store) -> None:
+        saved: list[datetime] = []  # when the checkpoint was saved (its newest row)
+
+        def noted(items: Iterator[Checkpoint]) -> Iterator[Checkpoint]:
+            for item in items:
+                if item.saved_at is not None and (not saved or item.saved_at > saved[0]):
+                    saved[:] = [item.saved_at]
+                yield item
+
+        restored, refused = self.pipeline.restore(noted(store.iter_checkpoints()), self._refused)
+        if not restored and not refused:
             log.info(
                 "store %s: no checkpoint yet, every series starts fresh",
                 store.path,
                 extra={"event": "store_restored", "restored": 0, "refused": 0},
             )
             return
-        restored, refused = self.pipeline.restore(checkpoints, self._refused)
-        saved_at = max((c.saved_at for c in checkpoints if c.saved_at is not None), default=None)
+        saved_at = max(saved, default=None)
         log.info(
             "store %s: restored %d series from the checkpoint saved %s, %d refused (started fresh)",
             store.path,

@@ -641,24 +641,18 @@ class Pipeline:
         refused (another state version, an unknown class, other fields), or the
         series is not in the config any more, ``on_refused`` is told why and the
         series starts fresh.
+
+        An iterator of ``items`` is read as it comes, each series' let go once restored
+        (a store's ``iter_checkpoints``: one page of states in memory, not all of them),
+        so its checkpoints must come in series order, as the store gives them; a list
+        may be in any order.
         """
-        by_series: dict[SeriesKey, list[Checkpoint]] = {}
-        terms: list[Checkpoint] = []
-        for item in items:
-            if item.measure == Measure.TERM_VOLUME.value:
-                terms.append(item)
-            else:
-                by_series.setdefault(item.series, []).append(item)
+        if isinstance(items, Sequence):
+            items = sorted(items, key=lambda item: item.series)
         restored = refused = 0
-        for item in terms:  # a tracker no rule needs any more is not restored
-            tracker = self.terms.get((item.series.brand, item.series.scale_seconds))
-            try:
-                if tracker is not None:
-                    tracker.model = restore_term_model(item, tracker.width)
-            except CheckpointError as exc:
-                if on_refused is not None:
-                    on_refused(item.series, exc)
-        for series, checkpoints in sorted(by_series.items()):
+        detectors = (item for item in items if not self._restore_term(item, on_refused))
+        for series, group in itertools.groupby(detectors, key=lambda item: item.series):
+            checkpoints = list(group)
             try:
                 if series not in self.aggregator.series:
                     raise CheckpointError(
@@ -672,6 +666,22 @@ class Pipeline:
                 if on_refused is not None:
                     on_refused(series, exc)
         return restored, refused
+
+    def _restore_term(
+        self, item: Checkpoint, on_refused: Callable[[SeriesKey, CheckpointError], None] | None
+    ) -> bool:
+        """Restore a term tracker's model if ``item`` is one (True); a tracker no rule needs
+        any more is not restored."""
+        if item.measure != Measure.TERM_VOLUME.value:
+            return False
+        tracker = self.terms.get((item.series.brand, item.series.scale_seconds))
+        try:
+            if tracker is not None:
+                tracker.model = restore_term_model(item, tracker.width)
+        except CheckpointError as exc:
+            if on_refused is not None:
+                on_refused(item.series, exc)
+        return True
 
     def warm_start(self, brand: str, counts: Sequence[tuple[datetime, int]]) -> list[SeriesKey]:
         """Teach the brand's volume detectors its recent past before its first post.
