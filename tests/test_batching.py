@@ -12,6 +12,7 @@ import pytest
 
 from tests.factories import T0, GatedSource, mention
 from tests.waiting import eventually
+from xwatch import daemon as daemon_module
 from xwatch.daemon import Daemon
 from xwatch.model import Mention
 from xwatch.settings import load_settings
@@ -98,3 +99,30 @@ async def test_wall_time_waits_while_a_backlog_is_worked_through(project: Path) 
     daemon.tick(clock.now())
     assert daemon.pipeline.clock.newest == clock.now()
     consumer.cancel()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("slow", "at_least", "at_most"), [(False, 1, 2), (True, 10, 13)])
+async def test_slow_batches_end_at_each_round_of_bucket_closes(
+    project: Path, monkeypatch: pytest.MonkeyPatch, slow: bool, at_least: int, at_most: int
+) -> None:
+    """A backlog's batch of 1,000 posts spanned minutes of event time, each closing a
+    bucket of every series: with 1,000 brands the loop (and /healthz) stopped 6-10 s at a
+    time. Once a batch is slow, the next ones end at the post that closes buckets."""
+    monkeypatch.setattr(daemon_module, "SLOW_BATCH_SECONDS", -1.0 if slow else 3600.0)
+    config = _config(project)
+    posts = [mention(f"kettlebird post {i}", at=5.0 * i, id=f"p{i}") for i in range(120)]
+    daemon = Daemon(load_settings(config), sources=[GatedSource(posts, held=True)])
+    daemon.exit_when_done = True
+    daemon._slow_batches = slow  # as after a first slow batch (of a thousand posts)
+    source = daemon.sources[0]
+    assert isinstance(source, GatedSource)
+    running = asyncio.create_task(daemon.run())
+    await eventually(lambda: daemon.serving.is_set(), "the daemon serves")
+    source.go.set()  # all 120 posts (10 minutes of event time) in the queue at once
+    await asyncio.wait_for(source.sent.wait(), 10)
+    source.finish.set()
+    await asyncio.wait_for(running, 20)
+    assert daemon.ingested == 120
+    batches = daemon.registry.get_sample_value("xwatch_pipeline_batch_seconds_count")
+    assert batches is not None and at_least <= batches <= at_most
