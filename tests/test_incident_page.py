@@ -7,6 +7,7 @@ The API tests (``test_incidents_api.py``) use it too.
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -19,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.factories import T0, alert
+from xwatch import web_incidents
 from xwatch.alerting.incidents import (
     Change,
     Entry,
@@ -87,7 +89,12 @@ class FakeDaemon:
         )
 
     async def incidents(
-        self, *, state: str | None = None, brand: str | None = None, limit: int = 50
+        self,
+        *,
+        state: str | None = None,
+        brand: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
     ) -> Sequence[Incident]:
         found = [
             i
@@ -95,7 +102,11 @@ class FakeDaemon:
             if (state is None or (state == "open" and i.is_open) or i.state.value == state)
             and (brand is None or i.brand == brand)
         ]
-        return sorted(found, key=lambda i: i.opened_at, reverse=True)[:limit]
+        ordered = sorted(found, key=lambda i: (i.opened_at, i.id), reverse=True)
+        if before is not None:
+            ids = [i.id for i in ordered]
+            ordered = ordered[ids.index(before) + 1 :] if before in ids else []
+        return ordered[:limit]
 
     async def silences(self) -> Sequence[Silence]:
         return tuple(self.book.silences.values())
@@ -502,6 +513,28 @@ async def test_the_list_shows_open_incidents_first_then_newest_first() -> None:
     assert links == [new_open, old_open, resolved]
     assert '<span class="state state-resolved">resolved</span>' in page
     assert "<script" not in page.lower()
+
+
+@pytest.mark.asyncio
+async def test_open_incidents_past_a_page_are_one_link_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The list showed the newest 500 open incidents and said nothing of the others."""
+    monkeypatch.setattr(web_incidents, "MAX_LIMIT", 2)
+    monkeypatch.setattr(web_incidents, "DEFAULT_LIMIT", 1)
+    daemon = FakeDaemon()
+    opened = [daemon.fire(alert(at=FIRED_AT + timedelta(hours=i), brand=f"b{i}")) for i in range(3)]
+    async with serving(app_for(daemon)) as client:
+        async with client.get("/incidents/") as response:
+            first = await response.text()
+        more = re.findall(r'<a href="(/incidents/\?before=[^"]+)">More open', first)
+        assert len(more) == 1
+        async with client.get(html.unescape(more[0])) as response:
+            assert response.status == 200
+            second = await response.text()
+    listed = re.compile(r'<a href="/incidents/([^"?]+)">')
+    assert listed.findall(first) == [opened[2], opened[1]]
+    assert listed.findall(second) == [opened[0]] and "More open" not in second
 
 
 def test_an_empty_list_says_so() -> None:

@@ -179,9 +179,30 @@ async def test_the_list_filters(query: str, expected: list[str]) -> None:
 
 
 @pytest.mark.asyncio
+async def test_the_list_pages_on_with_next_as_before() -> None:
+    """The list stopped at 500 (the largest limit), with no way to the others: past 500
+    open incidents, the oldest could not be listed at all."""
+    daemon = FakeDaemon()
+    alpha, beta, gamma = await three_incidents(daemon)
+    seen, before = [], ""
+    async with serving(app_for(daemon)) as client:
+        for _ in range(4):
+            status, body = await call(client, "GET", f"/api/incidents?limit=1{before}")
+            assert status == 200
+            seen.extend(i["id"] for i in body["incidents"])
+            if body["next"] is None:
+                break
+            before = f"&before={body['next']}"
+        status, body = await call(client, "GET", f"/api/incidents?limit=2&before={beta}")
+    assert seen == [gamma, beta, alpha]
+    assert [i["id"] for i in body["incidents"]] == [alpha] and body["next"] is None
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("query", "field"),
     [
+        ("before=a%20b", "before"),
         ("state=burning", "state"),
         ("limit=0", "limit"),
         ("limit=501", "limit"),

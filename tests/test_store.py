@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.factories import T0, bucket
+from tests.factories import T0, alert, bucket
+from xwatch.alerting.incidents import IncidentBook, Policy
 from xwatch.config import load_config
 from xwatch.detect.state import Checkpoint
-from xwatch.model import SeriesKey
+from xwatch.model import AlertEvent, EventKind, SeriesKey
 from xwatch.pipeline import default_detectors
 from xwatch.store import MEMORY, SCHEMA_VERSION, Store, StoreError
 
@@ -240,3 +241,29 @@ def test_a_store_file_deleted_or_replaced_while_open_refuses_writes(
             Store.open(path).close()
         with pytest.raises(StoreError, match="was deleted or replaced while xwatch ran"):
             store.save_checkpoints(checkpoints(SeriesKey("b", "", 300)), saved_at=SAVED_AT)
+
+
+def test_incidents_page_on_before_the_last_one_listed() -> None:
+    """``before``: the incidents listed after the one with this id, newest first, ties in
+    time broken by id; past 500 open incidents the oldest could not be listed."""
+    book = IncidentBook(Policy())
+    changes = []
+    for i, brand in enumerate(["a", "b", "c", "d"]):
+        fired = alert(brand=brand, at=T0 + timedelta(hours=13 + i // 2))  # two ties in time
+        changes += book.observe(
+            [AlertEvent(EventKind.FIRING, fired, fired.signal.end)], fired.signal.end
+        )
+    with Store.open(MEMORY) as store:
+        store.record_changes(changes)
+        every = [i.id for i in store.incidents(limit=10)]
+        assert len(every) == 4
+        pages, before = [], None
+        while True:
+            page = [i.id for i in store.incidents(limit=1, before=before)]
+            if not page:
+                break
+            pages += page
+            before = page[-1]
+        assert pages == every
+        assert store.incidents(before="no-such-incident") == []
+        assert [i.id for i in store.incidents(state="open", limit=10, before=every[1])] == every[2:]

@@ -1377,12 +1377,19 @@ class Daemon:
         return await asyncio.to_thread(self.records.incident_record, incident_id)
 
     async def incidents(
-        self, *, state: str | None = None, brand: str | None = None, limit: int = 50
+        self,
+        *,
+        state: str | None = None,
+        brand: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
     ) -> list[Incident]:
         records = self.records
         if records is None:
             return []
-        return await asyncio.to_thread(records.incidents, state=state, brand=brand, limit=limit)
+        return await asyncio.to_thread(
+            records.incidents, state=state, brand=brand, limit=limit, before=before
+        )
 
     async def silences(self) -> list[Silence]:
         return sorted(self.book.silences.values(), key=lambda s: s.ends_at)

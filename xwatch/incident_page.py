@@ -106,8 +106,9 @@ def render_incident(
     return _page(f"{summary.headline} · xwatch", "\n".join(body))
 
 
-def render_incident_list(incidents: Iterable[Incident]) -> str:
-    """The incident list: open incidents first, then the others; newest first in each."""
+def render_incident_list(incidents: Iterable[Incident], *, older_open: str | None = None) -> str:
+    """The incident list: open incidents first, then the others; newest first in each.
+    ``older_open``: the last open incident listed when more are open (a link to them)."""
     ordered = sorted(incidents, key=lambda i: (not i.is_open, -utc(i.opened_at).timestamp()))
     rows = "".join(
         "<tr>"
@@ -128,6 +129,9 @@ def render_incident_list(incidents: Iterable[Incident]) -> str:
             "<table><tr><th>State</th><th>Severity</th><th>Brand</th><th>Incident</th>"
             f"<th>Opened</th><th>Resolved</th></tr>{rows}</table>"
         )
+    if older_open is not None:
+        older = f"/incidents/?before={quote(older_open, safe='')}"
+        table += f'\n<p><a href="{_e(older)}">More open incidents, older ones</a></p>'
     return _page("Incidents · xwatch", f"<h1>Incidents</h1>\n{table}")
 
 

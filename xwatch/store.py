@@ -613,10 +613,21 @@ class Store:
         return [_loads(Incident, row[0]) for row in rows]
 
     def incidents(
-        self, *, state: str | None = None, brand: str | None = None, limit: int = 50
+        self,
+        *,
+        state: str | None = None,
+        brand: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
     ) -> list[Incident]:
-        """Newest first. ``state``: a state, or "open" for any but resolved."""
-        where, params = [], []
+        """Newest first. ``state``: a state, or "open" for any but resolved; ``before``:
+        only those listed after the incident with this id (the next page; an unknown id
+        lists none)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if before is not None:
+            where.append("(opened_at, id) < (SELECT opened_at, id FROM incidents WHERE id = ?)")
+            params.append(before)
         if state == "open":
             where.append("state != 'resolved'")
         elif state:

@@ -81,6 +81,7 @@ MAX_LIMIT = 500
 MAX_SILENCE = timedelta(days=30)
 WHO_CHARS = 80
 NAME_CHARS = 100  # a brand, a rule id, a label key or value
+INCIDENT_ID_CHARS = 400  # a brand id and the time it opened
 COMMENT_CHARS = 500
 _ACTIONS: dict[str, Action] = {action: action for action in ACTIONS}
 _ACTION_PATTERN = "|".join(ACTIONS)
@@ -147,10 +148,17 @@ class IncidentPages:
         return "IncidentPages()"
 
     async def listing(self, request: web.Request) -> web.Response:
-        open_now = await self.incidents.incidents(state="open", limit=MAX_LIMIT)
-        recent = await self.incidents.incidents(limit=DEFAULT_LIMIT)
+        """The open incidents (``MAX_LIMIT`` a page; ``?before=<id>``: the next page, of
+        older ones) and, on the first page, the latest others."""
+        try:
+            before = _incident_id(request.query.get("before", ""), "before") or None
+        except InputError as exc:
+            return _page(render_message("Bad request", exc.detail), 400)
+        open_now = await self.incidents.incidents(state="open", limit=MAX_LIMIT, before=before)
+        recent = await self.incidents.incidents(limit=DEFAULT_LIMIT) if before is None else []
         by_id = {incident.id: incident for incident in (*recent, *open_now)}
-        return _page(render_incident_list(by_id.values()))
+        more = open_now[-1].id if len(open_now) == MAX_LIMIT else None
+        return _page(render_incident_list(by_id.values(), older_open=more))
 
     async def page(self, request: web.Request) -> web.Response:
         incident_id = request.match_info["id"]
@@ -281,10 +289,14 @@ class IncidentsApi:
                 raise InputError("state", f"must be one of {', '.join(STATES)}")
             brand = _name(request.query.get("brand", ""), "brand")
             limit = _limit(request.query.get("limit"))
+            before = _incident_id(request.query.get("before", ""), "before") or None
         except InputError as exc:
             return json_error(400, "invalid", exc.detail, field=exc.field)
-        found = await self.incidents.incidents(state=state, brand=brand or None, limit=limit)
-        return web.json_response({"incidents": [self._item(i) for i in found]})
+        found = await self.incidents.incidents(
+            state=state, brand=brand or None, limit=limit, before=before
+        )
+        more = found[-1].id if len(found) == limit else None  # pass it as ``before``
+        return web.json_response({"incidents": [self._item(i) for i in found], "next": more})
 
     async def detail(self, request: web.Request) -> web.Response:
         refused = self.auth.refusal(request)
@@ -444,6 +456,13 @@ def _name(value: object, field: str) -> str:
         raise InputError(field, f"must be at most {NAME_CHARS} characters")
     if not value.isprintable() or any(c.isspace() for c in value):
         raise InputError(field, "must be one word, without spaces or control characters")
+    return value
+
+
+def _incident_id(value: str, field: str) -> str:
+    """An incident id, as the list's ``next`` gives it ("" for none)."""
+    if len(value) > INCIDENT_ID_CHARS or not value.isprintable() or " " in value:
+        raise InputError(field, f"must be an incident id (at most {INCIDENT_ID_CHARS} characters)")
     return value
 
 

@@ -68,9 +68,15 @@ class Incidents(Protocol):
     async def incident(self, incident_id: str) -> IncidentRecord | None: ...
 
     async def incidents(
-        self, *, state: str | None = None, brand: str | None = None, limit: int = 50
+        self,
+        *,
+        state: str | None = None,
+        brand: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
     ) -> Sequence[Incident]:
-        """Newest first; ``state``: open (any but resolved), firing, acknowledged, ..."""
+        """Newest first; ``state``: open (any but resolved), firing, acknowledged, ...;
+        ``before``: the next page, after the incident with this id."""
         ...
 
     async def silences(self) -> Sequence[Silence]: ...
