@@ -184,7 +184,8 @@ async def test_the_list_pages_on_with_next_as_before() -> None:
     open incidents, the oldest could not be listed at all."""
     daemon = FakeDaemon()
     alpha, beta, gamma = await three_incidents(daemon)
-    seen, before = [], ""
+    seen: list[str] = []
+    before = ""
     async with serving(app_for(daemon)) as client:
         for _ in range(4):
             status, body = await call(client, "GET", f"/api/incidents?limit=1{before}")
