@@ -343,3 +343,24 @@ def test_a_missing_secret_is_a_warning_for_check_and_a_problem_for_run_check(
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
     assert main(["run", "--check", "-c", str(config)]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+def test_a_warning_about_many_brands_names_a_few_and_counts_the_rest(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1,000 brands without accounts made each such warning 10,000 characters long."""
+    config = project / "config.yaml"
+    brands = "".join(
+        f"  - {{id: brand{i:02d}, name: Brand {i}, terms: [brand{i:02d}]}}\n" for i in range(25)
+    )
+    text = config.read_text("utf-8")
+    start, end = text.index("brands:\n") + len("brands:\n"), text.index("\nsources:")
+    config.write_text(text[:start] + brands + text[end:], "utf-8")
+    assert main(["check", "-c", str(config)]) == 0
+    said = capsys.readouterr()
+    lines = (said.out + said.err).splitlines()
+    warnings = [line for line in lines if "own accounts" in line]
+    assert warnings
+    for warning in warnings:
+        assert "brand00, brand01" in warning and "brand09 and 15 more have none" in warning
+        assert "brand24" not in warning and len(warning) < 400

@@ -831,11 +831,22 @@ class RuleSet:
                         origin.file,
                         origin.line("match"),
                         f"{where}.match: warning: {rule.id!r} looks for the brand's own "
-                        f"accounts, but {', '.join(without)} has none in the config "
-                        "(brands[].accounts)",
+                        f"accounts, but {_some(without)} {'has' if len(without) == 1 else 'have'} "
+                        "none in the config (brands[].accounts)",
                     )
                 )
         return found
+
+
+SHOWN_NAMES = 10  # names a warning lists before it says how many more
+
+
+def _some(names: Sequence[str]) -> str:
+    """``names`` for a message: all of a few, else the first ``SHOWN_NAMES`` and how many
+    more (1,000 brands without accounts made warnings of 10,000 characters)."""
+    if len(names) <= SHOWN_NAMES:
+        return ", ".join(names)
+    return f"{', '.join(names[:SHOWN_NAMES])} and {len(names) - SHOWN_NAMES:,} more"
 
 
 def _index_terms(rule: Rule) -> tuple[str, ...] | None:
