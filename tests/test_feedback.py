@@ -21,6 +21,7 @@ from tests.factories import T0, GatedSource, mention
 from tests.fake_slack import TOKEN as SLACK_TOKEN
 from tests.fake_slack import FakeSlack
 from tests.waiting import eventually
+from xwatch.alerting import Notifier
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.cli import main
 from xwatch.config import ApiConfig
@@ -235,13 +236,13 @@ def write_config(project: Path, *, store: bool = True) -> Path:
 
 
 @asynccontextmanager
-async def running(config: Path) -> AsyncIterator[Daemon]:
+async def running(config: Path, *, configured_notifiers: bool = False) -> AsyncIterator[Daemon]:
+    """The daemon on ``config``, notifying on a console only (``configured_notifiers``:
+    with the notifiers its config names, Slack among them)."""
     source = GatedSource([mention("kettlebird is fine", at=0)])
-    daemon = Daemon(
-        load_settings(config),
-        sources=[source],
-        notifiers={"console": ConsoleNotifier("console", io.StringIO())},
-    )
+    console: dict[str, Notifier] = {"console": ConsoleNotifier("console", io.StringIO())}
+    notifiers = None if configured_notifiers else console
+    daemon = Daemon(load_settings(config), sources=[source], notifiers=notifiers)
     task = asyncio.create_task(daemon.run())
     await asyncio.wait_for(daemon.serving.wait(), 10)
     try:
@@ -414,21 +415,6 @@ def with_slack(config: Path, api_url: str) -> Path:
     return config
 
 
-@asynccontextmanager
-async def running_with_slack(config: Path) -> AsyncIterator[Daemon]:
-    """The daemon with the notifiers its config names (Slack among them)."""
-    source = GatedSource([mention("kettlebird is fine", at=0)])
-    daemon = Daemon(load_settings(config), sources=[source])
-    task = asyncio.create_task(daemon.run())
-    await asyncio.wait_for(daemon.serving.wait(), 10)
-    try:
-        yield daemon
-    finally:
-        daemon.stop.set()
-        source.finish.set()
-        await asyncio.wait_for(task, 10)
-
-
 async def choose(daemon: Daemon, menu: dict[str, Any], label: str, response_url: str) -> None:
     """Choose ``label`` in a post's menu, as Slack posts the choice to the daemon."""
     value = next(o["value"] for o in menu["options"] if json.loads(o["value"])[2] == label)
@@ -460,14 +446,14 @@ async def test_a_post_labelled_in_slack_is_stored_even_after_a_restart(
     event = dataclasses.replace(event, alert=dataclasses.replace(event.alert, channels=("slack",)))
     async with FakeSlack() as slack:
         config = with_slack(write_config(project), slack.api_url)
-        async with running_with_slack(config) as daemon:
+        async with running(config, configured_notifiers=True) as daemon:
             daemon._dispatch([event])
             await eventually(lambda: bool(slack.top_level()), "the incident's message")
             posts = {json.loads(m["options"][0]["value"])[1]: m for m in menus(slack)}
             assert set(posts) == {"1001", "1002"}
             await choose(daemon, posts["1001"], "not_negative", slack.response_url)
             assert daemon.metrics.labels_stored.labels("slack")._value.get() == 1
-        async with running_with_slack(config) as daemon:
+        async with running(config, configured_notifiers=True) as daemon:
             assert "1002" not in daemon.feedback.recent  # a restart remembers nothing
             await choose(daemon, posts["1002"], "negative", slack.response_url)
     assert [r["text"].split(" (label")[0] for r in slack.responses] == [
@@ -498,7 +484,7 @@ async def test_without_a_store_slack_shows_no_label_menus(
     event = dataclasses.replace(event, alert=dataclasses.replace(event.alert, channels=("slack",)))
     async with FakeSlack() as slack:
         config = with_slack(write_config(project, store=False), slack.api_url)
-        async with running_with_slack(config) as daemon:
+        async with running(config, configured_notifiers=True) as daemon:
             daemon._dispatch([event])
             await eventually(lambda: bool(slack.top_level()), "the incident's message")
             assert menus(slack) == []
