@@ -109,6 +109,16 @@ class RecordingReport:
         return [kind for kind, _ in self.problems]
 
 
+class FixedClock:
+    """A ``Clock`` whose wall time is ``at``, moved by the test."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
 class GatedSource:
     """A finite source the test steers: it yields its mentions once ``go`` is set (at once
     unless ``held``), sets ``sent``, then waits for ``finish`` before it ends."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.factories import T0, GatedSource, mention
+from tests.factories import T0, FixedClock, GatedSource, mention
 from tests.waiting import eventually
 from xwatch import daemon as daemon_module
 from xwatch.daemon import Daemon
@@ -53,14 +53,6 @@ async def test_posts_that_trickle_in_are_ingested_in_a_few_batches(project: Path
 
 class LiveGated(GatedSource):
     live = True
-
-
-class FixedClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
 
 
 @pytest.mark.asyncio

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.factories import T0, GatedSource, alert, mention
+from tests.factories import T0, FixedClock, GatedSource, alert, mention
 from tests.waiting import eventually
 from xwatch import daemon as daemon_module
 from xwatch.alerting.console import ConsoleNotifier
@@ -214,14 +214,6 @@ async def test_a_fast_replay_escalates_and_reminds_on_time_not_at_its_batches_en
     assert [int(minutes) for minutes in reminders[:2]] == [60, 120]  # (then one at the end)
 
 
-class SteppedClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-
 @pytest.mark.asyncio
 async def test_a_webhook_only_daemon_keeps_the_incident_books_time_by_the_wall_clock(
     project: Path, monkeypatch: pytest.MonkeyPatch
@@ -236,7 +228,7 @@ async def test_a_webhook_only_daemon_keeps_the_incident_books_time_by_the_wall_c
     )
     config.write_text(text, "utf-8")
     opened_at = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
-    clock = SteppedClock(opened_at)
+    clock = FixedClock(opened_at)
     daemon = Daemon(
         load_settings(config),
         clock=clock,

@@ -527,12 +527,13 @@ class Daemon:
         await self._restore_incidents(self.records)
 
     def _restore_detectors(self, store: Store) -> None:
-        saved: list[datetime] = []  # when the checkpoint was saved (its newest row)
+        saved_at: datetime | None = None  # when the checkpoint was saved (its newest row)
 
         def noted(items: Iterator[Checkpoint]) -> Iterator[Checkpoint]:
+            nonlocal saved_at
             for item in items:
-                if item.saved_at is not None and (not saved or item.saved_at > saved[0]):
-                    saved[:] = [item.saved_at]
+                if item.saved_at is not None and (saved_at is None or item.saved_at > saved_at):
+                    saved_at = item.saved_at
                 yield item
 
         restored, refused = self.pipeline.restore(noted(store.iter_checkpoints()), self._refused)
@@ -543,7 +544,6 @@ class Daemon:
                 extra={"event": "store_restored", "restored": 0, "refused": 0},
             )
             return
-        saved_at = max(saved, default=None)
         log.info(
             "store %s: restored %d series from the checkpoint saved %s, %d refused (started fresh)",
             store.path,

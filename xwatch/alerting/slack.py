@@ -114,7 +114,7 @@ ACTION_IDS: dict[str, Action] = {
     "xwatch_escalate": "escalate",
 }
 LABEL_ACTION = "xwatch_label"
-LABEL_CHOICES = (("negative", "Negative"), ("not_negative", "Not negative"))
+LABEL_CHOICES = {"negative": "Negative", "not_negative": "Not negative"}
 """A post's label menu: the label stored, and what the menu shows."""
 OPTION_VALUE_CHARS = 150  # a menu option's value (Slack's limit)
 RESPONSE_SECONDS = 5.0  # an ephemeral answer through a click's response_url
@@ -330,7 +330,7 @@ def label_menu(incident_id: str, post_id: str) -> dict[str, Any] | None:
     post itself (the posts shown change order as an incident grows) and the incident
     whose samples hold its text (``SampleLabels.label_sample``)."""
     options = []
-    for label, shown in LABEL_CHOICES:
+    for label, shown in LABEL_CHOICES.items():
         value = orjson.dumps([incident_id, post_id, label]).decode()
         if len(value) > OPTION_VALUE_CHARS:
             return None
@@ -714,7 +714,7 @@ class SlackActions:
     async def _label(self, choice: LabelChoice, who: str) -> str:
         """Store the label; what to tell the person who chose it (Slack mrkdwn)."""
         post = escape_untrusted(choice.post_id, HANDLE_CHARS)
-        shown = dict(LABEL_CHOICES)[choice.label].lower()
+        shown = LABEL_CHOICES[choice.label].lower()
         try:
             if self.labels is None:
                 raise LabelsUnavailable("this xwatch keeps no labels")
@@ -785,12 +785,11 @@ def _label_choice(item: Mapping[str, Any], response_url: object) -> LabelChoice 
         value = orjson.loads(str(option.get("value", ""))) if isinstance(option, dict) else None
     except orjson.JSONDecodeError:
         value = None
-    labels = dict(LABEL_CHOICES)
     if (
         not isinstance(value, list)
         or len(value) != 3
         or not all(isinstance(v, str) and v for v in value)
-        or value[2] not in labels
+        or value[2] not in LABEL_CHOICES
     ):
         log.warning(
             "slack label choice ignored: not one of xwatch's menus",
