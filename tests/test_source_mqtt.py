@@ -671,3 +671,104 @@ async def test_the_brokers_reason_for_a_disconnection_is_said(
         consumer = run(source)
         await until(lambda: bool(report.reconnects), consumer)
     assert report.reconnects[0][1].endswith("the broker's reason: Server shutting down")
+
+
+def _publish_packet(topic: bytes, mid: int, payload: bytes, *, v5: bool) -> bytes:
+    """A QoS 1 PUBLISH, its topic as given (MQTT requires UTF-8; this broker does not check)."""
+    body = len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big")
+    body += (b"\x00" if v5 else b"") + payload  # MQTT 5: no properties
+    assert len(body) < 128  # one byte of remaining length
+    return bytes([0x32, len(body)]) + body
+
+
+@contextlib.asynccontextmanager
+async def broker_with_a_bad_topic(v5: bool) -> AsyncIterator[tuple[int, list[int], set[int]]]:
+    """A broker that does not check topics (mosquitto refuses a publisher's non-UTF-8
+    topic): at each connection it sends the four QoS 1 messages not yet acknowledged, the
+    second on a topic that is not UTF-8 and the third on a wildcard, as a real broker
+    sends a session's messages again. Yields its port, the connections made (one entry
+    each) and the ids acknowledged."""
+    messages = {
+        1: (b"xwatch/mentions/acme", post("1")),
+        2: (b"xwatch/mentions/\xff\xfe", post("2")),
+        3: (b"xwatch/mentions/+", post("3")),  # a wildcard: not a topic name
+        4: (b"xwatch/mentions/acme", post("4")),
+    }
+    connections: list[int] = []
+    acked: set[int] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await _read_packet(reader)  # CONNECT
+            writer.write(bytes([0x20, 3, 0, 0, 0]) if v5 else bytes([0x20, 2, 0, 0]))
+            _, subscribe = await _read_packet(reader)
+            suback = subscribe[:2] + (b"\x00\x01" if v5 else b"\x01")
+            writer.write(bytes([0x90, len(suback)]) + suback)
+            for mid, (topic, payload) in messages.items():
+                if mid not in acked:
+                    writer.write(_publish_packet(topic, mid, payload, v5=v5))
+            await writer.drain()
+            while True:
+                first, body = await _read_packet(reader)
+                if first >> 4 == 4:  # PUBACK
+                    acked.add(int.from_bytes(body[:2], "big"))
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], connections, acked
+    finally:
+        server.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+@pytest.mark.parametrize("reader", ["bulk", "paho"])
+async def test_a_message_whose_topic_is_not_utf8_is_rejected_and_acknowledged(
+    run: Callable[[MqttSource], Consumer],
+    monkeypatch: pytest.MonkeyPatch,
+    protocol: str,
+    reader: str,
+) -> None:
+    """aiomqtt raised on such a topic inside paho's callback: the connection dropped with
+    the message unacknowledged, and the broker sent it again at every reconnection, so
+    the messages behind it never arrived."""
+    if reader == "paho":
+        monkeypatch.setattr(paho_bulk, "install", lambda client, has_room: False)
+    report = RecordingReport()
+    async with (
+        asyncio.timeout(WAIT_SECONDS),
+        broker_with_a_bad_topic(protocol == "5") as (
+            port,
+            connections,
+            acked,
+        ),
+    ):
+        fields = {
+            "type": "mqtt",
+            "name": "mqtt-test",
+            "host": "127.0.0.1",
+            "port": port,
+            "protocol": protocol,
+            "brand_from_topic": True,
+            "reconnect_min_seconds": 0.01,
+            "reconnect_max_seconds": 0.05,
+        }
+        source = MqttSource(MqttSourceConfig.model_validate(fields), report)
+        consumer = run(source)
+        await until(lambda: len(consumer.mentions) >= 2 and acked == {1, 2, 3, 4}, consumer)
+    assert consumer.ids == ["1", "4"]
+    assert [m.brands for m in consumer.mentions] == [("acme",), ("acme",)]
+    assert report.rejections == [
+        (
+            "invalid_utf8",
+            r"b'xwatch/mentions/\xff\xfe': the topic is not UTF-8; the message is skipped",
+        ),
+        (
+            "wrong_type",
+            "b'xwatch/mentions/+': the topic is not a topic name (empty, or a wildcard in it); "
+            "the message is skipped",
+        ),
+    ]
+    assert len(connections) == 1 and report.reconnects == []

@@ -10,9 +10,10 @@ What it does
     Connects with aiomqtt (paho-mqtt underneath), subscribes to ``topics`` and turns each
     message into mentions with ``parse_payload``. A message that is not a mention is
     reported (``report.rejected``, the detail starts with the topic), acknowledged and
-    skipped: bad input never ends the iteration. With ``brand_from_topic``, a message on
-    ``<prefix>/<brand>`` (the last topic level, in lower case) says which brand it is about,
-    unless the payload names brands itself.
+    skipped: bad input never ends the iteration. So is a message whose topic is not
+    UTF-8 (``invalid_utf8``: a broker that does not check topics may pass one on). With
+    ``brand_from_topic``, a message on ``<prefix>/<brand>`` (the last topic level, in lower
+    case) says which brand it is about, unless the payload names brands itself.
 
     The broker being down, at start or later, is not an error: the source reconnects
     forever, waiting a capped exponential backoff with full jitter (a delay drawn
@@ -221,7 +222,7 @@ class MqttSource:
             )
             properties.ReceiveMaximum = RECEIVE_MAXIMUM
         username = self._environ.get(config.username_env)
-        client = aiomqtt.Client(
+        client = _Client(
             config.host,
             config.port,
             identifier=config.client_id,
@@ -267,6 +268,9 @@ class MqttSource:
             _check_granted(filters, await client.subscribe([(f, qos) for f in filters]))
 
     def _mentions(self, message: aiomqtt.Message) -> list[Mention]:
+        if isinstance(message, _UnreadableTopic):
+            self.report.rejected(self.name, message.reason, message.detail)
+            return []
         topic = message.topic.value
         if message.retain:
             # sent because a subscription was made (MQTT 3.1.1: at every connection), not
@@ -321,6 +325,47 @@ def _warn_reader_layout() -> None:
         paho_mqtt.__version__,
         ", ".join(f"{release}x" for release in paho_bulk.PAHO_RELEASES),
     )
+
+
+class _UnreadableTopic(aiomqtt.Message):
+    """A message whose topic is not a topic name: not UTF-8 (which MQTT requires of every
+    string, and mosquitto checks; a broker that does not may pass one on), or holding a
+    wildcard. It is rejected as a bad payload is: reported, and acknowledged when taken."""
+
+    TOPIC = aiomqtt.Topic("(unreadable topic)")  # aiomqtt's Message must have one
+
+    def __init__(self, message: Any) -> None:
+        super().__init__(
+            self.TOPIC, _as_bytes(message.payload), message.qos, message.retain, message.mid, None
+        )
+        raw = bytes(getattr(message, "_topic", b""))
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.reason = "invalid_utf8"
+            why = "the topic is not UTF-8"
+        else:
+            self.reason = "wrong_type"
+            why = "the topic is not a topic name (empty, or a wildcard in it)"
+        self.detail = f"{raw[:200]!r}: {why}; the message is skipped"
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, except that a message whose topic is not a topic name reaches
+    the inbox as an ``_UnreadableTopic``. aiomqtt's own ``_on_message`` raises on it
+    (paho, then aiomqtt, read the topic as UTF-8): the connection dropped before the
+    message was acknowledged, and the broker sent it again at every connection, so
+    nothing after it ever arrived. Both readers (``paho_bulk`` hands paho such a packet)
+    come through here. Re-check when upgrading aiomqtt."""
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            super()._on_message(client, userdata, message)
+        except (UnicodeDecodeError, ValueError):
+            try:
+                self._queue.put_nowait(_UnreadableTopic(message))
+            except asyncio.QueueFull:
+                self._logger.warning("Message queue is full. Discarding message.")
 
 
 class _Inbox(asyncio.Queue[aiomqtt.Message]):
