@@ -94,18 +94,32 @@ async def test_wall_time_waits_while_a_backlog_is_worked_through(project: Path) 
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("slow", "at_least", "at_most"), [(False, 1, 2), (True, 10, 13)])
+@pytest.mark.parametrize(
+    ("slow", "seconds_apart", "at_least", "at_most"),
+    [
+        (False, 5.0, 2, 3),  # 10 minutes: batches of 5 rounds of closes at the most
+        (True, 5.0, 10, 13),  # as after a slow batch: a round each
+        (False, 60.0, 23, 26),  # 2 hours (a sparse backlog): 5 rounds each, not 1,000 posts
+    ],
+)
 async def test_slow_batches_end_at_each_round_of_bucket_closes(
-    project: Path, monkeypatch: pytest.MonkeyPatch, slow: bool, at_least: int, at_most: int
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    slow: bool,
+    seconds_apart: float,
+    at_least: int,
+    at_most: int,
 ) -> None:
     """A backlog's batch of 1,000 posts spanned minutes of event time, each closing a
     bucket of every series: with 1,000 brands the loop (and /healthz) stopped 6-10 s at a
     time. Once a batch is slow, the next ones end at the post that closes buckets, and go
     on so while the backlog lasts: a batch cut short is quick, and says nothing of the
-    next (each slow batch was followed by one cut short, then a whole slow one again)."""
+    next (each slow batch was followed by one cut short, then a whole slow one again).
+    Before any is known to be slow, a batch spans 5 rounds at the most (a backlog's first
+    batch, all 1,000 posts, spanned as many as they did)."""
     monkeypatch.setattr(daemon_module, "SLOW_BATCH_SECONDS", 3600.0)  # none slow from now
     config = _config(project)
-    posts = [mention(f"kettlebird post {i}", at=5.0 * i, id=f"p{i}") for i in range(120)]
+    posts = [mention(f"kettlebird post {i}", at=seconds_apart * i, id=f"p{i}") for i in range(120)]
     daemon = Daemon(load_settings(config), sources=[GatedSource(posts, held=True)])
     daemon.exit_when_done = True
     daemon._slow_batches = slow  # as after a first slow batch (of a thousand posts)

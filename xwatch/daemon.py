@@ -110,6 +110,11 @@ end at the post that closes buckets: one round of closes per batch, and the even
 (``/healthz``, the web, the checkpoint's steps) turns between rounds. A day's backlog
 for 1,000 brands held it for 6-10 s at a time. Batches are cut so until one that was
 not cut (the queue ran dry, or it filled) is quick again."""
+ROUNDS_PER_BATCH = 5
+"""Otherwise a batch ends at its fifth round of bucket closes at the most: a thousand
+posts of a sparse backlog may span hours of event time, a round of closes a minute, and
+a batch cannot be known to be slow before it has run (a backlog's first batch held the
+loop 4-5 s at 500 brands, and a sparser one could hold it for good)."""
 EVIDENCE_POSTS = 3  # sample posts of an alert logged at debug level (cut short)
 SECRET_ENV_FIELDS = (
     "bearer_token_env",
@@ -1045,9 +1050,10 @@ class Daemon:
             waited = False
             timer = self._timer_post_time()
             closing = None
-            at_close = False  # the batch ended at a round of closes (``SLOW_BATCH_SECONDS``)
-            if self._slow_batches and isinstance(item, Mention):
-                closing = self._closing_post_time(item.created_at)
+            cut_short = False  # ended at its first round of closes (``SLOW_BATCH_SECONDS``)
+            if isinstance(item, Mention):
+                rounds = 1 if self._slow_batches else ROUNDS_PER_BATCH
+                closing = self._closing_post_time(item.created_at, rounds)
             cuts = [at for at in (timer, closing) if at is not None]
             cut = min(cuts) if cuts else None
             while True:
@@ -1059,7 +1065,9 @@ class Daemon:
                 if len(batch) >= MAX_BATCH:
                     break
                 if cut is not None and item.created_at >= cut:
-                    at_close = closing is not None and item.created_at >= closing
+                    cut_short = (
+                        self._slow_batches and closing is not None and item.created_at >= closing
+                    )
                     break
                 if self.queue.empty() and not waited:
                     waited = True  # a post seldom comes alone: wait for the next ones once
@@ -1074,7 +1082,7 @@ class Daemon:
                 started = time.monotonic()
                 with self.metrics.batch_seconds.time():
                     self._dispatch(self.pipeline.ingest(batch))
-                if not at_close:  # a batch cut short is quick: it says nothing of the next
+                if not cut_short:  # a batch cut short is quick: it says nothing of the next
                     self._slow_batches = time.monotonic() - started > SLOW_BATCH_SECONDS
                 self.ingested += len(batch)
                 now = self.clock.now()
@@ -1104,14 +1112,15 @@ class Daemon:
                 self._log_progress()
             await asyncio.sleep(0)  # a full queue never blocks get(): let the others run
 
-    def _closing_post_time(self, first: datetime) -> datetime:
+    def _closing_post_time(self, first: datetime, rounds: int) -> datetime:
         """The event time of a post that brings the watermark to the end of the finest
-        scale's open buckets (their round of closes), for a batch whose first post is at
-        ``first``, when batches are slow (``SLOW_BATCH_SECONDS``)."""
+        scale's open buckets (their round of closes), or of the ``rounds``-th round after
+        it, for a batch whose first post is at ``first`` (``SLOW_BATCH_SECONDS``,
+        ``ROUNDS_PER_BATCH``)."""
         lateness = self.pipeline.clock.allowed_lateness
         mark = self.pipeline.clock.watermark or first - lateness
         finest = min(self.settings.config.detect.scales_seconds)
-        ends = (int(mark.timestamp()) // finest + 1) * finest
+        ends = (int(mark.timestamp()) // finest + rounds) * finest
         return datetime.fromtimestamp(ends, UTC) + lateness
 
     def _timer_post_time(self) -> datetime | None:
