@@ -1,4 +1,4 @@
-"""The ``xwatch`` command: run, check, backtest, sentiment, train."""
+"""The ``xwatch`` command: run, check, backtest, sentiment, train, labels."""
 
 from __future__ import annotations
 
@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="fit a sentiment model on labelled mentions",
         description='Read JSON lines {"text": ..., "label": "negative|neutral|positive", '
-        '"lang": optional} and fit hashed word and character n-grams + TF-IDF + logistic '
-        "regression, with C chosen by stratified cross-validation; print the "
+        '"lang": optional} and fit hashed word and character n-grams + TF-IDF + a logistic '
+        "regression (multinomial, or on naive Bayes log-count ratios: NB-LR), the kind, "
+        "C, class weight and negative bias chosen by stratified cross-validation; print the "
         "cross-validated per-class precision, recall and F1, and save the model as plain "
         "arrays + JSON (.npz, never pickled).",
     )

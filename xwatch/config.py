@@ -212,7 +212,7 @@ class AlertingConfig(Frozen):
     wall time for delivery retries.
     """
 
-    resolve_after_seconds: Annotated[int, Field(ge=0)] = 1800  # calm this long → resolved
+    resolve_after_seconds: Annotated[int, Field(ge=0)] = 7200  # calm this long → resolved
     repeat_after_seconds: Annotated[int, Field(ge=0)] = 3600  # reminder if unacknowledged; 0: off
     escalate_to: tuple[str, ...] = ()  # notifiers told when a critical incident is not
     # acknowledged within its playbook's first-response time

@@ -15,8 +15,6 @@ from xwatch.model import Bucket, Measure, SeriesKey, Signal, format_scale
 
 STAGES = ("enrich", "aggregate", "detect", "rules")
 """The pipeline stages ``xwatch_stage_seconds`` times."""
-X_ENDPOINTS = ("stream", "rules", "search")
-"""The X API endpoints whose rate limits ``xwatch_x_rate_limit_*`` show."""
 OTHER_LANG = "other"
 """``xwatch_sentiment_texts_total``'s label for languages without a scorer of their own."""
 PROBLEM_KINDS: dict[str, tuple[str, ...]] = {

@@ -93,24 +93,21 @@ def slack_markdown(message: dict[str, Any]) -> str:
     return "\n>\n".join("> " + line for line in lines) + "\n"
 
 
-def main() -> None:
+def render() -> tuple[str, dict[str, str | bytes]]:
+    """The demo's first incident id, and each example file's name and content."""
     notices, entries = first_incident_notices()
     opened = next(n for n in notices if n.kind is NoticeKind.OPENED)
     latest = notices[-1]
     url = URL + opened.incident.id
     summary = summarize(opened.incident, url)
-    (HERE / "console.txt").write_text(render_notice(opened, url), "utf-8")
+    files: dict[str, str | bytes] = {"console.txt": render_notice(opened, url)}
     # as a daemon with a store sends it: each post has its label menu
     message = {"text": summary.headline, "blocks": blocks(summary, opened, labels=True)}
-    (HERE / "slack-message.json").write_text(
-        json.dumps(message, indent=2, ensure_ascii=False) + "\n", "utf-8"
-    )
-    (HERE / "slack-message.md").write_text(slack_markdown(message), "utf-8")
-    (HERE / "email.txt").write_text(
-        f"Subject: {subject(opened, summary)}\n\n{text_body(opened, summary)}", "utf-8"
-    )
+    files["slack-message.json"] = json.dumps(message, indent=2, ensure_ascii=False) + "\n"
+    files["slack-message.md"] = slack_markdown(message)
+    files["email.txt"] = f"Subject: {subject(opened, summary)}\n\n{text_body(opened, summary)}"
     html = html_body(opened, summary, "incident-chart.png")  # inline in a mail: cid:
-    (HERE / "email.html").write_text(html.replace("cid:incident-chart.png", "incident-chart.png"))
+    files["email.html"] = html.replace("cid:incident-chart.png", "incident-chart.png")
     deliveries = tuple(
         Delivery(n.id, "slack", n.kind.value, "delivered", 1, "", n.at, n.at) for n in notices
     )
@@ -122,11 +119,21 @@ def main() -> None:
         incident_url=URL + latest.incident.id,
         action_token="example-token",
     )
-    (HERE / "incident-page.html").write_text(page, "utf-8")
+    files["incident-page.html"] = page
     chart = incident_chart(opened.incident)
     assert chart is not None
-    (HERE / "incident-chart.png").write_bytes(chart)
-    print(f"wrote the examples of incident {opened.incident.id} to {HERE}")
+    files["incident-chart.png"] = chart
+    return opened.incident.id, files
+
+
+def main() -> None:
+    incident, files = render()
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (HERE / name).write_bytes(content)
+        else:
+            (HERE / name).write_text(content, "utf-8")
+    print(f"wrote the examples of incident {incident} to {HERE}")
 
 
 if __name__ == "__main__":

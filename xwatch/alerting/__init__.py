@@ -6,8 +6,9 @@
     render.py      plain text (console, logs)
     chart.py       the PNG chart of an incident's brand: volume and negative share
     codec.py       records as JSON and back (the store)
-    outbox.py      durable delivery: written before sending, retried, marked when done
     console.py, slack.py, email.py, webhook.py: the notifiers
+    (durable delivery, written before sending, retried and marked when done, is the
+    daemon's ``_deliver`` with the store's ``outbox`` table)
 
 A notifier is anything with a ``name`` and ``async send(notice)``: it is told about
 every notice routed to it (``Notice.channel`` is its name). It raises

@@ -88,7 +88,7 @@ class NegativeShareDetector(Memo[Scored]):
     negatives: float = 0.0  # exponentially weighted, each over its hour's factor
     posts: float = 0.0
     # per UTC hour of day: negatives and posts, exponentially weighted over that hour's
-    # buckets (the hour's own share), and the factors they give (``_learn_hour_factors``)
+    # buckets (the hour's own share), and the factors they give (``_learn_hour``)
     hour_negatives: list[float] = field(default_factory=lambda: [0.0] * 24)
     hour_posts: list[float] = field(default_factory=lambda: [0.0] * 24)
     hour_factors: list[float] = field(default_factory=lambda: [1.0] * 24)

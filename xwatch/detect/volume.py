@@ -1050,7 +1050,7 @@ class CountDetector(Memo[_Constants]):
             self.weekly_seen[day] += 1
             # the first week sets it as it is (its whole day of posts is evidence enough:
             # the factor is still shrunk by how many posts it rests on, see ``expected``)
-            alpha = max(_alpha(self.params.weekly_halflife_weeks), 1.0 / self.weekly_seen[day])
+            alpha = max(self._constants().weekly_alpha, 1.0 / self.weekly_seen[day])
             target = rates[day] / week
             self.weekly[day] = max(
                 MIN_FACTOR, self.weekly[day] + alpha * (target - self.weekly[day])
