@@ -27,7 +27,7 @@ from xwatch.alerting.incidents import (
 )
 from xwatch.alerting.lifecycle import AlertBook
 from xwatch.alerting.summary import share_when, summarize
-from xwatch.model import Alert, AlertEvent, EventKind, Severity
+from xwatch.model import Alert, AlertEvent, EventKind, Measure, Severity
 
 AT = T0 + timedelta(hours=13)
 
@@ -452,3 +452,240 @@ def test_a_resolved_incident_s_negative_share_is_not_said_to_be_now() -> None:
     resolved = notice(NoticeKind.RESOLVED)
     assert share_when(summarize(opened.incident, "http://x/")) == "now"
     assert share_when(summarize(resolved.incident, "http://x/")) == "at the last alert"
+
+
+# -- the lifecycle's re-firings: when a new peak is news, what a resolution carries --------
+# These and the next section's tests came from mutation testing: each guards a line no
+# test covered, and its docstring says what a user would see if that line broke.
+
+
+def surprising(surprise: float, at: datetime) -> Alert:
+    """A re-firing of ``warning()``'s identity with this surprise, at ``at``."""
+    a = warning(at=at, channels=("slack",))
+    return dataclasses.replace(a, signal=dataclasses.replace(a.signal, surprise=surprise))
+
+
+def reaching(reach: int, at: datetime) -> Alert:
+    """A mention rule's firing (one post matched) whose post reaches ``reach`` people."""
+    a = alert(rule="high-reach-complaint", severity="warning", at=at, channels=("slack",))
+    return dataclasses.replace(
+        a,
+        signal=dataclasses.replace(a.signal, measure=Measure.MENTION),
+        bucket=dataclasses.replace(a.bucket, reach=reach),
+    )
+
+
+def refire(lifecycle: AlertBook, a: Alert) -> list[EventKind]:
+    return [e.kind for e in lifecycle.observe([a], a.signal.end)]
+
+
+def test_a_new_peak_is_news_only_when_ten_times_less_likely_than_the_last() -> None:
+    """Every re-firing at the same strength (or a little more) posted "stronger" in the
+    incident's thread: the next bucket of one spike spammed it."""
+    lifecycle = AlertBook(timedelta(minutes=30))
+    assert refire(lifecycle, surprising(5.0, AT)) == [EventKind.FIRING]
+    assert refire(lifecycle, surprising(5.0, AT + timedelta(minutes=1))) == []
+    assert refire(lifecycle, surprising(5.5, AT + timedelta(minutes=2))) == []
+    assert refire(lifecycle, surprising(6.0, AT + timedelta(minutes=3))) == [EventKind.UPDATED]
+
+
+def test_a_new_peak_is_measured_against_the_last_peak_not_the_first_firing() -> None:
+    """After one "stronger" update, the same strength again was announced as stronger
+    again, on every re-firing: the peak was never remembered."""
+    lifecycle = AlertBook(timedelta(minutes=30))
+    assert refire(lifecycle, surprising(3.0, AT)) == [EventKind.FIRING]
+    assert refire(lifecycle, surprising(5.0, AT + timedelta(minutes=1))) == [EventKind.UPDATED]
+    assert refire(lifecycle, surprising(5.0, AT + timedelta(minutes=2))) == []
+    assert refire(lifecycle, surprising(5.9, AT + timedelta(minutes=3))) == []
+
+
+def test_a_mention_rule_s_new_post_is_news_from_twice_the_reach() -> None:
+    """A mention rule's posts have no surprise to compare: a post with twice the reach of
+    the one announced is news (its post is what the incident shows); a little more is not."""
+    lifecycle = AlertBook(timedelta(minutes=30))
+    assert refire(lifecycle, reaching(250_000, AT)) == [EventKind.FIRING]
+    assert refire(lifecycle, reaching(375_000, AT + timedelta(minutes=1))) == []
+    assert refire(lifecycle, reaching(500_000, AT + timedelta(minutes=2))) == [EventKind.UPDATED]
+
+
+def test_a_mention_rule_s_post_with_no_reach_is_topped_by_two_people_not_one() -> None:
+    """A first post that reached nobody made every later post "twice its reach": each one
+    was announced as stronger. It counts as a reach of 1."""
+    lifecycle = AlertBook(timedelta(minutes=30))
+    assert refire(lifecycle, reaching(0, AT)) == [EventKind.FIRING]
+    assert refire(lifecycle, reaching(0, AT + timedelta(minutes=1))) == []
+    assert refire(lifecycle, reaching(1, AT + timedelta(minutes=2))) == []
+    assert refire(lifecycle, reaching(2, AT + timedelta(minutes=3))) == [EventKind.UPDATED]
+
+
+def test_a_resolution_carries_the_latest_firing_not_the_first() -> None:
+    """The "back to normal" showed the numbers of the first firing, an hour old, not those
+    of the last bucket that fired before it calmed down."""
+    lifecycle = AlertBook(timedelta(minutes=30))
+    first = surprising(5.0, AT)
+    last = surprising(4.5, AT + timedelta(minutes=5))
+    lifecycle.observe([first], AT)
+    assert lifecycle.observe([last], AT + timedelta(minutes=5)) == []  # weaker: no news
+    over = AT + timedelta(minutes=35)
+    (event,) = lifecycle.observe([], over)
+    assert event.kind is EventKind.RESOLVED and event.at == over
+    assert event.alert is last
+
+
+# -- the incident book's bookkeeping: what it stores, and who it tells -------------------
+
+
+def test_silencing_an_incident_for_an_hour_keeps_it_silent_for_that_hour() -> None:
+    """ "Silence for 1h" from the incident's button must end an hour from now; one that
+    ended an hour ago expired at the next round and the incident fired on Slack again."""
+    book = IncidentBook(Policy(repeat_after=None))
+    opened = fire(book, warning(at=AT, channels=("slack",)))[0].incident
+    at = AT + timedelta(minutes=2)
+    silence, _ = book.silence_incident(opened.id, "@maria", at, timedelta(hours=1), "s1")
+    assert silence.ends_at == at + timedelta(hours=1)
+    assert book.advance(at + timedelta(minutes=30)) == []
+    assert book.incidents[opened.id].state is State.SILENCED
+    assert "s1" in book.silences
+
+
+def test_an_incident_held_for_quiet_hours_is_announced_once_when_they_end() -> None:
+    """Once the quiet hours ended, the incident was announced as opened at every round:
+    the book forgot it had announced it."""
+
+    def quiet(rule: str, at: datetime) -> bool:
+        return at < AT + timedelta(hours=1)
+
+    book = IncidentBook(Policy(quiet=quiet, repeat_after=None))
+    held = fire(book, warning(at=AT, channels=("slack",)))[0].incident
+    end = AT + timedelta(hours=1)
+    assert kinds(book.advance(end)) == [(NoticeKind.OPENED, "slack")]
+    assert book.incidents[held.id].announced_at == end
+    assert book.advance(end + timedelta(minutes=1)) == []
+
+
+def test_a_manual_escalation_is_not_repeated_when_the_first_response_time_passes() -> None:
+    """Someone escalated by hand; at the playbook's first-response time the book escalated
+    again: the pager was paged twice, with a notice id it had already seen."""
+    book = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    opened = fire(book, alert(at=AT, channels=("slack",)))[0].incident  # 30 min first response
+    at = AT + timedelta(minutes=10)
+    escalated = book.escalate(opened.id, "@maria", at)
+    assert sorted(kinds(escalated)) == [
+        (NoticeKind.ESCALATED, "pager"),
+        (NoticeKind.ESCALATED, "slack"),
+    ]
+    assert book.incidents[opened.id].escalated_at == at
+    assert book.advance(AT + timedelta(minutes=30)) == []
+    assert book.next_due() is None
+
+
+def test_a_manual_escalation_tells_the_notifiers_of_every_part_muted_ones_included() -> None:
+    """A person escalating wants everyone on it: the team of a muted part (explained by the
+    critical one) was never told its incident was escalated."""
+    book = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    opened = fire(book, alert(at=AT, channels=("slack",)))[0].incident
+    fire(book, warning(at=AT + timedelta(minutes=1), channels=("email",)))  # muted
+    escalated = book.escalate(opened.id, "@maria", AT + timedelta(minutes=5))
+    assert sorted(kinds(escalated)) == [
+        (NoticeKind.ESCALATED, "email"),
+        (NoticeKind.ESCALATED, "pager"),
+        (NoticeKind.ESCALATED, "slack"),
+    ]
+
+
+def test_silencing_some_parts_of_an_incident_is_no_silenced_notice() -> None:
+    """A silence of one rule posted "silenced" for an incident whose other rule still
+    fired: people stopped watching a crisis that was not silenced."""
+    book = IncidentBook(Policy(repeat_after=None))
+    opened = fire(book, warning(at=AT, channels=("slack",)))[0].incident
+    fire(
+        book,
+        warning(rule="negative-share-spike", at=AT + timedelta(minutes=1), channels=("slack",)),
+    )
+    silence = Silence("s1", AT + timedelta(hours=1), AT, "@maria", rules=("mention-volume-spike",))
+    changes = book.silence(silence, AT + timedelta(minutes=2))
+    assert len(changes) == 1 and notices(changes) == []
+    assert [e.kind for e in changes[0].entries] == ["silenced"]
+    assert changes[0].incident.state is State.FIRING
+    assert book.incidents[opened.id].state is State.FIRING
+
+
+def test_silencing_an_incident_never_announced_says_nothing() -> None:
+    """An incident held for quiet hours, then silenced: the first anyone heard of it was
+    "silenced", for an incident nobody was told had opened."""
+    book = IncidentBook(Policy(quiet=lambda rule, at: True, repeat_after=None))
+    held = fire(book, warning(at=AT, channels=("slack",)))[0].incident
+    silence = Silence("s1", AT + timedelta(hours=1), AT, "@maria", brand="kettlebird")
+    changes = book.silence(silence, AT + timedelta(minutes=2))
+    assert notices(changes) == []
+    assert book.incidents[held.id].state is State.SILENCED
+
+
+def test_a_part_that_resolves_while_others_fire_sends_nothing() -> None:
+    """One rule calming down while the crisis goes on is a timeline entry, not a message."""
+    book = IncidentBook(Policy(repeat_after=None))
+    a = warning(at=AT, channels=("slack",))
+    fire(book, a)
+    fire(book, warning(rule="negative-share-spike", at=AT, channels=("slack",)))
+    at = AT + timedelta(minutes=30)
+    changes = book.observe([AlertEvent(EventKind.RESOLVED, a, at)], at)
+    assert notices(changes) == []
+    assert [e.kind for e in changes[0].entries] == ["part_resolved"]
+    assert changes[0].incident.state is State.FIRING
+
+
+def test_an_incident_whose_critical_part_resolved_is_no_longer_critical() -> None:
+    """The critical alert was over and the incident still showed (and escalated as)
+    critical, named after it, while only a warning fired."""
+    book = IncidentBook(Policy(repeat_after=None))
+    critical = alert(at=AT, channels=("slack",))
+    fire(book, critical)
+    lesser = warning(rule="mention-volume-spike", at=AT + timedelta(minutes=1))
+    fire(book, lesser)
+    at = AT + timedelta(minutes=30)
+    [change] = book.observe([AlertEvent(EventKind.RESOLVED, critical, at)], at)
+    assert change.incident.severity is Severity.WARNING
+    assert change.incident.lead.identity == lesser.identity
+    part = change.incident.part(lesser.identity)
+    assert part is not None and not part.muted_by  # no longer explained by the critical one
+
+
+def test_the_last_part_resolving_records_that_the_incident_is_over() -> None:
+    """The timeline said the last alert was back to normal and never that the incident was
+    resolved."""
+    book = IncidentBook(Policy(repeat_after=None))
+    a = warning(at=AT, channels=("slack",))
+    fire(book, a)
+    at = AT + timedelta(minutes=30)
+    [change] = book.observe([AlertEvent(EventKind.RESOLVED, a, at)], at)
+    assert [(e.kind, e.at) for e in change.entries] == [("part_resolved", at), ("resolved", at)]
+    assert change.incident.resolved_at == at
+
+
+def test_a_part_that_fires_again_after_resolving_keeps_when_it_began() -> None:
+    """A rule that calmed down and fired again within the incident showed as new, its
+    start the second firing's, as if the crisis had just begun."""
+    book = IncidentBook(Policy(repeat_after=None))
+    a = warning(at=AT, channels=("slack",))
+    fire(book, a)
+    fire(book, warning(rule="negative-share-spike", at=AT, channels=("slack",)))
+    resolved_at = AT + timedelta(minutes=30)
+    book.observe([AlertEvent(EventKind.RESOLVED, a, resolved_at)], resolved_at)
+    again = warning(at=AT + timedelta(minutes=40), channels=("slack",))
+    [change] = fire(book, again)
+    part = change.incident.part(a.identity)
+    assert part is not None
+    assert part.since == AT and part.active and part.latest is again
+    assert len(change.incident.parts) == 2
+
+
+def test_acting_on_an_incident_never_announced_sends_nothing() -> None:
+    """An incident held for quiet hours, acknowledged or resolved from its page: the
+    channels got "acknowledged" or "resolved" for an incident they never heard of."""
+    book = IncidentBook(Policy(quiet=lambda rule, at: True, repeat_after=None))
+    held = fire(book, warning(at=AT, channels=("slack",)))[0].incident
+    acked = book.acknowledge(held.id, "@maria", AT + timedelta(minutes=1))
+    assert notices(acked) == [] and acked[0].incident.acknowledged_by == "@maria"
+    resolved = book.resolve(held.id, "@maria", AT + timedelta(minutes=2))
+    assert notices(resolved) == [] and resolved[0].incident.state is State.RESOLVED
+    assert [e.kind for e in resolved[0].entries] == ["resolved"]

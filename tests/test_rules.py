@@ -215,6 +215,12 @@ def test_a_wrong_type_names_the_key_what_was_expected_and_found(project: Path) -
             5,
             "rules[0].expires: Value error, 9999-12-31T23:00:00-05:00 is out of the range of dates",
         ),
+        (  # a scale nothing is bucketed at: the rule would load and never fire
+            "    when:\n      signal: volume_up\n      scales_seconds: [60, 123]\n",
+            6,
+            "rules[0].when.scales_seconds: 123 is not a configured scale "
+            "(detect.scales_seconds: 60, 300, 900)",
+        ),
     ],
 )
 def test_what_a_rule_cannot_say_is_reported_where_it_is(
@@ -223,6 +229,30 @@ def test_what_a_rule_cannot_say_is_reported_where_it_is(
     path = with_rules(project, rule(body))
     found = problems_of(project)
     assert any(p.startswith(f"{path}:{line}: {expected}") for p in found), found
+
+
+def test_a_rules_folder_that_is_not_there_is_an_error(project: Path) -> None:
+    """A wrong ``rules_dir`` loaded no rules at all, and xwatch ran watching nothing."""
+    shutil.rmtree(project / "rules")
+    assert problems_of(project) == [f"{project / 'rules'}:1: rules folder not found"]
+
+
+def test_a_rule_watches_the_brands_it_names_and_an_unknown_one_is_an_error(
+    project: Path,
+) -> None:
+    """A rule with ``brands:`` judges only their series; a misspelt brand would watch
+    nothing and never fire, so it is named where it is written."""
+    settings = loaded(project, rule("    brands: [kettlebird]\n    when: {signal: volume_up}\n"))
+    [found] = settings.rules.rules
+    assert found.brands == ("kettlebird",)
+    assert settings.rules.signal_rules("kettlebird", "") == (found,)
+    assert settings.rules.signal_rules("kettlebirb", "") == ()
+    path = with_rules(
+        project, rule("    brands: [kettlebird, nope]\n    when: {signal: volume_up}\n")
+    )
+    assert problems_of(project) == [
+        f"{path}:4: rules[0].brands: unknown brand 'nope' (known: kettlebird)"
+    ]
 
 
 def test_check_names_an_unknown_playbook_a_bad_regex_and_a_wrong_type(
@@ -270,6 +300,41 @@ def test_check_warns_about_an_expired_rule_and_still_passes(project: Path) -> No
         f"{path}:5: rules[0].expires: warning: 'r' expired on 2026-12-01 00:00 UTC and no "
         "longer fires"
     )
+
+
+def test_only_a_rule_that_looks_for_the_brand_s_own_accounts_warns_that_it_has_none(
+    project: Path,
+) -> None:
+    """A brand without ``accounts``: the rule that watches its own posts can never fire and
+    is worth a warning; the other rules, with a match or none, are fine: a warning on
+    every one would bury it."""
+    config = project / "config.yaml"
+    accounts = '    accounts: ["kettlebird", "kettlebird_jp"]\n'
+    assert accounts in config.read_text("utf-8")
+    config.write_text(config.read_text("utf-8").replace(accounts, ""), "utf-8")
+    path = with_rules(
+        project,
+        "rules:\n"
+        "  - id: plain\n"
+        "    title: t\n"
+        "    match: {any: [outage]}\n"
+        "    when: {signal: volume_up}\n"
+        "    playbook: service-outage\n"
+        "  - id: hijack\n"
+        "    title: t\n"
+        "    match: {author: {own_account: true}, any: [airdrop]}\n"
+        "    when: {mention: {}}\n"
+        "    playbook: account-takeover\n"
+        "  - id: drop\n"
+        "    title: t\n"
+        "    when: {signal: volume_down}\n"
+        "    playbook: mention-spike\n",
+    )
+    settings = load_settings(config)
+    assert [str(w) for w in settings.rules.warnings(T0)] == [
+        f"{path}:9: rules[1].match: warning: 'hijack' looks for the brand's own accounts, "
+        "but kettlebird has none in the config (brands[].accounts)"
+    ]
 
 
 def test_a_date_expires_at_midnight_utc(project: Path) -> None:
@@ -448,6 +513,25 @@ def test_quiet_days_are_the_days_a_quiet_period_starts() -> None:
     assert not office.covers(datetime(2026, 11, 23, 17, 30, tzinfo=UTC))
 
 
+def test_quiet_hours_from_a_time_to_the_same_time_are_the_24_hours_from_it() -> None:
+    """start == end was read as the calendar day whatever the time: "22:00" to "22:00"
+    on Saturdays silenced Saturday morning, and let Saturday night through."""
+    saturday_night = QuietHours.model_validate({"start": "22:00", "end": "22:00", "days": ["sat"]})
+    assert not saturday_night.covers(datetime(2026, 11, 21, 10, tzinfo=UTC))  # Saturday morning
+    assert saturday_night.covers(datetime(2026, 11, 21, 22, tzinfo=UTC))
+    assert saturday_night.covers(datetime(2026, 11, 22, 21, 59, tzinfo=UTC))  # Sunday evening
+    assert not saturday_night.covers(datetime(2026, 11, 22, 22, tzinfo=UTC))
+    always = QuietHours.model_validate({"start": "22:00", "end": "22:00"})
+    assert always.covers(datetime(2026, 11, 21, 10, tzinfo=UTC))
+
+
+def test_quiet_hours_begin_at_their_start_to_the_second() -> None:
+    """A window that began at 09:00:00 let a 09:00:00 notice through."""
+    office = QuietHours.model_validate({"start": "09:00", "end": "17:30"})
+    assert office.covers(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    assert not office.covers(datetime(2026, 11, 23, 8, 59, 59, tzinfo=UTC))
+
+
 def test_the_rule_set_says_which_rule_is_quiet(project: Path) -> None:
     settings = loaded(
         project,
@@ -574,6 +658,15 @@ def test_an_expired_rule_stops_firing_in_event_time(project: Path) -> None:
     assert [e.alert.signal.start for e in firings(events, "outage")] == [T0 + timedelta(minutes=2)]
 
 
+def test_a_rule_fires_at_exactly_its_likelihood(project: Path) -> None:
+    """``likelihood: 1.0`` is allowed: it asks for the most certain signal, and must fire
+    on one (the stand-in's are 1.0), not be a rule that can never fire."""
+    strict = OUTAGE.replace("EXTRA", "").replace("likelihood: 0.999", "likelihood: 1.0")
+    assert "likelihood: 1.0" in strict
+    [fired] = firings(run(stubbed(loaded(project, strict)), minute(2, 5)), "outage")
+    assert fired.alert.signal.likelihood == 1.0
+
+
 def test_alerts_carry_the_rule_s_labels(project: Path) -> None:
     settings = loaded(project, OUTAGE.replace("EXTRA", "    labels: {team: ops, region: jp}\n"))
     [fired] = firings(run(stubbed(settings), minute(2, 5)), "outage")
@@ -629,6 +722,15 @@ def test_mention_conditions_on_sentiment_followers_and_reach(project: Path) -> N
     assert not fires("is awful, broken, worst", 99_000)  # too few followers
     assert not fires("is awful, broken, worst", 120_000)  # enough followers, not enough reach
     assert fires("is awful, broken, worst", 160_000)
+
+
+def test_a_mention_rule_fires_at_exactly_its_minimum_followers_and_reach(project: Path) -> None:
+    """``min_followers: 100000``: an author with 100,000 followers is big enough."""
+    pipeline = pipeline_of(loaded(project, TAKEOVER))
+    post = by(mention("kettlebird is awful, broken, worst", at=100), "celeb", 100_000)
+    post = dataclasses.replace(post, reposts=500)  # reach: 100,000 + 500 x 100 = 150,000
+    assert post.reach == 150_000
+    assert [e.alert.rule_id for e in pipeline.ingest([post])] == ["big-complaint"]
 
 
 # -- new terms ---------------------------------------------------------------------------------

@@ -71,8 +71,9 @@ Event time decides ``expires`` (a backtest of last month still fires a rule that
 expired yesterday); ``quiet_hours`` hold the notices of a rule's non-critical
 incidents (``RuleSet.quiet``, fed to the incident book). In ``quiet_hours``, write
 times in quotes ("22:00": YAML reads 22:00 unquoted as a number), ``start`` after
-``end`` wraps past midnight, ``start`` equal to ``end`` is the whole day, and
-``days`` are the days a quiet period starts on (default: every day).
+``end`` wraps past midnight, ``start`` equal to ``end`` is the 24 hours from ``start``
+("00:00" to "00:00": the calendar day), and ``days`` are the days a quiet period starts
+on (default: every day).
 """
 
 from __future__ import annotations
@@ -361,8 +362,7 @@ class QuietHours(Frozen):
         now, weekday = local.time(), WEEKDAYS[local.weekday()]
         yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
         days = self.days or WEEKDAYS
-        if self.start == self.end:  # the whole day
-            return weekday in days
+        # start == end: 24 hours from the start (00:00: the calendar day) on each of ``days``
         if self.start < self.end:
             return self.start <= now < self.end and weekday in days
         return (now >= self.start and weekday in days) or (now < self.end and yesterday in days)

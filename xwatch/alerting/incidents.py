@@ -73,7 +73,7 @@ class Part:
 
     identity: str
     first: Alert  # the first firing
-    latest: Alert  # the strongest firing so far (what the incident shows)
+    latest: Alert  # the strongest firing so far (what the incident shows); resolved: the last
     since: datetime
     resolved_at: datetime | None = None
     muted_by: str = ""  # identity of the critical part that explains this one
