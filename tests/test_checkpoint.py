@@ -343,10 +343,37 @@ def test_a_version_8_checkpoint_is_upgraded_and_keeps_what_it_learned() -> None:
     assert restored.params == CountParams()  # the defaults: it fades from now on
     assert restored.onsets.weight == 1.0 and restored.onsets.reached[0] > 0
     assert to_state(restored) == to_state(from_state(unfaded))
-    for other in (NegativeShareDetector(300), TermModel(300)):  # unchanged since version 8
-        for version in (8, 9):
-            state = to_state(other) | {"version": version}
+    for other in (NegativeShareDetector(300), TermModel(300)):  # unchanged from 8 to 10
+        for version in (8, 9, 10):
+            state = before_time_zones(to_state(other), version)
             assert to_state(from_state(state)) == to_state(other)
+
+
+def before_time_zones(state: dict[str, Any], version: int) -> dict[str, Any]:
+    """A UTC detector's current ``state`` as a version before 11 saved it: no
+    ``timezone`` field, and that version's fingerprint."""
+    fields = {name: value for name, value in state["fields"].items() if name != "timezone"}
+    pinned = PINNED_FINGERPRINTS[version][state["detector"]]
+    return state | {"version": version, "fingerprint": pinned, "fields": fields}
+
+
+def test_a_version_10_checkpoint_is_upgraded_to_its_rhythm_in_utc() -> None:
+    """Version 11 learns the rhythm in the brand's time zone; version 10 learned it in
+    UTC, and its states are upgraded to say so (kept, not refused)."""
+    detectors: list[CountDetector | NegativeShareDetector] = [
+        CountDetector(Measure.VOLUME, 300),
+        NegativeShareDetector(300),
+    ]
+    for b in buckets(300, days=2, seed=3):
+        for detector in detectors:
+            detector.score_one(b)
+            detector.learn_one(b)
+    for detector in detectors:
+        saved = json.loads(json.dumps(before_time_zones(to_state(detector), 10)))
+        restored = from_state(saved)
+        assert isinstance(restored, CountDetector | NegativeShareDetector)
+        assert restored.timezone == "UTC"
+        assert to_state(restored) == to_state(detector)
 
 
 def test_a_version_9_checkpoint_is_upgraded_and_keeps_its_rhythm() -> None:
@@ -384,7 +411,7 @@ def test_a_version_8_state_with_other_fields_is_refused() -> None:
     state = learned_state() | {"version": 8}  # version 9's fields, saved as version 8
     assert "state version 8: its fields are not the ones version 8 had" in refusal(state)
     message = refusal(learned_state() | {"version": 7})
-    expected = f"state version 7: this xwatch reads version {STATE_VERSION} and upgrades 8-9"
+    expected = f"state version 7: this xwatch reads version {STATE_VERSION} and upgrades 8-10"
     assert expected + " (" in message
 
 
@@ -555,6 +582,33 @@ def test_a_refused_series_starts_fresh_and_the_others_are_restored(settings: Set
     assert "state version 0" in refusals[1][1]
 
 
+def test_a_series_learned_in_another_time_zone_starts_afresh(
+    settings: Settings, project: Path
+) -> None:
+    """A brand given its audience's time zone: the hours and days its detectors learned
+    are UTC's, nine hours off Tokyo's. Its series are refused, saying why, and learn
+    afresh; the new ones are Tokyo's."""
+    saved = checkpoints_of(RecordingPipeline(settings), buckets(300, days=1, seed=5))
+    config = project / "config.yaml"
+    text = config.read_text("utf-8").replace(
+        "    name: Kettlebird\n", "    name: Kettlebird\n    timezone: Asia/Tokyo\n"
+    )
+    config.write_text(text, "utf-8")
+    tokyo = RecordingPipeline(load_settings(config))
+    refusals: list[str] = []
+
+    assert tokyo.restore(saved, lambda series, exc: refusals.append(str(exc))) == (0, 1)
+    assert refusals == [
+        "its rhythm was learned in the time zone UTC, and the brand's is Asia/Tokyo now: "
+        "it is learned afresh"
+    ]
+    for b in buckets(300, days=1, seed=6, brand="kettlebird"):
+        tokyo._judge(b)
+    assert {getattr(d, "timezone", None) for ds in tokyo.detectors.values() for d in ds} == {
+        "Asia/Tokyo"
+    }
+
+
 PINNED_FINGERPRINTS = {
     5: {
         "CountDetector": "ba4ae091fdf05579",
@@ -585,6 +639,11 @@ PINNED_FINGERPRINTS = {
     10: {  # CountDetector: hours as ratios of sums, a change held near the CUSUM's cap (from 9)
         "CountDetector": "c2b5e3e520a3b4b1",
         "NegativeShareDetector": "0c3297ff08fb182d",
+        "TermModel": "a89c6275c0bdf88b",
+    },
+    11: {  # both: the rhythm in the brand's time zone (``timezone``; from 10: UTC)
+        "CountDetector": "77c1ae68a952cde7",
+        "NegativeShareDetector": "45065dd745bfb416",
         "TermModel": "a89c6275c0bdf88b",
     },
 }
@@ -720,7 +779,7 @@ async def test_the_daemon_refuses_a_stale_checkpoint_and_starts_that_series_fres
     [warning] = [r.getMessage() for r in warnings]  # one per series, not per detector
     assert warning.startswith(f"series {series}: checkpoint refused, the series starts fresh: ")
     assert warning.endswith(
-        f"state version 0: this xwatch reads version {STATE_VERSION} and upgrades 8-9 "
+        f"state version 0: this xwatch reads version {STATE_VERSION} and upgrades 8-10 "
         "(the detector's state changed meaning)"
     )
     assert "restored 0 series from the checkpoint saved" in caplog.text

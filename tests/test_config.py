@@ -119,6 +119,22 @@ def test_an_account_that_is_no_handle_is_refused_on_its_line(project: Path, acco
     ]
 
 
+def test_a_brand_s_time_zone_is_an_iana_name_checked_on_its_line(project: Path) -> None:
+    config = project / "config.yaml"
+    text = config.read_text("utf-8").replace(
+        "    name: Kettlebird\n", "    name: Kettlebird\n    timezone: America/New_Yrok\n"
+    )
+    config.write_text(text, "utf-8")
+    line = text.splitlines().index("    timezone: America/New_Yrok") + 1
+    assert problems_of(config) == [
+        f"{config}:{line}: brands[0].timezone: Value error, unknown time zone "
+        "'America/New_Yrok' (an IANA name, like America/New_York or UTC) "
+        "(found 'America/New_Yrok')"
+    ]
+    config.write_text(text.replace("New_Yrok", "New_York"), "utf-8")
+    assert load_settings(config).config.brands[0].timezone == "America/New_York"
+
+
 def test_unknown_key_missing_key_and_bad_signal(project: Path) -> None:
     rule_file = project / "rules" / "broken.yaml"
     rule_file.write_text(

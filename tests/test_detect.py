@@ -6,7 +6,8 @@ import dataclasses
 import json
 import math
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy
 import pytest
@@ -1012,3 +1013,73 @@ def test_a_share_tail_far_beyond_the_doubles_ends_at_once() -> None:
     for a bucket of a million posts, minutes for a billion (the test's timeout)."""
     assert betabinom_mid_p(6 * 10**8, 10**9, 0.1, 1e4) == (0.0, 1.0)
     assert betabinom_mid_p(60_000, 100_000, 0.1, 1e4) == (0.0, 1.0)
+
+
+# -- the rhythm in the brand's time zone ------------------------------------------------
+
+
+def local_rhythm(
+    per_bucket: float, starts: list[datetime], zone: str, seed: int, weekend: float = 1.0
+) -> list[tuple[int, int]]:
+    """Posts and negatives per 5-minute bucket from ``starts``, with a daily rhythm and
+    quieter weekends on the clock and calendar of ``zone`` (its audience's)."""
+    rng = numpy.random.default_rng(seed)
+    out = []
+    for start in starts:
+        at = start.astimezone(ZoneInfo(zone))
+        rate = per_bucket * (1 + 0.9 * math.cos((at.hour + at.minute / 60 - 14) / 24 * 2 * math.pi))
+        n = int(rng.poisson(rate * (weekend if at.weekday() >= 5 else 1.0)))
+        out.append((n, int(rng.binomial(n, 0.1))))
+    return out
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/New_York"])
+def test_a_series_in_its_own_time_zone_is_judged_as_the_same_series_in_utc(zone: str) -> None:
+    """The hour of the day and the day of the week are the brand's: a series whose local
+    times are those of a UTC series (the same counts, hours earlier or later in UTC) is
+    judged exactly as that one, by every detector."""
+    utc_starts = [T0 + timedelta(minutes=5 * i) for i in range(9 * 288)]  # no DST change
+    offset = T0.astimezone(ZoneInfo(zone)).utcoffset()
+    assert offset is not None
+    counts = local_rhythm(40.0, utc_starts, "UTC", seed=5, weekend=0.6)
+    pairs = []
+    for timezone, shift in (("UTC", timedelta(0)), (zone, offset)):
+        detectors: list[CountDetector | NegativeShareDetector] = [
+            CountDetector(Measure.VOLUME, 300, timezone=timezone),
+            NegativeShareDetector(300, timezone=timezone),
+            CountDetector(Measure.NEGATIVE_VOLUME, 300, timezone=timezone),
+        ]
+        figures = []
+        for start, (n, k) in zip(utc_starts, counts, strict=True):
+            b = bucket(start - shift, n, k)  # the same local time in ``timezone``
+            for detector in detectors:
+                signal = detector.score_one(b)
+                figures.append((signal.likelihood, signal.expected, signal.warming_up))
+                detector.learn_one(b)
+        pairs.append(figures)
+    assert pairs[0] == pairs[1]
+
+
+def alarms_after_a_dst_change(timezone: str) -> int:
+    """Buckets a volume detector alarms on (0.9999, as the shipped rules) in the week
+    after the spring change of a New York brand, busy (300 posts per 5 minutes at the
+    mean), whose rhythm follows its local time; 5 weeks learned before the change."""
+    change = datetime(2026, 3, 8, 7, tzinfo=UTC)  # 02:00 in New York: clocks go to 03:00
+    starts = [change - timedelta(weeks=5) + timedelta(minutes=5 * i) for i in range(6 * 2016)]
+    counts = local_rhythm(300.0, starts, "America/New_York", seed=11, weekend=0.6)
+    detector = CountDetector(Measure.VOLUME, 300, timezone=timezone)
+    alarms = 0
+    for start, (n, _) in zip(starts, counts, strict=True):
+        b = bucket(start, n)
+        signal = detector.score_one(b)
+        alarms += start >= change and not signal.warming_up and signal.likelihood >= 0.9999
+        detector.learn_one(b)
+    return alarms
+
+
+def test_a_daylight_saving_change_is_not_news_in_the_brand_s_time_zone() -> None:
+    """Learned in UTC, the whole rhythm of a New York brand moved an hour on the night
+    of the change, and its weekend began and ended at 19:00 local: false alarms. In the
+    brand's zone, the week after the change is quiet."""
+    assert alarms_after_a_dst_change("America/New_York") == 0
+    assert alarms_after_a_dst_change("UTC") > 10

@@ -17,6 +17,7 @@ import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,12 +35,25 @@ class Frozen(BaseModel):
 
 
 class Brand(Frozen):
-    """A brand to watch. ``terms`` find its mentions; ``accounts`` are its own handles."""
+    """A brand to watch. ``terms`` find its mentions; ``accounts`` are its own handles;
+    ``timezone`` (IANA) is its audience's: the hours and days its rhythm is learned in."""
 
     id: Annotated[str, Field(pattern=_ID)]
     name: str
     terms: Annotated[tuple[str, ...], Field(min_length=1)]
     accounts: tuple[str, ...] = ()
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, like America/New_York or UTC)"
+            ) from None
+        return value
 
     @field_validator("terms")
     @classmethod

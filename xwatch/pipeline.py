@@ -46,6 +46,7 @@ from xwatch.config import Config
 from xwatch.dedup import Deduplicator
 from xwatch.detect import Detector
 from xwatch.detect.buckets import Aggregator
+from xwatch.detect.calendar import UTC_ZONE
 from xwatch.detect.history import History
 from xwatch.detect.share import NegativeShareDetector
 from xwatch.detect.state import (
@@ -110,12 +111,12 @@ resumed after days), and then the hole is the time it was away."""
 log = logging.getLogger("xwatch.pipeline")
 
 
-def default_detectors(scale_seconds: int) -> list[Detector]:
-    """The detectors every series gets."""
+def default_detectors(scale_seconds: int, timezone: str = UTC_ZONE) -> list[Detector]:
+    """The detectors every series gets; ``timezone``: its brand's (``Brand.timezone``)."""
     return [
-        CountDetector(Measure.VOLUME, scale_seconds),
-        NegativeShareDetector(scale_seconds),
-        CountDetector(Measure.NEGATIVE_VOLUME, scale_seconds),
+        CountDetector(Measure.VOLUME, scale_seconds, timezone=timezone),
+        NegativeShareDetector(scale_seconds, timezone=timezone),
+        CountDetector(Measure.NEGATIVE_VOLUME, scale_seconds, timezone=timezone),
     ]
 
 
@@ -308,6 +309,7 @@ class Pipeline:
         self.brand_patterns: dict[str, re.Pattern[str]] = {}
         self._stop_terms: dict[str, frozenset[str]] = {}
         self.brands = tuple(b for b in config.brands if shard is None or b.id in shard)
+        self._zones = {brand.id: brand.timezone for brand in config.brands}
         for brand in config.brands:
             pattern = term_pattern(brand.terms)
             assert pattern is not None  # validated: at least one non-blank term
@@ -658,7 +660,9 @@ class Pipeline:
                     raise CheckpointError(
                         "the series is not in the config any more (brand, rule topic or scale)"
                     )
-                fresh = functools.partial(default_detectors, series.scale_seconds)
+                fresh = functools.partial(
+                    default_detectors, series.scale_seconds, self._zones[series.brand]
+                )
                 self.detectors[series] = restore_series(checkpoints, fresh)
                 restored += 1
             except CheckpointError as exc:
@@ -1092,7 +1096,8 @@ class Pipeline:
     def _detectors(self, series: SeriesKey) -> list[Detector]:
         detectors = self.detectors.get(series)
         if detectors is None:
-            detectors = self.detectors[series] = default_detectors(series.scale_seconds)
+            zone = self._zones.get(series.brand, UTC_ZONE)
+            detectors = self.detectors[series] = default_detectors(series.scale_seconds, zone)
         return detectors
 
     def _judge(self, bucket: Bucket) -> list[Signal]:

@@ -1,14 +1,14 @@
 """The negative-share detector: the fraction of negative posts against its usual level.
 
 The usual share is an exponentially weighted ratio of negative posts to posts
-(half-life: a day), started from a weak prior, times a factor for the UTC hour of day:
+(half-life: a day), started from a weak prior, times a factor for the (local) hour of day:
 the share has a rhythm too (who posts at 3 a.m. is not who posts at noon; complaints
 pile up while a support desk is closed). Each hour's factor is its share over the last
 weeks (``hour_negatives`` over ``hour_posts``, half-life: a week of that hour) against
 the share of the whole day, trusted as far as it stands out from its binomial noise
 (empirical Bayes, ``shrunk_factors``), so that an hour seen on a few posts keeps
 the day's share; and times a factor for the day of the week, learned the same way from
-whole UTC days (half-life: a month of that weekday), once each has ended: a share that
+whole local days (half-life: a month of that weekday), once each has ended: a share that
 runs higher at weekends is not news every Saturday. A bucket with ``k`` negatives out
 of ``n`` posts is judged by a beta-binomial tail probability: the binomial part respects
 small counts (1 negative out of 2 posts is not a crisis), the beta part lets the share
@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import NamedTuple
 
+from xwatch.detect.calendar import UTC_ZONE, day_number, local
 from xwatch.detect.memo import Memo
 from xwatch.detect.runs import RunTracker
 from xwatch.detect.tails import betabinom_mid_p, larger, smaller
@@ -87,7 +89,7 @@ class NegativeShareDetector(Memo[Scored]):
     params: ShareParams = ShareParams()
     negatives: float = 0.0  # exponentially weighted, each over its hour's factor
     posts: float = 0.0
-    # per UTC hour of day: negatives and posts, exponentially weighted over that hour's
+    # per (local) hour of day: negatives and posts, exponentially weighted over that hour's
     # buckets (the hour's own share), and the factors they give (``_learn_hour``)
     hour_negatives: list[float] = field(default_factory=lambda: [0.0] * 24)
     hour_posts: list[float] = field(default_factory=lambda: [0.0] * 24)
@@ -98,7 +100,7 @@ class NegativeShareDetector(Memo[Scored]):
     weekday_negatives: list[float] = field(default_factory=lambda: [0.0] * 7)
     weekday_posts: list[float] = field(default_factory=lambda: [0.0] * 7)
     weekday_factors: list[float] = field(default_factory=lambda: [1.0] * 7)
-    today: int = -1  # the UTC day being summed, in days since the epoch
+    today: int = -1  # the local day being summed, in days since the epoch
     today_negatives: float = 0.0
     today_posts: float = 0.0
     seen_posts: int = 0
@@ -111,6 +113,7 @@ class NegativeShareDetector(Memo[Scored]):
     # the CUSUM's run: negatives against the usual share's expectation, of how many posts
     run: RunTracker = field(default_factory=RunTracker)
     measure: Measure = Measure.NEGATIVE_SHARE
+    timezone: str = UTC_ZONE  # whose hours and days the rhythm is (``calendar``): the brand's
 
     @property
     def drift(self) -> float:
@@ -142,10 +145,12 @@ class NegativeShareDetector(Memo[Scored]):
         return smaller(self.usual_share * season, MAX_SHARE)
 
     def _season(self, bucket: Bucket) -> float:
-        return self.hour_factors[self._hour(bucket)] * self.weekday_factors[bucket.start.weekday()]
+        at = local(bucket.start, self.timezone)
+        return self.hour_factors[self._hour(at)] * self.weekday_factors[at.weekday()]
 
-    def _hour(self, bucket: Bucket) -> int:
-        return bucket.start.hour if self.width_seconds < DAY else 0
+    def _hour(self, at: datetime) -> int:
+        """The local hour of day of a bucket starting at ``at`` (local)."""
+        return at.hour if self.width_seconds < DAY else 0
 
     def _band(
         self, share: float, n: int, z: float = BAND_Z, concentration: float | None = None
@@ -269,8 +274,8 @@ class NegativeShareDetector(Memo[Scored]):
         self.posts = self.posts * decay + n
         self.seen_posts += n
         if self.width_seconds < DAY:
-            self._learn_hour(self._hour(bucket), n, k)
-        self._learn_day(int(bucket.start.timestamp() // DAY), n, k)
+            self._learn_hour(self._hour(local(bucket.start, self.timezone)), n, k)
+        self._learn_day(day_number(bucket.start.timestamp(), self.timezone), n, k)
 
     def _learn_hour(self, hour: int, n: int, k: float) -> None:
         """The hour's own negatives and posts learn the bucket; at each new hour, the

@@ -50,7 +50,7 @@ from xwatch.detect.volume import DAY, CountDetector, CountParams
 from xwatch.errors import XwatchError
 from xwatch.model import Bucket, Measure, SeriesKey
 
-STATE_VERSION = 10  # bump whenever a detector's state changes meaning
+STATE_VERSION = 11  # bump whenever a detector's state changes meaning
 
 JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 
@@ -298,6 +298,12 @@ def _hour_evidence(fields: Fields) -> Fields:
     return upgraded
 
 
+def _utc_calendar(fields: Fields) -> Fields:
+    """10 -> 11: the rhythm is learned in the brand's time zone (``timezone``); a version
+    10 state learned it in UTC."""
+    return dict(fields) | {"timezone": "UTC"}
+
+
 def _number(value: object) -> float | None:
     """``value`` if it is a number (not a bool), else None."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -348,6 +354,18 @@ UPGRADES: dict[int, Upgrade] = {
         fields={
             "CountDetector": _hour_evidence,
             "NegativeShareDetector": _unchanged,
+            "TermModel": _unchanged,
+        },
+    ),
+    10: Upgrade(
+        fingerprints={
+            "CountDetector": "c2b5e3e520a3b4b1",
+            "NegativeShareDetector": "0c3297ff08fb182d",
+            "TermModel": "a89c6275c0bdf88b",
+        },
+        fields={
+            "CountDetector": _utc_calendar,
+            "NegativeShareDetector": _utc_calendar,
             "TermModel": _unchanged,
         },
     ),
@@ -599,6 +617,13 @@ def restore_series(
             raise CheckpointError(
                 f"{checkpoint.measure} is judged by {expected.__name__} now, "
                 f"the checkpoint holds a {type(restored).__name__}"
+            )
+        learned_in = getattr(restored, "timezone", None)
+        zone = getattr(detectors[index], "timezone", None)
+        if learned_in != zone:  # its hours and days are another zone's: unlearn them
+            raise CheckpointError(
+                f"its rhythm was learned in the time zone {learned_in}, and the brand's is "
+                f"{zone} now: it is learned afresh"
             )
         detectors[index] = restored
     _check_working(checkpoints)

@@ -5,7 +5,7 @@ The expected count of a bucket is ``level x daily[hour] x weekly[weekday]``:
 * ``level``  the recent mean rate, deseasonalised (half-life: hours), each bucket learned
   in proportion to what it says about the level (``_information``: on a small series a
   quiet hour's bucket says little, so one night post does not move the level as twenty);
-* ``daily``  a factor per UTC hour of day: the hour's posts over the posts it would have
+* ``daily``  a factor per local hour of day: the hour's posts over the posts it would have
   had at a factor of 1, both summed with a half-life of a week of that hour and each
   bucket weighted as the negative binomial's likelihood weighs it (on a small series a
   ratio of sums, as a Poisson rate is estimated: an average of per-bucket ratios was
@@ -13,9 +13,12 @@ The expected count of a bucket is ``level x daily[hour] x weekly[weekday]``:
   night made an hour's factor 20), first estimated from the whole warm-up day at once,
   and shrunk towards 1 as far as it rests on too few posts to stand out from its noise
   (``_hour_factor``: empirical Bayes, a gamma prior on Poisson rates);
-* ``weekly`` a factor per day of week, learned from whole UTC days against the mean of the
-  last seven (half-life: a month of that weekday), from weeks without a silent day (a
+* ``weekly`` a factor per day of week, learned from whole local days against the mean of
+  the last seven (half-life: a month of that weekday), from weeks without a silent day (a
   day without a post is a gap in the feed, not a rhythm).
+
+Local: the hours and days of the detector's ``timezone``, its brand's audience's
+(``calendar``; UTC by default).
 
 A bucket is judged by two pieces of evidence against a negative binomial around
 that expectation (whose dispersion is learned online too, so "2 → 6" and
@@ -144,6 +147,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from xwatch.detect.calendar import UTC_ZONE, day_number, local
 from xwatch.detect.memo import Memo
 from xwatch.detect.runs import RunTracker
 from xwatch.detect.tails import (
@@ -235,7 +239,7 @@ class _Constants:
 
     width_seconds: int
     params: CountParams
-    hourly: bool  # buckets shorter than a day: each UTC hour of day has its factor
+    hourly: bool  # buckets shorter than a day: each (local) hour of day has its factor
     per_day: int  # buckets in a day (1 for day-wide buckets)
     level_alpha: float  # EWMA weights of one bucket at each half-life's own pace
     dispersion_alpha: float
@@ -383,7 +387,7 @@ class CountDetector(Memo[_Constants]):
     # (the weekday factors are learned from whole days against the week's mean)
     day_sums: list[float] = field(default_factory=lambda: [0.0] * 7)
     day_buckets: list[int] = field(default_factory=lambda: [0] * 7)
-    day: int = -1  # the UTC day being summed, in days since the epoch
+    day: int = -1  # the local day being summed, in days since the epoch
     learned: int = 0
     first_start: float | None = None
     last_hour: int = -1
@@ -419,6 +423,7 @@ class CountDetector(Memo[_Constants]):
     judged: Judgement | None = None  # score_one's work, reused by learn_one on that bucket
     episode_bar: float = 0.0  # the highest raw surprise of the episode, decaying
     onsets: OnsetTail = field(default_factory=OnsetTail)  # how rare such episodes have been
+    timezone: str = UTC_ZONE  # whose hours and days the rhythm is (``calendar``): the brand's
 
     def __post_init__(self) -> None:
         if self.dispersion == 0.0:
@@ -442,8 +447,9 @@ class CountDetector(Memo[_Constants]):
     # -- the model ---------------------------------------------------------------
 
     def _slots(self, start: datetime) -> tuple[int, int]:
-        hour = start.hour if self.width_seconds < DAY else 0
-        return hour, start.weekday()
+        at = local(start, self.timezone)
+        hour = at.hour if self.width_seconds < DAY else 0
+        return hour, at.weekday()
 
     def expected(self, start: datetime, level: float | None = None) -> float:
         """The expected count of a bucket, at the current level or at ``level``."""
@@ -1022,7 +1028,7 @@ class CountDetector(Memo[_Constants]):
         factor learns the day's mean against the mean of the last seven days (once seven
         have been seen). A factor learned bucket by bucket against ``level`` would learn
         nothing: the level follows a day within hours, so any factor fits its own day."""
-        day = int(start // DAY)
+        day = day_number(start, self.timezone)
         weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
         if day != self.day:
             if self.day >= 0:
