@@ -128,7 +128,7 @@ def test_a_brand_s_time_zone_is_an_iana_name_checked_on_its_line(project: Path) 
     line = text.splitlines().index("    timezone: America/New_Yrok") + 1
     assert problems_of(config) == [
         f"{config}:{line}: brands[0].timezone: Value error, unknown time zone "
-        "'America/New_Yrok' (an IANA name, like America/New_York or UTC) "
+        "'America/New_Yrok' (an IANA name, like Asia/Tokyo or UTC) "
         "(found 'America/New_Yrok')"
     ]
     config.write_text(text.replace("New_Yrok", "New_York"), "utf-8")

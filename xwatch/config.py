@@ -34,6 +34,17 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+def known_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone, else a ``ValueError`` saying what is expected."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (an IANA name, like Asia/Tokyo or UTC)"
+        ) from None
+    return name
+
+
 class Brand(Frozen):
     """A brand to watch. ``terms`` find its mentions; ``accounts`` are its own handles;
     ``timezone`` (IANA) is its audience's: the hours and days its rhythm is learned in."""
@@ -47,13 +58,7 @@ class Brand(Frozen):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (an IANA name, like America/New_York or UTC)"
-            ) from None
-        return value
+        return known_zone(value)
 
     @field_validator("terms")
     @classmethod

@@ -85,12 +85,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import ahocorasick  # type: ignore[import-not-found]  # no type information shipped
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from xwatch.config import Config, Frozen
+from xwatch.config import Config, Frozen, known_zone
 from xwatch.errors import ConfigError, Problem
 from xwatch.model import (
     Bucket,
@@ -349,13 +349,7 @@ class QuietHours(Frozen):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (an IANA name, like Asia/Tokyo or UTC)"
-            ) from None
-        return value
+        return known_zone(value)
 
     def covers(self, at: datetime) -> bool:
         local = at.astimezone(ZoneInfo(self.timezone))
