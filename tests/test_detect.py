@@ -1083,3 +1083,162 @@ def test_a_daylight_saving_change_is_not_news_in_the_brand_s_time_zone() -> None
     brand's zone, the week after the change is quiet."""
     assert alarms_after_a_dst_change("America/New_York") == 0
     assert alarms_after_a_dst_change("UTC") > 10
+
+
+# -- the negative share's signal: what it says, and when it may speak ---------------------
+
+
+def share_probe(detector: NegativeShareDetector, at: datetime, n: int, k: int) -> Signal:
+    """The signal of a bucket of ``n`` posts, ``k`` negative, at ``at`` (learned after)."""
+    b = bucket(at, n, k)
+    signal = detector.score_one(b)
+    detector.learn_one(b)
+    return signal
+
+
+def test_a_negative_share_wave_s_signal_explains_itself() -> None:
+    """A wave, 240 negative posts of 400 where about 10 % is usual: the alert must say the
+    share it saw, the hour's usual share, and a band around it that the wave is well
+    outside; a wrong figure there (the band of a 2-sd test, or 0 to 1) misleads whoever
+    reads the alert. The bucket alone decides: no CUSUM run is claimed."""
+    detector = share_detector_after(1, 40, 0.1)
+    at = T0 + timedelta(days=1)
+    usual, concentration = detector.usual_at(bucket(at, 400, 240)), detector.concentration
+    signal = share_probe(detector, at, 400, 240)
+    assert signal.direction == "up" and signal.likelihood > 0.99999
+    assert signal.observed == 0.6
+    assert signal.expected == usual
+    sd = math.sqrt(usual * (1 - usual) / 400 * (1 + 399 / (concentration + 1)))
+    assert signal.low == pytest.approx(usual - volume.BAND_Z * sd)
+    assert signal.high == pytest.approx(usual + volume.BAND_Z * sd)
+    assert 0.0 < signal.low < signal.expected < signal.high < signal.observed
+    assert signal.run is None
+
+
+def test_a_negative_share_band_never_leaves_zero_to_one() -> None:
+    """On a bucket of 2 posts the band of a share of 10 % is wider than the share: its
+    low edge is 0, never a negative share, and its high edge at most 1."""
+    detector = share_detector_after(1, 10, 0.1)
+    signal = detector.score_one(bucket(T0 + timedelta(days=1), 2, 1))
+    assert signal.low == 0.0 and 0.0 < signal.high <= 1.0
+
+
+def test_a_drop_in_the_negative_share_reads_down_with_its_own_tail() -> None:
+    """No negative post of 40 where 10 % is usual: a "down" signal whose likelihood is
+    the lower tail's (about 0.99), not the upper one's (which would read 0: "nothing to
+    see"), with the Bonferroni share of the bucket test not taken from it; no run."""
+    detector = share_detector_after(1, 40, 0.1)
+    at = T0 + timedelta(days=1)
+    usual, concentration = detector.usual_at(bucket(at, 40, 0)), detector.concentration
+    signal = share_probe(detector, at, 40, 0)
+    _, down = betabinom_mid_p(0, 40, usual, concentration)
+    assert signal.direction == "down" and signal.observed == 0.0 < signal.expected
+    assert signal.likelihood == pytest.approx(1.0 - down)
+    assert signal.run is None
+
+
+def test_a_share_bucket_test_keeps_only_its_part_of_the_false_alarm_budget() -> None:
+    """A lone high bucket (CUSUM at 0) is judged by its tail over the bucket test's 80 %
+    of the budget: with the whole budget, its likelihood reads higher than it is and the
+    rule's 0.9999 is met more often than it says."""
+    detector = share_detector_after(1, 40, 0.1)
+    at = T0 + timedelta(days=1)
+    usual, concentration = detector.usual_at(bucket(at, 40, 9)), detector.concentration
+    signal = share_probe(detector, at, 40, 9)
+    up, _ = betabinom_mid_p(9, 40, usual, concentration)
+    assert signal.direction == "up" and signal.run is None
+    assert signal.likelihood == pytest.approx(1.0 - up / (1.0 - detector.params.cusum_share))
+
+
+def rising_share(buckets: int) -> tuple[NegativeShareDetector, list[Signal], list[float]]:
+    """A day at 10 % negative (40 posts a bucket), then ``buckets`` buckets of 9 negative
+    posts of 40: none extreme alone. The signals of those, and their usual shares."""
+    detector = share_detector_after(1, 40, 0.1)
+    signals, usuals = [], []
+    for i in range(buckets):
+        at = T0 + timedelta(days=1, minutes=5 * i)
+        usuals.append(detector.usual_at(bucket(at, 40, 9)))
+        signals.append(share_probe(detector, at, 40, 9))
+    return detector, signals, usuals
+
+
+def test_a_sustained_rise_in_the_negative_share_alerts_with_its_run() -> None:
+    """22 % negative where 10 % is usual, bucket after bucket: the CUSUM alerts within
+    the hour, and the alert carries its run (since the rise began: the negatives of those
+    buckets against the usual share's expectation), without which "9 of 40 negative"
+    does not explain it. Its likelihood is the CUSUM's with this bucket counted in."""
+    detector, signals, usuals = rising_share(5)
+    alert = signals[-1]
+    assert [s.likelihood >= 0.9999 for s in signals] == [False] * 4 + [True]
+    assert alert.direction == "up" and alert.run is not None
+    assert alert.run.start == T0 + timedelta(days=1)
+    assert (alert.run.buckets, alert.run.observed, alert.run.posts) == (5, 45.0, 200)
+    assert alert.run.expected == pytest.approx(40 * sum(usuals))
+    sustained = math.exp(-detector.cusum) / detector.params.cusum_share
+    assert alert.likelihood == pytest.approx(1.0 - sustained)
+
+
+def test_a_quiet_bucket_inside_a_rising_negative_share_run_still_reads_up() -> None:
+    """Three buckets of 22 % negative, then one without a negative post: the CUSUM still
+    stands above its threshold, so the signal stays "up" on the run's evidence (with the
+    run), rather than reading as a drop of the share, or as up with nothing to show."""
+    detector, _, _ = rising_share(3)
+    signal = share_probe(detector, T0 + timedelta(days=1, minutes=15), 40, 0)
+    assert signal.observed == 0.0 < detector.cusum
+    assert signal.direction == "up" and signal.run is not None
+    assert (signal.run.buckets, signal.run.observed, signal.run.posts) == (4, 27.0, 160)
+    sustained = math.exp(-detector.cusum) / detector.params.cusum_share
+    assert signal.likelihood == pytest.approx(1.0 - sustained)
+
+
+def test_a_new_share_series_is_warming_up_until_it_has_seen_a_day() -> None:
+    """23 hours of busy buckets (11,000 posts): the hours of the day have not all been
+    seen, so a wave is not yet judged; a day later it is."""
+    detector = NegativeShareDetector(300)
+    for i in range(23 * 12):
+        share_probe(detector, T0 + timedelta(minutes=5 * i), 40, 4)
+    assert detector.seen_posts > 10 * detector.params.warmup_posts
+    assert share_probe(detector, T0 + timedelta(hours=23), 40, 24).warming_up
+    assert not share_probe(detector, T0 + timedelta(days=1), 40, 24).warming_up
+
+
+def test_a_new_share_series_is_warming_up_until_it_has_seen_enough_posts() -> None:
+    """A day and more of a quiet series (a post every 20 minutes, under 200 in all): its
+    usual share is still mostly the prior's, so a bucket of many negatives is not judged."""
+    detector = NegativeShareDetector(300)
+    for i in range(26 * 12):
+        share_probe(detector, T0 + timedelta(minutes=5 * i), 1 if i % 4 == 0 else 0, 0)
+    assert detector.seen_posts < detector.params.warmup_posts
+    assert share_probe(detector, T0 + timedelta(hours=26), 40, 24).warming_up
+
+
+def test_a_rise_in_the_negative_share_after_calm_days_is_flagged_as_fast() -> None:
+    """Calm days leave the CUSUM at 0, not below it: evidence against a rise that never
+    came must not be banked, or a real rise after a long calm would be missed for hours."""
+    detector = share_detector_after(3, 40, 0.1)
+    likelihoods = [
+        share_probe(detector, T0 + timedelta(days=3, minutes=5 * i), 40, 9).likelihood
+        for i in range(6)
+    ]
+    assert max(likelihoods) >= 0.9999
+
+
+def test_a_share_that_flips_between_none_and_all_keeps_a_usable_concentration() -> None:
+    """Buckets all negative or none negative: the share wanders as far as it can. The
+    learned concentration stays at its floor (not near 0, where the beta-binomial test
+    means nothing), and a steady share's is a hundred times higher (nearly binomial)."""
+    detector = NegativeShareDetector(300)
+    for i in range(2 * 288):
+        share_probe(detector, T0 + timedelta(minutes=5 * i), 20, 20 * (i % 2))
+    low, high = detector.params.concentration_range
+    assert detector.concentration == low
+    assert 100 * low < share_detector_after(3, 40, 0.1).concentration <= high
+
+
+def test_a_mostly_negative_share_series_is_judged_against_its_own_share() -> None:
+    """A complaints channel, 70 % negative as a rule: its usual share is 70 %, so a
+    bucket at 70 % is not a wave."""
+    detector = share_detector_after(1, 40, 0.7)
+    signal = share_probe(detector, T0 + timedelta(days=1), 40, 28)
+    assert signal.expected == pytest.approx(0.7, abs=0.05)
+    assert signal.likelihood < 0.99
