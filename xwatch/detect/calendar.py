@@ -10,12 +10,11 @@ hours every week (a UTC-5 brand's Friday evening judged as a Saturday).
 from __future__ import annotations
 
 import functools
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 UTC_ZONE = "UTC"
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-DAY_SECONDS = 86400.0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -29,10 +28,6 @@ def local(at: datetime, timezone: str) -> datetime:
     return at if timezone == UTC_ZONE else at.astimezone(zone(timezone))
 
 
-def day_number(timestamp: float, timezone: str) -> int:
-    """The local date at ``timestamp`` (epoch seconds), as days since 1970-01-01."""
-    if timezone == UTC_ZONE:
-        return int(timestamp // DAY_SECONDS)
-    return datetime.fromtimestamp(timestamp, UTC).astimezone(zone(timezone)).toordinal() - (
-        _EPOCH_ORDINAL
-    )
+def day_number(at: datetime) -> int:
+    """The date of ``at`` (a local time, from ``local``), as days since 1970-01-01."""
+    return at.toordinal() - _EPOCH_ORDINAL

@@ -273,9 +273,10 @@ class NegativeShareDetector(Memo[Scored]):
         self.negatives = self.negatives * decay + k / season
         self.posts = self.posts * decay + n
         self.seen_posts += n
+        at = local(bucket.start, self.timezone)
         if self.width_seconds < DAY:
-            self._learn_hour(self._hour(local(bucket.start, self.timezone)), n, k)
-        self._learn_day(day_number(bucket.start.timestamp(), self.timezone), n, k)
+            self._learn_hour(self._hour(at), n, k)
+        self._learn_day(day_number(at), n, k)
 
     def _learn_hour(self, hour: int, n: int, k: float) -> None:
         """The hour's own negatives and posts learn the bucket; at each new hour, the

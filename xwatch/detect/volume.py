@@ -446,14 +446,16 @@ class CountDetector(Memo[_Constants]):
 
     # -- the model ---------------------------------------------------------------
 
-    def _slots(self, start: datetime) -> tuple[int, int]:
+    def _slots(self, start: datetime) -> tuple[int, int, int]:
+        """The bucket's local hour of day (0 for day-wide buckets), weekday and date (days
+        since the epoch)."""
         at = local(start, self.timezone)
         hour = at.hour if self.width_seconds < DAY else 0
-        return hour, at.weekday()
+        return hour, at.weekday(), day_number(at)
 
     def expected(self, start: datetime, level: float | None = None) -> float:
         """The expected count of a bucket, at the current level or at ``level``."""
-        hour, weekday = self._slots(start)
+        hour, weekday, _ = self._slots(start)
         daily, weekly = self._rhythm(hour, weekday, self._constants())
         return max((self.level if level is None else level) * daily * weekly, MIN_EXPECTED)
 
@@ -586,7 +588,7 @@ class CountDetector(Memo[_Constants]):
             return judged
         constants = self._constants()
         p = self.params
-        hour, weekday = self._slots(bucket.start)
+        hour, weekday, _ = self._slots(bucket.start)
         daily, weekly = self._rhythm(hour, weekday, constants)
         mu = larger(self.level * daily * weekly, MIN_EXPECTED)  # ``expected``
         alpha = self.dispersion
@@ -763,7 +765,7 @@ class CountDetector(Memo[_Constants]):
         judged = self._judge(bucket, signal=False)  # score_one's, if it judged the bucket
         self.judged = None  # what is learned next changes the model
         constants = self._constants()
-        hour, weekday = self._slots(bucket.start)
+        hour, weekday, day = self._slots(bucket.start)
         # what learning the bucket does depends on whether it is in the warm-up, and
         # whether ``score_one`` judged it (after the warm-up, once a bucket is learned)
         warming_up = self._warming_up(judged.start)
@@ -772,7 +774,7 @@ class CountDetector(Memo[_Constants]):
         adopt = self._learn_cusums(hour, weekday, judged, judging, constants)
         if self.cusum_up == 0.0 and self.cusum_down == 0.0:
             self.calm_level = self.level  # no sign of a change: the normal, so far
-        self._learn_baseline(hour, weekday, judged, warming_up, constants)
+        self._learn_baseline(hour, weekday, day, judged, warming_up, constants)
         if adopt is not None:
             self._adopt(adopt, judged.start)
         if self.warmup_n and not self._warming_up(judged.start + self.width_seconds):
@@ -883,7 +885,13 @@ class CountDetector(Memo[_Constants]):
             self.shift_from, self.shift_at = normal, start
 
     def _learn_baseline(
-        self, hour: int, weekday: int, judged: Judgement, warming_up: bool, constants: _Constants
+        self,
+        hour: int,
+        weekday: int,
+        day: int,
+        judged: Judgement,
+        warming_up: bool,
+        constants: _Constants,
     ) -> None:
         mu = judged.expected
         daily = self.daily
@@ -895,7 +903,7 @@ class CountDetector(Memo[_Constants]):
             self.warmup_n[hour] += 1
             self.warmup_sum[hour] += value
         else:  # the warm-up's days are judged against a rhythm still being learned
-            self._learn_weekdays(judged.start, daily[hour], rhythm_value)
+            self._learn_weekdays(day, daily[hour], rhythm_value)
         # Fast start: plain averages until the half-life's own weight takes over.
         a_level = larger(constants.level_alpha, 1.0 / self.learned)
         if self.learned > 1 and mu >= 1.0:
@@ -1023,12 +1031,11 @@ class CountDetector(Memo[_Constants]):
         self.week_high = max(self.week_high, self.calm_level)
         self.week_low = min(self.week_low, self.calm_level)
 
-    def _learn_weekdays(self, start: float, daily: float, value: float) -> None:
+    def _learn_weekdays(self, day: int, daily: float, value: float) -> None:
         """Sum the day's values over their hour's factor; when a day ends, its weekday's
         factor learns the day's mean against the mean of the last seven days (once seven
         have been seen). A factor learned bucket by bucket against ``level`` would learn
         nothing: the level follows a day within hours, so any factor fits its own day."""
-        day = day_number(start, self.timezone)
         weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
         if day != self.day:
             if self.day >= 0:
