@@ -14,6 +14,8 @@ import pytest
 from tests.factories import T0, alert, notice
 from xwatch.alerting.codec import CodecError, from_json, to_json
 from xwatch.alerting.incidents import (
+    KEPT_IDS,
+    KEPT_RESOLVED_PARTS,
     Change,
     Incident,
     IncidentBook,
@@ -396,6 +398,65 @@ def test_a_new_incident_never_takes_the_id_of_a_resolved_one() -> None:
     restored.restore([first.incident, resolved.incident], [])
     third = fire(restored, warning(rule="mention-volume-spike", at=AT), AT)[0].incident
     assert third.id == f"{opened.id}-3"
+
+
+def test_the_ids_kept_taken_are_the_newest_not_every_one_ever_given() -> None:
+    """Months of incidents opening and resolving: the book kept every id it ever gave (a
+    set that only grew, for the life of the process). It keeps the newest ``KEPT_IDS``,
+    as a restart does, and a late post still never takes a recent one's id."""
+    book = IncidentBook(Policy())
+    at = AT
+    for n in range(KEPT_IDS + 500):  # one incident an hour, for two months
+        at = AT + timedelta(hours=n)
+        opened = fire(book, alert(at=at, brand=f"brand{n % 7}", channels=("slack",)))
+        book.resolve(opened[0].incident.id, "@rita", at + timedelta(minutes=1))
+    assert len(book.ids) == KEPT_IDS
+    assert f"brand0-{AT:%Y%m%d-%H%M%S}" not in book.ids  # the oldest are forgotten
+    last = f"brand{(KEPT_IDS + 499) % 7}"
+    late = warning(rule="high-reach-complaint", at=at, brand=last, channels=("slack",))
+    assert fire(book, late, at)[0].incident.id == f"{last}-{at:%Y%m%d-%H%M%S}-2"
+
+
+def test_a_restart_keeps_the_newest_ids_taken_whatever_order_the_store_gives() -> None:
+    book = IncidentBook(Policy(), kept_ids=2)
+    made = []
+    for hour in range(3):
+        opened = fire(book, alert(at=AT + timedelta(hours=hour)))[0].incident
+        made.append(book.resolve(opened.id, "@rita", AT + timedelta(hours=hour, minutes=1))[0])
+    restored = IncidentBook(Policy(), kept_ids=2)
+    restored.restore([c.incident for c in reversed(made)], [])  # newest first, as the store
+    assert list(restored.ids) == [made[1].incident.id, made[2].incident.id]
+
+
+def test_an_incident_open_for_weeks_keeps_its_latest_resolved_parts_not_every_one() -> None:
+    """A brand never calm for two hours keeps one incident open; each day a new term
+    surges and calms down, a part of its own: the incident grew by a part a day, rewritten
+    to the store and carried by every notice. Its oldest resolved parts go (the timeline
+    says so); the active ones and the latest resolved stay."""
+    book = IncidentBook(Policy(repeat_after=None))
+    complaint = warning(rule="high-reach-complaint", at=AT)
+    fire(book, complaint)
+    forgotten = []
+    days = KEPT_RESOLVED_PARTS + 10
+    for day in range(days):
+        at = AT + timedelta(days=day, hours=1)
+        term = dataclasses.replace(warning(rule="new-term-surge", at=at), term=f"#crisis{day}")
+        fire(book, term, at)
+        calm = at + timedelta(hours=3)
+        changes = book.observe([AlertEvent(EventKind.RESOLVED, term, calm)], calm)
+        forgotten += [e for c in changes for e in c.entries if e.kind == "parts_forgotten"]
+        refire = dataclasses.replace(
+            complaint, signal=dataclasses.replace(complaint.signal, end=calm)
+        )  # the complaints go on: the incident stays open
+        book.observe([AlertEvent(EventKind.UPDATED, refire, calm)], calm)
+    [incident] = book.incidents.values()
+    assert len(incident.parts) == KEPT_RESOLVED_PARTS + 1
+    assert incident.parts[0].identity == complaint.identity  # active: kept, and first
+    terms = [p.first.term for p in incident.parts[1:]]
+    assert terms == [f"#crisis{day}" for day in range(10, days)]  # the latest resolved
+    assert len(forgotten) == 10
+    most = KEPT_RESOLVED_PARTS
+    assert forgotten[0].text == f"1 resolved part(s) no longer listed (at most {most})"
 
 
 def test_an_acknowledged_incident_s_return_from_silence_is_said_and_not_acknowledged_again() -> (

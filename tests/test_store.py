@@ -267,3 +267,31 @@ def test_incidents_page_on_before_the_last_one_listed() -> None:
         assert pages == every
         assert store.incidents(before="no-such-incident") == []
         assert [i.id for i in store.incidents(state="open", limit=10, before=every[1])] == every[2:]
+
+
+def test_a_notice_sent_or_failed_for_good_is_not_kept_whole() -> None:
+    """Each notice holds its whole incident (alerts, chart points, sample posts): the
+    outbox kept every one ever sent, tens of kilobytes each, for months (in memory, for
+    a daemon without a store file). Once sent or failed for good, its row keeps what the
+    incident page shows; a pending one stays whole, to be sent after a restart."""
+    book = IncidentBook(Policy())
+    fired = alert(at=T0 + timedelta(hours=13), channels=("email", "slack", "webhook"))
+    changes = book.observe([AlertEvent(EventKind.FIRING, fired, fired.signal.end)], T0)
+    [sent, failed, waiting] = [n for c in changes for n in c.notices]
+    with Store.open(MEMORY) as store:
+        store.record_changes(changes)
+        store.record_attempt(sent, "delivered", at=SAVED_AT)
+        store.record_attempt(failed, "retry", "HTTP 503", at=SAVED_AT)
+        store.record_attempt(failed, "failed", "gave up", at=SAVED_AT)
+        store.record_attempt(waiting, "retry", "HTTP 503", at=SAVED_AT)
+        kept = dict(store._read("SELECT notice_id, length(notice) FROM outbox"))
+        assert kept[sent.id] == kept[failed.id] == 0
+        assert kept[waiting.id] > 10_000  # still whole: the one that will be sent again
+        assert store.pending_notices() == [(waiting, 1)]
+        record = store.incident_record(sent.incident.id)
+        assert record is not None
+        assert [(d.notice_id, d.state, d.attempts) for d in record.deliveries] == [
+            (sent.id, "delivered", 1),
+            (failed.id, "failed", 2),
+            (waiting.id, "pending", 1),
+        ]

@@ -727,15 +727,23 @@ class Store:
         self, notice: Notice, outcome: str, error: str = "", at: datetime | None = None
     ) -> None:
         """One delivery attempt: ``delivered``, ``retry`` (still pending) or ``failed`` (for
-        good). The outbox row is updated and the attempt kept in the audit trail."""
+        good). The outbox row is updated and the attempt kept in the audit trail.
+
+        Once delivered or failed for good, the row keeps what the incident page shows of
+        it (channel, kind, state, attempts, error, times), not the notice itself: only a
+        pending notice is read again (``pending_notices``), and each one holds the whole
+        incident as it was (its parts' alerts, their charts' points and sample posts),
+        tens of kilobytes that the store kept for every notice ever sent, in memory too
+        for a daemon without a store file."""
         when = (at or datetime.now(UTC)).isoformat()
         state = {"delivered": "delivered", "retry": "pending", "failed": "failed"}[outcome]
         try:
             with self._write() as db:
                 db.execute(
                     "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
-                    "delivered_at = ? WHERE notice_id = ?",
-                    (state, error, when if outcome == "delivered" else None, notice.id),
+                    "delivered_at = ?, notice = CASE ? WHEN 'pending' THEN notice ELSE '' END "
+                    "WHERE notice_id = ?",
+                    (state, error, when if outcome == "delivered" else None, state, notice.id),
                 )
                 db.execute(
                     "INSERT INTO delivery_attempts (notice_id, channel, at, outcome, error) "

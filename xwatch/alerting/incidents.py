@@ -33,6 +33,7 @@ it holds only the open incidents (the store keeps the history).
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,21 @@ from enum import StrEnum
 from xwatch.alerting.render import describe
 from xwatch.errors import XwatchError
 from xwatch.model import SEVERITY_RANK, Alert, AlertEvent, EventKind, PlaybookRef, Severity
+
+KEPT_IDS = 1000
+"""The most ids the book keeps taken for incidents that are no longer open (the newest):
+as many as a restart gives back (the daemon's ``RECENT_INCIDENT_IDS``). An id is taken
+again only by an incident of the same brand opened in the same second, which a late post
+can do within minutes or hours, not a thousand incidents later; every id given would
+otherwise be kept for the life of the process."""
+
+KEPT_RESOLVED_PARTS = 20
+"""The most resolved parts an open incident keeps (the latest resolved). A brand that is
+never calm for long keeps one incident open for weeks, and each new surging term joins
+it as a part of its own: a month of them made an incident of 31 parts (430 kB of JSON,
+rewritten to the store at every change and carried by every notice, each hourly
+reminder included). The oldest resolved parts go; the timeline keeps their story, and
+one fired again starts a part afresh."""
 
 SEVERITY_ROSE = "severity now "
 """How an ``updated`` notice that raised the incident's severity begins (email sends those)."""
@@ -213,19 +229,20 @@ class Policy:
 
 
 class IncidentBook:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, kept_ids: int = KEPT_IDS) -> None:
         self.policy = policy
         self.incidents: dict[str, Incident] = {}  # the open ones, by id
         self.silences: dict[str, Silence] = {}
-        # every id given (or restored) so far: a new incident never takes a resolved one's
-        # id (a late post opened one in the same second, and the store replaced the
-        # resolved incident, its timeline and its notices with it)
-        self.ids: set[str] = set()
+        # the newest ``kept_ids`` ids given (or restored), oldest first: a new incident
+        # never takes a resolved one's id (a late post opened one in the same second, and
+        # the store replaced the resolved incident, its timeline and its notices with it)
+        self.ids: OrderedDict[str, None] = OrderedDict()
+        self.kept_ids = kept_ids
 
     def restore(self, incidents: Iterable[Incident], silences: Iterable[Silence]) -> None:
         """Put back the open incidents and the silences kept in the store."""
-        for incident in incidents:
-            self.ids.add(incident.id)
+        for incident in sorted(incidents, key=lambda i: (i.opened_at, i.id)):  # oldest first
+            self._take(incident.id)
             if incident.is_open:
                 self.incidents[incident.id] = incident
         for silence in silences:
@@ -291,9 +308,13 @@ class IncidentBook:
     ) -> Change:
         before_severity = incident.severity if incident.parts else None
         parts = [p for p in incident.parts if p.identity != part.identity] + [part]
+        parts, forgotten = _forget_resolved(parts)
         parts.sort(key=lambda p: p.since)
         incident = _with_parts(incident, parts, at)
         entries = [entry]
+        if forgotten:
+            text = f"{forgotten} resolved part(s) no longer listed (at most {KEPT_RESOLVED_PARTS})"
+            entries.append(Entry(at, "parts_forgotten", text))
         notices: list[Notice] = []
         if not any(p.active for p in incident.parts):
             incident = dataclasses.replace(incident, state=State.RESOLVED, resolved_at=at)
@@ -527,8 +548,16 @@ class IncidentBook:
         while candidate in self.ids:
             n += 1
             candidate = f"{base}-{n}"
-        self.ids.add(candidate)
+        self._take(candidate)
         return candidate
+
+    def _take(self, incident_id: str) -> None:
+        """Keep ``incident_id`` taken, forgetting the oldest past ``kept_ids`` (an incident
+        still open needs none: its brand's alerts join it, never open another)."""
+        self.ids[incident_id] = None
+        self.ids.move_to_end(incident_id)  # taken again: the newest
+        while len(self.ids) > self.kept_ids:
+            self.ids.popitem(last=False)
 
     def _announce(self, incident: Incident, at: datetime) -> tuple[Incident, list[Notice]]:
         """The first notice of an incident, unless every notifiable part is in quiet hours
@@ -601,6 +630,19 @@ def _with_parts(incident: Incident, parts: Sequence[Part], at: datetime) -> Inci
     elif state is State.SILENCED and active:
         state = State.ACKNOWLEDGED if incident.acknowledged_by else State.FIRING
     return dataclasses.replace(incident, parts=tuple(muted), state=state, updated_at=at)
+
+
+def _forget_resolved(parts: list[Part]) -> tuple[list[Part], int]:
+    """The parts less the resolved ones past ``KEPT_RESOLVED_PARTS`` (those resolved first
+    go first), and how many went; an incident whose every part has resolved keeps them all
+    (it is over: the store keeps it as it ended)."""
+    resolved = [p for p in parts if not p.active]
+    extra = len(resolved) - KEPT_RESOLVED_PARTS
+    if extra <= 0 or len(resolved) == len(parts):
+        return parts, 0
+    oldest = sorted(resolved, key=lambda p: p.resolved_at or p.since)[:extra]
+    gone = {p.identity for p in oldest}
+    return [p for p in parts if p.identity not in gone], extra
 
 
 def _escalation_due(incident: Incident) -> datetime:
