@@ -380,3 +380,25 @@ def test_a_warning_about_many_brands_names_a_few_and_counts_the_rest(
     for warning in warnings:
         assert "brand00, brand01" in warning and "brand09 and 15 more have none" in warning
         assert "brand24" not in warning and len(warning) < 400
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "Input should be greater than or equal to 1 (found 0)"),
+        ("1.5", "Input should be a valid integer, got a number with a fractional part (found 1.5)"),
+    ],
+)
+def test_a_retention_under_a_day_is_refused_on_its_line(
+    project: Path, value: str, expected: str
+) -> None:
+    """``store.retention_days``: whole days, at least one (``null`` keeps everything)."""
+    config = project / "config.yaml"
+    shipped = config.read_text("utf-8")
+    assert "store:\n  enabled: false\n" in shipped
+    text = shipped.replace("store:\n", f"store:\n  retention_days: {value}\n")
+    config.write_text(text, "utf-8")
+    line = text.splitlines().index(f"  retention_days: {value}") + 1
+    assert problems_of(config) == [f"{config}:{line}: store.retention_days: {expected}"]
+    config.write_text(shipped.replace("store:\n", "store:\n  retention_days: null\n"), "utf-8")
+    assert load_config(config)[0].store.retention_days is None

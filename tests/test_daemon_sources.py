@@ -24,6 +24,7 @@ from xwatch.daemon import Daemon
 from xwatch.detect.volume import CountDetector
 from xwatch.model import Measure, SeriesKey
 from xwatch.settings import load_settings
+from xwatch.sources import WarmStart
 from xwatch.sources.webhook import sign
 
 
@@ -231,6 +232,9 @@ async def test_the_x_stream_warm_starts_the_brands_volume_from_x_s_counts(
             assert not volume._warming_up(now.timestamp())
             said = "\n".join(r.getMessage() for r in caplog.records)
             assert "source x: warm start from its counts: 3 series of 1 brands" in said
+            (source,) = daemon.sources
+            assert isinstance(source, WarmStart)
+            assert source.warm_counts == {}  # taught, then let go (1.1 MB a brand)
         finally:
             daemon.stop.set()
             await asyncio.wait_for(task, 10)

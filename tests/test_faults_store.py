@@ -76,7 +76,9 @@ async def test_a_read_only_store_is_survived_surfaced_and_recovered_from(
             with read_only(store):
                 source.go.set()  # the pipeline goes on
                 fire(daemon, ("slack",))
+                await daemon.settled()  # written (it failed), the notice queued
                 await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
+                await daemon.settled()  # the delivery recorded (it failed too)
                 # the incident was not saved, yet Slack got it, once
                 assert errors(daemon, "incidents") == 1
                 assert len(slack.top_level()) == 1

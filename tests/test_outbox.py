@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -19,9 +20,10 @@ import pytest
 from tests.factories import T0, GatedSource, alert, mention
 from tests.fake_slack import TOKEN as SLACK_TOKEN
 from tests.fake_slack import FakeSlack
+from tests.waiting import eventually
 from xwatch.alerting import Notifier, PermanentFailure, TemporaryFailure
 from xwatch.alerting.console import ConsoleNotifier
-from xwatch.alerting.incidents import Notice, NoticeKind, State
+from xwatch.alerting.incidents import IncidentBook, Notice, NoticeKind, Policy, State
 from xwatch.daemon import Daemon
 from xwatch.model import AlertEvent, EventKind
 from xwatch.settings import load_settings
@@ -172,6 +174,47 @@ async def test_a_notifier_that_hangs_does_not_hold_up_the_others(project: Path) 
 
 
 @pytest.mark.asyncio
+async def test_a_store_busy_with_a_checkpoint_holds_up_the_notice_but_never_the_loop(
+    project: Path,
+) -> None:
+    """The store's lock is held, as a checkpoint of many series holds it while it writes
+    (2 s at 10,000 series). The incident's write waited for it on the event loop, and
+    everything (the webhook, /healthz, the pipeline) stood still until the checkpoint
+    was written. Now the write waits on the store's worker thread; the notice waits for
+    it (it is sent only once stored), the loop does not."""
+    slack = ScriptedNotifier("slack")
+    async with running(write_config(project), {"slack": slack}) as daemon:
+        store = daemon.store
+        assert store is not None
+        taken, release = threading.Event(), threading.Event()
+        still_held = True
+
+        def checkpoint_writing() -> None:  # another thread holds the lock until told
+            nonlocal still_held
+            with store._lock:
+                taken.set()
+                release.wait(timeout=5)
+                still_held = False
+
+        holder = threading.Thread(target=checkpoint_writing)
+        holder.start()
+        try:
+            assert await asyncio.to_thread(taken.wait, 5)
+            fire(daemon, ("slack",))
+            await asyncio.sleep(0)  # the loop turns
+            assert still_held  # fire() returned while the store was busy
+            assert daemon.outboxes["slack"].qsize() == 0 and slack.attempts == 0
+        finally:
+            release.set()
+            await asyncio.to_thread(holder.join)
+        await daemon.settled()
+        await asyncio.wait_for(slack.delivered.wait(), 10)
+        assert len(slack.sent) == 1
+        record = await daemon.incident(slack.sent[0].incident.id)
+    assert record is not None and record.incident.id == slack.sent[0].incident.id
+
+
+@pytest.mark.asyncio
 async def test_pending_notifications_are_sent_after_a_restart_and_the_incident_goes_on(
     project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -263,3 +306,39 @@ async def test_slack_rate_limits_and_errors_are_ridden_out_while_the_others_deli
             daemon.stop.set()
             source.finish.set()
             await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_history_past_the_retention_is_deleted_from_the_start_and_counted(
+    project: Path,
+) -> None:
+    """An incident resolved long ago is deleted at start (and every 10 minutes after),
+    with ``store.retention_days``; one resolved since stays."""
+    config = write_config(project)
+    text = config.read_text("utf-8").replace(
+        "  path: state.sqlite3\n", "  path: state.sqlite3\n  retention_days: 30\n"
+    )
+    config.write_text(text, "utf-8")
+    book = IncidentBook(Policy())
+    ids = []
+    for brand, resolved in (("otterpot", T0 - timedelta(days=40)), ("kettlebird", T0)):
+        fired = alert(brand=brand, at=resolved - timedelta(hours=1))
+        opened = book.observe([AlertEvent(EventKind.FIRING, fired, fired.signal.end)], resolved)
+        ids.append(opened[0].incident.id)
+        with Store.open(project / "state.sqlite3") as store:
+            store.record_changes([*opened, *book.resolve(ids[-1], "@maria", resolved)])
+            for notice in (n for change in opened for n in change.notices):
+                store.record_attempt(notice, "delivered")
+    source = GatedSource([], held=True)
+    daemon = Daemon(load_settings(config), sources=[source])
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.started.wait(), 10)
+        pruned = {"what": "incidents"}
+        await eventually(lambda: sample(daemon, "xwatch_store_pruned_total", pruned) == 1, "pruned")
+        assert await daemon.incident(ids[0]) is None
+        assert await daemon.incident(ids[1]) is not None
+    finally:
+        daemon.stop.set()
+        source.finish.set()
+        await asyncio.wait_for(task, 10)

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.factories import T0, alert, bucket
-from xwatch.alerting.incidents import IncidentBook, Policy
+from xwatch.alerting.incidents import Change, IncidentBook, Policy, Silence
 from xwatch.config import load_config
 from xwatch.detect.state import Checkpoint
 from xwatch.model import AlertEvent, EventKind, SeriesKey
 from xwatch.pipeline import default_detectors
-from xwatch.store import MEMORY, SCHEMA_VERSION, Store, StoreError
+from xwatch.store import MEMORY, SCHEMA_VERSION, Pruned, Store, StoreError
 
 SAVED_AT = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)
 
@@ -295,3 +295,72 @@ def test_a_notice_sent_or_failed_for_good_is_not_kept_whole() -> None:
             (failed.id, "failed", 2),
             (waiting.id, "pending", 1),
         ]
+
+
+def test_prune_deletes_the_history_past_its_date_and_keeps_what_is_still_needed() -> None:
+    """``store.retention_days``: an incident resolved before the date goes with its
+    timeline, outbox rows, delivery attempts and message references; one still open,
+    resolved after the date, or with a notice still to send stays. Silences that ended
+    or were removed before the date go. The checkpoint and the labels are never pruned."""
+    book = IncidentBook(Policy())
+    at = T0 + timedelta(hours=13)
+    before = at + timedelta(days=1)
+
+    def fire(brand: str, when: datetime) -> str:
+        fired = alert(brand=brand, at=when)
+        changes = book.observe([AlertEvent(EventKind.FIRING, fired, fired.signal.end)], when)
+        store.record_changes(changes)
+        deliver(changes)
+        return changes[0].incident.id
+
+    def deliver(changes: list[Change]) -> None:
+        for notice in (n for change in changes for n in change.notices):
+            store.record_attempt(notice, "delivered", at=at)
+
+    def resolve(incident_id: str, when: datetime, *, delivered: bool = True) -> None:
+        changes = book.resolve(incident_id, "@maria", when)
+        store.record_changes(changes)
+        if delivered:
+            deliver(changes)
+
+    def silence(name: str, ends_at: datetime) -> Silence:
+        kept = Silence(name, ends_at, at, "@maria", brand="a")
+        store.save_silence(kept)
+        return kept
+
+    with Store.open(MEMORY) as store:
+        old, older = fire("a", at), fire("e", at)
+        pending, recent, still_open = fire("c", at), fire("d", at), fire("b", at)
+        resolve(old, at + timedelta(hours=1))
+        resolve(older, at + timedelta(minutes=30))
+        resolve(pending, at + timedelta(hours=1), delivered=False)  # its "resolved" waits
+        resolve(recent, before + timedelta(hours=1))
+        store.save_message_ref("slack", old, {"channel": "C1", "ts": "1.2"})
+        silence("ended", at + timedelta(hours=2))
+        silence("removed", before + timedelta(days=30))
+        store.remove_silence("removed", "@maria", at + timedelta(hours=3))
+        silence("active", before + timedelta(days=30))
+        store.save_checkpoints(checkpoints(SeriesKey("a", "", 300)), saved_at=SAVED_AT)
+        store.add_label("1", "broken lid", "negative", source="api", who="ann")
+        attempts_before = store._read("SELECT COUNT(*) FROM delivery_attempts")[0][0]
+
+        assert store.prune(before, limit=1) == Pruned(incidents=1, silences=2, more=True)
+        assert store.prune(before, limit=1) == Pruned(incidents=1, silences=0, more=True)
+        assert store.prune(before, limit=1) == Pruned(incidents=0, silences=0, more=False)
+
+        left = {i.id for i in store.incidents(limit=10)}
+        assert left == {pending, recent, still_open}
+        for gone in (old, older):
+            assert store.incident_record(gone) is None
+            for table in ("incident_events", "outbox", "message_refs"):
+                assert store._read(f"SELECT * FROM {table} WHERE incident_id = ?", (gone,)) == []
+        attempts = store._read("SELECT COUNT(*) FROM delivery_attempts")[0][0]
+        assert 0 < attempts < attempts_before  # the others' attempts are kept
+        assert store._read(
+            "SELECT COUNT(*) FROM delivery_attempts WHERE notice_id NOT IN "
+            "(SELECT notice_id FROM outbox)"
+        ) == [(0,)]
+        assert [s.id for s in store.silences()] == ["active"]
+        assert len(store.load_checkpoints()) == 3 and store.label_count() == 1
+        record = store.incident_record(pending)
+        assert record is not None and record.timeline[0].kind == "opened"

@@ -305,6 +305,9 @@ class StoreConfig(Frozen):
     enabled: bool = True
     path: Path = Path("xwatch.sqlite3")  # relative to the config's folder; ":memory:" for tests
     checkpoint_interval_seconds: Annotated[float, Field(gt=0)] = 300.0  # wall time
+    # how long resolved incidents (their timeline, deliveries) and ended silences are
+    # kept, in days of the data's time; null: for ever
+    retention_days: Annotated[int, Field(ge=1)] | None = 90
 
 
 class ApiConfig(Frozen):

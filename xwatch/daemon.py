@@ -30,6 +30,7 @@ import os
 import random
 import secrets
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -50,6 +51,7 @@ from xwatch.alerting import (
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.alerting.email import EmailNotifier
 from xwatch.alerting.incidents import (
+    KEPT_IDS,
     Change,
     Incident,
     IncidentBook,
@@ -93,6 +95,7 @@ from xwatch.sources import (
 )
 from xwatch.sources.webhook import WebhookIngest
 from xwatch.store import MEMORY, CheckpointRow, Store, StoredLabel, StoreError, checkpoint_rows
+from xwatch.store_worker import StoreWorker
 from xwatch.web import LabelsApi, make_app
 from xwatch.web import runner as web_runner
 from xwatch.web_incidents import add_incident_routes
@@ -125,12 +128,51 @@ SECRET_ENV_FIELDS = (
     "routing_key_env",
 )
 TICK_SECONDS = 1.0
-RECENT_INCIDENT_IDS = 1000  # resolved incidents whose ids a restart keeps taken
+RECENT_INCIDENT_IDS = KEPT_IDS  # resolved incidents whose ids a restart keeps taken
 PROGRESS_SECONDS = 5.0
 CATCH_UP_SECONDS = 300.0  # after a reconnect, wait this long at most for a source's backlog
 WATCH_SECONDS = 2.0  # how often the rules and playbooks folders are checked for changes
 RESTART_SECONDS = (1.0, 300.0)  # a failed live source starts again after this, doubling
 MAX_UNSAVED = 10_000  # incident changes kept while the store fails (the oldest go first)
+PRUNE_SECONDS = 600.0  # how often history past ``store.retention_days`` is deleted
+
+
+class UnsavedChanges:
+    """Incident changes the store has not taken yet, oldest first. Added on the event
+    loop; written, and dropped once written, on the store's worker thread (its jobs run
+    one at a time, so a change is written once, in its place)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # kept while the store fails: the oldest go first
+        self._changes: list[Change] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._changes)
+
+    def add(self, changes: Sequence[Change]) -> None:
+        with self._lock:
+            self._changes.extend(changes)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._changes.clear()
+
+    def write(self, records: Store) -> None:
+        """Write every change waiting (on the store's worker thread); those the store
+        refused stay, but no more than ``limit``."""
+        with self._lock:
+            changes = list(self._changes)
+        if not changes:
+            return
+        try:
+            records.record_changes(changes)
+        except StoreError:
+            with self._lock:
+                del self._changes[: max(0, len(self._changes) - self.limit)]
+            raise
+        with self._lock:
+            del self._changes[: len(changes)]
 
 
 class _EndOfSources:
@@ -382,7 +424,8 @@ class Daemon:
         self.records: Store | None = None
         # what the incident book did that the store has not taken yet (it was locked or
         # failing): written before anything newer, at the next change or checkpoint
-        self._unsaved: list[Change] = []
+        self._unsaved = UnsavedChanges(MAX_UNSAVED)
+        self.store_worker = StoreWorker()  # every write to the store, in order, off the loop
         self.failing: set[str] = set()  # notifiers whose last attempt failed (retrying)
         self.store_problem = None  # why the last write to the store failed, for /readyz
         logs.add_secret_env(*secret_env_names(config), config.api.token_env)
@@ -408,6 +451,8 @@ class Daemon:
         self.metrics.declare_channels(self.notifiers)
         for operation in STORE_OPERATIONS:
             self.metrics.store_write_errors.labels(operation)
+        for what in ("incidents", "silences"):
+            self.metrics.store_pruned.labels(what)
 
     @property
     def store_problem(self) -> str | None:
@@ -460,6 +505,8 @@ class Daemon:
                     helpers.append(group.create_task(self._tick(), name="ticker"))
                 if self.store is not None:
                     helpers.append(group.create_task(self._checkpoints(), name="checkpoints"))
+                if self.settings.config.store.retention_days is not None:
+                    helpers.append(group.create_task(self._prune_history(), name="retention"))
                 if self.reload is not None:
                     helpers.append(group.create_task(self._watch_rules(), name="rules-watcher"))
                     helpers.append(group.create_task(self._reloads(), name="reloads"))
@@ -492,6 +539,7 @@ class Daemon:
             async with asyncio.timeout(self.settings.config.drain_timeout_seconds):
                 await self.queue.put(_Stop())
                 await consumer
+                await self.store_worker.settled()  # the last changes written, notices queued
                 for outbox in self.outboxes.values():
                     await outbox.join()
         except TimeoutError:
@@ -632,7 +680,7 @@ class Daemon:
                 series.update(item.series for item in chunk)
                 await asyncio.sleep(0)
             saved = len(rows)  # (the write empties the list)
-            await asyncio.to_thread(self._write_checkpoint, rows)
+            await self.store_worker.run(lambda: self._write_checkpoint(rows))
             size = await asyncio.to_thread(self.store.size_bytes)
         except (StoreError, CheckpointError) as exc:
             self.metrics.checkpoints.labels("failed").inc()
@@ -657,6 +705,44 @@ class Daemon:
             extra={"event": "checkpoint_saved", "seconds": round(elapsed, 6)},
         )
 
+    async def _prune_history(self) -> None:
+        """Every ``PRUNE_SECONDS``, from the start: delete the history older than
+        ``store.retention_days`` (in the store, or the in-memory one without it), a batch
+        of incidents at a time, on the store's worker thread."""
+        retention_days = self.settings.config.store.retention_days
+        assert retention_days is not None
+        while True:
+            records = self.records
+            if records is not None:
+                before = self._action_time() - timedelta(days=retention_days)
+                await self._prune(records, before)
+            await asyncio.sleep(PRUNE_SECONDS)
+
+    async def _prune(self, records: Store, before: datetime) -> None:
+        incidents = silences = 0
+        more = True
+        while more:
+            try:
+                pruned = await self.store_worker.run(lambda: records.prune(before))
+            except StoreError as exc:
+                self._store_failed("retention", exc)
+                log.error("history not pruned: %s", exc, extra={"event": "prune_failed"})
+                return
+            incidents += pruned.incidents
+            silences += pruned.silences
+            more = pruned.more
+        self.metrics.store_pruned.labels("incidents").inc(incidents)
+        self.metrics.store_pruned.labels("silences").inc(silences)
+        if incidents or silences:
+            log.info(
+                "store: %d incidents resolved and %d silences ended before %s deleted "
+                "(store.retention_days)",
+                incidents,
+                silences,
+                f"{before:%Y-%m-%d %H:%M} UTC",
+                extra={"event": "store_pruned", "incidents": incidents, "silences": silences},
+            )
+
     def _write_checkpoint(self, rows: list[CheckpointRow]) -> None:
         """Write the rows (in a worker thread), then give the memory they took back to the
         system: glibc keeps freed memory for reuse, and the checkpoint's transient would
@@ -666,7 +752,14 @@ class Daemon:
         rows.clear()
         release_free_memory()
 
+    async def settled(self) -> None:
+        """Every change to incidents and silences so far is written (or failed, and
+        counted) and the notices it made are queued."""
+        await self.store_worker.settled()
+
     async def _close_store(self) -> None:
+        await self.store_worker.settled()
+        self.store_worker.close()
         records, self.records = self.records, None
         if self.store is not None:
             store, self.store = self.store, None
@@ -945,6 +1038,8 @@ class Daemon:
             async with source:
                 if isinstance(source, WarmStart):
                     self._warm_start(source.name, source.warm_counts)
+                    # taught: kept, they held 1.1 MB a brand (a week of minutes) for good
+                    source.warm_counts = {}
                 self.metrics.sources_running.inc()
                 try:
                     async for mention in source:
@@ -1090,7 +1185,9 @@ class Daemon:
             for _ in range(len(batch) + (marker is not None)):
                 self.queue.task_done()
             if isinstance(marker, _EndOfSources):
-                self._dispatch(self.pipeline.flush())
+                for events in self.pipeline.flush_rounds():
+                    self._dispatch(events)
+                    await asyncio.sleep(0)  # the web, the checkpoint's steps
                 self.sources_done.set()
                 log.info(
                     "all sources ended: %d mentions ingested, %d alert events%s",
@@ -1170,46 +1267,58 @@ class Daemon:
             self._end_silence(silence_id, "expired", now)  # (it came back at each restart)
 
     def _apply(self, changes: list[Change]) -> None:
-        """Store what the book did (before anything is sent), then queue its notices."""
+        """Store what the book did, then queue its notices once it is written (or could
+        not be): the write runs on the store's worker thread, after the writes before it."""
         if not changes:
             return
-        self._unsaved.extend(changes)
-        self._save_changes()
         for change in changes:
             if any(e.kind == "opened" for e in change.entries):
                 self.metrics.incidents_opened.labels(change.incident.severity.value).inc()
-            for notice in change.notices:
-                self._enqueue(notice)
+        notices = [notice for change in changes for notice in change.notices]
+        self._save_changes(changes, then=lambda: self._enqueue_all(notices))
         self._incident_metrics()
 
-    def _save_changes(self) -> None:
-        """Write what the store has not taken yet, oldest first. While it fails, the
-        notifications are sent all the same, and the changes wait in memory (at most
-        ``MAX_UNSAVED``) to be written at the next change, checkpoint or stop: a store
-        locked for a few seconds must not lose an incident or a notice for good."""
-        if self.records is None or not self._unsaved:
+    def _save_changes(
+        self, changes: Sequence[Change] = (), then: Callable[[], None] = lambda: None
+    ) -> None:
+        """Write ``changes`` after what the store has not taken yet, oldest first, then
+        call ``then``. While the store fails, the notifications are sent all the same,
+        and the changes wait in memory (at most ``MAX_UNSAVED``) to be written at the
+        next change, checkpoint or stop: a store locked for a few seconds must not lose
+        an incident or a notice for good."""
+        records = self.records
+        if records is None:
             self._unsaved.clear()
+            then()
             return
-        try:
-            self.records.record_changes(self._unsaved)
-        except StoreError as exc:  # sending beats not sending: go on, say so
-            self._store_failed("incidents", exc)
-            if len(self._unsaved) > MAX_UNSAVED:
-                del self._unsaved[: len(self._unsaved) - MAX_UNSAVED]
-            log.error(
-                "incidents not saved yet (their notifications are sent anyway; %d changes "
-                "wait to be written): %s",
-                len(self._unsaved),
-                exc,
-                extra={"event": "incidents_not_saved", "waiting": len(self._unsaved)},
-            )
-        else:
-            self._unsaved.clear()
-            self._store_written()
+        self._unsaved.add(changes)
+        if not self._unsaved:
+            then()
+            return
+
+        def written(error: StoreError | None) -> None:
+            if error is None:
+                self._store_written()
+            else:  # sending beats not sending: go on, say so
+                self._store_failed("incidents", error)
+                log.error(
+                    "incidents not saved yet (their notifications are sent anyway; %d "
+                    "changes wait to be written): %s",
+                    len(self._unsaved),
+                    error,
+                    extra={"event": "incidents_not_saved", "waiting": len(self._unsaved)},
+                )
+            then()
+
+        self.store_worker.submit(lambda: self._unsaved.write(records), written)
 
     def _incident_metrics(self) -> None:
         self.metrics.incidents_open.set(len(self.book.incidents))
         self.metrics.silences_active.set(len(self.book.silences))
+
+    def _enqueue_all(self, notices: Sequence[Notice]) -> None:
+        for notice in notices:
+            self._enqueue(notice)
 
     def _enqueue(self, notice: Notice) -> None:
         outbox = self.outboxes.get(notice.channel)
@@ -1305,14 +1414,19 @@ class Daemon:
             log.error(
                 "notifier %s: %s failed for good: %s", channel, notice.id, error, extra=fields
             )
-        if self.records is not None:
-            try:
-                self.records.record_attempt(notice, outcome, error)
-            except StoreError as exc:
-                self._store_failed("deliveries", exc)
-                log.error("delivery of %s not recorded: %s", notice.id, exc, extra=fields)
-            else:
-                self._store_written()
+        records = self.records
+        if records is not None:
+
+            def recorded(exc: StoreError | None) -> None:
+                if exc is None:
+                    self._store_written()
+                else:
+                    self._store_failed("deliveries", exc)
+                    log.error("delivery of %s not recorded: %s", notice.id, exc, extra=fields)
+
+            self.store_worker.submit(
+                lambda: records.record_attempt(notice, outcome, error), recorded
+            )
 
     # -- what people do (Slack buttons, the incident page, the JSON API) -------------------
 
@@ -1353,6 +1467,7 @@ class Daemon:
             extra={"event": "incident_action", "incident": incident_id, "action": action},
         )
         self._apply(changes)
+        await self.settled()  # what the API answers next (a page, a list) includes it
         if changes:
             return changes[-1].incident
         incident = self.book.incidents.get(incident_id)
@@ -1387,9 +1502,10 @@ class Daemon:
         return stored
 
     async def incident(self, incident_id: str) -> IncidentRecord | None:
-        if self.records is None:
+        records = self.records
+        if records is None:
             return None
-        return await asyncio.to_thread(self.records.incident_record, incident_id)
+        return await self.store_worker.run(lambda: records.incident_record(incident_id))
 
     async def incidents(
         self,
@@ -1402,8 +1518,8 @@ class Daemon:
         records = self.records
         if records is None:
             return []
-        return await asyncio.to_thread(
-            records.incidents, state=state, brand=brand, limit=limit, before=before
+        return await self.store_worker.run(
+            lambda: records.incidents(state=state, brand=brand, limit=limit, before=before)
         )
 
     async def silences(self) -> list[Silence]:
@@ -1436,6 +1552,7 @@ class Daemon:
         self.metrics.incident_actions.labels("silence", "api").inc()
         self._apply(self.book.silence(silence, at))
         self._incident_metrics()
+        await self.settled()
         return silence
 
     async def remove_silence(self, silence_id: str, who: str) -> bool:
@@ -1445,19 +1562,17 @@ class Daemon:
         self._apply(self.book.unsilence(silence_id, who, at))
         self._end_silence(silence_id, who, at)
         self._incident_metrics()
+        await self.settled()
         return True
 
     def _end_silence(self, silence_id: str, who: str, at: datetime) -> None:
         """Mark a silence removed (by ``who``, or "expired") in the store."""
-        if self.records is None:
-            return
-        try:
-            self.records.remove_silence(silence_id, who, at)
-        except StoreError as exc:
-            self._store_failed("silences", exc)
-            log.error("removal of silence %s not saved: %s", silence_id, exc)
-        else:
-            self._store_written()
+        records = self.records
+        if records is not None:
+            self.store_worker.submit(
+                lambda: records.remove_silence(silence_id, who, at),
+                self._silence_saved(f"removal of silence {silence_id} not saved"),
+            )
 
     def _silence_id(self, at: datetime) -> str:
         """Unique across restarts too (a counter from 1 at each start made the same id
@@ -1468,14 +1583,22 @@ class Daemon:
                 return candidate
 
     def _save_silence(self, silence: Silence) -> None:
-        if self.records is not None:
-            try:
-                self.records.save_silence(silence)
-            except StoreError as exc:
-                self._store_failed("silences", exc)
-                log.error("silence %s not saved: %s", silence.id, exc)
-            else:
+        records = self.records
+        if records is not None:
+            self.store_worker.submit(
+                lambda: records.save_silence(silence),
+                self._silence_saved(f"silence {silence.id} not saved"),
+            )
+
+    def _silence_saved(self, failure: str) -> Callable[[StoreError | None], None]:
+        def saved(exc: StoreError | None) -> None:
+            if exc is None:
                 self._store_written()
+            else:
+                self._store_failed("silences", exc)
+                log.error("%s: %s", failure, exc)
+
+        return saved
 
 
 def _source_event(what: str, source: Source) -> dict[str, object]:

@@ -37,7 +37,7 @@ PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
 }
 """The problems each type of source reports (``xwatch_source_problems_total{kind}``)."""
 NOTIFICATION_OUTCOMES = ("sent", "retried", "failed")  # failed: for good (or given up)
-STORE_OPERATIONS = ("incidents", "deliveries", "silences", "message_refs")
+STORE_OPERATIONS = ("incidents", "deliveries", "silences", "message_refs", "retention")
 """What the daemon writes to the store besides checkpoints (``xwatch_store_write_errors_total``)."""
 
 
@@ -346,8 +346,15 @@ class Metrics:
         self.store_write_errors = Counter(
             "xwatch_store_write_errors_total",
             "Writes to the store that failed, by what was written (incidents, deliveries, "
-            "silences, message_refs; checkpoints are counted in xwatch_checkpoints_total).",
+            "silences, message_refs, retention; checkpoints: xwatch_checkpoints_total).",
             ["operation"],
+            registry=registry,
+        )
+        self.store_pruned = Counter(
+            "xwatch_store_pruned_total",
+            "History deleted from the store past store.retention_days: resolved incidents "
+            "(with their timeline and deliveries) and ended silences.",
+            ["what"],
             registry=registry,
         )
 

@@ -515,14 +515,28 @@ class Pipeline:
     def flush(self) -> list[AlertEvent]:
         """End of a finite stream: close every bucket that has data. A post that jumped
         ahead (``_hold_jumps``) has no next post to refute it: it goes in."""
-        events: list[AlertEvent] = []
+        return [event for events in self.flush_rounds() for event in events]
+
+    def flush_rounds(self) -> Iterator[list[AlertEvent]]:
+        """``flush``, one step of the finest scale at a time: the events of each step, as
+        event time would pass in a live stream (the same closes, the same events). The
+        daemon lets its loop turn between steps: closing every bucket of 500 brands at
+        once held it for 5 s."""
         if self._held is not None:
             held, self._held = self._held, None
-            events = self._ingest_found([held], self._timer())
-        if self.clock.newest is None:
-            return events
-        self.clock.observe(self._past_every_bucket(self.clock.newest))
-        return [*events, *self._close()]
+            yield self._ingest_found([held], self._timer())
+        newest = self.clock.newest
+        if newest is None:
+            return
+        end = self._past_every_bucket(newest)
+        step = timedelta(seconds=min(self.config.detect.scales_seconds))
+        at = newest + step
+        while at < end:
+            self.clock.observe(at)
+            yield self._close()
+            at += step
+        self.clock.observe(end)
+        yield self._close()
 
     def _past_every_bucket(self, newest: datetime) -> datetime:
         """An event time at which every bucket holding a post up to ``newest`` has closed."""

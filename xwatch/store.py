@@ -165,6 +165,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS incidents_by_resolved ON incidents (resolved_at)",
+    "CREATE INDEX IF NOT EXISTS delivery_attempts_by_notice ON delivery_attempts (notice_id)",
+)
+"""Indexes that change no meaning (``prune`` uses them), made at every open rather than
+by a migration: a store they were added to still opens in an older xwatch (a rollback)."""
+
+PRUNE_BATCH = 200
+"""The most incidents ``prune`` deletes in one transaction: the store's lock is held a
+short while each time (the rest go at the next call)."""
+
 LABELS = ("negative", "not_negative", "neutral", "positive")
 """What a person can say about a post's sentiment."""
 
@@ -230,6 +241,15 @@ incidents and deliveries on its event loop: 5 s stalled everything, at each writ
 a stop with notices waiting ran past the service manager's grace period. What fails is
 kept and written later (``Daemon._save_changes``)."""
 CHECKPOINT_PAGE = 500  # checkpoint rows read at a time on a restore (``iter_checkpoints``)
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one ``Store.prune`` deleted; ``more``: it stopped at its limit."""
+
+    incidents: int
+    silences: int
+    more: bool
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -316,6 +336,8 @@ class Store:
                     "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
                     (version, _now()),
                 )
+            for statement in INDEXES:
+                db.execute(statement)
 
     @property
     def schema_version(self) -> int:
@@ -785,6 +807,48 @@ class Store:
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot save a message reference to {self.path}: {exc}") from exc
+
+    # -- retention ----------------------------------------------------------------------
+
+    def prune(self, before: datetime, limit: int = PRUNE_BATCH) -> Pruned:
+        """Delete the history older than ``before``: incidents resolved before it, with
+        their timeline, outbox rows, delivery attempts and message references (never one
+        with a notice still pending: it must be sent first), at most ``limit`` of them,
+        the oldest first; and the silences that ended or were removed before it. The
+        checkpoint and the sentiment labels are never pruned (the labels are the team's
+        training set)."""
+        cutoff = before.astimezone(UTC).isoformat()
+        try:
+            with self._write() as db:
+                ids = [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT id FROM incidents WHERE resolved_at < ? AND state = 'resolved' "
+                        "AND id NOT IN (SELECT incident_id FROM outbox WHERE state = 'pending') "
+                        "ORDER BY resolved_at LIMIT ?",
+                        (cutoff, limit),
+                    )
+                ]
+                if ids:
+                    marks = ", ".join("?" * len(ids))
+                    db.execute(
+                        "DELETE FROM delivery_attempts WHERE notice_id IN "
+                        f"(SELECT notice_id FROM outbox WHERE incident_id IN ({marks}))",
+                        ids,
+                    )
+                    for table, column in (
+                        ("outbox", "incident_id"),
+                        ("incident_events", "incident_id"),
+                        ("message_refs", "incident_id"),
+                        ("incidents", "id"),
+                    ):
+                        db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+                silences = db.execute(
+                    "DELETE FROM silences WHERE COALESCE(removed_at, ends_at) < ?", (cutoff,)
+                ).rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot prune {self.path}: {exc}") from exc
+        return Pruned(incidents=len(ids), silences=silences, more=len(ids) == limit)
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
