@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from xwatch.dedup import Deduplicator
 
 
@@ -32,3 +34,27 @@ def test_an_id_seen_again_is_remembered_afresh() -> None:
     for i in range(20):  # "kept" keeps coming back (a redelivery loop), between new posts
         assert dedup.first_time(f"p{i}")
         assert not dedup.first_time("kept")
+
+
+@pytest.mark.parametrize("capacity", [2, 3])
+def test_a_tiny_capacity_still_drops_a_repeat_and_stays_within_it(capacity: int) -> None:
+    """Below 4, a generation holds one id (``capacity // 2`` is 1): the last id and the
+    one before it are remembered, never more than the capacity (a generation of 1.5 ids,
+    or of 2, would hold 4)."""
+    dedup = Deduplicator(capacity=capacity)
+    for i in range(50):
+        assert dedup.first_time(f"p{i}")
+        assert not dedup.first_time(f"p{i}")  # redelivered at once: dropped
+        assert len(dedup) <= capacity
+    assert not dedup.first_time("p48")  # the one before the last: still remembered
+    assert dedup.first_time("p0")
+
+
+def test_a_capacity_of_one_drops_an_immediate_repeat() -> None:
+    """The smallest capacity the configuration allows still drops a redelivery that comes
+    straight after the original, and remembers at most the last two ids."""
+    dedup = Deduplicator(capacity=1)
+    for i in range(50):
+        assert dedup.first_time(f"p{i}")
+        assert not dedup.first_time(f"p{i}")
+        assert len(dedup) <= 2

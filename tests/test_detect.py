@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import math
@@ -26,6 +27,7 @@ from xwatch.detect.tails import (
     OnsetTail,
     betabinom_mid_p,
     betabinom_sf,
+    nbinom_band,
     nbinom_cdf,
     nbinom_pmf,
     nbinom_sf,
@@ -53,7 +55,8 @@ def test_nbinom_tails_match_scipy(x: int, mu: float, alpha: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("k", "n", "p", "c"), [(1, 2, 0.1, 100), (30, 100, 0.2, 50), (0, 10, 0.3, 10), (10, 10, 0.5, 5)]
+    ("k", "n", "p", "c"),
+    [(1, 2, 0.1, 100), (30, 100, 0.2, 50), (0, 10, 0.3, 10), (10, 10, 0.5, 5), (5, 40, 0.3, 20)],
 )
 def test_betabinom_tail_matches_scipy(k: int, n: int, p: float, c: float) -> None:
     expected = stats.betabinom.sf(k - 1, n, p * c, (1 - p) * c)
@@ -90,6 +93,27 @@ def test_betabinom_tail_of_a_busy_bucket_matches_the_sum_of_its_terms(
     else:
         expected = 1.0 - math.fsum(pmf(j) for j in range(k))
     assert betabinom_sf(k, n, p, c) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 2.0])
+def test_count_tails_at_their_edges(alpha: float) -> None:
+    """The edges a detector meets: a count of 0 or below (certain to be reached), a series
+    whose expected count is 0 (only 0 can happen), an empty bucket's Poisson probability in
+    closed form: exact values, not a scipy NaN or a log of 0."""
+    assert nbinom_sf(0, 3.0, alpha) == 1.0 and nbinom_sf(-1, 0.0, alpha) == 1.0
+    assert nbinom_sf(0, 0.0, alpha) == 1.0 and nbinom_sf(1, 0.0, alpha) == 0.0
+    assert nbinom_cdf(-1, 3.0, alpha) == 0.0 and nbinom_cdf(-1, 0.0, alpha) == 0.0
+    assert nbinom_cdf(2, 0.0, alpha) == 1.0
+    assert nbinom_pmf(-1, 3.0, alpha) == 0.0
+    assert nbinom_pmf(0, 0.0, alpha) == 1.0 and nbinom_pmf(3, 0.0, alpha) == 0.0
+    empty = math.exp(-3.0) if alpha == 0.0 else (1 + alpha * 3.0) ** (-1 / alpha)
+    assert nbinom_cdf(0, 3.0, alpha) == pytest.approx(empty, rel=1e-12)
+    assert nbinom_band(0.0, alpha) == (0.0, 0.0)
+
+
+def test_a_share_tail_beyond_the_bucket_is_zero() -> None:
+    """More negatives than posts cannot happen: its tail is 0, not an error."""
+    assert betabinom_sf(6, 5, 0.1, 100.0) == 0.0 and betabinom_sf(0, 5, 0.1, 100.0) == 1.0
 
 
 # --- buckets ------------------------------------------------------------------
@@ -849,6 +873,44 @@ def test_onset_tail_s_shortcut_calibrates_as_the_full_tail_does() -> None:
                 assert tail.calibrated(surprise, prior) == expected
 
 
+def onset_tail_of_a_bursty_series() -> OnsetTail:
+    """1,000 buckets: an onset of 2 every tenth, one of 0.5 every fiftieth, else none."""
+    tail = OnsetTail()
+    for i in range(1000):
+        tail.learn(2.0 if i % 10 == 0 else 0.5 if i % 50 == 1 else 0.0)
+    return tail
+
+
+def test_onset_tail_below_its_threshold_counts_the_series_own_onsets() -> None:
+    """Below the threshold of the tail (here near 1.9: the highest edge a fifth of the
+    onsets reach) an onset's rarity is the conformal count, not the exponential tail's
+    extrapolation downwards: an onset of 1 has been reached by 100 onsets in 1,000
+    buckets, so its rate is 101 in 1,001."""
+    tail = onset_tail_of_a_bursty_series()
+    assert tail.surprise(1.0) == pytest.approx(math.log10(1001 / 101), rel=1e-12)
+
+
+def test_onset_tail_interpolates_between_its_edges_log_linearly() -> None:
+    """An onset of 0.5 falls between two edges, one reached by the 120 onsets of 0.5 and
+    2, the next by the 100 of 2 alone: its rate is read between theirs, log-linearly by
+    where it lies between the edges (a rarity between those of 121 and 101 in 1,001)."""
+    tail = onset_tail_of_a_bursty_series()
+    i = bisect.bisect_right(ONSET_EDGES, 0.5) - 1
+    low, high = ONSET_EDGES[i], ONSET_EDGES[i + 1]
+    step = (0.5 - low) / (high - low)
+    assert 0.0 < step < 1.0
+    log_at_least = (1 - step) * math.log10(121) + step * math.log10(101)
+    assert tail.surprise(0.5) == pytest.approx(math.log10(1001) - log_at_least, rel=1e-12)
+
+
+def test_onset_tail_says_nothing_of_an_onset_of_zero_or_less() -> None:
+    """No onset (0, or a surprise that fell) has no rarity: 0, however many onsets the
+    series has had."""
+    tail = onset_tail_of_a_bursty_series()
+    assert tail.surprise(0.0) == 0.0 and tail.surprise(-1.0) == 0.0
+    assert tail.calibrated(0.0) == 0.0
+
+
 def test_onset_tail_state_stays_bounded_after_a_long_stream() -> None:
     tail = OnsetTail()
     for onset in calibrated_onsets(100_000, seed=24, scale=5.0):
@@ -1242,3 +1304,170 @@ def test_a_mostly_negative_share_series_is_judged_against_its_own_share() -> Non
     signal = share_probe(detector, T0 + timedelta(days=1), 40, 28)
     assert signal.expected == pytest.approx(0.7, abs=0.05)
     assert signal.likelihood < 0.99
+
+
+def test_a_negative_share_wave_is_not_learned_as_the_usual_share() -> None:
+    """An hour at 80 % negative where 10 % is usual: each of its buckets is learned as if
+    it sat on the usual band's edge. Learned as it was, the wave lifted the usual share
+    the next alert is judged against (and states) by nearly 30 %; robust, by under 10 %."""
+    detector = share_detector_after(1, 40, 0.1)
+    before = detector.usual_share
+    for i in range(12):
+        share_probe(detector, T0 + timedelta(days=1, minutes=5 * i), 40, 32)
+    after = detector.score_one(bucket(T0 + timedelta(days=1, hours=1), 40, 4))
+    assert before < after.expected < 1.15 * before
+
+
+def test_a_share_series_whose_first_buckets_are_empty_is_judged() -> None:
+    """A brand added at a quiet hour: its first buckets have no post, so no hour has a
+    share yet. Every hour keeps the factor 1 (not a division by the no posts seen)."""
+    detector = NegativeShareDetector(300)
+    for i in range(3):
+        signal = share_probe(detector, T0 + timedelta(minutes=5 * i), 0, 0)
+        assert signal.warming_up and signal.observed == 0.0 and signal.likelihood == 0.0
+    assert detector.hour_factors == [1.0] * 24 and detector.weekday_factors == [1.0] * 7
+
+
+def test_a_share_wave_after_a_silent_week_is_judged_by_the_drift_learned_before() -> None:
+    """An empty bucket says nothing about how the share drifts: after a week without a
+    post the concentration is the one learned before, and a wave of 30 % negative in 200
+    posts where 10 % is usual alarms. Had each empty bucket counted as a pair of posts
+    less, the silence read as a share at its wildest (the concentration's floor) and the
+    wave as 0.93."""
+    detector = share_detector_after(1, 40, 0.1)
+    concentration = detector.concentration
+    start = T0 + timedelta(days=1)
+    for i in range(7 * 288):
+        share_probe(detector, start + timedelta(minutes=5 * i), 0, 0)
+    assert detector.concentration == concentration
+    signal = detector.score_one(bucket(start + timedelta(days=7), 200, 60))
+    assert signal.direction == "up" and signal.likelihood >= 0.9999
+
+
+def test_a_saturated_share_cusum_reads_no_rarer_than_its_cap() -> None:
+    """Hours of a doubled share hold the CUSUM at its cap: a further high bucket's
+    evidence is the cap's (as learned), not the cap plus that bucket's, which would read
+    rarer at every bucket of a long wave than the detector will ever have stored."""
+    detector = share_detector_after(1, 40, 0.1)
+    start = T0 + timedelta(days=1)
+    for i in range(30):
+        share_probe(detector, start + timedelta(minutes=5 * i), 40, 16)
+    cap, share = detector.params.cusum_cap, detector.params.cusum_share
+    assert detector.cusum == cap
+    signal = detector.score_one(bucket(start + timedelta(minutes=150), 40, 9))
+    assert signal.direction == "up" and signal.run is not None
+    assert signal.surprise == pytest.approx(-math.log10(math.exp(-cap) / share))
+
+
+def test_a_sustained_rise_of_a_mostly_negative_share_is_caught_by_its_cusum() -> None:
+    """Half the posts negative as a rule, then 70 % bucket after bucket: no bucket alone
+    reaches 0.9999, the CUSUM does within the half hour, with its run. It looks for the
+    share halfway to 1 (75 %) where doubling it would pass 1: a shifted share of 1 or
+    more, or one below the usual, would never see the rise."""
+    detector = share_detector_after(1, 40, 0.5)
+    start = T0 + timedelta(days=1)
+    signals = [share_probe(detector, start + timedelta(minutes=5 * i), 40, 28) for i in range(8)]
+    alerts = [i for i, s in enumerate(signals) if s.likelihood >= 0.9999]
+    assert alerts and alerts[0] <= 6
+    first = signals[alerts[0]]
+    assert first.direction == "up" and first.run is not None
+    assert first.run.buckets == alerts[0] + 1 and first.run.start == start
+
+
+def test_a_share_whose_usual_level_reaches_all_posts_at_some_hours_is_still_judged() -> None:
+    """Every post negative in the mornings, half of them in the afternoons: a morning's
+    usual share (the day's times the hour's factor) would pass 1, where the band's
+    variance is negative. It stops at 0.99, and a morning bucket is judged."""
+    detector = NegativeShareDetector(300)
+    for i in range(3 * 288):
+        at = T0 + timedelta(minutes=5 * i)
+        share_probe(detector, at, 40, 40 if at.hour < 12 else 20)
+    signal = detector.score_one(bucket(T0 + timedelta(days=3, hours=3), 40, 39))
+    assert signal.expected == 0.99
+    assert 0.0 <= signal.low <= signal.high <= 1.0 and 0.0 <= signal.likelihood < 0.99
+
+
+def test_a_share_that_never_wanders_keeps_the_concentration_s_ceiling() -> None:
+    """A share exactly 10 % in every bucket: its residuals say it never drifts (an
+    infinite concentration), but a share may still; at the ceiling, 10,000, the band of
+    a bucket of 5,000 posts stays wider than the binomial one by its 1.5 in variance."""
+    detector = NegativeShareDetector(300)
+    for i in range(2 * 288):
+        share_probe(detector, T0 + timedelta(minutes=5 * i), 40, 4)
+    assert detector.concentration == 10_000.0
+    signal = detector.score_one(bucket(T0 + timedelta(days=2), 5000, 500))
+    usual = signal.expected
+    sd = math.sqrt(usual * (1 - usual) / 5000 * (1 + 4999 / 10_001))
+    assert signal.high == pytest.approx(usual + volume.BAND_Z * sd)
+
+
+def test_a_hole_in_a_share_series_first_day_is_no_time_watched() -> None:
+    """Twelve hours watched, a twelve-hour outage (``skip_hole``), then a wave: the hours
+    of the day have not all been seen, so the series is still warming up, as if the
+    outage had not happened. A hole before the first bucket is nothing to skip."""
+    detector = NegativeShareDetector(300)
+    detector.skip_hole(3600.0)
+    for i in range(12 * 12):
+        share_probe(detector, T0 + timedelta(minutes=5 * i), 40, 4)
+    detector.skip_hole(12 * 3600.0)
+    assert share_probe(detector, T0 + timedelta(hours=24), 40, 24).warming_up
+    assert not share_probe(detector, T0 + timedelta(hours=36), 40, 24).warming_up
+
+
+def test_a_quiet_share_series_is_judged_once_it_has_seen_two_hundred_posts() -> None:
+    """A post a bucket for 26 hours (312 posts): past the day and the 200 posts of its
+    warm-up, a wave is judged. A bucket of one post says nothing of how the share drifts
+    between buckets, so the drift is still the prior's (a concentration of 100), not a
+    share that never drifts nor one that wanders without bound."""
+    detector = NegativeShareDetector(300)
+    for i in range(26 * 12):
+        share_probe(detector, T0 + timedelta(minutes=5 * i), 1, int(i % 10 == 0))
+    assert detector.params.warmup_posts < detector.seen_posts < 2 * detector.params.warmup_posts
+    assert detector.concentration == pytest.approx(100.0)
+    assert not share_probe(detector, T0 + timedelta(hours=26), 40, 24).warming_up
+
+
+def test_a_one_post_share_bucket_has_the_band_of_one_post() -> None:
+    """One post, negative or not: its band is a single post's (the share's binomial sd,
+    no drift term), not that of a bucket of two."""
+    detector = share_detector_after(1, 40, 0.1)
+    signal = detector.score_one(bucket(T0 + timedelta(days=1), 1, 1))
+    usual = signal.expected
+    assert signal.low == 0.0
+    assert signal.high == pytest.approx(usual + volume.BAND_Z * math.sqrt(usual * (1 - usual)))
+
+
+def test_the_share_s_drift_learns_a_wave_clipped_and_forgets_it() -> None:
+    """An hour at 80 % negative where 10 % is usual: the drift learns each bucket at the
+    edge of 4 sd, so the concentration falls (the share did move) but not to the floor
+    of a share that wanders as far as it can; three days of calm later it has mostly
+    forgotten the wave (the drift fades with a day's half-life)."""
+    detector = share_detector_after(1, 40, 0.1)
+    start = T0 + timedelta(days=1)
+    for i in range(12):
+        share_probe(detector, start + timedelta(minutes=5 * i), 40, 32)
+    low, _ = detector.params.concentration_range
+    assert detector.concentration > 2 * low
+    rng = random.Random(8)
+    for i in range(12, 4 * 288):
+        k = sum(rng.random() < 0.1 for _ in range(40))
+        share_probe(detector, start + timedelta(minutes=5 * i), 40, k)
+    assert detector.concentration > 200
+
+
+def test_a_wave_at_nine_is_not_the_next_morning_s_rhythm() -> None:
+    """A week at 10 %, then an hour at 80 % from 09:00: the 09:00 hour's share is learned
+    over weeks of that hour (a half-life of 7 days), so the next morning's usual share at
+    09:00 is barely higher. Had the hour remembered only its last buckets, the wave would
+    be the next morning's rhythm (a factor of 1.4, and the next wave less surprising)."""
+    detector = share_detector_after(7, 40, 0.1)
+    start = T0 + timedelta(days=7, hours=9)
+    before = detector.score_one(bucket(start, 40, 4)).expected
+    for i in range(12):
+        share_probe(detector, start + timedelta(minutes=5 * i), 40, 32)
+    rng = random.Random(9)
+    for i in range(12, 288):
+        k = sum(rng.random() < 0.1 for _ in range(40))
+        share_probe(detector, start + timedelta(minutes=5 * i), 40, k)
+    after = detector.score_one(bucket(start + timedelta(days=1), 40, 4)).expected
+    assert after < 1.1 * before

@@ -5,7 +5,8 @@ Memory is bounded and steady: the ids are kept in two generations of sets, the c
 one and the one before it; when the current one holds ``capacity / 2`` ids, the one
 before is dropped and the current one takes its place. So the last ``capacity / 2``
 ids at least, and ``capacity`` at most, are remembered, which covers redeliveries
-(seconds to minutes apart) many times over. An id seen again is remembered afresh.
+(seconds to minutes apart) many times over (a generation holds one id at least: a
+capacity of 1 remembers 2). An id seen again is remembered afresh.
 
 Two plain sets, not an ordered dict that forgets its oldest entry at every insert: such
 a dict keeps the slots of the entries it removed until it resizes, and its memory
