@@ -1318,6 +1318,32 @@ def test_a_negative_share_wave_is_not_learned_as_the_usual_share() -> None:
     assert before < after.expected < 1.15 * before
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_share_wave_s_alarm_ends_soon_after_the_wave(seed: int) -> None:
+    """Three hours at 80 % negative where 10 % is usual, then calm again. Each bucket of
+    the wave was learned as the share wandering (clipped, yet far out): the concentration
+    fell to its floor, the calm buckets weighed almost nothing against the CUSUM held at
+    its cap, and the alarm went on for 1 to 3 hours of calm (its last alarm 14 to 35
+    buckets in, 12 seeds), where the volume detector's ends within a bucket. A change the
+    CUSUM holds at its cap teaches the drift nothing now: 1 to 6 buckets."""
+    detector = share_detector_after(2, 40, 0.1)
+    rng = random.Random(seed)
+    at = T0 + timedelta(days=2)
+
+    def negatives(share: float) -> int:
+        return sum(rng.random() < share for _ in range(40))
+
+    for _ in range(36):
+        assert share_probe(detector, at, 40, negatives(0.8)).likelihood >= 0.9999
+        at += timedelta(minutes=5)
+    alarming = []
+    for i in range(36):
+        if share_probe(detector, at, 40, negatives(0.1)).likelihood >= 0.9999:
+            alarming.append(i)
+        at += timedelta(minutes=5)
+    assert max(alarming, default=-1) < 8  # 40 minutes
+
+
 def test_a_share_series_whose_first_buckets_are_empty_is_judged() -> None:
     """A brand added at a quiet hour: its first buckets have no post, so no hour has a
     share yet. Every hour keeps the factor 1 (not a division by the no posts seen)."""

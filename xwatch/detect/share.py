@@ -258,12 +258,16 @@ class NegativeShareDetector(Memo[Scored]):
             step = self._llr(bucket.negative, n, usual, concentration) if llr is None else llr
             self.cusum = smaller(larger(self.cusum + step, 0.0), self.params.cusum_cap)
         self.run.advance(ongoing, bucket.start.timestamp(), k, n * usual, n, lasts=self.cusum > 0.0)
-        if n >= 2 and self.seen_posts >= self.params.prior_posts:
+        changing = self.cusum >= self.params.cusum_cap  # a change the CUSUM holds
+        if n >= 2 and self.seen_posts >= self.params.prior_posts and not changing:
             # the drift from the bucket as it is, unless it is far out (a crisis does not
             # teach that the share wanders): clipped at the usual band's edge, the spread
             # it is learned from was truncated, most at small buckets (2 negatives of 2 is
             # outside the band), and the share read steadier than it is (a concentration
-            # of 48 to 80 learned where it is 30)
+            # of 48 to 80 learned where it is 30). Nor does a change: three hours of a
+            # wave, each bucket clipped at the band's edge, took the concentration to its
+            # floor, and the calm buckets after it drained the CUSUM so slowly that the
+            # alarm went on for 1 to 3 hours of calm
             self._learn_drift(n, self._clipped(k, n, usual, DRIFT_BAND_Z, concentration), usual)
             concentration = self.concentration  # the drift has learned the bucket
         if n and self.seen_posts >= self.params.prior_posts:
