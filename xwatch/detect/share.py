@@ -53,6 +53,9 @@ from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
 MAX_SHARE = 0.99  # the usual share never reaches 1 (a share, not a certainty)
 DRIFT_BAND_Z = 4.0  # the drift learns buckets within this many sd (1 in 16,000 beyond)
+DRIFT_PAUSE_SECONDS = 3 * 3600.0
+"""A change the CUSUM holds at its cap, in a run younger than this, teaches the drift
+nothing (the volume detector adopts a change held as long: ``adopt_after_seconds``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,8 +261,7 @@ class NegativeShareDetector(Memo[Scored]):
             step = self._llr(bucket.negative, n, usual, concentration) if llr is None else llr
             self.cusum = smaller(larger(self.cusum + step, 0.0), self.params.cusum_cap)
         self.run.advance(ongoing, bucket.start.timestamp(), k, n * usual, n, lasts=self.cusum > 0.0)
-        changing = self.cusum >= self.params.cusum_cap  # a change the CUSUM holds
-        if n >= 2 and self.seen_posts >= self.params.prior_posts and not changing:
+        if n >= 2 and self.seen_posts >= self.params.prior_posts and not self._changing(bucket):
             # the drift from the bucket as it is, unless it is far out (a crisis does not
             # teach that the share wanders): clipped at the usual band's edge, the spread
             # it is learned from was truncated, most at small buckets (2 negatives of 2 is
@@ -267,7 +269,9 @@ class NegativeShareDetector(Memo[Scored]):
             # of 48 to 80 learned where it is 30). Nor does a change: three hours of a
             # wave, each bucket clipped at the band's edge, took the concentration to its
             # floor, and the calm buckets after it drained the CUSUM so slowly that the
-            # alarm went on for 1 to 3 hours of calm
+            # alarm went on for 1 to 3 hours of calm. A change that lasts is learned again
+            # after ``DRIFT_PAUSE_SECONDS``: never learned, a lasting 0.1 -> 0.3 of 200
+            # posts a bucket alarmed for 51 hours, not 28
             self._learn_drift(n, self._clipped(k, n, usual, DRIFT_BAND_Z, concentration), usual)
             concentration = self.concentration  # the drift has learned the bucket
         if n and self.seen_posts >= self.params.prior_posts:
@@ -281,6 +285,16 @@ class NegativeShareDetector(Memo[Scored]):
         if self.width_seconds < DAY:
             self._learn_hour(self._hour(at), n, k)
         self._learn_day(day_number(at), n, k)
+
+    def _changing(self, bucket: Bucket) -> bool:
+        """The CUSUM holds a change at its cap, in a run younger than ``DRIFT_PAUSE_SECONDS``
+        (``learn_one``: after the CUSUM has learned ``bucket``)."""
+        start = self.run.start
+        return (
+            self.cusum >= self.params.cusum_cap
+            and start is not None
+            and bucket.start.timestamp() - start < DRIFT_PAUSE_SECONDS
+        )
 
     def _learn_hour(self, hour: int, n: int, k: float) -> None:
         """The hour's own negatives and posts learn the bucket; at each new hour, the
