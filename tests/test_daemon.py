@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import pytest
@@ -23,8 +24,8 @@ from tests.factories import T0, FixedClock, GatedSource, alert, mention
 from tests.waiting import eventually
 from xwatch import daemon as daemon_module
 from xwatch.alerting.console import ConsoleNotifier
-from xwatch.alerting.incidents import IncidentBook, Policy, Silence
-from xwatch.daemon import Daemon
+from xwatch.alerting.incidents import Change, IncidentBook, Policy, Silence
+from xwatch.daemon import Daemon, UnsavedChanges
 from xwatch.model import AlertEvent, EventKind, Mention
 from xwatch.settings import Settings, load_settings
 from xwatch.store import MEMORY, Store
@@ -298,3 +299,18 @@ def test_an_expired_silence_is_marked_in_the_store(project: Path) -> None:
         daemon._dispatch([])
         assert daemon.book.silences == {}
         assert store.silences() == []
+
+
+def test_changes_that_raised_a_bug_are_kept_no_more_than_the_limit() -> None:
+    """A write that raised something else than a ``StoreError`` (a bug) kept every change
+    for good: each later write failed on them again, and the list grew without end."""
+
+    class Broken:
+        def record_changes(self, changes: object) -> None:
+            raise TypeError("a bug")
+
+    unsaved = UnsavedChanges(limit=2)
+    unsaved.add([cast(Change, object()) for _ in range(5)])
+    with pytest.raises(TypeError):
+        unsaved.write(cast(Store, Broken()))
+    assert len(unsaved) == 2

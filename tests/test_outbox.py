@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,6 +215,100 @@ async def test_a_store_busy_with_a_checkpoint_holds_up_the_notice_but_never_the_
     assert record is not None and record.incident.id == slack.sent[0].incident.id
 
 
+class GatedNotifier(ScriptedNotifier):
+    """Sends nothing until ``gate`` is set (its notices wait in the outbox meanwhile)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.gate = asyncio.Event()
+
+    async def send(self, notice: Notice) -> None:
+        await self.gate.wait()
+        await super().send(notice)
+
+
+def fire_brand(daemon: Daemon, brand: str) -> None:
+    """An incident of its own for ``brand``, told to Slack."""
+    a = alert(at=AT, brand=brand, channels=("slack",))
+    daemon._dispatch([AlertEvent(EventKind.FIRING, a, a.signal.end)])
+
+
+@contextmanager
+def store_held(store: Store) -> Iterator[threading.Event]:
+    """Another thread holds the store's lock (as a checkpoint of many series does) until
+    the event given is set or the block ends."""
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._lock:
+            taken.set()
+            release.wait(timeout=10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert taken.wait(5)
+        yield release
+    finally:
+        release.set()
+        holder.join()
+
+
+@pytest.mark.asyncio
+async def test_a_request_cancelled_while_the_store_is_busy_loses_no_notice(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An API action waits for its write (``settled``), and a request past its deadline
+    is cancelled there. Its cancellation cancelled every write waiting behind the busy
+    store: none of those incidents' notices was ever queued (until a restart), and the
+    log had a traceback for each."""
+    slack = ScriptedNotifier("slack")
+    async with running(write_config(project), {"slack": slack}) as daemon:
+        assert daemon.store is not None
+        with store_held(daemon.store):
+            fire_brand(daemon, "kettlebird")
+            fire_brand(daemon, "otterpot")
+            request = asyncio.create_task(daemon.settled())
+            await asyncio.sleep(0)  # it waits for the writes
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await request
+        await daemon.settled()
+        await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
+        assert sorted(n.incident.brand for n in slack.sent) == ["kettlebird", "otterpot"]
+        assert len(daemon._unsaved) == 0
+    assert "Exception in callback" not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_delivery_is_recorded_before_the_next_notice_is_sent(project: Path) -> None:
+    """A SIGKILL sends again only the notice in flight: the others sent are marked
+    delivered. While a checkpoint held the store, a notifier sent notice after notice,
+    their records queued behind it: a kill then would have sent them all again."""
+    slack = GatedNotifier("slack")
+    async with running(write_config(project), {"slack": slack}) as daemon:
+        store = daemon.store
+        assert store is not None
+        for brand in ("kettlebird", "otterpot", "wrenfield"):
+            fire_brand(daemon, brand)
+        await daemon.settled()  # the three written and queued; the notifier waits
+        recording = threading.Event()
+        record_attempt = store.record_attempt
+
+        def noted(*args: Any, **kwargs: Any) -> None:
+            recording.set()  # the first delivery's record waits for the lock
+            record_attempt(*args, **kwargs)
+
+        store.record_attempt = noted  # type: ignore[method-assign]
+        with store_held(store):
+            slack.gate.set()
+            assert await asyncio.to_thread(recording.wait, 5)
+            assert len(slack.sent) == 1  # the next waits until this one is recorded
+        await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
+        assert len(slack.sent) == 3
+        assert store.pending_notices() == []  # each recorded before the notifier moved on
+
+
 @pytest.mark.asyncio
 async def test_pending_notifications_are_sent_after_a_restart_and_the_incident_goes_on(
     project: Path, caplog: pytest.LogCaptureFixture
@@ -342,3 +437,28 @@ async def test_history_past_the_retention_is_deleted_from_the_start_and_counted(
         daemon.stop.set()
         source.finish.set()
         await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_a_bug_in_the_retention_neither_stops_the_daemon_nor_its_notices(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a ``StoreError`` was caught: any other error from the prune ended its task,
+    and the task group stopped the whole daemon with it, at start."""
+    pruning = threading.Event()
+
+    def broken(store: Store, before: object, limit: int = 200) -> None:
+        pruning.set()
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(Store, "prune", broken)
+    slack = ScriptedNotifier("slack")
+    async with running(write_config(project), {"slack": slack}) as daemon:
+        assert await asyncio.to_thread(pruning.wait, 5)
+        errors = {"operation": "retention"}
+        await eventually(
+            lambda: sample(daemon, "xwatch_store_write_errors_total", errors) == 1, "counted"
+        )
+        fire(daemon, ("slack",))
+        await asyncio.wait_for(slack.delivered.wait(), 10)
+        assert daemon._ready()[0] is True  # the incident's write since cleared the problem

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -82,3 +83,49 @@ async def test_after_close_jobs_run_in_the_callers_thread() -> None:
     worker.submit(lambda: seen.append(threading.current_thread().name))
     assert seen == [threading.current_thread().name]
     assert await worker.run(lambda: 3) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_wait_for_the_jobs_cancels_none_of_them() -> None:
+    """A caller of ``settled`` is cancelled at times (a request past its deadline, a
+    drain that timed out). ``gather`` cancelled the jobs it waited for with it: the one
+    still queued never ran, and no ``done`` was called (an incident's notices, queued
+    there, never went out)."""
+    worker = StoreWorker()
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+    done: list[str] = []
+
+    def slow() -> None:  # a write waiting for the store's lock (a checkpoint holds it)
+        started.set()
+        release.wait(timeout=5)
+        ran.append("slow")
+
+    worker.submit(slow, lambda error: done.append(f"slow {error}"))
+    worker.submit(lambda: ran.append("queued"), lambda error: done.append(f"queued {error}"))
+    waiter = asyncio.create_task(worker.settled())
+    assert await asyncio.to_thread(started.wait, 5)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    release.set()
+    await worker.settled()
+    worker.close()
+    assert ran == ["slow", "queued"]
+    assert done == ["slow None", "queued None"]
+
+
+@pytest.mark.asyncio
+async def test_submit_gives_a_future_done_once_done_ran_whose_cancel_spares_the_job() -> None:
+    worker = StoreWorker()
+    release = threading.Event()
+    done: list[str] = []
+    worker.submit(lambda: release.wait(timeout=5))
+    first = worker.submit(lambda: None, lambda error: done.append("first"))
+    second = worker.submit(lambda: None, lambda error: done.append("second"))
+    assert first is not None and second is not None
+    first.cancel()  # a notifier stopped while it waited for its delivery's record
+    release.set()
+    await second
+    assert done == ["first", "second"]
+    worker.close()

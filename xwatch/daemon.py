@@ -167,7 +167,7 @@ class UnsavedChanges:
             return
         try:
             records.record_changes(changes)
-        except StoreError:
+        except Exception:  # a bug too (``StoreWorker`` logs it): they wait, ``limit`` at most
             with self._lock:
                 del self._changes[: max(0, len(self._changes) - self.limit)]
             raise
@@ -727,6 +727,10 @@ class Daemon:
             except StoreError as exc:
                 self._store_failed("retention", exc)
                 log.error("history not pruned: %s", exc, extra={"event": "prune_failed"})
+                return
+            except Exception as exc:  # a bug: raised in the task group, it stopped the daemon
+                self._store_failed("retention", StoreError(f"{type(exc).__name__}: {exc}"))
+                log.exception("history not pruned", extra={"event": "prune_failed"})
                 return
             incidents += pruned.incidents
             silences += pruned.silences
@@ -1364,13 +1368,14 @@ class Daemon:
             try:
                 await notifier.send(notice)
             except PermanentFailure as exc:
-                self._delivered(notice, "failed", str(exc))
+                await _written(self._delivered(notice, "failed", str(exc)))
                 return
             except Exception as exc:
                 error = str(exc) or type(exc).__name__
                 retry_after = exc.retry_after if isinstance(exc, TemporaryFailure) else None
                 if time.monotonic() - first_try >= alerting.give_up_after_seconds:
-                    self._delivered(notice, "failed", f"gave up after retrying: {error}")
+                    failed = self._delivered(notice, "failed", f"gave up after retrying: {error}")
+                    await _written(failed)
                     return
                 wait = retry_after if retry_after is not None else random.uniform(0, delay)
                 # the far end's Retry-After is waited for, but never past giving up
@@ -1380,11 +1385,17 @@ class Daemon:
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, alerting.retry_max_seconds)
                 continue
-            self._delivered(notice, "delivered")
+            await _written(self._delivered(notice, "delivered"))
             return
 
-    def _delivered(self, notice: Notice, outcome: str, error: str = "", wait: float = 0) -> None:
-        """Count, log and store one delivery attempt."""
+    def _delivered(
+        self, notice: Notice, outcome: str, error: str = "", wait: float = 0
+    ) -> asyncio.Future[None] | None:
+        """Count, log and store one delivery attempt; the future is done once it is
+        written (or could not be). The notifier waits for it before its next notice: a
+        delivery still unrecorded is sent again after a kill, and while a checkpoint
+        held the store, a notifier sent notice after notice, none of them recorded (a
+        SIGKILL then sent every one again, not just the one in flight)."""
         error = clean(error, 1000)  # a far end's words: one line, text any store takes
         channel = notice.channel
         metric = {"delivered": "sent", "retry": "retried", "failed": "failed"}[outcome]
@@ -1424,9 +1435,10 @@ class Daemon:
                     self._store_failed("deliveries", exc)
                     log.error("delivery of %s not recorded: %s", notice.id, exc, extra=fields)
 
-            self.store_worker.submit(
+            return self.store_worker.submit(
                 lambda: records.record_attempt(notice, outcome, error), recorded
             )
+        return None
 
     # -- what people do (Slack buttons, the incident page, the JSON API) -------------------
 
@@ -1599,6 +1611,12 @@ class Daemon:
                 log.error("%s: %s", failure, exc)
 
         return saved
+
+
+async def _written(pending: asyncio.Future[None] | None) -> None:
+    """Wait for a write ``StoreWorker.submit`` queued (``None``: it is done)."""
+    if pending is not None:
+        await pending
 
 
 def _source_event(what: str, source: Source) -> dict[str, object]:

@@ -10,7 +10,10 @@ checkpoint was written: the webhook, ``/healthz``, the MQTT keep-alive, the pipe
 * ``submit(job, done)``: run ``job`` on the worker thread after every job submitted
   before it; then ``done(error)`` on the event loop (``error`` is ``None``, or the
   ``StoreError`` it raised). The daemon queues an incident's notices in ``done``: a
-  notice goes out only once its change is written (or could not be).
+  notice goes out only once its change is written (or could not be). It returns a
+  future done once ``done`` has run, for a caller that must wait for the write (a
+  notifier records a delivery before it sends the next notice); cancelling that wait
+  never cancels the job.
 * ``await run(job)``: the same, for a caller that waits for the result (a read that must
   see the writes before it, a checkpoint).
 * ``await settled()``: every job submitted so far has run, and its ``done`` too.
@@ -48,20 +51,31 @@ class StoreWorker:
         self._waiting: set[asyncio.Future[Any]] = set()
         self._closed = False
 
-    def submit(self, job: Callable[[], object], done: Done = _ignore) -> None:
-        """Run ``job`` after the jobs before it, then ``done`` on the loop."""
+    def submit(
+        self, job: Callable[[], object], done: Done = _ignore
+    ) -> asyncio.Future[None] | None:
+        """Run ``job`` after the jobs before it, then ``done`` on the loop. The future
+        returned is done once ``done`` has run (``None``: both ran at once, no loop); it
+        is not the job's own, so a waiter cancelled (a notifier stopped) leaves the job
+        and its ``done`` to run."""
         loop = self._loop()
         if loop is None:
             done(_outcome(job))
-            return
+            return None
         future = loop.run_in_executor(self._executor, _outcome, job)
         self._waiting.add(future)
+        over: asyncio.Future[None] = loop.create_future()
 
         def finished(future: asyncio.Future[StoreError | None]) -> None:
             self._waiting.discard(future)
-            done(future.result())
+            try:
+                done(future.result())
+            finally:
+                if not over.done():
+                    over.set_result(None)
 
         future.add_done_callback(finished)
+        return over
 
     async def run(self, job: Callable[[], T]) -> T:
         """``job``'s result, after the jobs before it; its exception, raised here."""
@@ -74,9 +88,14 @@ class StoreWorker:
         return await future
 
     async def settled(self) -> None:
-        """Every job submitted so far (and those their ``done`` submitted) is over."""
+        """Every job submitted so far (and those their ``done`` submitted) is over.
+
+        ``asyncio.wait``, not ``gather``: a cancelled ``gather`` cancels what it waits
+        for, and a caller of ``settled`` is cancelled at times (a request past its
+        deadline, a drain that timed out). That cancelled the jobs themselves: a write
+        still queued never ran, and its ``done`` never queued the incident's notices."""
         while self._waiting:
-            await asyncio.gather(*self._waiting, return_exceptions=True)
+            await asyncio.wait(set(self._waiting))
 
     def close(self) -> None:
         """Let the thread go (after ``settled``); later jobs run in the caller's thread."""
