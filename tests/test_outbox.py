@@ -408,7 +408,8 @@ async def test_history_past_the_retention_is_deleted_from_the_start_and_counted(
     project: Path,
 ) -> None:
     """An incident resolved long ago is deleted at start (and every 10 minutes after),
-    with ``store.retention_days``; one resolved since stays."""
+    with ``store.retention_days``; one resolved since stays. A replay's days are the
+    data's: by the wall clock, the one resolved 20 days before these posts would go too."""
     config = write_config(project)
     text = config.read_text("utf-8").replace(
         "  path: state.sqlite3\n", "  path: state.sqlite3\n  retention_days: 30\n"
@@ -416,7 +417,8 @@ async def test_history_past_the_retention_is_deleted_from_the_start_and_counted(
     config.write_text(text, "utf-8")
     book = IncidentBook(Policy())
     ids = []
-    for brand, resolved in (("otterpot", T0 - timedelta(days=40)), ("kettlebird", T0)):
+    for brand, days in (("otterpot", 40), ("kettlebird", 20)):
+        resolved = T0 - timedelta(days=days)
         fired = alert(brand=brand, at=resolved - timedelta(hours=1))
         opened = book.observe([AlertEvent(EventKind.FIRING, fired, fired.signal.end)], resolved)
         ids.append(opened[0].incident.id)
@@ -424,7 +426,7 @@ async def test_history_past_the_retention_is_deleted_from_the_start_and_counted(
             store.record_changes([*opened, *book.resolve(ids[-1], "@maria", resolved)])
             for notice in (n for change in opened for n in change.notices):
                 store.record_attempt(notice, "delivered")
-    source = GatedSource([], held=True)
+    source = GatedSource([mention("kettlebird is fine", at=13 * 3600)])  # the data's time
     daemon = Daemon(load_settings(config), sources=[source])
     task = asyncio.create_task(daemon.run())
     try:

@@ -708,14 +708,19 @@ class Daemon:
     async def _prune_history(self) -> None:
         """Every ``PRUNE_SECONDS``, from the start: delete the history older than
         ``store.retention_days`` (in the store, or the in-memory one without it), a batch
-        of incidents at a time, on the store's worker thread."""
+        of incidents at a time, on the store's worker thread. Live, the days are the wall
+        clock's; in a replay, the data's (its incidents live there), so a replay prunes
+        only once its posts have a time: by the wall clock, the start of a replay of last
+        year's posts deleted the history its previous run had made."""
         retention_days = self.settings.config.store.retention_days
         assert retention_days is not None
         while True:
             records = self.records
-            if records is not None:
-                before = self._action_time() - timedelta(days=retention_days)
-                await self._prune(records, before)
+            now = self.clock.now() if self.completeness_matters else self.pipeline.clock.watermark
+            if records is None or now is None:
+                await asyncio.sleep(TICK_SECONDS)
+                continue
+            await self._prune(records, now - timedelta(days=retention_days))
             await asyncio.sleep(PRUNE_SECONDS)
 
     async def _prune(self, records: Store, before: datetime) -> None:
