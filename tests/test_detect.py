@@ -152,6 +152,113 @@ def test_bucket_samples_put_negative_high_reach_posts_first() -> None:
     assert closed.negative == 2 and closed.count == 3
 
 
+def test_a_post_for_a_bucket_due_to_close_is_late_before_the_close() -> None:
+    """The watermark before a post (``add``'s ``watermark``) makes a post late exactly as if
+    the posts had come one at a time: a bucket that ends at or before it is closed."""
+    agg = Aggregator((60,))
+    agg.declare("b")
+    agg.add(mention(at=0), "b")
+    end = (T0 + timedelta(seconds=60)).timestamp()
+    assert not agg.add(mention(at=59), "b", watermark=end)
+    assert agg.add(mention(at=59), "b", watermark=end - 1)
+    assert agg.add(mention(at=60), "b", watermark=end)  # the next minute's
+
+
+def test_a_post_that_beats_the_weakest_sample_takes_its_place() -> None:
+    agg = Aggregator((60,), samples=2)
+    agg.declare("b")
+    for i, followers in enumerate((100, 300, 200, 50)):
+        agg.add(mention(f"post {i}", at=i, followers=followers, id=f"p{followers}"), "b")
+    [closed] = agg.close_until(T0 + timedelta(seconds=60))
+    assert [m.id for m in closed.samples] == ["p300", "p200"]
+
+
+def test_a_bucket_s_reach_is_the_sum_of_its_posts_and_a_quiet_bucket_s_is_zero() -> None:
+    agg = Aggregator((60,))
+    agg.declare("b")
+    agg.add(mention("one", at=5, followers=100), "b")
+    agg.add(mention("two", at=10, followers=250), "b")
+    closed = agg.close_until(T0 + timedelta(seconds=120))
+    assert [(b.count, b.reach) for b in closed] == [(2, 350), (0, 0)]
+
+
+def test_an_open_bucket_is_seen_as_it_stands_and_a_closed_one_not_at_all() -> None:
+    """What an early judgement scores (``SeriesBuckets.peek``): the posts so far, their
+    samples ranked as a closed bucket's, ending at the post that is judged."""
+    agg = Aggregator((60,), samples=2)
+    agg.declare("b")
+    agg.add(mention("calm big", at=1, followers=10_000, negative=False, id="a"), "b")
+    agg.add(mention("angry small", at=2, followers=10, negative=True, id="b"), "b")
+    agg.add(mention("angry big", at=3, followers=5_000, negative=True, id="c"), "b")
+    [series] = agg.scales_of("b")
+    first = int(T0.timestamp()) // 60
+    partial = series.peek(first, T0 + timedelta(seconds=3))
+    assert partial is not None
+    assert (partial.start, partial.end) == (T0, T0 + timedelta(seconds=3))
+    assert (partial.count, partial.negative, partial.reach) == (3, 2, 15_010)
+    assert [m.id for m in partial.samples] == ["c", "b"]
+    assert series.peek(first + 1, T0 + timedelta(seconds=61)) is None  # no post in it
+    agg.close_until(T0 + timedelta(seconds=60))
+    assert series.peek(first, T0 + timedelta(seconds=60)) is None  # closed
+
+
+def test_a_topic_is_counted_at_the_scales_declared_for_it_and_a_reload_adds_none_twice() -> None:
+    """A topic's rules may judge 5 minutes only: its posts go in no other scale's series;
+    declaring it again (a reload) adds the new scales and counts each post once."""
+    agg = Aggregator((60, 300, 900))
+    agg.declare("b", "refunds", (900,))
+    agg.declare("b", "refunds", (300, 900))  # the rules changed: 5 minutes too
+    assert agg.add(mention(at=5), "b", "refunds")
+    assert [s.key.scale_seconds for s in agg.scales_of("b", "refunds")] == [300, 900]
+    assert {key.scale_seconds for key in agg.series if key.topic == "refunds"} == {300, 900}
+    closed = agg.close_until(T0 + timedelta(seconds=900))
+    assert [(b.series.scale_seconds, b.count) for b in closed if b.count] == [(300, 1), (900, 1)]
+
+
+def test_an_earlier_post_moves_the_start_back_only_within_the_rewind_and_before_a_close() -> None:
+    """A first post from a fast clock must not make the next minutes' posts late; a
+    straggler from further back, or one after a bucket closed, must not move the start
+    (the detectors would learn empty buckets, or buckets would close twice)."""
+    agg = Aggregator((60,), rewind_seconds=120)
+    agg.declare("b")
+    assert not agg.due_by(T0)  # no post yet: nothing to close
+    agg.add(mention(at=130), "b")  # fast: the first post
+    agg.add(mention(at=-600), "b")  # ten minutes before it: not a rewind
+    assert agg.start == (T0 + timedelta(seconds=130)).timestamp()
+    agg.add(mention(at=30), "b")  # within the rewind: the series start at its minute
+    assert agg.start == (T0 + timedelta(seconds=30)).timestamp()
+    assert not agg.due_by(T0 + timedelta(seconds=59))
+    assert agg.due_by(T0 + timedelta(seconds=60))
+    [first] = agg.close_until(T0 + timedelta(seconds=60))
+    assert (first.start, first.count) == (T0, 1)
+    assert not agg.add(mention(at=15), "b")  # in the rewind, but a bucket closed: late
+    agg.begin((T0 + timedelta(seconds=15)).timestamp())  # (an own post's, or another shard's)
+    agg.begin((T0 + timedelta(seconds=600)).timestamp())  # nor does a jump ahead move it
+    closed = agg.close_until(T0 + timedelta(seconds=180))
+    assert [(b.start - T0, b.count) for b in closed] == [
+        (timedelta(seconds=60), 0),
+        (timedelta(seconds=120), 1),
+    ]
+
+
+def test_buckets_close_oldest_first_then_finest_scale_then_brand() -> None:
+    """The pipeline judges the buckets that end at one instant as one round, in the order
+    they come: a round out of order would move the alerts' time backwards."""
+    agg = Aggregator((60, 300))
+    agg.declare("zeta")
+    agg.declare("alpha")
+    agg.add(mention(at=5), "zeta")
+    closed = agg.close_until(T0 + timedelta(seconds=600))
+    order = [(b.end - T0, b.series.scale_seconds, b.series.brand) for b in closed]
+    assert order == sorted(order) and len(order) == 2 * (10 + 2)
+    assert order[8:12] == [
+        (timedelta(seconds=300), 60, "alpha"),
+        (timedelta(seconds=300), 60, "zeta"),
+        (timedelta(seconds=300), 300, "alpha"),
+        (timedelta(seconds=300), 300, "zeta"),
+    ]
+
+
 # --- count detector -------------------------------------------------------------
 
 

@@ -750,3 +750,137 @@ def test_acting_on_an_incident_never_announced_sends_nothing() -> None:
     resolved = book.resolve(held.id, "@maria", AT + timedelta(minutes=2))
     assert notices(resolved) == [] and resolved[0].incident.state is State.RESOLVED
     assert [e.kind for e in resolved[0].entries] == ["resolved"]
+
+
+# -- after the opening: what the book says as an incident goes on and ends -----------------
+# From a mutation audit of the book's second half (updates, timers, actions, restore): each
+# test failed under a mutant that every other test let through.
+
+
+def test_a_new_peak_is_posted_with_its_numbers_not_as_a_change_of_severity() -> None:
+    """A stronger firing of the same severity is "stronger" and its numbers in the thread;
+    saying "severity now warning" (or dropping the numbers) tells people nothing."""
+    book = IncidentBook(Policy(repeat_after=None))
+    a = warning(at=AT, channels=("slack",))
+    fire(book, a)
+    later = AT + timedelta(minutes=5)
+    stronger = dataclasses.replace(a, signal=dataclasses.replace(a.signal, surprise=9.0))
+    [change] = book.observe([AlertEvent(EventKind.UPDATED, stronger, later)], later)
+    [update] = notices([change])
+    said = "mention-volume-spike: stronger, volume 143 (expected 31.0, band 18-47)"
+    assert (update.kind, update.text) == (NoticeKind.UPDATED, said)
+    assert [(e.kind, e.text) for e in change.entries] == [("peak", said)]
+
+
+def test_a_part_that_peaks_keeps_its_place_among_the_parts() -> None:
+    """The parts are listed in the order they began, whichever one fired last."""
+    book = IncidentBook(Policy(repeat_after=None))
+    first = warning(at=AT, channels=("slack",))
+    fire(book, first)
+    second = warning(rule="negative-share-spike", at=AT + timedelta(minutes=1))
+    fire(book, second)
+    later = AT + timedelta(minutes=5)
+    [change] = book.observe([AlertEvent(EventKind.UPDATED, first, later)], later)
+    assert [p.identity for p in change.incident.parts] == [first.identity, second.identity]
+
+
+def test_escalation_is_due_a_first_response_time_after_the_first_critical_part() -> None:
+    """A second critical alert must not put off the escalation of the first."""
+    book = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    fire(book, alert(at=AT, channels=("slack",)))  # 30 min first response
+    fire(book, alert(rule="product-defect-surge", at=AT + timedelta(minutes=20)))
+    assert book.next_due() == AT + timedelta(minutes=30)
+    escalated = book.advance(AT + timedelta(minutes=30))
+    assert (NoticeKind.ESCALATED, "pager") in kinds(escalated)
+
+
+def test_an_incident_held_for_quiet_hours_has_no_reminder_due() -> None:
+    """Nothing was announced, so nothing is to be repeated: the next timer is the end of
+    the quiet hours' round, not a reminder an hour after no announcement."""
+    book = IncidentBook(Policy(quiet=lambda rule, at: True, repeat_after=timedelta(hours=1)))
+    fire(book, warning(at=AT, channels=("slack",)))
+    assert book.next_due() is None
+
+
+def test_a_warning_s_next_timer_is_its_reminder_as_warnings_never_escalate() -> None:
+    book = IncidentBook(Policy(repeat_after=timedelta(hours=1), escalate_to=("pager",)))
+    fire(book, warning(at=AT, channels=("slack",)))
+    assert book.next_due() == AT + timedelta(hours=1)
+
+
+def test_escalations_and_reminders_say_why_in_their_notice_and_the_timeline() -> None:
+    """The pager's only line of text: an escalation says it was not acknowledged in time,
+    a reminder how long the incident has fired."""
+    book = IncidentBook(Policy(repeat_after=timedelta(hours=1), escalate_to=("pager",)))
+    fire(book, alert(at=AT, channels=("slack",)))  # 30 min first response
+    [escalated] = book.advance(AT + timedelta(minutes=30))
+    assert {n.text for n in escalated.notices} == {"not acknowledged within 30 min"}
+    assert [(e.kind, e.text) for e in escalated.entries] == [
+        ("escalated", "not acknowledged within 30 min")
+    ]
+    [reminded] = book.advance(AT + timedelta(minutes=90))
+    assert [n.text for n in reminded.notices] == ["still firing after 90 min, unacknowledged"]
+    assert [(e.kind, e.text) for e in reminded.entries] == [("reminder", "reminder sent")]
+
+
+def test_people_s_actions_are_said_and_in_the_timeline_with_who_did_them() -> None:
+    book = IncidentBook(Policy(repeat_after=None, escalate_to=("pager",)))
+    opened = fire(book, alert(at=AT, channels=("slack",)))[0].incident
+    acts = [
+        book.acknowledge(opened.id, "@maria", AT + timedelta(minutes=1)),
+        book.escalate(opened.id, "@bob", AT + timedelta(minutes=2)),
+        book.resolve(opened.id, "@rita", AT + timedelta(minutes=3)),
+    ]
+    assert [(e.kind, e.text, e.who) for [change] in acts for e in change.entries] == [
+        ("acknowledged", "acknowledged by @maria", "@maria"),
+        ("escalated", "escalated by @bob", "@bob"),
+        ("resolved", "resolved by @rita", "@rita"),
+    ]
+    assert [{n.text for n in change.notices} for [change] in acts] == [
+        {"acknowledged by @maria"},
+        {"escalated by @bob"},
+        {"resolved by @rita"},
+    ]
+
+
+def test_resolving_by_hand_ends_the_parts_still_firing_and_keeps_when_the_others_ended() -> None:
+    book = IncidentBook(Policy(repeat_after=None))
+    calmed = warning(at=AT, channels=("slack",))
+    fire(book, calmed)
+    firing = warning(rule="negative-share-spike", at=AT, channels=("slack",))
+    opened = fire(book, firing)[0].incident
+    calm_at = AT + timedelta(minutes=30)
+    book.observe([AlertEvent(EventKind.RESOLVED, calmed, calm_at)], calm_at)
+    by_hand = AT + timedelta(minutes=40)
+    [change] = book.resolve(opened.id, "@maria", by_hand)
+    ended = {p.identity: p.resolved_at for p in change.incident.parts}
+    assert ended == {calmed.identity: calm_at, firing.identity: by_hand}
+
+
+def test_an_incident_over_by_itself_says_so_in_its_notice_and_timeline() -> None:
+    book = IncidentBook(Policy(repeat_after=None))
+    a = warning(at=AT, channels=("slack",))
+    fire(book, a)
+    over = AT + timedelta(minutes=30)
+    [change] = book.observe([AlertEvent(EventKind.RESOLVED, a, over)], over)
+    assert [(n.kind, n.text) for n in change.notices] == [(NoticeKind.RESOLVED, "back to normal")]
+    assert [e.text for e in change.entries] == [
+        "mention-volume-spike: back to normal",
+        "every alert is back to normal",
+    ]
+
+
+def test_a_silence_kept_in_the_store_still_ends_after_a_restart() -> None:
+    """A restart forgot the silences it was given back: the silenced incident never came
+    back when its silence ended, and new alerts it covered were announced."""
+    book = IncidentBook(Policy(repeat_after=None))
+    opened = fire(book, warning(at=AT, channels=("slack",)))[0].incident
+    silence, [silenced] = book.silence_incident(
+        opened.id, "@maria", AT + timedelta(minutes=5), timedelta(hours=1), "s1"
+    )
+    restored = IncidentBook(Policy(repeat_after=None))
+    restored.restore([silenced.incident], [silence])
+    assert restored.next_due() == silence.ends_at
+    ended = restored.advance(silence.ends_at)
+    assert [(n.kind, n.text) for n in notices(ended)] == [(NoticeKind.UPDATED, "silence expired")]
+    assert restored.incidents[opened.id].state is State.FIRING
