@@ -215,6 +215,28 @@ def test_a_topic_is_counted_at_the_scales_declared_for_it_and_a_reload_adds_none
     assert [(b.series.scale_seconds, b.count) for b in closed if b.count] == [(300, 1), (900, 1)]
 
 
+def test_a_topic_added_after_buckets_closed_starts_at_the_bucket_the_watermark_is_in() -> None:
+    """A topic rule added by a reload, after an hour: its series started at the first
+    post's bucket, so the next round closed an hour of empty buckets for it (three days
+    at one minute: 4,300), which its detectors learned as a silence it never had."""
+    agg = Aggregator((60, 900))
+    agg.declare("b")
+    agg.add(mention(at=0), "b")
+    agg.close_until(T0 + timedelta(hours=1, seconds=30))
+    agg.declare("b", "refunds")
+    assert agg.add(mention(at=3600 + 40), "b", "refunds")  # the open minute: on time
+    assert not agg.add(mention(at=3500), "b", "refunds")  # a closed minute: late
+    closed = agg.close_until(T0 + timedelta(hours=1, minutes=15))
+    refunds = [b for b in closed if b.series.topic == "refunds"]
+    assert [b.start for b in refunds if b.series.scale_seconds == 60] == [
+        T0 + timedelta(hours=1, minutes=m) for m in range(15)
+    ]
+    # the quarter the watermark was in (not the four before it), with the post
+    assert [(b.start, b.count) for b in refunds if b.series.scale_seconds == 900] == [
+        (T0 + timedelta(hours=1), 1)
+    ]
+
+
 def test_an_earlier_post_moves_the_start_back_only_within_the_rewind_and_before_a_close() -> None:
     """A first post from a fast clock must not make the next minutes' posts late; a
     straggler from further back, or one after a bucket closed, must not move the start

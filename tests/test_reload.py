@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -14,6 +15,8 @@ import pytest
 from tests.factories import mention
 from tests.test_trained import EN_WORDS, SMALL, synthetic
 from xwatch.daemon import Daemon
+from xwatch.detect.volume import CountDetector
+from xwatch.model import Author, Mention
 from xwatch.sentiment.trained import train
 from xwatch.settings import Settings, load_settings
 
@@ -246,3 +249,37 @@ def test_a_model_retrained_in_place_is_used_after_a_reload_and_a_broken_one_is_r
     assert label() == "positive"  # the model read last goes on
     assert reloads(daemon, "failed") == 1
     assert "not an xwatch model" in caplog.text
+
+
+def test_a_topic_rule_added_after_days_learns_from_then_and_does_not_fire_at_once(
+    project: Path,
+) -> None:
+    """Two days of steady talk of a recall, then a rule for it arrives by reload. Its
+    series started at the first post's bucket, two days back: the next round closed
+    every bucket since, empty, and its detectors learned two days of a silence the topic
+    never had (their warm-up over), then read the topic's usual talk as a surge."""
+    daemon = daemon_for(project)
+    pipeline = daemon.pipeline
+
+    def hour_of_posts(hour: int) -> list[Mention]:
+        texts = ["kettlebird is fine"] * 8 + ["kettlebird recall news"] * 3
+        return [
+            dataclasses.replace(
+                mention(text, at=hour * 3600 + m * 300 + i, id=f"{hour}-{m}-{i}"),
+                author=Author(f"a{hour}{m}{i}", f"a{hour}{m}{i}", 100),
+            )
+            for m in range(12)
+            for i, text in enumerate(texts)
+        ]
+
+    for hour in range(48):
+        pipeline.ingest(hour_of_posts(hour))
+    (project / "rules" / "recall.yaml").write_text(EXTRA_RULE, "utf-8")
+    assert daemon.reload_rules()
+    events = [e for hour in range(48, 72) for e in pipeline.ingest(hour_of_posts(hour))]
+    assert [e for e in events if e.alert.rule_id == "recall-chatter"] == []
+    for key, detectors in pipeline.detectors.items():
+        if key.topic == "recall-chatter":  # learned from the reload on, not from day 0
+            volume = detectors[0]
+            assert isinstance(volume, CountDetector)
+            assert volume.learned <= 24 * 3600 // key.scale_seconds

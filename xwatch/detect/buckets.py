@@ -154,6 +154,7 @@ class Aggregator:
         self.rewind_seconds = rewind_seconds
         self._floor = -math.inf  # ... from the first post
         self._closed = False
+        self._mark = -math.inf  # the newest watermark ``close_until`` was given
         self._scales_of: dict[tuple[str, str], list[SeriesBuckets]] = {}  # one per scale
         self._due = math.inf  # no watermark below this closes a bucket
 
@@ -161,7 +162,14 @@ class Aggregator:
         key = SeriesKey(brand, topic, scale)
         series = self.series.get(key)
         if series is None:
+            # from the start; or, once buckets have closed (a topic rule added by a
+            # reload), from the bucket the watermark is in: from the start, the next
+            # round closed every bucket since it, empty (4,300 of them after three days
+            # at one minute), and the new topic's detectors learned days of silence it
+            # never had, then read its first posts as a surge
             start = self.start if self.start is not None else 0.0
+            if self._closed:
+                start = max(start, self._mark)
             series = SeriesBuckets(key, int(start // scale), self.samples)
             self.series[key] = series
             bisect.insort(self._by_scale.setdefault(scale, []), series, key=_tie_order)
@@ -237,6 +245,7 @@ class Aggregator:
         if self.start is None:
             return []
         mark = watermark.timestamp()
+        self._mark = max(self._mark, mark)
         if mark < self._due:
             return []  # the usual case: no bucket boundary passed since the last call
         due = sorted(scale for scale, at in self._due_of.items() if at <= mark)  # finest first
