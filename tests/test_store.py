@@ -364,3 +364,23 @@ def test_prune_deletes_the_history_past_its_date_and_keeps_what_is_still_needed(
         assert len(store.load_checkpoints()) == 3 and store.label_count() == 1
         record = store.incident_record(pending)
         assert record is not None and record.timeline[0].kind == "opened"
+
+
+def test_a_notice_delivered_before_its_change_was_stored_is_not_pending_once_it_is() -> None:
+    """The store refused an incident's change; its notice went out all the same, and its
+    delivery was recorded once the store took writes again, before the change (kept in
+    memory) was written at last. The change then made the notice pending, and the next
+    start sent it again."""
+    book = IncidentBook(Policy())
+    fired = alert(at=T0 + timedelta(hours=13), channels=("slack",))
+    changes = book.observe([AlertEvent(EventKind.FIRING, fired, fired.signal.end)], T0)
+    [notice] = [n for c in changes for n in c.notices]
+    with Store.open(MEMORY) as store:
+        store.record_attempt(notice, "delivered", at=SAVED_AT)
+        store.record_changes(changes)  # the change, written late
+        assert store.pending_notices() == []
+        record = store.incident_record(notice.incident.id)
+        assert record is not None
+        assert [(d.notice_id, d.state, d.attempts) for d in record.deliveries] == [
+            (notice.id, "delivered", 1)
+        ]

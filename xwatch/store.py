@@ -761,6 +761,21 @@ class Store:
         state = {"delivered": "delivered", "retry": "pending", "failed": "failed"}[outcome]
         try:
             with self._write() as db:
+                # the notice's row, if its change was never written (the store refused it,
+                # and the notice went out all the same): else the change, written later,
+                # made it pending, and a restart sent it again
+                db.execute(
+                    "INSERT OR IGNORE INTO outbox (notice_id, channel, incident_id, kind, "
+                    "state, created_at, notice) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    (
+                        notice.id,
+                        notice.channel,
+                        notice.incident.id,
+                        notice.kind.value,
+                        when,
+                        _dumps(notice),
+                    ),
+                )
                 db.execute(
                     "UPDATE outbox SET state = ?, attempts = attempts + 1, last_error = ?, "
                     "delivered_at = ?, notice = CASE ? WHEN 'pending' THEN notice ELSE '' END "
