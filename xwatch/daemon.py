@@ -737,11 +737,11 @@ class Daemon:
                 self._store_failed("retention", StoreError(f"{type(exc).__name__}: {exc}"))
                 log.exception("history not pruned", extra={"event": "prune_failed"})
                 return
+            self.metrics.store_pruned.labels("incidents").inc(pruned.incidents)
+            self.metrics.store_pruned.labels("silences").inc(pruned.silences)
             incidents += pruned.incidents
             silences += pruned.silences
             more = pruned.more
-        self.metrics.store_pruned.labels("incidents").inc(incidents)
-        self.metrics.store_pruned.labels("silences").inc(silences)
         if incidents or silences:
             log.info(
                 "store: %d incidents resolved and %d silences ended before %s deleted "
