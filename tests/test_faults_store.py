@@ -26,7 +26,7 @@ from tests.fake_slack import FakeSlack
 from tests.test_outbox import fire, sample, write_config
 from xwatch.daemon import Daemon
 from xwatch.settings import load_settings
-from xwatch.store import Store
+from xwatch.store import Store, StoreError
 
 READ_ONLY = "attempt to write a readonly database"
 
@@ -140,6 +140,44 @@ async def test_a_silence_that_cannot_be_saved_still_silences_and_is_counted(
             assert await daemon.remove_silence(silence.id, "@maria")  # no exception
             assert errors(daemon, "silences") == 2
             assert daemon._ready()[0] is False
+    finally:
+        daemon.stop.set()
+        source.finish.set()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_readyz_stays_not_ready_while_incident_changes_wait_to_be_written(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store refuses the incidents' changes but takes everything else: a delivery's
+    record and the detectors' checkpoint that worked said the store was fine again,
+    while the incident was not stored."""
+    source = GatedSource([mention("kettlebird is fine", at=13 * 3600)])
+    daemon = Daemon(load_settings(write_config(project)), sources=[source])
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.started.wait(), 10)
+        store = daemon.store
+        assert store is not None
+        refused = StoreError("cannot save incidents: disk quota exceeded")
+
+        def refuse(changes: object) -> None:
+            raise refused
+
+        monkeypatch.setattr(store, "record_changes", refuse)
+        fire(daemon, ("console",))
+        await daemon.settled()
+        await asyncio.wait_for(daemon.outboxes["console"].join(), 10)
+        await daemon.settled()  # the delivery recorded: that write worked
+        assert daemon._ready() == (False, f"store not writable: {refused}")
+        await daemon._checkpoint()  # works too
+        assert daemon._ready()[0] is False
+        monkeypatch.undo()  # the incidents are taken again, at the next change
+        (incident_id,) = daemon.book.incidents
+        await daemon.act(incident_id, "acknowledge", "@maria", via="api")
+        assert daemon._ready() == (True, "ok")
+        assert await daemon.incident(incident_id) is not None
     finally:
         daemon.stop.set()
         source.finish.set()

@@ -470,6 +470,10 @@ class Daemon:
         self.store_problem = f"store not writable: {exc}"
 
     def _store_written(self) -> None:
+        """A write worked: the problem is over, unless incident changes still wait to be
+        written (a delivery's record that works says nothing of a change that fails)."""
+        if self._unsaved:
+            return
         if self.store_problem is not None:
             log.info("the store takes writes again", extra={"event": "store_writable"})
         self.store_problem = None
@@ -692,7 +696,7 @@ class Daemon:
             self.store_problem = f"store not writable: {exc}"
             log.exception("checkpoint failed", extra={"event": "checkpoint_failed"})
             return
-        self.store_problem = None
+        self._store_written()
         elapsed = time.perf_counter() - started
         self.metrics.checkpoint_seconds.observe(elapsed)
         self.metrics.checkpoints.labels("saved").inc()
