@@ -23,7 +23,7 @@ import pytest
 from tests.factories import T0, GatedSource, mention
 from tests.fake_slack import TOKEN as SLACK_TOKEN
 from tests.fake_slack import FakeSlack
-from tests.test_outbox import fire, sample, write_config
+from tests.test_outbox import fire, running, sample, write_config
 from xwatch.daemon import Daemon
 from xwatch.settings import load_settings
 from xwatch.store import Store, StoreError
@@ -153,11 +153,7 @@ async def test_readyz_stays_not_ready_while_incident_changes_wait_to_be_written(
     """The store refuses the incidents' changes but takes everything else: a delivery's
     record and the detectors' checkpoint that worked said the store was fine again,
     while the incident was not stored."""
-    source = GatedSource([mention("kettlebird is fine", at=13 * 3600)])
-    daemon = Daemon(load_settings(write_config(project)), sources=[source])
-    task = asyncio.create_task(daemon.run())
-    try:
-        await asyncio.wait_for(daemon.started.wait(), 10)
+    async with running(write_config(project)) as daemon:
         store = daemon.store
         assert store is not None
         refused = StoreError("cannot save incidents: disk quota exceeded")
@@ -178,7 +174,3 @@ async def test_readyz_stays_not_ready_while_incident_changes_wait_to_be_written(
         await daemon.act(incident_id, "acknowledge", "@maria", via="api")
         assert daemon._ready() == (True, "ok")
         assert await daemon.incident(incident_id) is not None
-    finally:
-        daemon.stop.set()
-        source.finish.set()
-        await asyncio.wait_for(task, 10)

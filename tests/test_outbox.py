@@ -93,7 +93,11 @@ def write_config(project: Path, *, store: bool = True, drain: float = 5.0) -> Pa
 
 
 @asynccontextmanager
-async def running(config: Path, notifiers: dict[str, Notifier]) -> AsyncIterator[Daemon]:
+async def running(
+    config: Path, notifiers: dict[str, Notifier] | None = None
+) -> AsyncIterator[Daemon]:
+    """The daemon on ``config`` (``notifiers``: in place of the configured ones), one
+    post at 13:00 on T0 for its data's time, until the block ends."""
     source = GatedSource([mention("kettlebird is fine", at=13 * 3600)])
     daemon = Daemon(load_settings(config), sources=[source], notifiers=notifiers)
     task = asyncio.create_task(daemon.run())
@@ -426,19 +430,11 @@ async def test_history_past_the_retention_is_deleted_from_the_start_and_counted(
             store.record_changes([*opened, *book.resolve(ids[-1], "@maria", resolved)])
             for notice in (n for change in opened for n in change.notices):
                 store.record_attempt(notice, "delivered")
-    source = GatedSource([mention("kettlebird is fine", at=13 * 3600)])  # the data's time
-    daemon = Daemon(load_settings(config), sources=[source])
-    task = asyncio.create_task(daemon.run())
-    try:
-        await asyncio.wait_for(daemon.started.wait(), 10)
+    async with running(config) as daemon:  # its post gives the data's time
         pruned = {"what": "incidents"}
         await eventually(lambda: sample(daemon, "xwatch_store_pruned_total", pruned) == 1, "pruned")
         assert await daemon.incident(ids[0]) is None
         assert await daemon.incident(ids[1]) is not None
-    finally:
-        daemon.stop.set()
-        source.finish.set()
-        await asyncio.wait_for(task, 10)
 
 
 @pytest.mark.asyncio

@@ -1435,19 +1435,12 @@ class Daemon:
                 "notifier %s: %s failed for good: %s", channel, notice.id, error, extra=fields
             )
         records = self.records
-        if records is not None:
-
-            def recorded(exc: StoreError | None) -> None:
-                if exc is None:
-                    self._store_written()
-                else:
-                    self._store_failed("deliveries", exc)
-                    log.error("delivery of %s not recorded: %s", notice.id, exc, extra=fields)
-
-            return self.store_worker.submit(
-                lambda: records.record_attempt(notice, outcome, error), recorded
-            )
-        return None
+        if records is None:
+            return None
+        return self.store_worker.submit(
+            lambda: records.record_attempt(notice, outcome, error),
+            self._on_write("deliveries", f"delivery of {notice.id} not recorded", fields),
+        )
 
     # -- what people do (Slack buttons, the incident page, the JSON API) -------------------
 
@@ -1592,7 +1585,7 @@ class Daemon:
         if records is not None:
             self.store_worker.submit(
                 lambda: records.remove_silence(silence_id, who, at),
-                self._silence_saved(f"removal of silence {silence_id} not saved"),
+                self._on_write("silences", f"removal of silence {silence_id} not saved"),
             )
 
     def _silence_id(self, at: datetime) -> str:
@@ -1608,18 +1601,24 @@ class Daemon:
         if records is not None:
             self.store_worker.submit(
                 lambda: records.save_silence(silence),
-                self._silence_saved(f"silence {silence.id} not saved"),
+                self._on_write("silences", f"silence {silence.id} not saved"),
             )
 
-    def _silence_saved(self, failure: str) -> Callable[[StoreError | None], None]:
-        def saved(exc: StoreError | None) -> None:
+    def _on_write(
+        self, operation: str, failure: str, fields: Mapping[str, object] | None = None
+    ) -> Callable[[StoreError | None], None]:
+        """What follows a write of ``operation`` (``StoreWorker.submit``'s ``done``): the
+        store takes writes, or the failure is counted and logged (``failure``: what was
+        not saved)."""
+
+        def done(exc: StoreError | None) -> None:
             if exc is None:
                 self._store_written()
             else:
-                self._store_failed("silences", exc)
-                log.error("%s: %s", failure, exc)
+                self._store_failed(operation, exc)
+                log.error("%s: %s", failure, exc, extra=fields)
 
-        return saved
+        return done
 
 
 async def _written(pending: asyncio.Future[None] | None) -> None:
