@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
+
+import numpy
 
 from xwatch.alerting.incidents import IncidentBook, Notice, NoticeKind, Policy
 from xwatch.detect.share import NegativeShareDetector
@@ -297,3 +300,29 @@ def share_detector_after(days: int, per_bucket: int, share: float) -> NegativeSh
         detector.score_one(b)
         detector.learn_one(b)
     return detector
+
+
+def rhythmic_share(
+    days: int,
+    *,
+    amplitude: float,
+    seed: int,
+    concentration: float | None = None,
+    scale: float = 1.0,
+) -> list[tuple[int, int]]:
+    """(posts, negatives) per 5-minute bucket from T0: 20 posts a bucket on average with
+    a strong daily rhythm, and a negative share of 0.12 x (1 + amplitude x cos), highest
+    at 03:00 UTC (the night's complaints), lowest at 15:00; binomial, or beta-binomial
+    with ``concentration`` (the share wanders from bucket to bucket); nothing news.
+    ``scale``: the share times this, whatever the hour."""
+    rng = numpy.random.default_rng(seed)
+    out = []
+    for i in range(days * 288):
+        at = T0 + timedelta(seconds=300 * i)
+        hour = at.hour + at.minute / 60
+        n = int(rng.poisson(20.0 * (1 + 0.9 * math.cos((hour - 14) / 24 * 2 * math.pi))))
+        share = scale * 0.12 * (1 + amplitude * math.cos((hour - 3) / 24 * 2 * math.pi))
+        if concentration is not None:
+            share = rng.beta(share * concentration, (1 - share) * concentration)
+        out.append((n, int(rng.binomial(n, share))))
+    return out

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.factories import T0, bucket
+from tests.factories import T0, bucket, rhythmic_share
 from tests.factories import mention as post
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.daemon import Daemon
 from xwatch.detect import Detector
-from xwatch.detect.share import NegativeShareDetector
+from xwatch.detect.share import NegativeShareDetector, ShareParams, shrunk_factors
 from xwatch.detect.state import (
     DETECTORS,
     STATE_VERSION,
@@ -345,14 +345,39 @@ def test_a_version_8_checkpoint_is_upgraded_and_keeps_what_it_learned() -> None:
     assert to_state(restored) == to_state(from_state(unfaded))
     for other in (NegativeShareDetector(300), TermModel(300)):  # unchanged from 8 to 10
         for version in (8, 9, 10):
-            state = before_time_zones(to_state(other), version)
+            state = as_saved_by(to_state(other), version)
             assert to_state(from_state(state)) == to_state(other)
 
 
-def before_time_zones(state: dict[str, Any], version: int) -> dict[str, Any]:
-    """A UTC detector's current ``state`` as a version before 11 saved it: no
-    ``timezone`` field, and that version's fingerprint."""
-    fields = {name: value for name, value in state["fields"].items() if name != "timezone"}
+SHARE_FIELDS_12 = frozenset(
+    {
+        "cusum_down",
+        "rise_negatives",
+        "rise_posts",
+        "held_up",
+        "fall_negatives",
+        "fall_posts",
+        "held_down",
+        "hour_expected",
+    }
+)
+"""The share detector's fields that version 12 added (and ``ShareParams``' adoption)."""
+
+
+def as_saved_by(state: dict[str, Any], version: int) -> dict[str, Any]:
+    """A UTC detector's current ``state`` as an older ``version`` saved it: before 11 no
+    ``timezone`` field, before 12 none of the share detector's ``SHARE_FIELDS_12``; and
+    that version's fingerprint."""
+    dropped = set()
+    if version < 11:
+        dropped.add("timezone")
+    if version < 12 and state["detector"] == "NegativeShareDetector":
+        dropped |= SHARE_FIELDS_12
+    fields = {name: value for name, value in state["fields"].items() if name not in dropped}
+    if version < 12 and state["detector"] == "NegativeShareDetector":
+        params = dict(fields["params"])
+        del params["adopt_after_seconds"], params["adopt_likelihood"]
+        fields["params"] = params
     pinned = PINNED_FINGERPRINTS[version][state["detector"]]
     return state | {"version": version, "fingerprint": pinned, "fields": fields}
 
@@ -369,11 +394,50 @@ def test_a_version_10_checkpoint_is_upgraded_to_its_rhythm_in_utc() -> None:
             detector.score_one(b)
             detector.learn_one(b)
     for detector in detectors:
-        saved = json.loads(json.dumps(before_time_zones(to_state(detector), 10)))
+        saved = json.loads(json.dumps(as_saved_by(to_state(detector), 10)))
         restored = from_state(saved)
         assert isinstance(restored, CountDetector | NegativeShareDetector)
         assert restored.timezone == "UTC"
-        assert to_state(restored) == to_state(detector)
+        now, live = to_state(restored)["fields"], to_state(detector)["fields"]
+        if isinstance(detector, NegativeShareDetector):  # version 12's, worked out again
+            for name in SHARE_FIELDS_12:
+                now.pop(name), live.pop(name)
+        assert now == live
+
+
+VERSION_11_SHARE = Path(__file__).parent / "data" / "share_detector_v11.json"
+
+
+def test_a_version_11_share_checkpoint_is_upgraded_and_keeps_its_rhythm() -> None:
+    """Version 12's share detector adopts a lasting change, and learns each hour's and
+    weekday's factor against the usual share of its time. A checkpoint saved by version
+    11 itself (``tests/data``: 8 days of a share with a daily rhythm, 0.06 to 0.18) is
+    upgraded, not refused: each slot's expected negatives are its posts times the share
+    of all slots, which gives the factors it had, so the next day's usual share, hour by
+    hour, is the one version 11 gave; nothing is held or adopted yet; and it goes on
+    judging and learning the next day without a false alarm."""
+    saved = json.loads(VERSION_11_SHARE.read_text("utf-8"))
+    assert saved["state"]["version"] == 11
+
+    restored = from_state(saved["state"])
+
+    assert isinstance(restored, NegativeShareDetector)
+    assert restored.params == ShareParams()
+    assert restored.hour_factors == saved["state"]["fields"]["hour_factors"]
+    assert restored.cusum_down == restored.rise_posts == restored.held_up == 0
+    for start, usual in saved["usual"].items():
+        at = datetime.fromisoformat(start)
+        assert restored.usual_at(bucket(at, 10, 1)) == pytest.approx(usual, rel=1e-9)
+    # the factors the upgraded sums give are the ones version 11's sums gave (as saved at
+    # the last hour's start: its sums have learned that hour's buckets since)
+    again = shrunk_factors(restored.hour_negatives, restored.hour_expected, restored.hour_posts)
+    assert again == pytest.approx(restored.hour_factors, rel=0.05)
+    counts = rhythmic_share(9, amplitude=0.5, seed=11)
+    for i, (n, k) in enumerate(counts[8 * 288 :], start=8 * 288):
+        b = bucket(T0 + timedelta(seconds=300 * i), n, k)
+        assert restored.score_one(b).likelihood < 0.9999
+        restored.learn_one(b)
+    assert to_state(from_state(json.loads(json.dumps(to_state(restored))))) == to_state(restored)
 
 
 def test_a_version_9_checkpoint_is_upgraded_and_keeps_its_rhythm() -> None:
@@ -411,7 +475,7 @@ def test_a_version_8_state_with_other_fields_is_refused() -> None:
     state = learned_state() | {"version": 8}  # version 9's fields, saved as version 8
     assert "state version 8: its fields are not the ones version 8 had" in refusal(state)
     message = refusal(learned_state() | {"version": 7})
-    expected = f"state version 7: this xwatch reads version {STATE_VERSION} and upgrades 8-10"
+    expected = f"state version 7: this xwatch reads version {STATE_VERSION} and upgrades 8-11"
     assert expected + " (" in message
 
 
@@ -646,6 +710,11 @@ PINNED_FINGERPRINTS = {
         "NegativeShareDetector": "45065dd745bfb416",
         "TermModel": "a89c6275c0bdf88b",
     },
+    12: {  # NegativeShareDetector adopts a lasting change; its slots against the usual share
+        "CountDetector": "77c1ae68a952cde7",
+        "NegativeShareDetector": "3619f5bd0efd3b2a",
+        "TermModel": "a89c6275c0bdf88b",
+    },
 }
 
 
@@ -779,7 +848,7 @@ async def test_the_daemon_refuses_a_stale_checkpoint_and_starts_that_series_fres
     [warning] = [r.getMessage() for r in warnings]  # one per series, not per detector
     assert warning.startswith(f"series {series}: checkpoint refused, the series starts fresh: ")
     assert warning.endswith(
-        f"state version 0: this xwatch reads version {STATE_VERSION} and upgrades 8-10 "
+        f"state version 0: this xwatch reads version {STATE_VERSION} and upgrades 8-11 "
         "(the detector's state changed meaning)"
     )
     assert "restored 0 series from the checkpoint saved" in caplog.text

@@ -3,26 +3,33 @@
 The usual share is an exponentially weighted ratio of negative posts to posts
 (half-life: a day), started from a weak prior, times a factor for the (local) hour of day:
 the share has a rhythm too (who posts at 3 a.m. is not who posts at noon; complaints
-pile up while a support desk is closed). Each hour's factor is its share over the last
-weeks (``hour_negatives`` over ``hour_posts``, half-life: a week of that hour) against
-the share of the whole day, trusted as far as it stands out from its binomial noise
-(empirical Bayes, ``shrunk_factors``), so that an hour seen on a few posts keeps
-the day's share; and times a factor for the day of the week, learned the same way from
-whole local days (half-life: a month of that weekday), once each has ended: a share that
-runs higher at weekends is not news every Saturday. A bucket with ``k`` negatives out
-of ``n`` posts is judged by a beta-binomial tail probability: the binomial part respects
-small counts (1 negative out of 2 posts is not a crisis), the beta part lets the share
-drift from bucket to bucket without alarming. The tail is the mid-p one (``P(K > k)`` and
-half of ``P(K = k)``), as the volume detector's: the whole of ``P(K >= k)`` would make a
-discrete test conservative, most at small buckets, where "0.99" would be met in about
-half a bucket in a hundred of a steady share instead of one. How much it drifts (the
-beta's concentration ``c``) is learned online from the buckets themselves: under a
-beta-binomial, a bucket's squared Pearson residual has mean ``1 + (n - 1)/(c + 1)``,
-so the sum of ``r**2 - 1`` over the sum of ``n - 1`` estimates ``1/(c + 1)`` (the
-pooled moment estimator: each bucket weighs by its posts, so that the many small
-buckets of a quiet hour, whose residuals are mostly noise, do not swamp it). A steady
-share earns a high concentration (and a sharp test); a share that wanders earns a low
-one.
+pile up while a support desk is closed). Each hour's factor is its negatives over the
+last weeks (half-life: a week of that hour) over the negatives it would have had at a
+factor of 1 (``hour_negatives`` over ``hour_expected``: each bucket's posts times the
+usual share of its day when it was learned), against the same ratio over the whole day,
+trusted as far as it stands out from its binomial noise (empirical Bayes,
+``shrunk_factors``), so that an hour seen on a few posts keeps the day's share; and
+times a factor for the day of the week: its share over whole local days (half-life: a
+month of that weekday), once each has ended, against the share of all weekdays, shrunk
+the same way: a share that runs higher at weekends is not news every Saturday. Against
+the usual share of their time, the hours keep their factors when the share moves (over
+the hours' posts alone, every hour not yet seen at a new level read as a quiet one, 0.7
+of it, for a day); the weekdays are against each other, or a weekend taken for a
+lasting change would be learned as the normal (``_learn_day``).
+
+A bucket with ``k`` negatives out of ``n`` posts is judged by a beta-binomial tail
+probability: the binomial part respects small counts (1 negative out of 2 posts is not a
+crisis), the beta part lets the share drift from bucket to bucket without alarming. The
+tail is the mid-p one (``P(K > k)`` and half of ``P(K = k)``), as the volume detector's:
+the whole of ``P(K >= k)`` would make a discrete test conservative, most at small
+buckets, where "0.99" would be met in about half a bucket in a hundred of a steady share
+instead of one. How much it drifts (the beta's concentration ``c``) is learned online
+from the buckets themselves: under a beta-binomial, a bucket's squared Pearson residual
+has mean ``1 + (n - 1)/(c + 1)``, so the sum of ``r**2 - 1`` over the sum of ``n - 1``
+estimates ``1/(c + 1)`` (the pooled moment estimator: each bucket weighs by its posts,
+so that the many small buckets of a quiet hour, whose residuals are mostly noise, do not
+swamp it). A steady share earns a high concentration (and a sharp test); a share that
+wanders earns a low one.
 
 A one-bucket test misses a share that doubles and stays doubled while the buckets are
 small, so the detector also keeps a CUSUM of the beta-binomial log-likelihood ratio of
@@ -35,6 +42,16 @@ and ``exp(-cusum) / cusum_share``. When the CUSUM decides, the signal carries it
 against the usual share's expectation): a bucket of 30 % when 12 % is usual explains
 little alone, "for the last 6 buckets, 40 of 120 posts were negative, 14 expected"
 explains the alert.
+
+A change that lasts is the new normal, as the volume detector's is: a second CUSUM looks
+for the share halving (it only adopts: a drop in complaints is not an alarm), and once
+either CUSUM has held its change (at least at its own test's ``adopt_likelihood``) for
+``adopt_after_seconds``, the usual share becomes the change's (its buckets' negatives,
+each over its season as the usual share learns them, over their posts, from where its
+CUSUM last stood at 0) and both CUSUMs start again. A lasting rise alerts once, for
+about those 3 hours, instead of for the day the usual share took to learn it (clipped at
+the band's edge, as a wave must be); the end of a long crisis is adopted the same way,
+so that for 3 hours after it a new rise is judged against the crisis's share.
 """
 
 from __future__ import annotations
@@ -53,9 +70,6 @@ from xwatch.model import Bucket, Direction, Measure, Run, Signal
 
 MAX_SHARE = 0.99  # the usual share never reaches 1 (a share, not a certainty)
 DRIFT_BAND_Z = 4.0  # the drift learns buckets within this many sd (1 in 16,000 beyond)
-DRIFT_PAUSE_SECONDS = 3 * 3600.0
-"""A change the CUSUM holds at its cap, in a run younger than this, teaches the drift
-nothing (the volume detector adopts a change held as long: ``adopt_after_seconds``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,9 @@ class ShareParams:
     shift_factor: float = 2.0  # the sustained change the CUSUM looks for: the share doubles
     cusum_share: float = 0.2  # of the false-alarm budget, for the CUSUM (Bonferroni)
     cusum_cap: float = 20.0  # nats: the CUSUM saturates here (as the volume one), so it drains
+    adopt_after_seconds: float = 3 * 3600.0  # a change held this long is the new normal
+    adopt_likelihood: float = 0.99999  # a CUSUM holds its change while its own test says
+    # at least this (the strictest shipped rule's; as the volume detector's)
     hour_halflife_days: float = 7.0  # an hour of day's share: half-life in days of that hour
     weekday_halflife_weeks: float = 4.0  # a weekday's share: half-life in weeks
 
@@ -92,10 +109,12 @@ class NegativeShareDetector(Memo[Scored]):
     params: ShareParams = ShareParams()
     negatives: float = 0.0  # exponentially weighted, each over its hour's factor
     posts: float = 0.0
-    # per (local) hour of day: negatives and posts, exponentially weighted over that hour's
-    # buckets (the hour's own share), and the factors they give (``_learn_hour``)
+    # per (local) hour of day: negatives, posts and the negatives at a factor of 1 (posts
+    # times the usual share of their day), exponentially weighted over that hour's
+    # buckets, and the factors they give (``_learn_hour``)
     hour_negatives: list[float] = field(default_factory=lambda: [0.0] * 24)
     hour_posts: list[float] = field(default_factory=lambda: [0.0] * 24)
+    hour_expected: list[float] = field(default_factory=lambda: [0.0] * 24)
     hour_factors: list[float] = field(default_factory=lambda: [1.0] * 24)
     last_hour: int = -1
     # per day of the week (Monday first), the same over whole days: each day is summed
@@ -113,6 +132,16 @@ class NegativeShareDetector(Memo[Scored]):
     drift_excess: float = 0.0
     drift_pairs: float = 0.0
     cusum: float = 0.0  # nats of evidence for a share shift_factor x the usual one
+    cusum_down: float = 0.0  # ... for 1 / shift_factor x (only adopted, never an alarm)
+    # each CUSUM's change: the negatives (each over its season) and posts of the buckets
+    # since it last stood at 0 (the share it has seen), and how many buckets in a row it
+    # has held the change (``_held_nats``)
+    rise_negatives: float = 0.0
+    rise_posts: float = 0.0
+    held_up: int = 0
+    fall_negatives: float = 0.0
+    fall_posts: float = 0.0
+    held_down: int = 0
     # the CUSUM's run: negatives against the usual share's expectation, of how many posts
     run: RunTracker = field(default_factory=RunTracker)
     measure: Measure = Measure.NEGATIVE_SHARE
@@ -221,16 +250,24 @@ class NegativeShareDetector(Memo[Scored]):
         return self.run.through(self.cusum > 0.0, bucket.start, bucket.negative, n * usual, n)
 
     def _warming_up(self, bucket: Bucket) -> bool:
+        return self._warming_up_at(bucket.start.timestamp())
+
+    def _warming_up_at(self, start: float) -> bool:
+        """Whether a bucket starting at ``start`` (epoch seconds) is in the warm-up."""
         return self.seen_posts < self.params.warmup_posts or (
-            self.first_start is None
-            or bucket.start.timestamp() - self.first_start < self.params.warmup_seconds
+            self.first_start is None or start - self.first_start < self.params.warmup_seconds
         )
 
-    def _llr(self, k: int, n: int, usual: float, concentration: float) -> float:
-        """log BB(k | n, shifted share) - log BB(k | n, usual share), one concentration."""
+    def _llr(
+        self, k: int, n: int, usual: float, concentration: float, *, down: bool = False
+    ) -> float:
+        """log BB(k | n, shifted share) - log BB(k | n, usual share), one concentration: the
+        share ``shift_factor`` times the usual one (at most halfway to 1), or, ``down``,
+        divided by it."""
         if n == 0:
             return 0.0
-        shifted = smaller(usual * self.params.shift_factor, (1.0 + usual) / 2.0)
+        factor = self.params.shift_factor
+        shifted = usual / factor if down else smaller(usual * factor, (1.0 + usual) / 2.0)
         c = concentration
         return _log_betabinom(k, n, shifted, c) - _log_betabinom(k, n, usual, c)
 
@@ -255,13 +292,23 @@ class NegativeShareDetector(Memo[Scored]):
             season, concentration, llr = self._season(bucket), self.concentration, None
             usual = self.usual_at(bucket, season)
         ongoing = self.cusum > 0.0  # (the run is the CUSUM's before this bucket)
-        if self._warming_up(bucket):
-            self.cusum = 0.0
+        adopt: float | None = None
+        warming_up = self._warming_up(bucket)
+        if warming_up:
+            self.cusum = self.cusum_down = 0.0
         else:
             step = self._llr(bucket.negative, n, usual, concentration) if llr is None else llr
-            self.cusum = smaller(larger(self.cusum + step, 0.0), self.params.cusum_cap)
+            down = self._llr(bucket.negative, n, usual, concentration, down=True)
+            cap = self.params.cusum_cap
+            self.cusum = smaller(larger(self.cusum + step, 0.0), cap)
+            self.cusum_down = smaller(larger(self.cusum_down + down, 0.0), cap)
+            adopt = self._learn_held(k / season, n)
+            if adopt is not None and not self._favours(
+                bucket, adopt * season, usual, concentration
+            ):
+                adopt = None  # the change may be over: this bucket says the usual share
         self.run.advance(ongoing, bucket.start.timestamp(), k, n * usual, n, lasts=self.cusum > 0.0)
-        if n >= 2 and self.seen_posts >= self.params.prior_posts and not self._changing(bucket):
+        if n >= 2 and self.seen_posts >= self.params.prior_posts and not self._changing():
             # the drift from the bucket as it is, unless it is far out (a crisis does not
             # teach that the share wanders): clipped at the usual band's edge, the spread
             # it is learned from was truncated, most at small buckets (2 negatives of 2 is
@@ -269,48 +316,131 @@ class NegativeShareDetector(Memo[Scored]):
             # of 48 to 80 learned where it is 30). Nor does a change: three hours of a
             # wave, each bucket clipped at the band's edge, took the concentration to its
             # floor, and the calm buckets after it drained the CUSUM so slowly that the
-            # alarm went on for 1 to 3 hours of calm. A change that lasts is learned again
-            # after ``DRIFT_PAUSE_SECONDS``: never learned, a lasting 0.1 -> 0.3 of 200
-            # posts a bucket alarmed for 51 hours, not 28
+            # alarm went on for 1 to 3 hours of calm. A change that lasts is adopted
+            # instead (``_adopt``)
             self._learn_drift(n, self._clipped(k, n, usual, DRIFT_BAND_Z, concentration), usual)
             concentration = self.concentration  # the drift has learned the bucket
         if n and self.seen_posts >= self.params.prior_posts:
             # robust: an outlying share is learned as if it sat on the band's edge
             k = self._clipped(k, n, usual, BAND_Z, concentration)
+        level = self.usual_share  # the day's, as the bucket was judged against
         decay = 0.5 ** (self.width_seconds / self.params.halflife_seconds)
         self.negatives = self.negatives * decay + k / season
         self.posts = self.posts * decay + n
         self.seen_posts += n
         at = local(bucket.start, self.timezone)
-        if self.width_seconds < DAY:
-            self._learn_hour(self._hour(at), n, k)
+        hour = self._hour(at)
+        if self.width_seconds < DAY:  # at a factor of 1 for the hour, the weekday's kept
+            self._learn_hour(hour, n, k, n * level * self.weekday_factors[at.weekday()], warming_up)
         self._learn_day(day_number(at), n, k)
+        if adopt is not None:
+            self._adopt(adopt)
+        if warming_up and not self._warming_up_at(bucket.start.timestamp() + self.width_seconds):
+            self._rebase_hours()  # the next bucket is judged
 
-    def _changing(self, bucket: Bucket) -> bool:
-        """The CUSUM holds a change at its cap, in a run younger than ``DRIFT_PAUSE_SECONDS``
-        (``learn_one``: after the CUSUM has learned ``bucket``)."""
-        start = self.run.start
-        return (
-            self.cusum >= self.params.cusum_cap
-            and start is not None
-            and bucket.start.timestamp() - start < DRIFT_PAUSE_SECONDS
+    def _changing(self) -> bool:
+        """A CUSUM holds a change at its cap (``learn_one``: after it has learned the
+        bucket); it is adopted once held for ``adopt_after_seconds``."""
+        cap = self.params.cusum_cap
+        return self.cusum >= cap or self.cusum_down >= cap
+
+    def _held_nats(self) -> float:
+        """A CUSUM at least this high holds its change: its own test's tail (its share of
+        the budget, ``exp(-cusum) / cusum_share``) is beyond ``adopt_likelihood``."""
+        p = self.params
+        return -math.log((1.0 - p.adopt_likelihood) * p.cusum_share)
+
+    def _learn_held(self, negatives: float, posts: int) -> float | None:
+        """Count the bucket (``negatives`` over its season, of ``posts``) in each CUSUM's
+        change (``learn_one``: after the CUSUMs have learned it); the share of a change
+        held for ``adopt_after_seconds``, if one has been. The share is the whole
+        change's, from where its CUSUM last stood at 0 (its estimate of when the change
+        began): the buckets of the hold alone are the ones that kept it high, and on a
+        small series they read a fall from 40 % to 10 % as one to 5 %."""
+        held_nats = self._held_nats()
+        if self.cusum > 0.0:
+            self.rise_negatives += negatives
+            self.rise_posts += posts
+        else:
+            self.rise_negatives = self.rise_posts = 0.0
+        self.held_up = self.held_up + 1 if self.cusum >= held_nats else 0
+        if self.cusum_down > 0.0:
+            self.fall_negatives += negatives
+            self.fall_posts += posts
+        else:
+            self.fall_negatives = self.fall_posts = 0.0
+        self.held_down = self.held_down + 1 if self.cusum_down >= held_nats else 0
+        adopt_after = self.params.adopt_after_seconds / self.width_seconds
+        if self.held_up > adopt_after and self.rise_posts > 0.0:
+            return self.rise_negatives / self.rise_posts
+        if self.held_down > adopt_after and self.fall_posts > 0.0:
+            return self.fall_negatives / self.fall_posts
+        return None
+
+    def _favours(self, bucket: Bucket, share: float, usual: float, concentration: float) -> bool:
+        """Whether the bucket is likelier at ``share`` (a change's, at its season) than at
+        the ``usual`` one: a change is adopted at a bucket that still holds it. The first
+        calm bucket after a 3-hour wave, its CUSUM still high, adopted the wave's share
+        (73 %) just as it ended, and the calm read as a fall for 3 hours."""
+        n, k = bucket.count, bucket.negative
+        if n == 0:
+            return False
+        share = smaller(share, MAX_SHARE)
+        c = concentration
+        return _log_betabinom(k, n, share, c) > _log_betabinom(k, n, usual, c)
+
+    def _adopt(self, share: float) -> None:
+        """The usual share becomes ``share`` (a day's, whatever the hour: the hours'
+        factors are against the usual share of their time and the weekdays' against each
+        other, so both keep), and both CUSUMs start again."""
+        p = self.params
+        share = smaller(larger(share, 0.0), MAX_SHARE)
+        self.negatives = larger(
+            share * (self.posts + p.prior_posts) - p.prior_share * p.prior_posts, 0.0
         )
+        self.cusum = self.cusum_down = 0.0
+        self.run.keep(None)
+        self.rise_negatives = self.rise_posts = self.fall_negatives = self.fall_posts = 0.0
+        self.held_up = self.held_down = 0
 
-    def _learn_hour(self, hour: int, n: int, k: float) -> None:
-        """The hour's own negatives and posts learn the bucket; at each new hour, the
-        factors follow."""
+    def _rebase_hours(self) -> None:
+        """While warming up (at each new hour, and at its end): the hours' expected
+        negatives as if the usual share had always been the one learned by now, and their
+        factors. The usual share moves most while it is first learned (from the prior,
+        over the day's rhythm): against it as it moved, the hours read 1.2 where they were
+        1.5, and on a quiet series the factors and the usual share fed each other up to 17
+        and 0.4 (the share was 0.12) in the first day. Against the share of the whole
+        warm-up instead, each hour's factor is its share over the share of all hours; from
+        the warm-up's end, against the usual share of its time."""
+        self.hour_expected = _at_one_share(self.hour_negatives, self.hour_posts)
+        self.hour_factors = shrunk_factors(self.hour_negatives, self.hour_expected, self.hour_posts)
+
+    def _learn_hour(self, hour: int, n: int, k: float, expected: float, warming_up: bool) -> None:
+        """The hour's own negatives, posts and ``expected`` negatives (at a factor of 1)
+        learn the bucket; at each new hour, the factors follow (``_rebase_hours`` while
+        ``warming_up``)."""
         per_hour = max(1.0, 3600.0 / self.width_seconds)  # buckets of an hour a day
         decay = 0.5 ** (1.0 / (per_hour * self.params.hour_halflife_days))
         self.hour_negatives[hour] = self.hour_negatives[hour] * decay + k
         self.hour_posts[hour] = self.hour_posts[hour] * decay + n
+        self.hour_expected[hour] = self.hour_expected[hour] * decay + expected
         if hour != self.last_hour:
             self.last_hour = hour
-            self.hour_factors = shrunk_factors(self.hour_negatives, self.hour_posts)
+            if warming_up:
+                self._rebase_hours()
+            else:
+                self.hour_factors = shrunk_factors(
+                    self.hour_negatives, self.hour_expected, self.hour_posts
+                )
 
     def _learn_day(self, day: int, n: int, k: float) -> None:
         """Sum the day's negatives and posts; when a day ends, its weekday learns it whole
         (a crisis in its last hours is not yet the rest of its day) and the weekdays'
-        factors follow."""
+        factors follow: each weekday's share against the share of all weekdays, whatever
+        the usual share was when they were learned. Against the usual share, a change
+        adopted on a Saturday morning (the first weekend is news) took the weekend's
+        share for the new normal, and Saturday's factor stayed 1: every weekend was news,
+        then adopted, then its Monday a fall."""
         if day != self.today:
             if self.today >= 0 and self.today_posts > 0.0:
                 weekday = (self.today + 3) % 7  # 1970-01-01 was a Thursday
@@ -319,7 +449,11 @@ class NegativeShareDetector(Memo[Scored]):
                     self.weekday_negatives[weekday] * decay + self.today_negatives
                 )
                 self.weekday_posts[weekday] = self.weekday_posts[weekday] * decay + self.today_posts
-                self.weekday_factors = shrunk_factors(self.weekday_negatives, self.weekday_posts)
+                self.weekday_factors = shrunk_factors(
+                    self.weekday_negatives,
+                    _at_one_share(self.weekday_negatives, self.weekday_posts),
+                    self.weekday_posts,
+                )
             self.today, self.today_negatives, self.today_posts = day, 0.0, 0.0
         self.today_negatives += k
         self.today_posts += n
@@ -333,29 +467,45 @@ class NegativeShareDetector(Memo[Scored]):
         self.drift_pairs = self.drift_pairs * decay + n - 1
 
 
-def shrunk_factors(negatives: list[float], posts: list[float]) -> list[float]:
-    """Each slot's share (an hour of day's, a weekday's) against the share of all slots,
-    shrunk towards it as far as it may be noise: empirical Bayes, as the volume detector
-    trusts its hours. A slot's share over ``posts`` posts has a binomial noise variance of
-    ``all (1 - all) / posts``; the slots' true shares spread by their variance beyond that
-    noise (never below 0); each slot keeps the part of its difference that is signal. A
-    slot not seen yet keeps the share of all (factor 1), and a factor is at least
-    ``MIN_FACTOR`` (a slot without a negative post is quiet, not immune)."""
-    total = math.fsum(posts)
-    share = math.fsum(negatives) / total if total > 0.0 else 0.0
-    if not 0.0 < share < 1.0:
+def shrunk_factors(
+    negatives: list[float], expected: list[float], posts: list[float]
+) -> list[float]:
+    """Each slot's (an hour of day's, a weekday's) negatives over its ``expected``
+    negatives (at a factor of 1: its posts times the usual share of their time), against
+    that ratio over all slots, shrunk towards it as far as it may be noise: empirical
+    Bayes, as the volume detector trusts its hours. A slot's ratio has a binomial noise
+    variance of ``(1 - share) / expected`` (``share``: all slots' negatives over their
+    ``posts``), in units of the ratio over all slots; the slots' true factors spread by
+    their variance beyond that noise (never below 0); each slot keeps the part of its
+    difference that is signal. A slot not seen yet keeps the share of all (factor 1),
+    and a factor is at least ``MIN_FACTOR`` (a slot without a negative post is quiet,
+    not immune). When the usual share never moved, this is each slot's share against
+    the share of all slots."""
+    total, total_expected = math.fsum(negatives), math.fsum(expected)
+    total_posts = math.fsum(posts)
+    if total <= 0.0 or total_expected <= 0.0 or total_posts <= 0.0:
         return [1.0] * len(posts)
-    seen = [i for i, p in enumerate(posts) if p > 0.0]
-    shares = {i: negatives[i] / posts[i] for i in seen}
-    noise = {i: share * (1.0 - share) / posts[i] for i in seen}
-    variance = math.fsum((shares[i] - share) ** 2 for i in seen) / len(seen)
+    share, ratio = total / total_posts, total / total_expected
+    if share >= 1.0:
+        return [1.0] * len(posts)
+    seen = [i for i, e in enumerate(expected) if e > 0.0]
+    ratios = {i: negatives[i] / expected[i] / ratio for i in seen}
+    noise = {i: (1.0 - share) / (ratio * expected[i]) for i in seen}
+    variance = math.fsum((ratios[i] - 1.0) ** 2 for i in seen) / len(seen)
     spread = max(0.0, variance - math.fsum(noise.values()) / len(seen))
     factors = [1.0] * len(posts)
     if spread > 0.0:
         for i in seen:
             trust = spread / (spread + noise[i])
-            factors[i] = max(MIN_FACTOR, (share + trust * (shares[i] - share)) / share)
+            factors[i] = max(MIN_FACTOR, 1.0 + trust * (ratios[i] - 1.0))
     return factors
+
+
+def _at_one_share(negatives: list[float], posts: list[float]) -> list[float]:
+    """Each slot's expected negatives at the share of all slots."""
+    total_posts = math.fsum(posts)
+    share = math.fsum(negatives) / total_posts if total_posts > 0.0 else 0.0
+    return [share * n for n in posts]
 
 
 def _log_betabinom(k: int, n: int, p: float, concentration: float) -> float:

@@ -44,13 +44,13 @@ from enum import Enum
 from typing import Any, Protocol, TypeVar
 
 from xwatch.detect import Detector
-from xwatch.detect.share import NegativeShareDetector
+from xwatch.detect.share import NegativeShareDetector, ShareParams
 from xwatch.detect.terms import TermModel
 from xwatch.detect.volume import DAY, CountDetector, CountParams
 from xwatch.errors import XwatchError
 from xwatch.model import Bucket, Measure, SeriesKey
 
-STATE_VERSION = 11  # bump whenever a detector's state changes meaning
+STATE_VERSION = 12  # bump whenever a detector's state changes meaning
 
 JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 
@@ -304,6 +304,36 @@ def _utc_calendar(fields: Fields) -> Fields:
     return dict(fields) | {"timezone": "UTC"}
 
 
+def _share_adoption(fields: Fields) -> Fields:
+    """11 -> 12: the share detector adopts a change that lasts (``ShareParams``'
+    ``adopt_after_seconds`` and ``adopt_likelihood``: the defaults; a CUSUM for a fall,
+    and each CUSUM's change and hold: none yet), and its hours are against the usual
+    share of their time (``hour_expected``): a version 11 hour's expected negatives are
+    its posts times the share of all hours, which gives the factors it had."""
+    upgraded = dict(fields)
+    params = fields.get("params")
+    if isinstance(params, Mapping):
+        fresh = ShareParams()
+        upgraded["params"] = dict(params) | {
+            "adopt_after_seconds": fresh.adopt_after_seconds,
+            "adopt_likelihood": fresh.adopt_likelihood,
+        }
+    upgraded |= {
+        "cusum_down": 0.0,
+        "rise_negatives": 0.0,
+        "rise_posts": 0.0,
+        "held_up": 0,
+        "fall_negatives": 0.0,
+        "fall_posts": 0.0,
+        "held_down": 0,
+    }
+    negatives, posts = _numbers(fields.get("hour_negatives")), _numbers(fields.get("hour_posts"))
+    total_posts = math.fsum(posts)
+    share = math.fsum(negatives) / total_posts if total_posts > 0.0 else 0.0
+    upgraded["hour_expected"] = [share * n for n in posts]
+    return upgraded
+
+
 def _number(value: object) -> float | None:
     """``value`` if it is a number (not a bool), else None."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -366,6 +396,18 @@ UPGRADES: dict[int, Upgrade] = {
         fields={
             "CountDetector": _utc_calendar,
             "NegativeShareDetector": _utc_calendar,
+            "TermModel": _unchanged,
+        },
+    ),
+    11: Upgrade(
+        fingerprints={
+            "CountDetector": "77c1ae68a952cde7",
+            "NegativeShareDetector": "45065dd745bfb416",
+            "TermModel": "a89c6275c0bdf88b",
+        },
+        fields={
+            "CountDetector": _unchanged,
+            "NegativeShareDetector": _share_adoption,
             "TermModel": _unchanged,
         },
     ),
@@ -642,7 +684,8 @@ NON_NEGATIVE = frozenset(
         "day_buckets", "hour_posts", "hour_negatives", "hour_expected", "weekday_posts",
         "weekday_negatives", "today_posts", "today_negatives", "level", "calm_level",
         "shift_from", "week_high", "week_low", "dispersion", "daily", "weekly",
-        "hour_factors", "weekday_factors", "trusted_mean", "unit",
+        "hour_factors", "weekday_factors", "trusted_mean", "unit", "rise_negatives",
+        "rise_posts", "fall_negatives", "fall_posts", "cusum_down",
     }
 )  # fmt: skip
 """Fields (of any detector class, or of a record in one) that are never below zero: a
