@@ -21,7 +21,8 @@ Alarms are buckets at a likelihood of 0.9999 either way (the shipped rules').
   its CUSUM has held for 3 hours, as the volume detector does.
 * **The end of a long share crisis**: 6 hours at 30 % where 10 % is usual, then calm,
   then, ``PROBE_AFTER`` hours after the crisis, an hour at 40 %: whether that new wave
-  alarms (the calm after an adopted crisis is adopted back after its own 3 hours).
+  alarms (the return to the share before an adopted crisis is adopted as soon as a
+  CUSUM holds it at its cap).
 """
 
 from __future__ import annotations

@@ -359,6 +359,8 @@ SHARE_FIELDS_12 = frozenset(
         "fall_posts",
         "held_down",
         "hour_expected",
+        "shift_from",
+        "shift_at",
     }
 )
 """The share detector's fields that version 12 added (and ``ShareParams``' adoption)."""
@@ -377,6 +379,7 @@ def as_saved_by(state: dict[str, Any], version: int) -> dict[str, Any]:
     if version < 12 and state["detector"] == "NegativeShareDetector":
         params = dict(fields["params"])
         del params["adopt_after_seconds"], params["adopt_likelihood"]
+        del params["shift_memory_seconds"]
         fields["params"] = params
     pinned = PINNED_FINGERPRINTS[version][state["detector"]]
     return state | {"version": version, "fingerprint": pinned, "fields": fields}
@@ -712,7 +715,7 @@ PINNED_FINGERPRINTS = {
     },
     12: {  # NegativeShareDetector adopts a lasting change; its slots against the usual share
         "CountDetector": "77c1ae68a952cde7",
-        "NegativeShareDetector": "3619f5bd0efd3b2a",
+        "NegativeShareDetector": "66e622ce95d08401",
         "TermModel": "a89c6275c0bdf88b",
     },
 }

@@ -1648,18 +1648,34 @@ def test_a_lasting_rise_of_the_negative_share_alerts_once_then_is_the_new_normal
 
 
 def test_the_end_of_a_long_negative_share_crisis_is_adopted_as_fast() -> None:
-    """Six hours at 30 % where 10 % was usual (adopted 3 hours in), then calm: the calm
-    is adopted back 3 hours later, so a new wave 5 hours after the crisis is news at
-    once. Not adopted, the crisis alarmed through its 6 hours and the calm after it; with
-    the rise adopted alone, the usual share learned the calm back clipped at the band's
-    edge, and a new wave at 20 % an hour after the crisis passed unseen."""
+    """Six hours at 30 % where 10 % was usual (adopted 3 hours in), then calm: the return
+    to the share before the crisis is adopted as soon as a CUSUM holds it at its cap, so
+    a new wave an hour after the crisis is news at once. Not adopted, the crisis alarmed
+    through its 6 hours and the calm after it; adopted after 3 hours as any change is,
+    the calm was judged against the crisis's share and the new wave passed unseen (4 of
+    4 streams of ``bench/shifts.py``)."""
     detector = share_detector_after(3, 40, 0.1)
-    phases = [(6.0, 0.3), (5.0, 0.1), (1.0, 0.4)]
+    phases = [(6.0, 0.3), (1.0, 0.1), (1.0, 0.4)]
     signals = share_stream(detector, T0 + timedelta(days=3), phases, 40)
     alarms = alarm_hours(signals)
-    assert [h for h in alarms if 4.0 <= h < 11.0] == []  # adopted, and calm is no news
-    assert any(11.0 <= h < 11.5 for h in alarms)  # the new wave, within half an hour
-    assert detector.usual_share < 0.2
+    assert [h for h in alarms if 4.0 <= h < 7.0] == []  # adopted, and calm is no news
+    assert any(7.0 <= h < 7.5 for h in alarms)  # the new wave, within half an hour
+    assert detector.shift_from == 0.0  # the episode is over: nothing remembered
+
+
+def test_a_return_is_adopted_at_once_only_within_the_memory_and_near_the_old_share() -> None:
+    """A lasting rise from 10 % to 30 %, adopted: the share before it is remembered for a
+    day. A fall to 20 % is no return (not nearer 10 % than the doubling the CUSUMs look
+    for): adopted after its 3 hours, as any change."""
+    detector = share_detector_after(3, 200, 0.1)
+    signals = share_stream(detector, T0 + timedelta(days=3), [(5.0, 0.3)], 200)
+    assert detector.shift_from == pytest.approx(0.1, rel=0.1)
+    assert detector.usual_share == pytest.approx(0.3, rel=0.1)
+    share_stream(detector, T0 + timedelta(days=3, hours=5), [(2.0, 0.17)], 200)
+    assert detector.usual_share == pytest.approx(0.3, rel=0.1)  # not yet
+    share_stream(detector, T0 + timedelta(days=3, hours=7), [(2.0, 0.17)], 200)
+    assert detector.usual_share == pytest.approx(0.17, rel=0.1)
+    assert alarm_hours(signals)
 
 
 def test_a_share_change_is_adopted_at_its_own_share_on_a_small_series() -> None:

@@ -50,8 +50,10 @@ either CUSUM has held its change (at least at its own test's ``adopt_likelihood`
 each over its season as the usual share learns them, over their posts, from where its
 CUSUM last stood at 0) and both CUSUMs start again. A lasting rise alerts once, for
 about those 3 hours, instead of for the day the usual share took to learn it (clipped at
-the band's edge, as a wave must be); the end of a long crisis is adopted the same way,
-so that for 3 hours after it a new rise is judged against the crisis's share.
+the band's edge, as a wave must be). The share before an adopted change is remembered
+for ``shift_memory_seconds``: a return to it (the end of a crisis long enough to be
+adopted) is adopted as soon as a CUSUM holds it at its cap, so that the calm after the
+crisis, and a new wave in it, are judged against the normal, not the crisis's share.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class ShareParams:
     adopt_after_seconds: float = 3 * 3600.0  # a change held this long is the new normal
     adopt_likelihood: float = 0.99999  # a CUSUM holds its change while its own test says
     # at least this (the strictest shipped rule's; as the volume detector's)
+    shift_memory_seconds: float = DAY  # after an adopted change, a return to the share
+    # before it is adopted as soon as a CUSUM holds it, for this long
     hour_halflife_days: float = 7.0  # an hour of day's share: half-life in days of that hour
     weekday_halflife_weeks: float = 4.0  # a weekday's share: half-life in weeks
 
@@ -142,6 +146,8 @@ class NegativeShareDetector(Memo[Scored]):
     fall_negatives: float = 0.0
     fall_posts: float = 0.0
     held_down: int = 0
+    shift_from: float = 0.0  # the usual share before the last adopted change (0: none)
+    shift_at: float = 0.0  # when that change was adopted, epoch seconds
     # the CUSUM's run: negatives against the usual share's expectation, of how many posts
     run: RunTracker = field(default_factory=RunTracker)
     measure: Measure = Measure.NEGATIVE_SHARE
@@ -302,7 +308,7 @@ class NegativeShareDetector(Memo[Scored]):
             cap = self.params.cusum_cap
             self.cusum = smaller(larger(self.cusum + step, 0.0), cap)
             self.cusum_down = smaller(larger(self.cusum_down + down, 0.0), cap)
-            adopt = self._learn_held(k / season, n)
+            adopt = self._learn_held(k / season, n, bucket.start.timestamp())
             if adopt is not None and not self._favours(
                 bucket, adopt * season, usual, concentration
             ):
@@ -334,7 +340,7 @@ class NegativeShareDetector(Memo[Scored]):
             self._learn_hour(hour, n, k, n * level * self.weekday_factors[at.weekday()], warming_up)
         self._learn_day(day_number(at), n, k)
         if adopt is not None:
-            self._adopt(adopt)
+            self._adopt(adopt, bucket.start.timestamp())
         if warming_up and not self._warming_up_at(bucket.start.timestamp() + self.width_seconds):
             self._rebase_hours()  # the next bucket is judged
 
@@ -350,13 +356,15 @@ class NegativeShareDetector(Memo[Scored]):
         p = self.params
         return -math.log((1.0 - p.adopt_likelihood) * p.cusum_share)
 
-    def _learn_held(self, negatives: float, posts: int) -> float | None:
-        """Count the bucket (``negatives`` over its season, of ``posts``) in each CUSUM's
-        change (``learn_one``: after the CUSUMs have learned it); the share of a change
-        held for ``adopt_after_seconds``, if one has been. The share is the whole
-        change's, from where its CUSUM last stood at 0 (its estimate of when the change
-        began): the buckets of the hold alone are the ones that kept it high, and on a
-        small series they read a fall from 40 % to 10 % as one to 5 %."""
+    def _learn_held(self, negatives: float, posts: int, start: float) -> float | None:
+        """Count the bucket (``negatives`` over its season, of ``posts``, starting at
+        ``start``) in each CUSUM's change (``learn_one``: after the CUSUMs have learned
+        it); the share of a change held for ``adopt_after_seconds``, or at its CUSUM's
+        cap if it returns to the share before the last adopted change (``_returning``),
+        if one has been. The share is the whole change's, from where its CUSUM last stood at 0 (its
+        estimate of when the change began): the buckets of the hold alone are the ones
+        that kept it high, and on a small series they read a fall from 40 % to 10 % as
+        one to 5 %."""
         held_nats = self._held_nats()
         if self.cusum > 0.0:
             self.rise_negatives += negatives
@@ -371,11 +379,38 @@ class NegativeShareDetector(Memo[Scored]):
             self.fall_negatives = self.fall_posts = 0.0
         self.held_down = self.held_down + 1 if self.cusum_down >= held_nats else 0
         adopt_after = self.params.adopt_after_seconds / self.width_seconds
-        if self.held_up > adopt_after and self.rise_posts > 0.0:
-            return self.rise_negatives / self.rise_posts
-        if self.held_down > adopt_after and self.fall_posts > 0.0:
-            return self.fall_negatives / self.fall_posts
+        cap = self.params.cusum_cap
+        if self.held_up and self.rise_posts > 0.0:
+            share = self.rise_negatives / self.rise_posts
+            if self.held_up > adopt_after or (self.cusum >= cap and self._returning(share, start)):
+                return share
+        if self.held_down and self.fall_posts > 0.0:
+            share = self.fall_negatives / self.fall_posts
+            returning = self.cusum_down >= cap and self._returning(share, start)
+            if self.held_down > adopt_after or returning:
+                return share
         return None
+
+    def _remembering(self, start: float) -> bool:
+        """Whether the share before an adopted change is remembered at ``start``."""
+        return self.shift_from > 0.0 and start - self.shift_at < self.params.shift_memory_seconds
+
+    def _near(self, share: float, other: float) -> bool:
+        """Whether two shares are nearer than the change the CUSUMs look for (within the
+        square root of ``shift_factor``, either way)."""
+        if share <= 0.0 or other <= 0.0:
+            return False
+        return abs(math.log(share / other)) <= 0.5 * math.log(self.params.shift_factor)
+
+    def _returning(self, share: float, start: float) -> bool:
+        """Whether a change to ``share`` is the return to the share before the last
+        adopted change, within ``shift_memory_seconds`` of it: the normal known before a
+        crisis long enough to be adopted. It is adopted as soon as a CUSUM reaches its cap
+        with it (all the evidence a CUSUM can hold), not 3 hours on: judged against the
+        crisis's share meanwhile, a new wave an hour after the crisis went unseen. At the
+        hold's own bar, 10-post buckets at 40 % read a return to 10 % by chance within a
+        day (1 of 6 seeds)."""
+        return self._remembering(start) and self._near(share, self.shift_from)
 
     def _favours(self, bucket: Bucket, share: float, usual: float, concentration: float) -> bool:
         """Whether the bucket is likelier at ``share`` (a change's, at its season) than at
@@ -389,12 +424,19 @@ class NegativeShareDetector(Memo[Scored]):
         c = concentration
         return _log_betabinom(k, n, share, c) > _log_betabinom(k, n, usual, c)
 
-    def _adopt(self, share: float) -> None:
+    def _adopt(self, share: float, start: float) -> None:
         """The usual share becomes ``share`` (a day's, whatever the hour: the hours'
         factors are against the usual share of their time and the weekdays' against each
-        other, so both keep), and both CUSUMs start again."""
+        other, so both keep), and both CUSUMs start again. The share before it is
+        remembered (``_returning``): the one already remembered, if the change continues an
+        episode; none, if the change is the return to it."""
         p = self.params
         share = smaller(larger(share, 0.0), MAX_SHARE)
+        normal = self.shift_from if self._remembering(start) else self.usual_share
+        if self._near(share, normal):
+            self.shift_from = self.shift_at = 0.0
+        else:
+            self.shift_from, self.shift_at = normal, start
         self.negatives = larger(
             share * (self.posts + p.prior_posts) - p.prior_share * p.prior_posts, 0.0
         )

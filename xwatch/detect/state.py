@@ -306,8 +306,9 @@ def _utc_calendar(fields: Fields) -> Fields:
 
 def _share_adoption(fields: Fields) -> Fields:
     """11 -> 12: the share detector adopts a change that lasts (``ShareParams``'
-    ``adopt_after_seconds`` and ``adopt_likelihood``: the defaults; a CUSUM for a fall,
-    and each CUSUM's change and hold: none yet), and its hours are against the usual
+    ``adopt_after_seconds``, ``adopt_likelihood`` and ``shift_memory_seconds``: the
+    defaults; a CUSUM for a fall, each CUSUM's change and hold, and the share before an
+    adopted change: none yet), and its hours are against the usual
     share of their time (``hour_expected``): a version 11 hour's expected negatives are
     its posts times the share of all hours, which gives the factors it had."""
     upgraded = dict(fields)
@@ -317,6 +318,7 @@ def _share_adoption(fields: Fields) -> Fields:
         upgraded["params"] = dict(params) | {
             "adopt_after_seconds": fresh.adopt_after_seconds,
             "adopt_likelihood": fresh.adopt_likelihood,
+            "shift_memory_seconds": fresh.shift_memory_seconds,
         }
     upgraded |= {
         "cusum_down": 0.0,
@@ -326,6 +328,8 @@ def _share_adoption(fields: Fields) -> Fields:
         "fall_negatives": 0.0,
         "fall_posts": 0.0,
         "held_down": 0,
+        "shift_from": 0.0,
+        "shift_at": 0.0,
     }
     negatives, posts = _numbers(fields.get("hour_negatives")), _numbers(fields.get("hour_posts"))
     total_posts = math.fsum(posts)
