@@ -1736,3 +1736,16 @@ def test_a_weekend_adopted_as_a_change_is_still_learned_as_the_weekend() -> None
     assert sum(alarms_by_week[1:]) <= 6
     weekdays = sum(detector.weekday_factors[:5]) / 5
     assert detector.weekday_factors[5] / weekdays == pytest.approx(2.0, rel=0.1)
+
+
+def test_the_share_s_fall_cusum_step_is_negative_from_the_usual_share_up() -> None:
+    """``learn_one`` skips the fall's CUSUM step when the CUSUM stands at 0 and the bucket
+    is at or above the usual share: the beta-binomial likelihood ratio of half the share
+    falls with k (a ratio of Pólya urns), and is below 0 from k = n x usual on."""
+    detector = NegativeShareDetector(300)
+    for n in (*range(1, 40), 100, 200, 1000, 3000):
+        for usual in (0.001, 0.01, 0.05, 0.1, 0.2, 0.45, 0.8, 0.99):
+            for c in (10.0, 30.0, 100.0, 1000.0, 10_000.0):
+                k = math.ceil(n * usual)
+                if k <= n:
+                    assert detector._llr(k, n, usual, c, down=True) < 0.0

@@ -304,7 +304,11 @@ class NegativeShareDetector(Memo[Scored]):
             self.cusum = self.cusum_down = 0.0
         else:
             step = self._llr(bucket.negative, n, usual, concentration) if llr is None else llr
-            down = self._llr(bucket.negative, n, usual, concentration, down=True)
+            if self.cusum_down == 0.0 and bucket.negative >= n * usual:
+                down = 0.0  # the fall's CUSUM stays at 0: its step is negative (the
+                # beta-binomial's likelihood ratio falls with k, below 0 from k = n usual)
+            else:
+                down = self._llr(bucket.negative, n, usual, concentration, down=True)
             cap = self.params.cusum_cap
             self.cusum = smaller(larger(self.cusum + step, 0.0), cap)
             self.cusum_down = smaller(larger(self.cusum_down + down, 0.0), cap)
@@ -365,6 +369,12 @@ class NegativeShareDetector(Memo[Scored]):
         estimate of when the change began): the buckets of the hold alone are the ones
         that kept it high, and on a small series they read a fall from 40 % to 10 % as
         one to 5 %."""
+        if self.cusum == 0.0 and self.cusum_down == 0.0:  # the calm: no change to count
+            if self.held_up or self.held_down or self.rise_posts or self.fall_posts:
+                self.rise_negatives = self.rise_posts = self.fall_negatives = 0.0
+                self.fall_posts = 0.0
+                self.held_up = self.held_down = 0
+            return None
         held_nats = self._held_nats()
         if self.cusum > 0.0:
             self.rise_negatives += negatives
