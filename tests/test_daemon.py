@@ -9,12 +9,14 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import cast
 
 import aiohttp
@@ -25,10 +27,10 @@ from tests.waiting import eventually
 from xwatch import daemon as daemon_module
 from xwatch.alerting.console import ConsoleNotifier
 from xwatch.alerting.incidents import Change, IncidentBook, Policy, Silence
-from xwatch.daemon import Daemon, UnsavedChanges
+from xwatch.daemon import CHANGE_ATTEMPTS, Daemon, UnsavedChanges
 from xwatch.model import AlertEvent, EventKind, Mention
 from xwatch.settings import Settings, load_settings
-from xwatch.store import MEMORY, Store
+from xwatch.store import MEMORY, Store, StoreError
 
 
 def console_daemon(settings: Settings, source: GatedSource) -> tuple[Daemon, io.StringIO]:
@@ -301,16 +303,86 @@ def test_an_expired_silence_is_marked_in_the_store(project: Path) -> None:
         assert store.silences() == []
 
 
+def stand_in(incident_id: str) -> Change:
+    """A change of ``incident_id``, as far as ``UnsavedChanges`` looks at one."""
+    incident = SimpleNamespace(id=incident_id)
+    return cast(Change, SimpleNamespace(incident=incident, entries=(), notices=()))
+
+
+class PickyStore:
+    """Takes every change but those in ``refused`` (a constraint fails on them); takes
+    nothing while ``locked``."""
+
+    def __init__(self, *refused: Change) -> None:
+        self.refused = refused
+        self.locked = False
+        self.written: list[Change] = []
+
+    def record_changes(self, changes: Sequence[Change]) -> None:
+        cause: sqlite3.Error | None = None
+        if self.locked:
+            cause = sqlite3.OperationalError("database is locked")
+        elif any(change is bad for change in changes for bad in self.refused):
+            cause = sqlite3.IntegrityError("CHECK constraint failed")
+        if cause is not None:
+            raise StoreError(f"cannot save incidents: {cause}") from cause
+        self.written.extend(changes)
+
+
 def test_changes_that_raised_a_bug_are_kept_no_more_than_the_limit() -> None:
     """A write that raised something else than a ``StoreError`` (a bug) kept every change
-    for good: each later write failed on them again, and the list grew without end."""
+    for good: each later write failed on them again, and the list grew without end. The
+    oldest beyond the limit go, and are counted."""
 
     class Broken:
         def record_changes(self, changes: object) -> None:
             raise TypeError("a bug")
 
-    unsaved = UnsavedChanges(limit=2)
-    unsaved.add([cast(Change, object()) for _ in range(5)])
+    dropped: list[str] = []
+    unsaved = UnsavedChanges(limit=2, dropped=dropped.append)
+    unsaved.add([stand_in(f"i{n}") for n in range(5)])
     with pytest.raises(TypeError):
         unsaved.write(cast(Store, Broken()))
     assert len(unsaved) == 2
+    assert dropped == ["overflow"] * 3
+
+
+def test_a_change_the_store_refuses_is_set_aside_after_its_attempts_behind_nothing_else(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store refuses ``a1`` for what it is: it held up every change after it, for
+    good. The other incidents' changes are written; the later changes of its incident
+    wait behind it (one written first, then ``a1``, would put the incident back in an
+    older state) until it is set aside, logged and counted."""
+    a1, b1, a2 = stand_in("a"), stand_in("b"), stand_in("a")
+    store = PickyStore(a1)
+    dropped: list[str] = []
+    unsaved = UnsavedChanges(limit=10, dropped=dropped.append)
+    unsaved.add([a1, b1, a2])
+    for _ in range(CHANGE_ATTEMPTS - 1):
+        with pytest.raises(StoreError, match="CHECK constraint failed"):
+            unsaved.write(cast(Store, store))
+        assert store.written == [b1] and len(unsaved) == 2 and dropped == []
+    unsaved.write(cast(Store, store))  # the last attempt: set aside, ``a2`` goes on
+    assert store.written == [b1, a2] and len(unsaved) == 0
+    assert dropped == ["refused"]
+    assert "incident a" in caplog.text and "CHECK constraint failed" in caplog.text
+
+
+def test_a_store_that_takes_no_writes_sets_no_change_aside() -> None:
+    """A locked (busy, read-only, full) store is not the changes' fault: however many
+    writes fail, none counts against a change, and all are written once it takes them."""
+    a1, b1 = stand_in("a"), stand_in("b")
+    store = PickyStore(a1)
+    store.locked = True
+    dropped: list[str] = []
+    unsaved = UnsavedChanges(limit=10, dropped=dropped.append)
+    unsaved.add([a1, b1])
+    for _ in range(CHANGE_ATTEMPTS * 2):
+        with pytest.raises(StoreError, match="database is locked"):
+            unsaved.write(cast(Store, store))
+    assert len(unsaved) == 2 and dropped == []
+    store.locked = False
+    with pytest.raises(StoreError, match="CHECK constraint failed"):  # its first refusal
+        unsaved.write(cast(Store, store))
+    assert store.written == [b1] and len(unsaved) == 1 and dropped == []

@@ -23,7 +23,7 @@ import pytest
 from tests.factories import T0, GatedSource, mention
 from tests.fake_slack import TOKEN as SLACK_TOKEN
 from tests.fake_slack import FakeSlack
-from tests.test_outbox import fire, running, sample, write_config
+from tests.test_outbox import fire, fire_brand, running, sample, write_config
 from xwatch.daemon import Daemon
 from xwatch.settings import load_settings
 from xwatch.store import Store, StoreError
@@ -174,3 +174,48 @@ async def test_readyz_stays_not_ready_while_incident_changes_wait_to_be_written(
         await daemon.act(incident_id, "acknowledge", "@maria", via="api")
         assert daemon._ready() == (True, "ok")
         assert await daemon.incident(incident_id) is not None
+
+
+@pytest.mark.asyncio
+async def test_a_change_the_store_always_refuses_is_set_aside_and_later_ones_are_written(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store refuses one change for what it is (a constraint: a trigger refuses the
+    timeline entry of an acknowledgement), not because it takes no writes. That change
+    was tried first at every write, and forever: no later change of any incident was
+    written, and a restart lost every incident since. It is tried ``CHANGE_ATTEMPTS``
+    times, then set aside, logged and counted; the other incidents' changes are written
+    meanwhile, and the incident's next change stores it as it is then."""
+    async with running(write_config(project)) as daemon:
+        store = daemon.store
+        assert store is not None
+        fire_brand(daemon, "kettlebird")
+        await daemon.settled()
+        (first,) = daemon.book.incidents
+        with store._lock:  # on the daemon's connection only, gone when it closes
+            store._db.execute(
+                "CREATE TEMP TRIGGER refuse_acks BEFORE INSERT ON main.incident_events "
+                "WHEN NEW.kind = 'acknowledged' "
+                "BEGIN SELECT RAISE(ABORT, 'acknowledgements refused'); END"
+            )
+        await daemon.act(first, "acknowledge", "@maria", via="api")  # refused (1)
+        fire_brand(daemon, "otterpot")  # the acknowledgement refused (2), this one written
+        await daemon.settled()
+        (second,) = set(daemon.book.incidents) - {first}
+        assert await daemon.incident(second) is not None
+        assert len(daemon._unsaved) == 1  # the acknowledgement waits
+        assert daemon._ready()[0] is False
+        await daemon._checkpoint()  # refused (3): set aside
+        assert len(daemon._unsaved) == 0
+        dropped = {"reason": "refused"}
+        assert sample(daemon, "xwatch_incident_changes_dropped_total", dropped) == 1
+        assert daemon._ready() == (True, "ok")
+        await daemon.act(first, "resolve", "@maria", via="api")
+        record = await daemon.incident(first)
+    assert record is not None
+    assert record.incident.acknowledged_by == "@maria" and not record.incident.is_open
+    kinds = [entry.kind for entry in record.timeline]
+    assert "acknowledged" not in kinds and "resolved" in kinds
+    (line,) = [r for r in caplog.records if getattr(r, "event", "") == "incident_change_dropped"]
+    assert getattr(line, "incident", "") == first and getattr(line, "reason", "") == "refused"
+    assert "acknowledgements refused" in line.getMessage()

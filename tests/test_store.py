@@ -16,7 +16,7 @@ from xwatch.config import load_config
 from xwatch.detect.state import Checkpoint
 from xwatch.model import AlertEvent, EventKind, SeriesKey
 from xwatch.pipeline import default_detectors
-from xwatch.store import MEMORY, SCHEMA_VERSION, Pruned, Store, StoreError
+from xwatch.store import MEMORY, SCHEMA_VERSION, Pruned, Store, StoreError, refused
 
 SAVED_AT = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)
 
@@ -384,3 +384,25 @@ def test_a_notice_delivered_before_its_change_was_stored_is_not_pending_once_it_
         assert [(d.notice_id, d.state, d.attempts) for d in record.deliveries] == [
             (notice.id, "delivered", 1)
         ]
+
+
+def test_a_write_refused_for_what_it_wrote_is_told_from_a_store_that_takes_none(
+    tmp_path: Path,
+) -> None:
+    """``refused``: what was written is to blame (text SQLite cannot take), or the store
+    (read-only, its file replaced), where any other write would fail as well."""
+    path = tmp_path / "state.sqlite3"
+    with Store.open(path) as store:
+        with pytest.raises(StoreError) as bad_text:
+            store.add_label("1", "\ud800", "negative", source="api", who="@maria")
+        assert refused(bad_text.value)
+        store._db.execute("PRAGMA query_only = ON")
+        with pytest.raises(StoreError) as read_only:
+            store.add_label("1", "fine", "negative", source="api", who="@maria")
+        assert not refused(read_only.value)
+        store._db.execute("PRAGMA query_only = OFF")
+        path.unlink()
+        with pytest.raises(StoreError) as replaced:
+            store.add_label("1", "fine", "negative", source="api", who="@maria")
+        assert not refused(replaced.value)
+    assert refused(TypeError("a bug in encoding what is written"))

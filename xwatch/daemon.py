@@ -79,7 +79,7 @@ from xwatch.detect.state import STATE_VERSION, Checkpoint, CheckpointError
 from xwatch.errors import ConfigError, PayloadError
 from xwatch.feedback import Feedback, LabelsUnavailable, api_token
 from xwatch.malloc import release_free_memory
-from xwatch.metrics import PROBLEM_KINDS, STORE_OPERATIONS, Metrics
+from xwatch.metrics import CHANGE_DROP_REASONS, PROBLEM_KINDS, STORE_OPERATIONS, Metrics
 from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale, utc
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import LanguageRouter
@@ -94,7 +94,15 @@ from xwatch.sources import (
     build_sources,
 )
 from xwatch.sources.webhook import WebhookIngest
-from xwatch.store import MEMORY, CheckpointRow, Store, StoredLabel, StoreError, checkpoint_rows
+from xwatch.store import (
+    MEMORY,
+    CheckpointRow,
+    Store,
+    StoredLabel,
+    StoreError,
+    checkpoint_rows,
+    refused,
+)
 from xwatch.store_worker import StoreWorker
 from xwatch.web import LabelsApi, make_app
 from xwatch.web import runner as web_runner
@@ -134,17 +142,30 @@ CATCH_UP_SECONDS = 300.0  # after a reconnect, wait this long at most for a sour
 WATCH_SECONDS = 2.0  # how often the rules and playbooks folders are checked for changes
 RESTART_SECONDS = (1.0, 300.0)  # a failed live source starts again after this, doubling
 MAX_UNSAVED = 10_000  # incident changes kept while the store fails (the oldest go first)
+CHANGE_ATTEMPTS = 3  # writes of a change the store refuses for what it is (then set aside)
 PRUNE_SECONDS = 600.0  # how often history past ``store.retention_days`` is deleted
 
 
 class UnsavedChanges:
     """Incident changes the store has not taken yet, oldest first. Added on the event
     loop; written, and dropped once written, on the store's worker thread (its jobs run
-    one at a time, so a change is written once, in its place)."""
+    one at a time, so a change is written once, in its place).
 
-    def __init__(self, limit: int) -> None:
+    A change the store refuses for what it is (``store.refused``: a constraint, a value
+    it cannot take), not because it takes no writes, held up every later change for
+    good. Such a change is tried ``CHANGE_ATTEMPTS`` times, then set aside: logged with
+    its incident and the error, and counted (``dropped``, by reason). Meanwhile the
+    other incidents' changes are written, and the later changes of its own incident wait
+    behind it: a change stores the incident whole, as it was then, and one written after
+    a later one would put the incident back in an older state. Once it is set aside, the
+    next change of its incident stores the incident as it is then; what is lost is the
+    set-aside change's timeline entries (its notices went out, and their delivery's
+    record makes their outbox rows)."""
+
+    def __init__(self, limit: int, dropped: Callable[[str], None]) -> None:
         self.limit = limit  # kept while the store fails: the oldest go first
-        self._changes: list[Change] = []
+        self.dropped = dropped  # told the reason of each change dropped (a metric)
+        self._changes: list[_Unsaved] = []
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -152,27 +173,103 @@ class UnsavedChanges:
 
     def add(self, changes: Sequence[Change]) -> None:
         with self._lock:
-            self._changes.extend(changes)
+            self._changes.extend(_Unsaved(change) for change in changes)
 
     def clear(self) -> None:
         with self._lock:
             self._changes.clear()
 
     def write(self, records: Store) -> None:
-        """Write every change waiting (on the store's worker thread); those the store
-        refused stay, but no more than ``limit``."""
+        """Write every change waiting (on the store's worker thread): all in one
+        transaction, or, when the store refuses what one of them is, one at a time.
+        Raises why a change still waits; no more than ``limit`` wait."""
         with self._lock:
-            changes = list(self._changes)
-        if not changes:
+            waiting = list(self._changes)
+        if not waiting:
             return
         try:
-            records.record_changes(changes)
-        except Exception:  # a bug too (``StoreWorker`` logs it): they wait, ``limit`` at most
-            with self._lock:
-                del self._changes[: max(0, len(self._changes) - self.limit)]
-            raise
+            records.record_changes([item.change for item in waiting])
+        except Exception as exc:  # a bug too (``StoreWorker`` logs it)
+            if not refused(exc):
+                self._keep(waiting, len(waiting))
+                raise
+        else:
+            self._keep([], len(waiting))
+            return
+        left, error = self._write_each(records, waiting)
+        self._keep(left, len(waiting))
+        if error is not None:
+            raise error
+
+    def _write_each(
+        self, records: Store, waiting: list[_Unsaved]
+    ) -> tuple[list[_Unsaved], Exception | None]:
+        """Write ``waiting`` one change at a time, oldest first. What the store takes
+        goes, and what it refused ``CHANGE_ATTEMPTS`` times is set aside; the rest is
+        left, with why, and with it the later changes of its incident. An error that is
+        the store's (it takes no writes now) leaves everything from there on."""
+        left: list[_Unsaved] = []
+        held: set[str] = set()  # incidents with a change left: their later ones wait
+        error: Exception | None = None
+        for at, item in enumerate(waiting):
+            incident_id = item.change.incident.id
+            if incident_id in held:
+                left.append(item)
+                continue
+            try:
+                records.record_changes([item.change])
+            except Exception as exc:
+                if not refused(exc):
+                    return [*left, *waiting[at:]], exc
+                item.refusals += 1
+                if item.refusals < CHANGE_ATTEMPTS:
+                    left.append(item)
+                    held.add(incident_id)
+                    error = exc
+                    continue
+                log.error(
+                    "incident %s: a change (%s) is set aside, never to be written: the store "
+                    "refused it %d times: %s",
+                    incident_id,
+                    ", ".join(entry.kind for entry in item.change.entries) or "no entries",
+                    item.refusals,
+                    exc,
+                    extra=_dropped_event(incident_id, "refused"),
+                )
+                self.dropped("refused")
+        return left, error
+
+    def _keep(self, left: list[_Unsaved], taken: int) -> None:
+        """``left`` in place of the first ``taken`` changes (those just written or not);
+        when some are left (the store failed), beyond ``limit`` the oldest go, logged and
+        counted."""
         with self._lock:
-            del self._changes[: len(changes)]
+            self._changes[:taken] = left
+            over = max(0, len(self._changes) - self.limit) if left else 0
+            gone = self._changes[:over]
+            del self._changes[:over]
+        for item in gone:
+            incident_id = item.change.incident.id
+            log.error(
+                "incident %s: a change is dropped, never to be written: more than %d "
+                "changes wait for the store",
+                incident_id,
+                self.limit,
+                extra=_dropped_event(incident_id, "overflow"),
+            )
+            self.dropped("overflow")
+
+
+@dataclass(slots=True)
+class _Unsaved:
+    """An incident change waiting, and how many times the store refused it for what it is."""
+
+    change: Change
+    refusals: int = 0
+
+
+def _dropped_event(incident_id: str, reason: str) -> dict[str, object]:
+    return {"event": "incident_change_dropped", "incident": incident_id, "reason": reason}
 
 
 class _EndOfSources:
@@ -424,7 +521,7 @@ class Daemon:
         self.records: Store | None = None
         # what the incident book did that the store has not taken yet (it was locked or
         # failing): written before anything newer, at the next change or checkpoint
-        self._unsaved = UnsavedChanges(MAX_UNSAVED)
+        self._unsaved = UnsavedChanges(MAX_UNSAVED, self._change_dropped)
         self.store_worker = StoreWorker()  # every write to the store, in order, off the loop
         self.failing: set[str] = set()  # notifiers whose last attempt failed (retrying)
         self.store_problem = None  # why the last write to the store failed, for /readyz
@@ -453,6 +550,8 @@ class Daemon:
             self.metrics.store_write_errors.labels(operation)
         for what in ("incidents", "silences"):
             self.metrics.store_pruned.labels(what)
+        for reason in CHANGE_DROP_REASONS:
+            self.metrics.incident_changes_dropped.labels(reason)
 
     @property
     def store_problem(self) -> str | None:
@@ -468,6 +567,10 @@ class Daemon:
         """A write other than a checkpoint failed: count it; /readyz says so until one works."""
         self.metrics.store_write_errors.labels(operation).inc()
         self.store_problem = f"store not writable: {exc}"
+
+    def _change_dropped(self, reason: str) -> None:
+        """An incident change will never be written (``UnsavedChanges`` logged it)."""
+        self.metrics.incident_changes_dropped.labels(reason).inc()
 
     def _store_written(self) -> None:
         """A write worked: the problem is over, unless incident changes still wait to be
@@ -1298,7 +1401,8 @@ class Daemon:
         call ``then``. While the store fails, the notifications are sent all the same,
         and the changes wait in memory (at most ``MAX_UNSAVED``) to be written at the
         next change, checkpoint or stop: a store locked for a few seconds must not lose
-        an incident or a notice for good."""
+        an incident or a notice for good. One the store refuses for what it is goes
+        after ``CHANGE_ATTEMPTS`` writes (``UnsavedChanges``), logged and counted."""
         records = self.records
         if records is None:
             self._unsaved.clear()

@@ -39,6 +39,9 @@ PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
 NOTIFICATION_OUTCOMES = ("sent", "retried", "failed")  # failed: for good (or given up)
 STORE_OPERATIONS = ("incidents", "deliveries", "silences", "message_refs", "retention")
 """What the daemon writes to the store besides checkpoints (``xwatch_store_write_errors_total``)."""
+CHANGE_DROP_REASONS = ("refused", "overflow")
+"""Why an incident change was never written (``xwatch_incident_changes_dropped_total``):
+the store refused that change at each of its attempts, or more waited than are kept."""
 
 
 class Metrics:
@@ -348,6 +351,15 @@ class Metrics:
             "Writes to the store that failed, by what was written (incidents, deliveries, "
             "silences, message_refs, retention; checkpoints: xwatch_checkpoints_total).",
             ["operation"],
+            registry=registry,
+        )
+        self.incident_changes_dropped = Counter(
+            "xwatch_incident_changes_dropped_total",
+            "Incident changes never written to the store, by reason: refused (the store "
+            "refused that change, not every write, at each of its attempts), overflow (more "
+            "waited while the store failed than are kept: the oldest went). Their "
+            "notifications went out; a restart does not know of them.",
+            ["reason"],
             registry=registry,
         )
         self.store_pruned = Counter(

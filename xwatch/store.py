@@ -272,6 +272,19 @@ class StoreError(XwatchError, OSError):
     """
 
 
+def refused(exc: BaseException) -> bool:
+    """Whether a write failed for what it wrote (a constraint, a value SQLite cannot bind
+    or encode, a damaged row, a bug in encoding it): written again, it fails again, while
+    other writes may work. Not when the store takes no writes now (locked or busy by
+    another process, read-only, full, an I/O error: ``sqlite3.OperationalError``; or its
+    file deleted or replaced, a ``StoreError`` of no cause): the same write may work
+    later, and no other would work meanwhile."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    if cause is None or isinstance(cause, sqlite3.OperationalError | MemoryError):
+        return False
+    return isinstance(cause, Exception)
+
+
 class Store:
     """An open store. Make one with ``Store.open(path)``; ``close()`` it when done."""
 
