@@ -13,6 +13,7 @@ local Slack, posts each incident once), and recover at the first write that work
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -219,3 +220,25 @@ async def test_a_change_the_store_always_refuses_is_set_aside_and_later_ones_are
     (line,) = [r for r in caplog.records if getattr(r, "event", "") == "incident_change_dropped"]
     assert getattr(line, "incident", "") == first and getattr(line, "reason", "") == "refused"
     assert "acknowledgements refused" in line.getMessage()
+
+
+@pytest.mark.asyncio
+async def test_a_stop_says_how_many_incident_changes_the_store_never_took(
+    project: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store is locked until the end: the changes that waited for it were lost at
+    the exit, and nothing said so."""
+    async with running(write_config(project)) as daemon:
+        store = daemon.store
+        assert store is not None
+
+        def locked(changes: object) -> None:
+            cause = sqlite3.OperationalError("database is locked")
+            raise StoreError(f"cannot save incidents: {cause}") from cause
+
+        monkeypatch.setattr(store, "record_changes", locked)
+        fire(daemon, ("console",))
+        await daemon.settled()
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("stopping with")]
+    assert line.getMessage().startswith("stopping with 1 incident changes the store did not")
+    assert getattr(line, "waiting", None) == 1

@@ -522,6 +522,7 @@ class Daemon:
         # what the incident book did that the store has not taken yet (it was locked or
         # failing): written before anything newer, at the next change or checkpoint
         self._unsaved = UnsavedChanges(MAX_UNSAVED, self._change_dropped)
+        self._unqueued = 0  # notices made, not queued yet: their change waits for the store
         self.store_worker = StoreWorker()  # every write to the store, in order, off the loop
         self.failing: set[str] = set()  # notifiers whose last attempt failed (retrying)
         self.store_problem = None  # why the last write to the store failed, for /readyz
@@ -651,15 +652,24 @@ class Daemon:
                     await outbox.join()
         except TimeoutError:
             mentions = self.queue.qsize()
-            # the notices waiting, and the one each notifier is sending (its retries)
-            notices = sum(len(waiting) for waiting in self.queued_at.values())
+            # the notices waiting, and the one each notifier is sending (its retries), and
+            # those not queued yet: their incident's change waits for the store
+            unwritten = self._unqueued
+            notices = sum(len(waiting) for waiting in self.queued_at.values()) + unwritten
             log.error(
                 "drain timed out: %d mentions and %d notifications were not processed "
-                "(the notifications stay pending in the store, if there is one, for the "
-                "next start)",
+                "(%d of them waiting for their incident's change to be written; the "
+                "notifications stay pending in the store, if there is one and it takes "
+                "their change, for the next start)",
                 mentions,
                 notices,
-                extra={"event": "drain_timeout", "mentions": mentions, "notices": notices},
+                unwritten,
+                extra={
+                    "event": "drain_timeout",
+                    "mentions": mentions,
+                    "notices": notices,
+                    "unwritten": unwritten,
+                },
             )
             consumer.cancel()
 
@@ -876,6 +886,13 @@ class Daemon:
     async def _close_store(self) -> None:
         await self.store_worker.settled()
         self.store_worker.close()
+        if self._unsaved:  # the last write failed too: nothing keeps them past the exit
+            log.error(
+                "stopping with %d incident changes the store did not take: the next start "
+                "does not know of them",
+                len(self._unsaved),
+                extra={"event": "incidents_not_saved", "waiting": len(self._unsaved)},
+            )
         records, self.records = self.records, None
         if self.store is not None:
             store, self.store = self.store, None
@@ -1391,7 +1408,13 @@ class Daemon:
             if any(e.kind == "opened" for e in change.entries):
                 self.metrics.incidents_opened.labels(change.incident.severity.value).inc()
         notices = [notice for change in changes for notice in change.notices]
-        self._save_changes(changes, then=lambda: self._enqueue_all(notices))
+        self._unqueued += len(notices)
+
+        def queue() -> None:
+            self._unqueued -= len(notices)
+            self._enqueue_all(notices)
+
+        self._save_changes(changes, then=queue)
         self._incident_metrics()
 
     def _save_changes(
