@@ -74,6 +74,7 @@ EXPECTED_ALERTS = {
     "XwatchXApiCapBurning": ("1h", "ticket", "x-api-cap"),
     "XwatchCheckpointsFailing": ("5m", "ticket", "checkpoints-failing"),
     "XwatchStoreNotWritable": ("5m", "ticket", "store-not-writable"),
+    "XwatchIncidentChangesDropped": ("1m", "ticket", "incident-changes-dropped"),
 }
 
 # Grafana's variables, as the integration test substitutes them (longest names first).
