@@ -870,6 +870,25 @@ def test_an_incident_over_by_itself_says_so_in_its_notice_and_timeline() -> None
     ]
 
 
+def test_an_incident_whose_change_became_the_normal_says_so_not_back_to_normal() -> None:
+    """A negative share that rose from 10 % to 30 % and stayed: its detector adopted it
+    as the normal, the alert ended, and the resolution said "back to normal" while the
+    share was still three times what it was. The event says how far the normal moved
+    (``AlertEvent.settled``), and the notice and the timeline say it."""
+    book = IncidentBook(Policy(repeat_after=None))
+    a = alert(severity="warning", at=AT, channels=("slack",))
+    fire(book, a)
+    over = AT + timedelta(hours=5)
+    event = AlertEvent(EventKind.RESOLVED, a, over, since=AT, settled=3.04)
+    [change] = book.observe([event], over)
+    said = "the negative share has held at 3x its level before, long enough to be its normal now"
+    assert [(n.kind, n.text) for n in change.notices] == [(NoticeKind.RESOLVED, said)]
+    assert [e.text for e in change.entries] == [
+        f"negative-share-spike: {said}",
+        f"every alert has ended: {said}",
+    ]
+
+
 def test_a_silence_kept_in_the_store_still_ends_after_a_restart() -> None:
     """A restart forgot the silences it was given back: the silenced incident never came
     back when its silence ended, and new alerts it covered were announced."""

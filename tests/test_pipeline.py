@@ -448,3 +448,29 @@ def test_restored_alerts_show_in_the_active_alert_gauges_at_once(settings: Setti
     pipeline.restore_alerts([ActiveAlert(firing, firing, firing.signal.end, firing.signal.end)])
     assert registry.get_sample_value("xwatch_alerts_active") == 1
     assert registry.get_sample_value("xwatch_brand_active_alerts", {"brand": "kettlebird"}) == 1
+
+
+def test_an_alert_that_ends_because_its_change_became_the_normal_says_how_far_it_moved(
+    settings: Settings,
+) -> None:
+    """Two calm days at 4 posts a minute, then 12 for good: the volume alerts, the change
+    is adopted as the new normal (3 hours on), and the alert resolves with how far the
+    normal moved (``AlertEvent.settled``, about 3x), which the incident's resolution
+    says instead of "back to normal"."""
+    rng = random.Random(3)
+    posts: list[Mention] = []
+    seconds, step = 0.0, 2 * 86400.0
+    while seconds < step + 10 * 3600:
+        seconds += rng.expovariate((4.0 if seconds < step else 12.0) / 60)
+        posts.append(
+            by(
+                mention("kettlebird kettle", at=seconds, id=f"p{len(posts)}"),
+                f"u{rng.randrange(500)}",
+            )
+        )
+    events = run_in_batches(settings, posts, 5000)
+    volume = [e for e in events if e.alert.rule_id == "mention-volume-spike"]
+    assert volume and volume[0].kind is EventKind.FIRING
+    resolved = [e for e in volume if e.kind is EventKind.RESOLVED]
+    assert len(resolved) == 1 and resolved[0].settled == pytest.approx(3.0, rel=0.2)
+    assert resolved[0].since is not None and resolved[0].since.timestamp() >= step

@@ -307,3 +307,7 @@ class AlertEvent:
     kind: EventKind
     alert: Alert
     at: datetime  # event time of the change
+    since: datetime | None = None  # RESOLVED: when the alert first fired
+    # RESOLVED: the series' normal now over its normal before the alert, when the alert
+    # ended because its change became the normal (its detector adopted it since); else None
+    settled: float | None = None

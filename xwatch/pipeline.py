@@ -28,6 +28,7 @@ another) and the sentiment languages.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
@@ -44,7 +45,7 @@ from xwatch.alerting.lifecycle import ActiveAlert, AlertBook
 from xwatch.clock import EventClock
 from xwatch.config import Config
 from xwatch.dedup import Deduplicator
-from xwatch.detect import Detector
+from xwatch.detect import Detector, Settling
 from xwatch.detect.buckets import Aggregator
 from xwatch.detect.calendar import UTC_ZONE
 from xwatch.detect.history import History
@@ -1045,10 +1046,27 @@ class Pipeline:
                 tally.ruling += timer() - recorded
                 for signal in signals:
                     tally.evaluated(signal.measure.value)
-            events.extend(self.book.observe(alerts + term_alerts, end))
+            events.extend(self._explained(self.book.observe(alerts + term_alerts, end)))
         events.extend(self._release_pending(before=None))
-        events.extend(self.book.observe([], watermark))
+        events.extend(self._explained(self.book.observe([], watermark)))
         return events
+
+    def _explained(self, events: list[AlertEvent]) -> list[AlertEvent]:
+        """The lifecycle's events, each resolution whose change became the series' normal
+        (its detector adopted it, ``Settling``) saying so: "back to normal" is not true
+        of a negative share that has stayed at three times its old level for hours."""
+        return [
+            self._settled(event) if event.kind is EventKind.RESOLVED else event for event in events
+        ]
+
+    def _settled(self, event: AlertEvent) -> AlertEvent:
+        measure, since = event.alert.signal.measure, event.since or event.alert.signal.start
+        for detector in self.detectors.get(event.alert.series, ()):
+            if detector.measure is measure and isinstance(detector, Settling):
+                ratio = detector.settled(event.at, since)
+                if ratio is not None and math.isfinite(ratio):
+                    return dataclasses.replace(event, settled=ratio)
+        return event
 
     def _report(self, events: Sequence[AlertEvent], watermark: datetime) -> None:
         """Tell the metrics what closing buckets did (``self._tally``) and the events."""

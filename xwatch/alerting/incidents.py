@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from xwatch.alerting.render import describe
+from xwatch.alerting.render import MEASURE_NAMES, describe
 from xwatch.errors import XwatchError
 from xwatch.model import SEVERITY_RANK, Alert, AlertEvent, EventKind, PlaybookRef, Severity
 
@@ -280,8 +280,9 @@ class IncidentBook:
             entry = Entry(event.at, "peak", f"{alert.rule_id}: stronger, {_numbers(alert)}")
             return self._update(incident, part, entry, event.at, announce=part.notifiable)
         part = dataclasses.replace(part, latest=alert, resolved_at=event.at)
-        entry = Entry(event.at, "part_resolved", f"{alert.rule_id}: back to normal")
-        return self._update(incident, part, entry, event.at, announce=False)
+        why = "" if event.settled is None else _settled(alert, event.settled)
+        entry = Entry(event.at, "part_resolved", f"{alert.rule_id}: {why or 'back to normal'}")
+        return self._update(incident, part, entry, event.at, announce=False, why=why)
 
     def _fire(self, alert: Alert, at: datetime) -> Change:
         part = Part(alert.identity, alert, alert, at, silenced_by=self._silence_for(alert))
@@ -304,8 +305,17 @@ class IncidentBook:
         return self._update(incident, part, entry, at, announce=True)
 
     def _update(
-        self, incident: Incident, part: Part, entry: Entry, at: datetime, *, announce: bool
+        self,
+        incident: Incident,
+        part: Part,
+        entry: Entry,
+        at: datetime,
+        *,
+        announce: bool,
+        why: str = "",
     ) -> Change:
+        """The incident with ``part`` in it, and what to tell. ``why``: the resolving
+        part's reason, when not "back to normal" (its change became the normal)."""
         before_severity = incident.severity if incident.parts else None
         parts = [p for p in incident.parts if p.identity != part.identity] + [part]
         parts, forgotten = _forget_resolved(parts)
@@ -318,11 +328,12 @@ class IncidentBook:
         notices: list[Notice] = []
         if not any(p.active for p in incident.parts):
             incident = dataclasses.replace(incident, state=State.RESOLVED, resolved_at=at)
-            entries.append(Entry(at, "resolved", "every alert is back to normal"))
+            ended = f"every alert has ended: {why}" if why else "every alert is back to normal"
+            entries.append(Entry(at, "resolved", ended))
             self.incidents.pop(incident.id, None)
             if incident.announced_at is not None:
                 incident, notices = self._notify(
-                    incident, NoticeKind.RESOLVED, at, "back to normal", everyone=True
+                    incident, NoticeKind.RESOLVED, at, why or "back to normal", everyone=True
                 )
             return Change(incident, tuple(entries), tuple(notices))
         self.incidents[incident.id] = incident
@@ -657,6 +668,14 @@ def _escalation_due(incident: Incident) -> datetime:
 
 def _numbers(alert: Alert) -> str:
     return describe(alert.signal)
+
+
+def _settled(alert: Alert, ratio: float) -> str:
+    """Why an alert ended whose change became its series' normal (``AlertEvent.settled``:
+    the normal now over the normal before): not "back to normal", which a negative share
+    still three times its old level is not."""
+    name = MEASURE_NAMES[alert.signal.measure]
+    return f"the {name} has held at {ratio:.2g}x its level before, long enough to be its normal now"
 
 
 def _merge(first: Change | None, second: Change) -> Change:

@@ -87,5 +87,6 @@ class AlertBook:
             if now - active.last_fired >= self.resolve_after:
                 del self.active[identity]
                 resolved_at = active.last_fired + self.resolve_after
-                events.append(AlertEvent(EventKind.RESOLVED, active.latest, resolved_at))
+                resolved = AlertEvent(EventKind.RESOLVED, active.latest, resolved_at, active.since)
+                events.append(resolved)
         return events

@@ -9,7 +9,8 @@ so one threshold (say 0.999) means the same for a big brand and a small one.
 
 from __future__ import annotations
 
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from xwatch.model import Bucket, Measure, Signal
 
@@ -28,4 +29,15 @@ class Detector(Protocol):
     def skip_hole(self, seconds: float) -> None:
         """A hole of ``seconds`` in the data: none of its buckets will come. It is not time
         watched (a warm-up goes on where it was)."""
+        ...
+
+
+@runtime_checkable
+class Settling(Protocol):
+    """A detector that adopts a lasting change as its new normal (the count and share
+    detectors), and says how far from the old one it settled."""
+
+    def settled(self, at: datetime, since: datetime) -> float | None:
+        """The normal now over the normal before the last adopted change, if it was
+        adopted at ``since`` or later and is still remembered at ``at``; else None."""
         ...

@@ -405,6 +405,14 @@ class NegativeShareDetector(Memo[Scored]):
         """Whether the share before an adopted change is remembered at ``start``."""
         return self.shift_from > 0.0 and start - self.shift_at < self.params.shift_memory_seconds
 
+    def settled(self, at: datetime, since: datetime) -> float | None:
+        """The usual share now over the one before the last adopted change, if it was
+        adopted at ``since`` or later and is remembered at ``at`` (else None): an alert
+        that ends because its change became the normal says so, not "back to normal"."""
+        if not self._remembering(at.timestamp()) or self.shift_at < since.timestamp():
+            return None
+        return self.usual_share / self.shift_from
+
     def _near(self, share: float, other: float) -> bool:
         """Whether two shares are nearer than the change the CUSUMs look for (within the
         square root of ``shift_factor``, either way)."""

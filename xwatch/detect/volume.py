@@ -479,6 +479,14 @@ class CountDetector(Memo[_Constants]):
         """Whether a level from before an adopted shift is remembered at ``start``."""
         return self.shift_from > 0.0 and start - self.shift_at < self.params.shift_memory_seconds
 
+    def settled(self, at: datetime, since: datetime) -> float | None:
+        """The level now over the level before the last adopted shift, if it was adopted
+        at ``since`` or later and is remembered at ``at`` (else None): an alert that ends
+        because its change became the normal says so, not "back to normal"."""
+        if not self._remembering(at.timestamp()) or self.shift_at < since.timestamp():
+            return None
+        return self.level / self.shift_from
+
     def _trusted(self, factor: float, seen: int) -> float:
         """A seasonal factor shrunk towards 1 by how many posts it rests on.
 
