@@ -297,6 +297,42 @@ def test_a_notice_sent_or_failed_for_good_is_not_kept_whole() -> None:
         ]
 
 
+def test_pending_notices_are_read_by_channel_by_id_and_a_few_at_a_time() -> None:
+    """A start decodes only the first of each notifier's pending notices (each holds its
+    whole incident) and queues the rest by id; a notifier reads one by its id when its
+    turn comes, and finds none once it is no longer pending."""
+    book = IncidentBook(Policy())
+    notices = []
+    with Store.open(MEMORY) as store:
+        for brand in ("a", "b", "c"):
+            fired = alert(brand=brand, at=T0 + timedelta(hours=13), channels=("email", "slack"))
+            changes = book.observe([AlertEvent(EventKind.FIRING, fired, fired.signal.end)], T0)
+            store.record_changes(changes)
+            notices += [n for c in changes for n in c.notices]
+        slack = [n for n in notices if n.channel == "slack"]
+        email = [n for n in notices if n.channel == "email"]
+        assert store.pending_notice_ids() == {
+            "slack": [n.id for n in slack],
+            "email": [n.id for n in email],
+        }
+        assert store.pending_notices("slack", limit=2) == [(n, 0) for n in slack[:2]]
+        assert store.pending_notices("email") == [(n, 0) for n in email]
+        assert store.pending_notice(slack[1].id) == slack[1]
+
+        store.record_attempt(slack[1], "retry", "HTTP 503", at=SAVED_AT)
+        assert store.pending_notice(slack[1].id) == slack[1]  # still pending: still whole
+        store.record_attempt(slack[1], "delivered", at=SAVED_AT)
+        store.record_attempt(email[0], "failed", "gave up", at=SAVED_AT)
+        assert store.pending_notice(slack[1].id) is None
+        assert store.pending_notice(email[0].id) is None
+        assert store.pending_notice("no-such-notice") is None
+        assert store.pending_notice_ids() == {
+            "slack": [slack[0].id, slack[2].id],
+            "email": [n.id for n in email[1:]],
+        }
+        assert store.pending_notices("slack", limit=5) == [(slack[0], 0), (slack[2], 0)]
+
+
 def test_prune_deletes_the_history_past_its_date_and_keeps_what_is_still_needed() -> None:
     """``store.retention_days``: an incident resolved before the date goes with its
     timeline, outbox rows, delivery attempts and message references; one still open,

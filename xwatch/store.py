@@ -751,12 +751,44 @@ class Store:
         rows = self._read(sql + " ORDER BY ends_at", params)
         return [_loads(Silence, row[0]) for row in rows]
 
-    def pending_notices(self) -> list[tuple[Notice, int]]:
-        """The outbox's pending notices with their attempts so far, in the order made."""
-        rows = self._read(
-            "SELECT notice, attempts FROM outbox WHERE state = 'pending' ORDER BY seq"
-        )
+    def pending_notices(
+        self, channel: str | None = None, limit: int | None = None
+    ) -> list[tuple[Notice, int]]:
+        """The outbox's pending notices with their attempts so far, in the order made
+        (``channel``: only that notifier's; ``limit``: only the first so many). Each one
+        decoded holds the whole incident as it was: a start reads only the first of each
+        notifier's whole, and the ids of the rest (``pending_notice_ids``)."""
+        sql = "SELECT notice, attempts FROM outbox WHERE state = 'pending'"
+        params: list[object] = []
+        if channel is not None:
+            sql += " AND channel = ?"
+            params.append(channel)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self._read(sql, params)
         return [(_loads(Notice, notice), int(attempts)) for notice, attempts in rows]
+
+    def pending_notice_ids(self) -> dict[str, list[str]]:
+        """The ids of the outbox's pending notices by channel, each channel's in the order
+        made: what a start queues, without decoding thousands of incidents at once."""
+        rows = self._read(
+            "SELECT channel, notice_id FROM outbox WHERE state = 'pending' ORDER BY seq"
+        )
+        ids: dict[str, list[str]] = {}
+        for channel, notice_id in rows:
+            ids.setdefault(channel, []).append(notice_id)
+        return ids
+
+    def pending_notice(self, notice_id: str) -> Notice | None:
+        """The notice of this id, if it is still pending (``None``: delivered, failed for
+        good, or deleted by ``prune``): a notifier reads a notice that waited by its id
+        (``xwatch.outbox``) when its turn comes."""
+        rows = self._read(
+            "SELECT notice FROM outbox WHERE notice_id = ? AND state = 'pending'", (notice_id,)
+        )
+        return _loads(Notice, rows[0][0]) if rows else None
 
     def record_attempt(
         self, notice: Notice, outcome: str, error: str = "", at: datetime | None = None
