@@ -32,7 +32,6 @@ import secrets
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -81,6 +80,7 @@ from xwatch.feedback import Feedback, LabelsUnavailable, api_token
 from xwatch.malloc import release_free_memory
 from xwatch.metrics import CHANGE_DROP_REASONS, PROBLEM_KINDS, STORE_OPERATIONS, Metrics
 from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale, utc
+from xwatch.outbox import MAX_UNSTORED_NOTICES, NOTICES_IN_MEMORY, NoticeStub, Outbox
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import LanguageRouter
 from xwatch.sentiment.trained import ModelError, router_from_config
@@ -171,9 +171,13 @@ class UnsavedChanges:
     def __len__(self) -> int:
         return len(self._changes)
 
-    def add(self, changes: Sequence[Change]) -> None:
+    def add(self, changes: Sequence[Change]) -> list[_Unsaved]:
+        """Queue ``changes`` to be written; each one's ``written`` says, once the write
+        is over, whether the store took it (its notices are pending there)."""
+        added = [_Unsaved(change) for change in changes]
         with self._lock:
-            self._changes.extend(_Unsaved(change) for change in changes)
+            self._changes.extend(added)
+        return added
 
     def clear(self) -> None:
         with self._lock:
@@ -194,6 +198,8 @@ class UnsavedChanges:
                 self._keep(waiting, len(waiting))
                 raise
         else:
+            for item in waiting:
+                item.written = True
             self._keep([], len(waiting))
             return
         left, error = self._write_each(records, waiting)
@@ -237,6 +243,8 @@ class UnsavedChanges:
                     extra=_dropped_event(incident_id, "refused"),
                 )
                 self.dropped("refused")
+            else:
+                item.written = True
         return left, error
 
     def _keep(self, left: list[_Unsaved], taken: int) -> None:
@@ -262,10 +270,13 @@ class UnsavedChanges:
 
 @dataclass(slots=True)
 class _Unsaved:
-    """An incident change waiting, and how many times the store refused it for what it is."""
+    """An incident change waiting, how many times the store refused it for what it is,
+    and whether it was written (set on the store's worker thread, read on the event loop
+    once the write's ``done`` runs: its notices may then wait in the store, not memory)."""
 
     change: Change
     refusals: int = 0
+    written: bool = False
 
 
 def _dropped_event(incident_id: str, reason: str) -> dict[str, object]:
@@ -498,10 +509,17 @@ class Daemon:
         self.started = asyncio.Event()  # the store is open, incidents restored, tasks start
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(config.queue_size)
         self.book = IncidentBook(incident_policy(settings))
-        self.outboxes: dict[str, asyncio.Queue[Notice]] = {
-            name: asyncio.Queue() for name in self.notifiers
+        # each notifier's notices to send, in order; at most NOTICES_IN_MEMORY held whole,
+        # the others wait in the store, queued by id (``xwatch.outbox``)
+        self.outboxes: dict[str, Outbox] = {
+            name: Outbox(
+                name,
+                self._notice_dropped,
+                limit=NOTICES_IN_MEMORY,
+                unstored_limit=MAX_UNSTORED_NOTICES,
+            )
+            for name in self.notifiers
         }
-        self.queued_at: dict[str, deque[float]] = {name: deque() for name in self.notifiers}
         self.metrics.rules_loaded.set(len(settings.rules.rules))
         for source_config in config.sources:
             if isinstance(source_config, XStreamSourceConfig) and source_config.monthly_post_cap:
@@ -572,6 +590,24 @@ class Daemon:
     def _change_dropped(self, reason: str) -> None:
         """An incident change will never be written (``UnsavedChanges`` logged it)."""
         self.metrics.incident_changes_dropped.labels(reason).inc()
+
+    def _notice_dropped(self, notice: Notice) -> None:
+        """A notice the store never took went from its outbox, never to be sent: more
+        than ``MAX_UNSTORED_NOTICES`` such waited for its notifier (``Outbox``)."""
+        self.metrics.notices_dropped.labels(notice.channel).inc()
+        log.error(
+            "notifier %s: %s is dropped, never to be sent: more than %d notices the store "
+            "did not take wait for it (sent at the next start if its change is written yet)",
+            notice.channel,
+            notice.id,
+            self.outboxes[notice.channel].unstored_limit,
+            extra={
+                "event": "notification_dropped",
+                "channel": notice.channel,
+                "notice": notice.id,
+                "incident": notice.incident.id,
+            },
+        )
 
     def _store_written(self) -> None:
         """A write worked: the problem is over, unless incident changes still wait to be
@@ -655,7 +691,7 @@ class Daemon:
             # the notices waiting, and the one each notifier is sending (its retries), and
             # those not queued yet: their incident's change waits for the store
             unwritten = self._unqueued
-            notices = sum(len(waiting) for waiting in self.queued_at.values()) + unwritten
+            notices = sum(outbox.depth for outbox in self.outboxes.values()) + unwritten
             log.error(
                 "drain timed out: %d mentions and %d notifications were not processed "
                 "(%d of them waiting for their incident's change to be written; the "
@@ -726,7 +762,7 @@ class Daemon:
     async def _restore_incidents(self, records: Store) -> None:
         incidents = await asyncio.to_thread(records.open_incidents)
         silences = await asyncio.to_thread(records.silences)
-        pending = await asyncio.to_thread(records.pending_notices)
+        pending = await asyncio.to_thread(records.pending_notice_ids)
         # the newest resolved ones too, for their ids only: a late post opens no incident
         # under the id of one resolved in the same second (the store would replace it)
         recent = await asyncio.to_thread(records.incidents, limit=RECENT_INCIDENT_IDS)
@@ -741,26 +777,42 @@ class Daemon:
             for part in incident.parts
             if part.active
         )
-        for notice, _attempts in pending:
-            if notice.channel in self.outboxes:
-                self._enqueue(notice)
+        for channel, ids in pending.items():
+            outbox = self.outboxes.get(channel)
+            if outbox is None:
+                await asyncio.to_thread(_fail_pending, records, ids)
             else:
-                await asyncio.to_thread(
-                    records.record_attempt, notice, "failed", "notifier not configured any more"
-                )
+                await self._restore_outbox(records, outbox, ids)
         self._incident_metrics()
-        if incidents or pending:
+        waiting = sum(len(ids) for ids in pending.values())
+        if incidents or waiting:
             log.info(
                 "store: %d open incidents, %d silences and %d pending notifications restored",
                 len(incidents),
                 len(silences),
-                len(pending),
+                waiting,
                 extra={
                     "event": "incidents_restored",
                     "incidents": len(incidents),
-                    "pending": len(pending),
+                    "pending": waiting,
                 },
             )
+
+    async def _restore_outbox(self, records: Store, outbox: Outbox, ids: list[str]) -> None:
+        """Queue a notifier's pending notices, ``ids`` in their order: the first ones
+        whole (as many as its outbox holds whole), the rest by id, read when their turn
+        comes. Decoding every one at start took 167 kB each (each has its own copy of
+        its incident): about 6,000 pending filled the pod's 1 GiB, and every start read
+        them all again."""
+        whole = await asyncio.to_thread(records.pending_notices, outbox.channel, outbox.limit)
+        for notice, _attempts in whole:
+            self._enqueue(notice, stored=True)
+        read = {notice.id for notice, _attempts in whole}
+        at = time.time()
+        for notice_id in ids:
+            if notice_id not in read:
+                outbox.put_stub(NoticeStub(notice_id, outbox.channel), at)
+        self._outbox_metrics(outbox.channel)
 
     @staticmethod
     def _refused(series: SeriesKey, error: CheckpointError) -> None:
@@ -1410,30 +1462,35 @@ class Daemon:
         notices = [notice for change in changes for notice in change.notices]
         self._unqueued += len(notices)
 
-        def queue() -> None:
+        def queue(stored: set[str]) -> None:
             self._unqueued -= len(notices)
-            self._enqueue_all(notices)
+            for notice in notices:
+                self._enqueue(notice, stored=notice.id in stored)
 
         self._save_changes(changes, then=queue)
         self._incident_metrics()
 
     def _save_changes(
-        self, changes: Sequence[Change] = (), then: Callable[[], None] = lambda: None
+        self,
+        changes: Sequence[Change] = (),
+        then: Callable[[set[str]], None] = lambda stored: None,
     ) -> None:
         """Write ``changes`` after what the store has not taken yet, oldest first, then
-        call ``then``. While the store fails, the notifications are sent all the same,
-        and the changes wait in memory (at most ``MAX_UNSAVED``) to be written at the
-        next change, checkpoint or stop: a store locked for a few seconds must not lose
-        an incident or a notice for good. One the store refuses for what it is goes
-        after ``CHANGE_ATTEMPTS`` writes (``UnsavedChanges``), logged and counted."""
+        call ``then`` with the ids of their notices now pending in the store (those of
+        the changes it took; the others exist only in memory). While the store fails,
+        the notifications are sent all the same, and the changes wait in memory (at most
+        ``MAX_UNSAVED``) to be written at the next change, checkpoint or stop: a store
+        locked for a few seconds must not lose an incident or a notice for good. One the
+        store refuses for what it is goes after ``CHANGE_ATTEMPTS`` writes
+        (``UnsavedChanges``), logged and counted."""
         records = self.records
         if records is None:
             self._unsaved.clear()
-            then()
+            then(set())
             return
-        self._unsaved.add(changes)
+        added = self._unsaved.add(changes)
         if not self._unsaved:
-            then()
+            then(set())
             return
 
         def written(error: StoreError | None) -> None:
@@ -1448,7 +1505,7 @@ class Daemon:
                     error,
                     extra={"event": "incidents_not_saved", "waiting": len(self._unsaved)},
                 )
-            then()
+            then({n.id for item in added if item.written for n in item.change.notices})
 
         self.store_worker.submit(lambda: self._unsaved.write(records), written)
 
@@ -1456,23 +1513,20 @@ class Daemon:
         self.metrics.incidents_open.set(len(self.book.incidents))
         self.metrics.silences_active.set(len(self.book.silences))
 
-    def _enqueue_all(self, notices: Sequence[Notice]) -> None:
-        for notice in notices:
-            self._enqueue(notice)
-
-    def _enqueue(self, notice: Notice) -> None:
+    def _enqueue(self, notice: Notice, *, stored: bool) -> None:
+        """Queue ``notice`` to its notifier; ``stored``: it is pending in the store, so
+        past the outbox's bound it waits there, queued by its id."""
         outbox = self.outboxes.get(notice.channel)
         if outbox is None:  # validated: rules and routes name configured notifiers
             log.error("no notifier %r for %s", notice.channel, notice.id)
             return
-        outbox.put_nowait(notice)
-        self.queued_at[notice.channel].append(time.time())
+        outbox.put(notice, stored=stored, at=time.time())
         self._outbox_metrics(notice.channel)
 
     def _outbox_metrics(self, channel: str) -> None:
-        waiting = self.queued_at[channel]
-        self.metrics.outbox_depth.labels(channel).set(len(waiting))
-        self.metrics.outbox_oldest.labels(channel).set(waiting[0] if waiting else 0)
+        outbox = self.outboxes[channel]
+        self.metrics.outbox_depth.labels(channel).set(outbox.depth)
+        self.metrics.outbox_oldest.labels(channel).set(outbox.oldest or 0)
 
     async def _deliver(self, notifier: Notifier) -> None:
         """Send one notifier's notices in order; retry temporary failures with capped
@@ -1481,20 +1535,39 @@ class Daemon:
         down holds up only its own queue, never the pipeline or the other notifiers."""
         outbox = self.outboxes[notifier.name]
         while True:
-            notice = await outbox.get()
+            item = await outbox.get()
             try:
-                await self._deliver_one(notifier, notice)
-            except Exception:  # a bug here must not stop the daemon: the notice stays pending
+                notice = item if isinstance(item, Notice) else await self._read_notice(item)
+                if notice is not None:
+                    await self._deliver_one(notifier, notice)
+            except Exception:  # a bug (or a damaged row) must not stop the daemon: the
+                # notice stays pending in the store, if it is there, for the next start
                 log.exception(
                     "notifier %s: %s could not be handled; it stays pending until the next start",
                     notifier.name,
-                    notice.id,
+                    item.id,
                     extra={"event": "notification_error", "channel": notifier.name},
                 )
             finally:
-                self.queued_at[notifier.name].popleft()
                 outbox.task_done()
                 self._outbox_metrics(notifier.name)
+
+    async def _read_notice(self, stub: NoticeStub) -> Notice | None:
+        """The notice a stub stands for, read from the store on its worker thread (after
+        the writes before it: the last delivery's record among them); ``None`` when it
+        is no longer pending there (recorded delivered or failed, or deleted), skipped."""
+        records = self.records
+        notice = None
+        if records is not None:
+            notice = await self.store_worker.run(lambda: records.pending_notice(stub.id))
+        if notice is None:
+            log.info(
+                "notifier %s: %s is no longer pending in the store, skipped",
+                stub.channel,
+                stub.id,
+                extra={"event": "notification_skipped", "channel": stub.channel},
+            )
+        return notice
 
     async def _deliver_one(self, notifier: Notifier, notice: Notice) -> None:
         alerting = self.settings.config.alerting
@@ -1746,6 +1819,15 @@ class Daemon:
                 log.error("%s: %s", failure, exc, extra=fields)
 
         return done
+
+
+def _fail_pending(records: Store, ids: Sequence[str]) -> None:
+    """Record the pending notices ``ids`` failed for good (in a worker thread, one read
+    at a time): their notifier is not configured any more."""
+    for notice_id in ids:
+        notice = records.pending_notice(notice_id)
+        if notice is not None:
+            records.record_attempt(notice, "failed", "notifier not configured any more")
 
 
 async def _written(pending: asyncio.Future[None] | None) -> None:

@@ -287,6 +287,14 @@ class Metrics:
             ["channel", "outcome"],
             registry=registry,
         )
+        self.notices_dropped = Counter(
+            "xwatch_notifications_dropped_total",
+            "Notifications dropped from a notifier's outbox, never to be sent: the store "
+            "had not taken them (it failed), and more such waited for the notifier than "
+            "are kept (the oldest went).",
+            ["channel"],
+            registry=registry,
+        )
         self.notifier_failing = Gauge(
             "xwatch_notifier_failing",
             "1 while a notifier's last delivery attempt failed (it is retrying), else 0.",
@@ -422,6 +430,7 @@ class Metrics:
             self.outbox_depth.labels(channel)
             self.outbox_oldest.labels(channel)
             self.notifier_failing.labels(channel)
+            self.notices_dropped.labels(channel)
             for outcome in NOTIFICATION_OUTCOMES:
                 self.notifications.labels(channel, outcome)
 
