@@ -365,10 +365,10 @@ class NegativeShareDetector(Memo[Scored]):
         ``start``) in each CUSUM's change (``learn_one``: after the CUSUMs have learned
         it); the share of a change held for ``adopt_after_seconds``, or at its CUSUM's
         cap if it returns to the share before the last adopted change (``_returning``),
-        if one has been. The share is the whole change's, from where its CUSUM last stood at 0 (its
-        estimate of when the change began): the buckets of the hold alone are the ones
-        that kept it high, and on a small series they read a fall from 40 % to 10 % as
-        one to 5 %."""
+        if one has been. The share is the whole change's, from where its CUSUM last
+        stood at 0 (its estimate of when the change began): the buckets of the hold alone
+        are the ones that kept it high, and on a small series they read a fall from 40 %
+        to 10 % as one to 5 %."""
         if self.cusum == 0.0 and self.cusum_down == 0.0:  # the calm: no change to count
             if self.held_up or self.held_down or self.rise_posts or self.fall_posts:
                 self.rise_negatives = self.rise_posts = self.fall_negatives = 0.0
