@@ -19,13 +19,15 @@ import aiohttp
 import pytest
 
 from tests.brokers import Mosquitto, started_mosquitto
-from tests.fake_x import TOKEN, FakeX, Send
+from tests.fake_x import TOKEN, FakeX, KeepAlive, Send
 from xwatch.daemon import Daemon
 from xwatch.detect.volume import CountDetector
 from xwatch.model import Measure, SeriesKey
 from xwatch.settings import load_settings
 from xwatch.sources import WarmStart
 from xwatch.sources.webhook import sign
+from xwatch.sources.x_stream import SEARCH_PATH
+from xwatch.store import Store
 
 
 def write_config(project: Path, sources_yaml: str) -> Path:
@@ -200,6 +202,55 @@ async def test_the_x_stream_feeds_the_daemon(
         finally:
             daemon.stop.set()
             await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.asyncio
+async def test_a_restart_fetches_from_x_what_was_posted_while_xwatch_was_down(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each checkpoint saves the newest X post the pipeline has ingested (the last one at a
+    graceful stop); the next start asks recent search for the posts after it, so a
+    restart is no hole in the data, and nothing ingested before is fetched again."""
+    monkeypatch.setenv("XWATCH_X_BEARER_TOKEN", TOKEN)
+    async with FakeX() as x:
+        config = write_config(project, f"  - type: x_stream\n    base_url: {x.url}")
+        text = config.read_text("utf-8")
+        assert "store:\n  enabled: false" in text
+        config.write_text(text.replace("store:\n  enabled: false", "store:\n  enabled: true"))
+        settings = load_settings(config)
+        now = datetime.now(UTC)
+        before = [x.publish(f"Kettlebird kettle {i}", now - timedelta(minutes=9)) for i in range(3)]
+        x.script(*[Send(post) for post in before])
+        first = Daemon(settings)
+        task = asyncio.create_task(first.run())
+        try:
+            await until_processed(first, 3)
+        finally:
+            first.stop.set()
+            await asyncio.wait_for(task, 10)
+        store_path = project / "xwatch.sqlite3"
+        with Store.open(store_path) as store:
+            assert [(k, p.post_id) for k, p in store.source_positions().items()] == [
+                ("x", before[-1].id)  # the newest ingested
+            ]
+
+        # while xwatch is down, people go on posting
+        down = [
+            x.publish(f"Kettlebird, down {i}", now - timedelta(minutes=5 - i)) for i in range(3)
+        ]
+        x.script(KeepAlive(), KeepAlive())
+        second = Daemon(load_settings(config))
+        task = asyncio.create_task(second.run())
+        try:
+            await until_processed(second, 3)
+        finally:
+            second.stop.set()
+            await asyncio.wait_for(task, 10)
+        assert processed(second) == 3  # the posts made while down, and only those
+        searches = [r.query for r in x.requests_to(SEARCH_PATH)]
+        assert searches[0]["since_id"] == before[-1].id
+        with Store.open(store_path) as store:
+            assert store.source_positions()["x"].post_id == down[-1].id
 
 
 @pytest.mark.asyncio

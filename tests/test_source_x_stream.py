@@ -36,7 +36,7 @@ from tests.fake_x import (
 from tests.ports import free_port
 from xwatch.config import Brand, XStreamSourceConfig
 from xwatch.errors import ConfigError
-from xwatch.model import Mention
+from xwatch.model import Mention, SourcePosition
 from xwatch.sources.x_stream import (
     COUNTS_PATH,
     RULE_MAX_CHARS,
@@ -147,6 +147,14 @@ def ids(items: Sequence[Mention | FakePost]) -> list[str]:
 
 
 # --- pure parts ---------------------------------------------------------------------------
+
+
+def test_a_position_is_after_another_by_time_then_by_id_as_a_number() -> None:
+    first = SourcePosition("9", at(0))
+    assert SourcePosition("10", at(0)).is_after(first)  # X's ids grow with time
+    assert not first.is_after(SourcePosition("10", at(0)))
+    assert SourcePosition("8", at(1)).is_after(first)
+    assert not first.is_after(first)
 
 
 def test_backoff_follows_x_reconnect_schedules() -> None:
@@ -331,6 +339,74 @@ async def test_backfill_goes_back_no_further_than_backfill_max_seconds(
         "2026-11-16T09:55:00Z",  # the gap, from 5 minutes back, not since p2
         "2026-11-16T09:59:20Z",  # the tail, from where the gap's search ended
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_restart_fetches_the_posts_made_since_the_position_it_takes_up_after(
+    fake: FakeX, clock: Clock, report: RecordingReport
+) -> None:
+    """Told where the daemon's restored state stopped (``resume_after``), the first
+    connection searches for the posts after that post (``since_id``): those made while
+    xwatch was down arrive, oldest first, before the stream's; none before it again."""
+    seen = fake.publish("kettlebird, seen before the stop", at(-900))
+    last = fake.publish("kettlebird, the last one ingested", at(-600))
+    down = [fake.publish(f"kettle bird while down {i}", at(-500 + 100 * i)) for i in range(4)]
+    live = fake.publish("kettlebird, live again", at(1))
+    fake.script(Send(live), KeepAlive())
+    source = x_source(fake, clock, report, Sleeps())
+    source.resume_after(SourcePosition(last.id, last.created_at))
+
+    got = await take(source, len(down) + 1)
+
+    assert ids(got) == [*ids(down), live.id]
+    assert seen.id not in ids(got) and last.id not in ids(got)
+    (search,) = [r.query for r in fake.requests_to(SEARCH_PATH)]
+    assert search["since_id"] == last.id and "start_time" not in search
+    assert report.problems == []
+
+
+@pytest.mark.asyncio
+async def test_a_restart_after_a_long_outage_fetches_no_more_than_backfill_max_seconds(
+    fake: FakeX, clock: Clock, report: RecordingReport, caplog: pytest.LogCaptureFixture
+) -> None:
+    last = fake.publish("kettlebird before a long outage", at(-86400))
+    fake.publish("kettlebird, a day ago", at(-80000))  # older than the 6 hours fetched
+    recent = fake.publish("kettlebird, an hour ago", at(-3600))
+    fake.script(KeepAlive(), KeepAlive())
+    source = x_source(fake, clock, report, Sleeps(), backfill_max_seconds=6 * 3600)
+    source.resume_after(SourcePosition(last.id, last.created_at))
+    caplog.set_level(logging.WARNING, logger="xwatch")
+
+    got = await take(source, 1)
+
+    assert ids(got) == [recent.id]
+    (search,) = [r.query for r in fake.requests_to(SEARCH_PATH)]
+    assert search["start_time"] == "2026-11-16T03:00:00Z" and "since_id" not in search
+    assert "backfilled from 2026-11-16 03:00:00" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_restart_s_warm_start_counts_up_to_the_position_and_search_does_the_rest(
+    fake: FakeX, clock: Clock, report: RecordingReport
+) -> None:
+    """With ``warm_start``, the counts end at the minute of the position taken up after
+    (the posts after it come through search, none counted twice)."""
+    for i in range(39, 2, -1):  # in time order: X's ids grow with time
+        fake.publish("kettlebird", at(-i * 600))
+    last = fake.publish("kettlebird, the last one ingested", at(-1750))  # 08:30:50
+    after = fake.publish("kettle bird, after it", at(-1700))
+    newer = [fake.publish("kettlebird", at(-i * 600)) for i in (2, 1)]
+    fake.script(KeepAlive(), KeepAlive())
+    source = x_source(fake, clock, report, Sleeps(), warm_start=True)
+    source.resume_after(SourcePosition(last.id, last.created_at))
+
+    got = await asyncio.wait_for(take(source, 3), 5)
+
+    minutes = [start for start, _ in source.warm_counts["kettlebird"]]
+    assert minutes[-1] == datetime(2026, 11, 16, 8, 29, tzinfo=UTC)  # up to 08:30:00
+    assert ids(got) == [after.id, *ids(newer)]
+    (search,) = [r.query for r in fake.requests_to(SEARCH_PATH)]
+    assert search["since_id"] == last.id
 
 
 # --- reconnecting -------------------------------------------------------------------------

@@ -14,9 +14,17 @@ from tests.factories import T0, alert, bucket
 from xwatch.alerting.incidents import Change, IncidentBook, Policy, Silence
 from xwatch.config import load_config
 from xwatch.detect.state import Checkpoint
-from xwatch.model import AlertEvent, EventKind, SeriesKey
+from xwatch.model import AlertEvent, EventKind, SeriesKey, SourcePosition
 from xwatch.pipeline import default_detectors
-from xwatch.store import MEMORY, SCHEMA_VERSION, Pruned, Store, StoreError, refused
+from xwatch.store import (
+    MEMORY,
+    SCHEMA_VERSION,
+    Pruned,
+    Store,
+    StoreError,
+    checkpoint_rows,
+    refused,
+)
 
 SAVED_AT = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)
 
@@ -130,6 +138,44 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path: Path) -> N
         assert [c.state for c in store.load_checkpoints()] == [
             c.state for c in sorted(before, key=by_key)
         ]
+
+
+def test_sources_positions_are_saved_with_the_checkpoint_and_replaced_with_it(
+    tmp_path: Path,
+) -> None:
+    """Where each resumable source takes up after a restart is written in the checkpoint's
+    transaction: a failed save leaves both as they were, and a save without positions (a
+    daemon with no such source) leaves the positions alone."""
+    x = SourcePosition("1860000000000000123", datetime(2026, 11, 20, 12, 59, 58, tzinfo=UTC))
+    later = SourcePosition("1860000000000000200", datetime(2026, 11, 20, 13, 4, tzinfo=UTC))
+    series = checkpoints(SeriesKey("b", "", 300))
+    with Store.open(tmp_path / "s.sqlite3") as store:
+        assert store.source_positions() == {}
+        store.save_checkpoint_rows(checkpoint_rows(series, SAVED_AT), {"x": x, "x2": x})
+        assert store.source_positions() == {"x": x, "x2": x}
+        store.save_checkpoint_rows(checkpoint_rows(series, SAVED_AT), {"x": later})
+        assert store.source_positions() == {"x": later}  # the whole set, replaced
+        clash = checkpoint_rows(series * 2, SAVED_AT)  # the same keys twice: fails midway
+        with pytest.raises(StoreError, match="cannot save the checkpoint"):
+            store.save_checkpoint_rows(clash, {"x": x})
+        store.save_checkpoints(series)
+        assert store.source_positions() == {"x": later}
+
+
+def test_a_damaged_source_position_is_left_out_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.sqlite3"
+    good = SourcePosition("7", datetime(2026, 11, 20, 13, 0, tzinfo=UTC))
+    with Store.open(path) as store:
+        store.save_checkpoint_rows([], {"x": good})
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO source_positions VALUES ('bad', '8', 'yesterday')")
+        db.execute("INSERT INTO source_positions VALUES ('naive', '9', '2026-11-20T13:00:00')")
+    with Store.open(path) as store:
+        assert store.source_positions() == {"x": good}
+    assert "the position of source 'bad' is damaged" in caplog.text
+    assert "the position of source 'naive' is damaged (no time zone)" in caplog.text
 
 
 def test_in_memory_store_for_tests() -> None:

@@ -79,7 +79,15 @@ from xwatch.errors import ConfigError, PayloadError
 from xwatch.feedback import Feedback, LabelsUnavailable, api_token
 from xwatch.malloc import release_free_memory
 from xwatch.metrics import CHANGE_DROP_REASONS, PROBLEM_KINDS, STORE_OPERATIONS, Metrics
-from xwatch.model import AlertEvent, EventKind, Mention, SeriesKey, format_scale, utc
+from xwatch.model import (
+    AlertEvent,
+    EventKind,
+    Mention,
+    SeriesKey,
+    SourcePosition,
+    format_scale,
+    utc,
+)
 from xwatch.outbox import MAX_UNSTORED_NOTICES, NOTICES_IN_MEMORY, NoticeStub, Outbox
 from xwatch.pipeline import Pipeline
 from xwatch.sentiment.router import LanguageRouter
@@ -89,6 +97,7 @@ from xwatch.sources import (
     MAX_FUTURE_SKEW,
     MAX_PAST_AGE,
     MetricsReport,
+    Resumable,
     Source,
     WarmStart,
     build_sources,
@@ -473,6 +482,10 @@ class Daemon:
             self.metrics,
         )
         self.sources = list(sources) if sources is not None else build_sources(config, self.report)
+        # the sources that take up after a restart where the checkpoint's state stopped
+        # (``Resumable``), and the newest post of each that the pipeline has ingested
+        self._resumable = frozenset(s.name for s in self.sources if isinstance(s, Resumable))
+        self._positions: dict[str, SourcePosition] = {}
         self.webhook = self._webhook()
         self.feedback = Feedback(config.api.remember_posts)
         self.api_token = api_token(config.api)  # None: the JSON API answers 503
@@ -723,6 +736,7 @@ class Daemon:
                 self.metrics.store_size.set(await asyncio.to_thread(store.size_bytes))
                 # in a thread (nothing else uses the pipeline yet), a page of rows at a time
                 await asyncio.to_thread(self._restore_detectors, store)
+                self._resume_sources(await asyncio.to_thread(store.source_positions))
             except BaseException:
                 await asyncio.to_thread(store.close)
                 raise
@@ -731,6 +745,26 @@ class Daemon:
                 self.metrics.checkpoints.labels(outcome)
         self.records = self.store if self.store is not None else Store.open(MEMORY)
         await self._restore_incidents(self.records)
+
+    def _resume_sources(self, saved: Mapping[str, SourcePosition]) -> None:
+        """Tell each resumable source where the restored state stopped, so that it fetches
+        what was posted while xwatch was down (X: recent search) before its live posts."""
+        for source in self.sources:
+            position = saved.get(source.name)
+            if position is not None and isinstance(source, Resumable):
+                source.resume_after(position)
+                self._positions[source.name] = position
+
+    def _note_positions(self, batch: Sequence[Mention]) -> None:
+        """The newest post of each resumable source in a batch the pipeline has ingested:
+        saved with the next checkpoint, it is where that source takes up after a restart."""
+        positions = self._positions
+        for mention in batch:
+            if mention.source in self._resumable:
+                position = SourcePosition.of(mention)
+                known = positions.get(mention.source)
+                if known is None or position.is_after(known):
+                    positions[mention.source] = position
 
     def _restore_detectors(self, store: Store) -> None:
         saved_at: datetime | None = None  # when the checkpoint was saved (its newest row)
@@ -839,6 +873,8 @@ class Daemon:
             rows: list[CheckpointRow] = []
             series: set[SeriesKey] = set()
             at = self.clock.now()
+            # as of the first chunk: every series' state has seen at least these posts
+            positions = dict(self._positions) if self._resumable else None
             # on the loop, a chunk of series at a time: each series is a snapshot of its
             # own, and the posts keep flowing in between (10,000 series take a while).
             # Each chunk is encoded at once and its states dropped: holding every state
@@ -849,7 +885,7 @@ class Daemon:
                 series.update(item.series for item in chunk)
                 await asyncio.sleep(0)
             saved = len(rows)  # (the write empties the list)
-            await self.store_worker.run(lambda: self._write_checkpoint(rows))
+            await self.store_worker.run(lambda: self._write_checkpoint(rows, positions))
             size = await asyncio.to_thread(self.store.size_bytes)
         except (StoreError, CheckpointError) as exc:
             self.metrics.checkpoints.labels("failed").inc()
@@ -921,12 +957,14 @@ class Daemon:
                 extra={"event": "store_pruned", "incidents": incidents, "silences": silences},
             )
 
-    def _write_checkpoint(self, rows: list[CheckpointRow]) -> None:
-        """Write the rows (in a worker thread), then give the memory they took back to the
-        system: glibc keeps freed memory for reuse, and the checkpoint's transient would
-        otherwise stay in the resident size for good."""
+    def _write_checkpoint(
+        self, rows: list[CheckpointRow], positions: Mapping[str, SourcePosition] | None
+    ) -> None:
+        """Write the rows and the sources' positions (in a worker thread), then give the
+        memory they took back to the system: glibc keeps freed memory for reuse, and the
+        checkpoint's transient would otherwise stay in the resident size for good."""
         assert self.store is not None
-        self.store.save_checkpoint_rows(rows)
+        self.store.save_checkpoint_rows(rows, positions)
         rows.clear()
         release_free_memory()
 
@@ -1362,6 +1400,8 @@ class Daemon:
                 started = time.monotonic()
                 with self.metrics.batch_seconds.time():
                     self._dispatch(self.pipeline.ingest(batch))
+                if self._resumable:
+                    self._note_positions(batch)
                 if not cut_short:  # a batch cut short is quick: it says nothing of the next
                     self._slow_batches = time.monotonic() - started > SLOW_BATCH_SECONDS
                 self.ingested += len(batch)

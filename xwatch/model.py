@@ -95,6 +95,25 @@ class Mention:
         return self.sentiment is not None and self.sentiment.label == "negative"
 
 
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """The newest post of a source that the daemon has ingested: where a source that can
+    fetch the past (``sources.Resumable``) takes up again after a restart."""
+
+    post_id: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, mention: Mention) -> SourcePosition:
+        return cls(mention.id, mention.created_at)
+
+    def is_after(self, other: SourcePosition) -> bool:
+        """Later in time, or at the same time with a larger id (X's ids grow with time)."""
+        if self.created_at != other.created_at:
+            return self.created_at > other.created_at
+        return (len(self.post_id), self.post_id) > (len(other.post_id), other.post_id)
+
+
 class Measure(StrEnum):
     """What a detector watches in a series."""
 

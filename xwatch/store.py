@@ -30,10 +30,11 @@ the table is the history; ``export_labels`` writes the training set ``xwatch tra
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +47,9 @@ from xwatch.alerting.incidents import Change, Entry, Incident, Notice, Silence
 from xwatch.alerting.service import Delivery, IncidentRecord
 from xwatch.detect.state import Checkpoint
 from xwatch.errors import XwatchError
-from xwatch.model import SeriesKey
+from xwatch.model import SeriesKey, SourcePosition
+
+log = logging.getLogger("xwatch.store")
 
 MEMORY = ":memory:"
 T = TypeVar("T")
@@ -159,6 +162,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             incident_id TEXT NOT NULL,
             ref         TEXT NOT NULL,  -- JSON object of strings
             PRIMARY KEY (channel, incident_id)
+        )
+        """,
+    ),
+    4: (
+        # Where each live source that can fetch the past takes up after a restart (the
+        # newest post of it the checkpoint's detectors have seen), saved with the checkpoint.
+        """
+        CREATE TABLE IF NOT EXISTS source_positions (
+            source     TEXT PRIMARY KEY,
+            post_id    TEXT NOT NULL,
+            created_at TEXT NOT NULL  -- ISO 8601, UTC
         )
         """,
     ),
@@ -398,9 +412,17 @@ class Store:
         """
         self.save_checkpoint_rows(checkpoint_rows(items, saved_at or datetime.now(UTC)))
 
-    def save_checkpoint_rows(self, rows: Iterable[CheckpointRow]) -> None:
+    def save_checkpoint_rows(
+        self,
+        rows: Iterable[CheckpointRow],
+        positions: Mapping[str, SourcePosition] | None = None,
+    ) -> None:
         """``save_checkpoints`` of rows already encoded (``checkpoint_rows``): a caller
-        with many series encodes them a chunk at a time and drops each chunk's states."""
+        with many series encodes them a chunk at a time and drops each chunk's states.
+
+        ``positions``: where each resumable source takes up after a restart, as of these
+        states, replacing those saved (in the same transaction: a crash never leaves the
+        states of one checkpoint with the positions of another); None leaves them."""
         try:
             with self._write() as db:
                 db.execute("DELETE FROM detector_checkpoints")
@@ -409,8 +431,49 @@ class Store:
                     "detector, state_version, state, saved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                if positions is not None:
+                    db.execute("DELETE FROM source_positions")
+                    db.executemany(
+                        "INSERT INTO source_positions (source, post_id, created_at) "
+                        "VALUES (?, ?, ?)",
+                        [
+                            (source, position.post_id, position.created_at.isoformat())
+                            for source, position in sorted(positions.items())
+                        ],
+                    )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot save the checkpoint to {self.path}: {exc}") from exc
+
+    def source_positions(self) -> dict[str, SourcePosition]:
+        """Where each resumable source takes up, as saved with the last checkpoint. A row
+        that is not a position (a store edited by hand) is left out, with a warning: the
+        source then starts from now, as a fresh daemon's does."""
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT source, post_id, created_at FROM source_positions ORDER BY source"
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the source positions from {self.path}: {exc}") from exc
+        positions = {}
+        for source, post_id, created_at in rows:
+            try:
+                if not isinstance(source, str) or not isinstance(post_id, str):
+                    raise ValueError("not text")
+                at = datetime.fromisoformat(created_at)
+                if at.tzinfo is None:
+                    raise ValueError("no time zone")
+            except (TypeError, ValueError) as exc:
+                log.warning(
+                    "store %s: the position of source %r is damaged (%s); it starts from now",
+                    self.path,
+                    source,
+                    exc,
+                    extra={"event": "source_position_damaged"},
+                )
+                continue
+            positions[source] = SourcePosition(post_id, at.astimezone(UTC))
+        return positions
 
     def load_checkpoints(self) -> list[Checkpoint]:
         """The stored checkpoint, in series order (empty on a new store)."""

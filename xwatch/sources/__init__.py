@@ -25,7 +25,7 @@ from xwatch.config import (
     XStreamSourceConfig,
 )
 from xwatch.metrics import Metrics
-from xwatch.model import Mention
+from xwatch.model import Mention, SourcePosition
 
 log = logging.getLogger("xwatch.sources")
 
@@ -84,6 +84,18 @@ class WarmStart(Protocol):
     brands' volume detectors before the source's first post (``Pipeline.warm_start``)."""
 
     warm_counts: Mapping[str, list[tuple[datetime, int]]]  # brand -> (minute, posts), oldest first
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """Optional on a live source that can fetch what was posted while xwatch was down (the
+    X source: recent search). Before the source is entered, the daemon tells it the newest
+    of its posts that the restored state has seen (saved with each checkpoint); a source
+    told nothing starts from now, as a fresh daemon does."""
+
+    name: str
+
+    def resume_after(self, position: SourcePosition) -> None: ...
 
 
 class Source(Protocol):

@@ -23,7 +23,8 @@ How it works, in the order things happen:
    up for a minute, resets it. 401/403 get a hint in the report and the HTTP schedule:
    an operator may fix the token or the plan, and nothing ever loops tightly.
 4. **Backfill.** What was posted while the stream was down is lost to the stream. So a
-   disconnect opens a *gap* (from the newest post seen, or from the source's start), and
+   disconnect opens a *gap* (from the newest post seen, or from the source's start; after
+   a restart, from the newest post the daemon had ingested, ``resume_after``), and
    once reconnected ``GET /2/tweets/search/recent`` is asked, rule by rule, for the posts
    after it (``since_id``, else ``start_time``; never more than ``backfill_max_seconds``
    back), page by page; they are yielded oldest first before the stream resumes. Recent
@@ -40,7 +41,10 @@ the last 7 days, up to a minute that search already sees. They are kept in
 (``Pipeline.warm_start``), and the first gap starts where they end, so that the posts
 after it come through search, none counted twice. A brand whose counts fail (an HTTP
 error, a 429, a bad page) or do not arrive within ``warm_start_timeout_seconds`` is
-reported (``warm_start``) and starts cold; after a 429 the others are not asked.
+reported (``warm_start``) and starts cold; after a 429 the others are not asked. After a
+restart (``resume_after``) the counts end at the minute of the position taken up from,
+and the posts after it come through search (a brand new since then misses at most the
+seconds of that minute before the position).
 
 The bearer token is read from ``config.bearer_token_env`` (missing when the source is made:
 ``MissingTokenError``, and the daemon does not start) and only ever put in the
@@ -75,7 +79,7 @@ import aiohttp
 
 from xwatch.config import Brand, XStreamSourceConfig
 from xwatch.errors import ConfigError, PayloadError, Problem, XwatchError
-from xwatch.model import Mention
+from xwatch.model import Mention, SourcePosition
 from xwatch.sources import RateLimitReport, SourceReport
 from xwatch.sources.payload import mentions_from_x, parse_payload
 
@@ -283,6 +287,7 @@ class XStreamSource:
         self._headers: dict[str, str] = {}
         self._seen = _RecentIds(REMEMBERED_IDS)
         self._newest: tuple[int, datetime] | None = None  # newest post id and its time
+        self._resume: SourcePosition | None = None  # where a restart takes up (resume_after)
         self._gap: _Gap | None = None
         self._up = False
         self._iterator: AsyncGenerator[Mention, None] | None = None
@@ -305,8 +310,33 @@ class XStreamSource:
         if self.config.warm_start:
             missed_since = await self._warm_start()
         if self.config.backfill:  # whatever the first connection misses is a gap too
-            self._gap = _Gap(since_id=None, since_time=missed_since)
+            self._gap = self._first_gap(missed_since)
         return self
+
+    def resume_after(self, position: SourcePosition) -> None:
+        """Take up after ``position`` (``sources.Resumable``): the first backfill fetches
+        the posts made since, while xwatch was down (``backfill_max_seconds`` back at
+        most); told before ``async with``."""
+        self._resume = position
+        number = _id_number(position.post_id)
+        if number is not None:
+            self._newest = (number, position.created_at)
+
+    def _first_gap(self, missed_since: datetime) -> _Gap:
+        """What the first connection may miss: the posts since the position the daemon
+        resumes after (a restart), else since the source started (or its counts end)."""
+        resume = self._resume
+        if resume is None:
+            return _Gap(since_id=None, since_time=missed_since)
+        log.info(
+            "source %s: taking up after post %s of %s: the posts since come through search",
+            self.name,
+            resume.post_id,
+            f"{resume.created_at:%Y-%m-%d %H:%M:%S} UTC",
+            extra={"event": "source_resumed", "source": self.name},
+        )
+        number = _id_number(resume.post_id)
+        return _Gap(since_id=None if number is None else str(number), since_time=resume.created_at)
 
     async def __aexit__(
         self,
@@ -547,6 +577,9 @@ class XStreamSource:
         now = self._now()
         until = _minute(now - SEARCH_LAG - CLOCK_MARGIN)
         since = _minute(now - SEARCH_WINDOW) + MINUTE
+        if self._resume is not None and self._resume.created_at - since >= MINUTE:
+            # a restart: the posts after the position come through search, not counts
+            until = min(until, _minute(self._resume.created_at))
         queries: dict[str, list[str]] = {}
         for rule in self.rules:
             queries.setdefault(rule.tag, []).append(rule.value)
