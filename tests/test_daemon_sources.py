@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ import aiohttp
 import pytest
 
 from tests.brokers import Mosquitto, started_mosquitto
-from tests.fake_x import TOKEN, FakeX, KeepAlive, Send
+from tests.fake_x import TOKEN, FakeX, KeepAlive, Pause, Send
 from xwatch.daemon import Daemon
 from xwatch.detect.volume import CountDetector
 from xwatch.model import Measure, SeriesKey
@@ -115,6 +117,11 @@ def test_xwatch_run_ingests_what_mosquitto_pub_publishes(
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
+
+
+def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
 
 
 def processed(daemon: Daemon) -> float:
@@ -251,6 +258,55 @@ async def test_a_restart_fetches_from_x_what_was_posted_while_xwatch_was_down(
         assert searches[0]["since_id"] == before[-1].id
         with Store.open(store_path) as store:
             assert store.source_positions()["x"].post_id == down[-1].id
+
+
+@pytest.mark.asyncio
+async def test_after_a_crash_x_s_posts_since_the_last_checkpoint_come_again_and_alert_once(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between checkpoints, the daemon restarts from the last one: the posts it
+    had ingested since are fetched again (their learning was lost with the process), and
+    a mention rule that fired on one of them updates the restored alert: no new
+    incident, no second notice."""
+    monkeypatch.setenv("XWATCH_X_BEARER_TOKEN", TOKEN)
+    async with FakeX() as x:
+        config = write_config(project, f"  - type: x_stream\n    base_url: {x.url}")
+        text = config.read_text("utf-8").replace(
+            "store:\n  enabled: false", "store:\n  enabled: true"
+        )
+        config.write_text(text)
+        now = datetime.now(UTC)
+        before = [x.publish(f"Kettlebird kettle {i}", now - timedelta(minutes=5)) for i in range(3)]
+        hacked = x.publish("the kettlebird account was hacked!!", now - timedelta(minutes=4))
+        after = x.publish("Kettlebird kettle, later", now - timedelta(minutes=3))
+        x.script(*[Send(post) for post in before], Pause(0.5), Send(hacked), Send(after))
+        first = Daemon(load_settings(config))
+        task = asyncio.create_task(first.run())
+        try:
+            await until_processed(first, 3)
+            await first._checkpoint()  # the periodic one: it has seen the first three
+            await until_processed(first, 5)
+            await first.settled()
+        finally:
+            task.cancel()  # a crash: no drain, no last checkpoint
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        store_path = project / "xwatch.sqlite3"
+        notices = "SELECT incident_id, kind FROM outbox ORDER BY seq"
+        sent = rows(store_path, notices)
+        assert [kind for _, kind in sent] == ["opened"]  # the takeover report's
+
+        second = Daemon(load_settings(config))
+        task = asyncio.create_task(second.run())
+        try:
+            await until_processed(second, 2)
+            await second.settled()
+        finally:
+            second.stop.set()
+            await asyncio.wait_for(task, 10)
+        assert processed(second) == 2  # the two it had ingested since the checkpoint
+        assert x.requests_to(SEARCH_PATH)[0].query["since_id"] == before[-1].id
+        assert rows(store_path, notices) == sent  # no new incident, no second notice
 
 
 @pytest.mark.asyncio
