@@ -344,6 +344,29 @@ def test_likelihood_is_calibrated_on_a_stationary_poisson_stream() -> None:
     assert 0.005 <= rate <= 0.02  # nominal 1 % upward tail, within a factor 2
 
 
+@pytest.mark.parametrize(("per_bucket", "seed"), [(0.02, 3), (0.1, 2)])
+def test_likelihood_is_calibrated_on_a_small_poisson_stream(per_bucket: float, seed: int) -> None:
+    """Six and thirty posts a day (a topic, a small brand's complaints): its quiet hours
+    are no outage. They were: the band's bottom, a gamma's, is above 0 however small
+    the expected count, so an empty bucket was below it; three hours of them (as likely
+    as not at six posts a day) were adopted as a silence, a level of 0, and the next
+    post was judged against the floor of 0.001 posts: 7.6 and 3.1 buckets in 1,000 at
+    0.999 on these streams, upwards alone (now 0.3 and 0.3)."""
+    counts = poisson_series(per_bucket, 28 * 288, seed=seed)
+    _, likelihoods, warming = run_counts(counts)
+    judged = [lk for lk, w in zip(likelihoods, warming, strict=True) if not w]
+    rate = sum(lk >= 0.999 for lk in judged) / len(judged)
+    assert rate <= 0.002  # nominal 0.1 % upwards, within a factor 2
+
+
+def test_three_quiet_hours_of_a_small_series_are_no_outage() -> None:
+    counts = poisson_series(0.1, 3 * 288, seed=3)
+    counts += [0] * 48  # four hours without a post: P = 0.7 % at this rate, a few a month
+    detector, _, _ = run_counts(counts)
+    assert detector.level > 0.05  # not adopted as a level of 0
+    assert detector.shift_from == 0.0  # no change remembered either
+
+
 def rhythmic_poisson(per_bucket: float, days: int, *, weekend: float = 1.0, seed: int) -> list[int]:
     """A stationary Poisson stream of 5-minute buckets from T0 (a Monday) with a strong daily
     rhythm (19x from the night's trough to the afternoon's peak) and, if asked, quieter

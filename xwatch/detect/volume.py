@@ -49,7 +49,12 @@ the band's edge, so a crisis does not teach the baseline that crises are normal.
 band's top is never below one post: a single post is never an outlier (where the
 expected count is a small fraction of a post, the band's top is too; clipped to it,
 posts taught the level almost nothing while empty buckets taught it all, and a small
-series' level, once low, fell for good).
+series' level, once low, fell for good). Nor is an empty bucket, unless the band's
+bottom is one post or more: the band is a gamma's, whose bottom is above 0 however
+small the expected count, and a series of 0.02 posts a bucket (six a day: a topic, a
+small brand's complaints) took every quiet three hours for an outage, a level of 0,
+several times a day; each next post was then judged against the floor of 0.001 (4 in
+1,000 buckets at 0.999, not 1).
 A change that lasts is the new normal, and alerts once: when the buckets have
 stayed outside the band on one side, or a CUSUM has stayed near its cap (beyond
 ``adopt_likelihood``, the strictest shipped rule), for ``adopt_after_seconds``, the level
@@ -563,7 +568,9 @@ class CountDetector(Memo[_Constants]):
         weekday factors still learn the clipped value: a long crisis must not become
         tomorrow's expected rhythm. A single post is never an outlier (see the module).
         """
-        low, high = judged.low, larger(judged.high, 1.0)
+        # an empty bucket is below the band only where the band expects a post at least
+        low = judged.low if judged.low >= 1.0 else 0.0
+        high = larger(judged.high, 1.0)
         side = 1 if value > high else -1 if value < low else 0
         if side == 0 or side != self.outlier_side:
             self.outlier_run = 0
