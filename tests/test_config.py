@@ -306,6 +306,28 @@ def test_check_and_run_refuse_files_that_are_not_there(
     )
 
 
+def test_check_and_run_name_the_key_of_a_rules_or_playbooks_folder_not_there(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said ``<folder>:1: rules folder not found``: neither the config nor the key
+    (``rules_dir``, resolved against the config's folder) that named the folder."""
+    config = project / "config.yaml"
+    lines = config.read_text("utf-8").splitlines()
+    (project / "rules").rename(project / "old-rules")
+    (project / "playbooks").rename(project / "old-playbooks")
+    (project / "playbooks").write_text("", "utf-8")
+    expected = [
+        f"{config}:{lines.index('rules_dir: rules') + 1}: rules_dir: expected a folder of "
+        f"rule files (found nothing at {project}/rules)",
+        f"{config}:{lines.index('playbooks_dir: playbooks') + 1}: playbooks_dir: expected a "
+        f"folder of playbooks (found a file at {project}/playbooks)",
+    ]
+    assert main(["check", "-c", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines() == expected
+    assert main(["run", "-c", str(config), "--exit-when-done"]) == 1
+    assert capsys.readouterr().err.splitlines() == expected
+
+
 def test_check_warns_when_the_links_in_alerts_name_a_wildcard_address(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

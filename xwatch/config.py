@@ -442,9 +442,9 @@ def load_config(
 
 def missing_files(config: Config, document: YamlDocument) -> list[Problem]:
     """The files the daemon reads at start that are not there: a replay source's file, a
-    trained sentiment model (each on its line). Not the store's folder: it is the host's
-    (a volume, a state directory) and may not exist where the config is checked, and the
-    daemon says so clearly at start if it is missing."""
+    trained sentiment model, the rules and playbooks folders (each on its line). Not the
+    store's folder: it is the host's (a volume, a state directory) and may not exist where
+    the config is checked, and the daemon says so clearly at start if it is missing."""
     problems = []
 
     def found(path: Path) -> str:
@@ -465,6 +465,16 @@ def missing_files(config: Config, document: YamlDocument) -> list[Problem]:
                     ("sentiment", "models", lang),
                     f"expected a model file from 'xwatch train' (found {found(model)} at {model})",
                 )
+            )
+    folders = (
+        ("rules_dir", config.rules_dir, "rule files"),
+        ("playbooks_dir", config.playbooks_dir, "playbooks"),
+    )
+    for key, folder, what in folders:
+        if not folder.is_dir():
+            there = "a file" if folder.exists() else "nothing"
+            problems.append(
+                document.problem((key,), f"expected a folder of {what} (found {there} at {folder})")
             )
     return problems
 
