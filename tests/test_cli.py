@@ -116,6 +116,20 @@ def test_sentiment_refuses_a_line_nested_deeper_than_the_stack(
     assert "<stdin>:2:" in capsys.readouterr().err
 
 
+def test_backtest_nab_reads_the_file_input_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--input`` was ignored with ``--format nab``: it read stdin (and waited on a
+    terminal) instead of the file."""
+    path = tmp_path / "series.csv"
+    path.write_text(nab_csv([5, 6, 5, 7]), "utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["backtest", "--format", "nab", "--input", str(path)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    assert main(["backtest", "--format", "nab", "--input", str(tmp_path / "none.csv")]) == 1
+    assert capsys.readouterr().err.startswith(f"{tmp_path}/none.csv: ")
+
+
 def test_backtest_nab_through_the_console_script() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "xwatch", "backtest", "--format", "nab"],

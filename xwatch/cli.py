@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument(
         "--input",
         type=Path,
-        help="mentions file (JSON lines, optionally .gz); '-' or absent: stdin",
+        help="mentions file (JSON lines, optionally .gz), or with --format nab the CSV; "
+        "'-' or absent: stdin",
     )
     backtest.add_argument("--json", action="store_true", help="print alert events as JSON lines")
     backtest.add_argument(
@@ -302,7 +303,7 @@ def _main(argv: Sequence[str] | None) -> int:
             if args.report is not None or args.files or args.labels is not None:
                 return backtest_report(args, sys.stdout)
             if args.format == "nab":
-                return backtest_nab(sys.stdin, sys.stdout)
+                return backtest_nab(sys.stdin, sys.stdout, args.input)
             return backtest_mentions(args.config, args.input, args.json, sys.stdout, args.jobs)
         if args.command == "sentiment":
             return sentiment(sys.stdin, sys.stdout, args.fallback_lang, args.model)
@@ -581,12 +582,16 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def backtest_nab(stdin: TextIO, out: TextIO) -> int:
+def backtest_nab(stdin: TextIO, out: TextIO, path: Path | None = None) -> int:
+    """``backtest --format nab``: the CSV from ``path`` (``--input``), else ``stdin``."""
     from xwatch.backtest import nab_scores
-    from xwatch.report import ReportInputError, series_rows
+    from xwatch.report import ReportInputError, read_series, series_rows
 
     try:
-        rows = series_rows(stdin, "<stdin>")
+        if path is not None and str(path) != "-":
+            rows = read_series(path)
+        else:
+            rows = series_rows(stdin, "<stdin>")
     except ReportInputError as exc:
         print(exc, file=sys.stderr)
         return 1
