@@ -130,6 +130,13 @@ def test_backtest_nab_reads_the_file_input_names(
     assert capsys.readouterr().err.startswith(f"{tmp_path}/none.csv: ")
 
 
+def test_run_help_names_the_incident_pages(capsys: pytest.CaptureFixture[str]) -> None:
+    """The daemon serves /incidents/ (the pages alerts link to); 'run --help' left it out."""
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "/incidents/" in capsys.readouterr().out
+
+
 def test_backtest_nab_through_the_console_script() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "xwatch", "backtest", "--format", "nab"],

@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the daemon",
         description="Run the daemon: read the configured sources, detect, alert, serve "
-        "/metrics, /healthz, /readyz and /playbooks/. Stops gracefully on Ctrl-C or SIGTERM.",
+        "/metrics, /healthz, /readyz, /playbooks/ and /incidents/. Stops gracefully on Ctrl-C "
+        "or SIGTERM.",
     )
     run.add_argument("-c", "--config", type=Path, help=config_help)
     run.add_argument(

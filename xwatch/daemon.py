@@ -1187,7 +1187,7 @@ class Daemon:
                 extra={"event": "api_off"},
             )
         log.info(
-            "serving %s/metrics, /healthz, /readyz and /playbooks/",
+            "serving %s/metrics, /healthz, /readyz, /playbooks/ and /incidents/",
             self.web_url,
             extra={"event": "serving", "url": self.web_url},
         )
