@@ -205,6 +205,21 @@ def test_source_errors_name_the_source_item(project: Path) -> None:
     ), found
 
 
+def test_a_webhook_source_without_the_server_is_refused_on_its_line(project: Path) -> None:
+    """The webhook is the server's POST /ingest: with the server off it received nothing,
+    and nothing said so."""
+    config = project / "config.yaml"
+    text = config.read_text("utf-8")
+    text = text.replace("  - type: demo\n", "  - type: webhook\n  - type: demo\n", 1)
+    text = text.replace("server:\n", "server:\n  enabled: false\n", 1)
+    config.write_text(text, "utf-8")
+    (found,) = problems_of(config)
+    assert found == (
+        f"{config}:13: sources[0].type: Value error, a webhook source is the server's "
+        "POST /ingest, and server.enabled is false: it would receive nothing (found 'webhook')"
+    )
+
+
 def test_playbook_front_matter_is_validated(project: Path) -> None:
     playbook = project / "playbooks" / "bad.md"
     playbook.write_text("---\nid: bad\ntitle: Bad\n---\n# Bad\n", "utf-8")

@@ -370,6 +370,20 @@ class Config(Frozen):
         return notifiers
 
     @model_validator(mode="after")
+    def _webhook_needs_the_server(self) -> Config:
+        """The webhook source is the server's ``POST /ingest``: without the server it
+        would receive nothing, and say nothing of it."""
+        if not self.server.enabled:
+            for i, source in enumerate(self.sources):
+                if isinstance(source, WebhookSourceConfig):
+                    raise ValueAt(
+                        ("sources", i, "type"),
+                        "a webhook source is the server's POST /ingest, and server.enabled "
+                        "is false: it would receive nothing",
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _routes_name_notifiers(self) -> Config:
         known = ", ".join(sorted(self.notifiers))
         named: list[tuple[tuple[str | int, ...], str]] = [
