@@ -90,6 +90,28 @@ async def test_rejection_logging_resumes_after_a_minute_with_a_count(
     assert len(lines) == 2 and "(+4 more since the last line)" in lines[1]
 
 
+def test_reconnect_lines_are_limited_by_why_not_by_their_delay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A source down reconnects again and again, each time after another (jittered)
+    delay; the delay was the line's key, so every attempt was logged."""
+    now = [0.0]
+    report = MetricsReport(Metrics(CollectorRegistry()), clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, "xwatch.sources"):
+        for delay in (0.34, 0.71, 1.52, 3.05):
+            report.reconnecting("mqtt", delay, "Connection refused")
+        report.reconnecting("mqtt", 0.5, "[code:135] Not authorized")
+        now[0] = 61.0
+        report.reconnecting("mqtt", 6.1, "Connection refused")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "reconnecting source=mqtt reason=Connection refused detail='in 0.34s'",
+        "reconnecting source=mqtt reason=[code:135] Not authorized detail='in 0.50s'",
+        "reconnecting source=mqtt reason=Connection refused detail='in 6.10s' "
+        "(+3 more since the last line)",
+    ]
+
+
 @pytest.mark.asyncio
 async def test_gzip_files_and_x_payloads_replay(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl.gz"

@@ -161,11 +161,11 @@ class MetricsReport:
 
     def reconnecting(self, source: str, delay_seconds: float, why: str) -> None:
         self.metrics.source_reconnects.labels(source).inc()
-        self._log_limited(
+        self._log_limited(  # by why (a few kinds), not by the delay (a new one each time)
             "reconnecting",
             source,
-            f"in {delay_seconds:.2f}s",
             why,
+            f"in {delay_seconds:.2f}s",
             {"event": "source_reconnecting", "source": source, "delay_seconds": delay_seconds},
         )
 
