@@ -26,7 +26,24 @@ T = TypeVar("T")
 
 
 class CodecError(XwatchError, ValueError):
-    """Stored data does not fit the record it should become."""
+    """Stored data does not fit the record it should become.
+
+    ``str()`` quotes the value found; ``summary`` says the same with its type in its
+    place (field names stay: the format's words, not the record's). A notice holds its
+    incident's sample posts, and the line that says why a stored one cannot be read
+    must not quote them (``xwatch.store.Unreadable``)."""
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = message if summary is None else summary
+
+
+def _wrong(where: str, expected: str, data: Any) -> CodecError:
+    """``data`` is not ``expected``: the message quotes it, the summary names its type."""
+    return CodecError(
+        f"{where}: expected {expected}, found {data!r}",
+        f"{where}: expected {expected}, found {type(data).__name__}",
+    )
 
 
 def to_json(value: object) -> Any:
@@ -69,10 +86,10 @@ def _decode(kind: Any, data: Any, path: str) -> Any:
                 return _decode(option, data, path)
             except CodecError:
                 continue
-        raise CodecError(f"{where}: {data!r} fits none of {kind}")
+        raise _wrong(where, f"one of {kind}", data)
     if origin is typing.Literal:
         if data not in get_args(kind):
-            raise CodecError(f"{where}: expected one of {get_args(kind)}, found {data!r}")
+            raise _wrong(where, f"one of {get_args(kind)}", data)
         return data
     if origin is tuple:
         if not isinstance(data, list):
@@ -100,21 +117,21 @@ def _decode(kind: Any, data: Any, path: str) -> Any:
         try:
             return kind(data)
         except ValueError:
-            raise CodecError(f"{where}: {data!r} is not a {kind.__name__}") from None
+            raise _wrong(where, f"a {kind.__name__}", data) from None
     if kind is datetime:
         if not isinstance(data, str):
-            raise CodecError(f"{where}: expected an ISO 8601 time, found {data!r}")
+            raise _wrong(where, "an ISO 8601 time", data)
         try:
             return datetime.fromisoformat(data)
         except ValueError:
-            raise CodecError(f"{where}: {data!r} is not an ISO 8601 time") from None
+            raise _wrong(where, "an ISO 8601 time", data) from None
     if kind is float:
         if isinstance(data, bool) or not isinstance(data, int | float):
-            raise CodecError(f"{where}: expected a number, found {data!r}")
+            raise _wrong(where, "a number", data)
         return float(data)
     if kind in (str, int, bool):
         if type(data) is not kind:
-            raise CodecError(f"{where}: expected {kind.__name__}, found {data!r}")
+            raise _wrong(where, kind.__name__, data)
         return data
     if kind is Any or kind is object:
         return data
@@ -123,7 +140,7 @@ def _decode(kind: Any, data: Any, path: str) -> Any:
 
 def _decode_record(kind: type, data: Any, path: str) -> Any:
     if not isinstance(data, dict):
-        raise CodecError(f"{path or 'the record'}: expected an object, found {data!r}")
+        raise _wrong(path or "the record", "an object", data)
     hints = _hints(kind)
     fields = {f.name: f for f in dataclasses.fields(kind) if f.init}
     unknown = sorted(set(data) - set(fields))
