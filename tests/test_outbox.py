@@ -103,7 +103,13 @@ async def running(
     daemon = Daemon(load_settings(config), sources=[source], notifiers=notifiers)
     task = asyncio.create_task(daemon.run())
     try:
-        await asyncio.wait_for(daemon.started.wait(), 10)  # store open, incidents restored
+        # store open, incidents restored; a start that fails raises its error here at once
+        started = asyncio.create_task(daemon.started.wait())
+        await asyncio.wait({task, started}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if task.done():
+            task.result()
+        assert daemon.started.is_set(), "the daemon did not start in 10 s"
         yield daemon
     finally:
         daemon.stop.set()

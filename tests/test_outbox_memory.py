@@ -22,6 +22,7 @@ import pytest
 from tests.factories import T0, alert
 from tests.test_faults_store import read_only
 from tests.test_outbox import AT, fire_brand, running, sample, write_config
+from tests.test_store import SECRET, damage, edited
 from xwatch.alerting import TemporaryFailure
 from xwatch.alerting.incidents import IncidentBook, Notice, Policy
 from xwatch.model import AlertEvent, EventKind
@@ -152,6 +153,7 @@ async def test_a_waiting_notice_no_longer_pending_is_skipped_without_error(
 
         def meanwhile() -> None:
             (notice,) = [n for n, _ in store.pending_notices() if n.id == delivered]
+            assert isinstance(notice, Notice)
             store.record_attempt(notice, "delivered")
             with sqlite3.connect(project / "state.sqlite3") as db:
                 db.execute("DELETE FROM outbox WHERE notice_id = ?", (deleted,))
@@ -184,7 +186,7 @@ async def test_notices_the_store_did_not_take_wait_whole_and_the_oldest_beyond_g
                 fire_brand(daemon, brand)
             await daemon.settled()
             assert daemon.outboxes["slack"].whole == 5  # past the bound of 3: none in the store
-            dropped = {"channel": "slack"}
+            dropped = {"channel": "slack", "reason": "overflow"}
             assert sample(daemon, "xwatch_notifications_dropped_total", dropped) == 2
             slack.up.set()
             await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
@@ -255,3 +257,85 @@ async def test_a_start_fails_the_pending_notices_of_a_notifier_no_longer_configu
         "pager": ("failed", "notifier not configured any more"),
         "slack": ("delivered", ""),
     }
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [pytest.param((1,), id="read-whole-at-start"), pytest.param((4,), id="read-by-id-in-turn")],
+)
+@pytest.mark.asyncio
+async def test_a_notice_that_cannot_be_read_is_set_aside_and_the_others_go_in_order(
+    project: Path, bound: int, caplog: pytest.LogCaptureFixture, damaged: tuple[int, ...]
+) -> None:
+    """Among a notifier's first ``bound`` it made the start fail, at every start; read by
+    its id in its turn it raised in the notifier, stayed pending, and failed a later
+    start. Now it is recorded failed (once: not read again), logged without its content,
+    and counted; every other notice goes out in its order, once."""
+    caplog.set_level(logging.INFO, "xwatch")
+    config = write_config(project)
+    path = project / "state.sqlite3"
+    ids = pending_in_store(path, BRANDS[:6])
+    bad = [ids[i] for i in damaged]
+    for notice_id in bad:
+        damage(path, notice_id, lambda record: edited(record, at=SECRET))
+    slack = DownNotifier("slack")
+    slack.up.set()
+    async with running(config, {"slack": slack}) as daemon:
+        await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
+        await daemon.settled()
+        assert [n.id for n in slack.sent] == [i for i in ids if i not in bad]
+        assert daemon.store is not None
+        assert daemon.store.pending_notice_ids() == {}  # not left to the next start
+        unreadable = {"channel": "slack", "reason": "unreadable"}
+        assert sample(daemon, "xwatch_notifications_dropped_total", unreadable) == len(bad)
+    events = [getattr(r, "event", None) for r in caplog.records if r.levelno >= logging.ERROR]
+    assert events == ["notification_unreadable"] * len(bad)
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "notification_unreadable"]
+    assert [(r.channel, r.notice) for r in lines] == [("slack", i) for i in bad]  # type: ignore[attr-defined]
+    assert all("at: expected an ISO 8601 time, found str" in r.getMessage() for r in lines)
+    assert SECRET not in caplog.text
+
+    with Store.open(path) as store:
+        record = store.incident_record(bad[0].split("/")[0])
+    assert record is not None
+    [delivery] = record.deliveries
+    assert delivery.state == "failed"
+    assert delivery.last_error.startswith("could not be read: at: expected an ISO 8601 time")
+
+    caplog.clear()
+    again = DownNotifier("slack")
+    async with running(config, {"slack": again}) as daemon:  # not read again: nothing to send
+        await daemon.settled()
+        assert daemon.outboxes["slack"].depth == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert again.sent == []
+
+
+@pytest.mark.asyncio
+async def test_a_start_fails_the_notices_of_a_notifier_gone_without_decoding_them(
+    project: Path, bound: int
+) -> None:
+    """One of them that could not be decoded made the start fail, at every start."""
+    config = write_config(project)
+    path = project / "state.sqlite3"
+    book = IncidentBook(Policy())
+    with Store.open(path) as store:
+        for brand in BRANDS[:3]:
+            fired = alert(at=AT, brand=brand, channels=("pager", "slack"))
+            store.record_changes(
+                book.observe([AlertEvent(EventKind.FIRING, fired, fired.signal.end)], AT)
+            )
+        ids = store.pending_notice_ids()
+    damage(path, ids["pager"][1], lambda record: record[:40])
+    slack = DownNotifier("slack")
+    slack.up.set()
+    async with running(config, {"slack": slack}) as daemon:
+        await asyncio.wait_for(daemon.outboxes["slack"].join(), 10)
+        assert [n.id for n in slack.sent] == ids["slack"]
+        await daemon.settled()
+    with Store.open(path) as store:
+        assert store.pending_notice_ids() == {}
+        failed = store._read(
+            "SELECT notice_id, state, last_error FROM outbox WHERE channel = 'pager'"
+        )
+    assert failed == [(i, "failed", "notifier not configured any more") for i in ids["pager"]]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from xwatch.store import (
     Pruned,
     Store,
     StoreError,
+    Unreadable,
     checkpoint_rows,
     refused,
 )
@@ -377,6 +380,84 @@ def test_pending_notices_are_read_by_channel_by_id_and_a_few_at_a_time() -> None
             "email": [n.id for n in email[1:]],
         }
         assert store.pending_notices("slack", limit=5) == [(slack[0], 0), (slack[2], 0)]
+
+
+SECRET = "the post's own words"
+"""In each damaged notice below: a reason given for it must not quote it (a notice holds
+its incident's sample posts, which never go to the logs)."""
+
+
+def edited(record: str, **fields: object) -> str:
+    return json.dumps({**json.loads(record), **fields})
+
+
+DAMAGE: list[tuple[str, Callable[[str], object], str]] = [
+    # (what, the stored record made of the good one, the reason given)
+    ("cut short", lambda record: record[:40] + SECRET, "not JSON: "),
+    ("a field of the wrong type", lambda r: edited(r, at=SECRET), "at: expected an ISO 8601"),
+    (
+        "a field of the wrong type",
+        lambda r: edited(r, text=[SECRET]),
+        "text: expected str, found list",
+    ),
+    ("a newer format", lambda r: edited(r, urgency=SECRET), "unknown field(s) urgency"),
+    ("nested too deeply", lambda record: "[" * 100_000, "nested too deeply to decode"),
+    ("not text", lambda record: SECRET.encode(), "not text but bytes"),
+]
+
+
+def damage(path: Path, notice_id: str, make: Callable[[str], object]) -> object:
+    """Replace the stored record of the outbox's notice ``notice_id`` with ``make`` of it
+    (a hand edit, a damaged page, a row a newer xwatch wrote); what was written."""
+    with sqlite3.connect(path) as db:
+        ((record,),) = db.execute("SELECT notice FROM outbox WHERE notice_id = ?", (notice_id,))
+        damaged = make(record)
+        db.execute("UPDATE outbox SET notice = ? WHERE notice_id = ?", (damaged, notice_id))
+    db.close()
+    return damaged
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"), [(m, r) for _, m, r in DAMAGE], ids=[w for w, _, _ in DAMAGE]
+)
+def test_a_pending_notice_that_cannot_be_decoded_is_given_in_its_place_then_failed(
+    tmp_path: Path, make: Callable[[str], object], reason: str
+) -> None:
+    """One such row made every read of its channel's pending notices raise (a start
+    failed on it). It is given as ``Unreadable`` in its place, saying why without
+    quoting it; ``fail_pending`` then records it failed for good, its record kept."""
+    book = IncidentBook(Policy())
+    path = tmp_path / "state.sqlite3"
+    notices = []
+    with Store.open(path) as store:
+        for brand in ("a", "b", "c"):
+            fired = alert(brand=brand, at=T0 + timedelta(hours=13), channels=("slack",))
+            changes = book.observe([AlertEvent(EventKind.FIRING, fired, fired.signal.end)], T0)
+            store.record_changes(changes)
+            notices += [n for c in changes for n in c.notices]
+    a, b, c = notices
+    damaged = damage(path, b.id, make)
+    with Store.open(path) as store:
+        (unreadable,) = [n for n, _ in store.pending_notices() if isinstance(n, Unreadable)]
+        assert (unreadable.id, unreadable.channel) == (b.id, "slack")
+        assert reason in unreadable.error
+        assert SECRET not in unreadable.error
+        assert store.pending_notices("slack", limit=2) == [(a, 0), (unreadable, 0)]
+        assert store.pending_notice(b.id) == unreadable
+
+        store.fail_pending(b.id, f"could not be read: {unreadable.error}", at=SAVED_AT)
+        store.fail_pending(b.id, "again", at=SAVED_AT)  # no longer pending: left as it is
+        assert store.pending_notice(b.id) is None
+        assert store.pending_notices() == [(a, 0), (c, 0)]
+        record = store.incident_record(b.incident.id)
+        assert record is not None
+        [delivery] = record.deliveries
+        assert (delivery.state, delivery.attempts) == ("failed", 1)
+        assert delivery.last_error == f"could not be read: {unreadable.error}"
+        assert record.timeline[-1].kind == "notification_failed"
+        assert record.timeline[-1].text == f"opened to slack: {delivery.last_error}"
+    kept = rows(path, f"SELECT notice FROM outbox WHERE notice_id = '{b.id}'")
+    assert kept == [(damaged,)]  # the only copy of what it said, to mend by hand
 
 
 def test_prune_deletes_the_history_past_its_date_and_keeps_what_is_still_needed() -> None:

@@ -109,6 +109,7 @@ from xwatch.store import (
     Store,
     StoredLabel,
     StoreError,
+    Unreadable,
     checkpoint_rows,
     refused,
 )
@@ -607,7 +608,7 @@ class Daemon:
     def _notice_dropped(self, notice: Notice) -> None:
         """A notice the store never took went from its outbox, never to be sent: more
         than ``MAX_UNSTORED_NOTICES`` such waited for its notifier (``Outbox``)."""
-        self.metrics.notices_dropped.labels(notice.channel).inc()
+        self.metrics.notices_dropped.labels(notice.channel, "overflow").inc()
         log.error(
             "notifier %s: %s is dropped, never to be sent: more than %d notices the store "
             "did not take wait for it (sent at the next start if its change is written yet)",
@@ -620,6 +621,36 @@ class Daemon:
                 "notice": notice.id,
                 "incident": notice.incident.id,
             },
+        )
+
+    def _set_aside(self, unreadable: Unreadable) -> asyncio.Future[None] | None:
+        """A pending notice whose stored record cannot be decoded: recorded failed for
+        good (its record kept, to mend by hand), logged without its content, and
+        counted; the future is done once that is written. Raised, it failed every start
+        (one among a notifier's first ``NOTICES_IN_MEMORY``), or stayed pending, read
+        again at each start. If the store does not take the write, the next start sets
+        it aside again."""
+        error = f"could not be read: {clean(unreadable.error, 1000)}"
+        self.metrics.notices_dropped.labels(unreadable.channel, "unreadable").inc()
+        fields = {
+            "event": "notification_unreadable",
+            "channel": unreadable.channel,
+            "notice": unreadable.id,
+            "error": error,
+        }
+        log.error(
+            "notifier %s: %s is set aside as failed, never to be sent: its stored record %s",
+            unreadable.channel,
+            unreadable.id,
+            error,
+            extra=fields,
+        )
+        records = self.records
+        if records is None:
+            return None
+        return self.store_worker.submit(
+            lambda: records.fail_pending(unreadable.id, error),
+            self._on_write("deliveries", f"{unreadable.id} not set aside", fields),
         )
 
     def _store_written(self) -> None:
@@ -839,9 +870,12 @@ class Daemon:
         its incident): about 6,000 pending filled the pod's 1 GiB, and every start read
         them all again."""
         whole = await asyncio.to_thread(records.pending_notices, outbox.channel, outbox.limit)
-        for notice, _attempts in whole:
-            self._enqueue(notice, stored=True)
-        read = {notice.id for notice, _attempts in whole}
+        for item, _attempts in whole:
+            if isinstance(item, Unreadable):
+                self._set_aside(item)  # the others go on, in their order
+            else:
+                self._enqueue(item, stored=True)
+        read = {item.id for item, _attempts in whole}
         at = time.time()
         for notice_id in ids:
             if notice_id not in read:
@@ -1580,8 +1614,9 @@ class Daemon:
                 notice = item if isinstance(item, Notice) else await self._read_notice(item)
                 if notice is not None:
                     await self._deliver_one(notifier, notice)
-            except Exception:  # a bug (or a damaged row) must not stop the daemon: the
-                # notice stays pending in the store, if it is there, for the next start
+            except Exception:  # a bug (or the store failing a read) must not stop the
+                # daemon: the notice stays pending in the store, if it is there, for the
+                # next start (a row that cannot be decoded is set aside, not raised)
                 log.exception(
                     "notifier %s: %s could not be handled; it stays pending until the next start",
                     notifier.name,
@@ -1595,11 +1630,15 @@ class Daemon:
     async def _read_notice(self, stub: NoticeStub) -> Notice | None:
         """The notice a stub stands for, read from the store on its worker thread (after
         the writes before it: the last delivery's record among them); ``None`` when it
-        is no longer pending there (recorded delivered or failed, or deleted), skipped."""
+        is no longer pending there (recorded delivered or failed, or deleted), skipped,
+        or when its record cannot be decoded, set aside."""
         records = self.records
         notice = None
         if records is not None:
             notice = await self.store_worker.run(lambda: records.pending_notice(stub.id))
+        if isinstance(notice, Unreadable):
+            await _written(self._set_aside(notice))
+            return None
         if notice is None:
             log.info(
                 "notifier %s: %s is no longer pending in the store, skipped",
@@ -1862,12 +1901,11 @@ class Daemon:
 
 
 def _fail_pending(records: Store, ids: Sequence[str]) -> None:
-    """Record the pending notices ``ids`` failed for good (in a worker thread, one read
-    at a time): their notifier is not configured any more."""
+    """Record the pending notices ``ids`` failed for good (in a worker thread): their
+    notifier is not configured any more. By their ids, none decoded: one that could not
+    be decoded failed the start."""
     for notice_id in ids:
-        notice = records.pending_notice(notice_id)
-        if notice is not None:
-            records.record_attempt(notice, "failed", "notifier not configured any more")
+        records.fail_pending(notice_id, "notifier not configured any more")
 
 
 async def _written(pending: asyncio.Future[None] | None) -> None:

@@ -39,6 +39,10 @@ PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
 NOTIFICATION_OUTCOMES = ("sent", "retried", "failed")  # failed: for good (or given up)
 STORE_OPERATIONS = ("incidents", "deliveries", "silences", "message_refs", "retention")
 """What the daemon writes to the store besides checkpoints (``xwatch_store_write_errors_total``)."""
+NOTICE_DROP_REASONS = ("overflow", "unreadable")
+"""Why a notification was never sent (``xwatch_notifications_dropped_total``): more
+notices the store had not taken waited for the notifier than are kept (the oldest went),
+or its stored record cannot be decoded (set aside)."""
 CHANGE_DROP_REASONS = ("refused", "overflow")
 """Why an incident change was never written (``xwatch_incident_changes_dropped_total``):
 the store refused that change at each of its attempts, or more waited than are kept."""
@@ -289,10 +293,11 @@ class Metrics:
         )
         self.notices_dropped = Counter(
             "xwatch_notifications_dropped_total",
-            "Notifications dropped from a notifier's outbox, never to be sent: the store "
-            "had not taken them (it failed), and more such waited for the notifier than "
-            "are kept (the oldest went).",
-            ["channel"],
+            "Notifications dropped, never to be sent, by reason: overflow (the store had "
+            "not taken them, it failed, and more such waited for the notifier than are "
+            "kept: the oldest went), unreadable (the stored notice cannot be decoded: set "
+            "aside as failed, its record kept).",
+            ["channel", "reason"],
             registry=registry,
         )
         self.notifier_failing = Gauge(
@@ -430,7 +435,8 @@ class Metrics:
             self.outbox_depth.labels(channel)
             self.outbox_oldest.labels(channel)
             self.notifier_failing.labels(channel)
-            self.notices_dropped.labels(channel)
+            for reason in NOTICE_DROP_REASONS:
+                self.notices_dropped.labels(channel, reason)
             for outcome in NOTIFICATION_OUTCOMES:
                 self.notifications.labels(channel, outcome)
 

@@ -266,6 +266,19 @@ class Pruned:
     more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A pending notice whose stored record cannot be decoded: damaged, edited by hand,
+    or written in a format this code cannot read. The reads give it in the notice's
+    place rather than raise: one such row failed every start, or stayed pending for
+    good, read again at each start. ``error`` says why without quoting the record (it
+    holds its incident's sample posts, which never go to the logs)."""
+
+    id: str
+    channel: str
+    error: str
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     """The file at ``path`` (device and inode); None for the in-memory store, and (0, 0)
     when nothing is there."""
@@ -816,12 +829,13 @@ class Store:
 
     def pending_notices(
         self, channel: str | None = None, limit: int | None = None
-    ) -> list[tuple[Notice, int]]:
+    ) -> list[tuple[Notice | Unreadable, int]]:
         """The outbox's pending notices with their attempts so far, in the order made
-        (``channel``: only that notifier's; ``limit``: only the first so many). Each one
-        decoded holds the whole incident as it was: a start reads only the first of each
-        notifier's whole, and the ids of the rest (``pending_notice_ids``)."""
-        sql = "SELECT notice, attempts FROM outbox WHERE state = 'pending'"
+        (``channel``: only that notifier's; ``limit``: only the first so many), each one
+        that cannot be decoded as an ``Unreadable`` in its place. Each one decoded holds
+        the whole incident as it was: a start reads only the first of each notifier's
+        whole, and the ids of the rest (``pending_notice_ids``)."""
+        sql = "SELECT notice_id, channel, notice, attempts FROM outbox WHERE state = 'pending'"
         params: list[object] = []
         if channel is not None:
             sql += " AND channel = ?"
@@ -831,7 +845,7 @@ class Store:
             sql += " LIMIT ?"
             params.append(limit)
         rows = self._read(sql, params)
-        return [(_loads(Notice, notice), int(attempts)) for notice, attempts in rows]
+        return [(_notice(*row[:3]), int(row[3])) for row in rows]
 
     def pending_notice_ids(self) -> dict[str, list[str]]:
         """The ids of the outbox's pending notices by channel, each channel's in the order
@@ -844,14 +858,47 @@ class Store:
             ids.setdefault(channel, []).append(notice_id)
         return ids
 
-    def pending_notice(self, notice_id: str) -> Notice | None:
+    def pending_notice(self, notice_id: str) -> Notice | Unreadable | None:
         """The notice of this id, if it is still pending (``None``: delivered, failed for
-        good, or deleted by ``prune``): a notifier reads a notice that waited by its id
-        (``xwatch.outbox``) when its turn comes."""
+        good, or deleted by ``prune``; ``Unreadable``: its record cannot be decoded): a
+        notifier reads a notice that waited by its id (``xwatch.outbox``) when its turn
+        comes."""
         rows = self._read(
-            "SELECT notice FROM outbox WHERE notice_id = ? AND state = 'pending'", (notice_id,)
+            "SELECT notice_id, channel, notice FROM outbox "
+            "WHERE notice_id = ? AND state = 'pending'",
+            (notice_id,),
         )
-        return _loads(Notice, rows[0][0]) if rows else None
+        return _notice(*rows[0]) if rows else None
+
+    def fail_pending(self, notice_id: str, error: str, at: datetime | None = None) -> None:
+        """Record the pending notice ``notice_id`` failed for good, as ``record_attempt``
+        does, from its row's columns: without decoding it, since it cannot be decoded
+        (``Unreadable``), or its notifier is not configured any more (nothing to decode
+        it for). Its record is kept as it was: the only copy of what it said, to mend by
+        hand and set pending again. A notice no longer pending is left as it is."""
+        when = (at or datetime.now(UTC)).isoformat()
+        try:
+            with self._write() as db:
+                failed = db.execute(
+                    "UPDATE outbox SET state = 'failed', attempts = attempts + 1, "
+                    "last_error = ? WHERE notice_id = ? AND state = 'pending'",
+                    (error, notice_id),
+                ).rowcount
+                if not failed:
+                    return
+                db.execute(
+                    "INSERT INTO delivery_attempts (notice_id, channel, at, outcome, error) "
+                    "SELECT notice_id, channel, ?, 'failed', ? FROM outbox WHERE notice_id = ?",
+                    (when, error, notice_id),
+                )
+                db.execute(
+                    "INSERT INTO incident_events (incident_id, at, kind, text, who) "
+                    "SELECT incident_id, ?, 'notification_failed', "
+                    "kind || ' to ' || channel || ': ' || ?, '' FROM outbox WHERE notice_id = ?",
+                    (when, error, notice_id),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record a delivery in {self.path}: {exc}") from exc
 
     def record_attempt(
         self, notice: Notice, outcome: str, error: str = "", at: datetime | None = None
@@ -1042,6 +1089,23 @@ def _now() -> str:
 
 def _dumps(record: object) -> str:
     return json.dumps(to_json(record), ensure_ascii=False, separators=(",", ":"))
+
+
+def _notice(notice_id: str, channel: str, text: object) -> Notice | Unreadable:
+    """A pending outbox row's notice, or why it cannot be read, quoting none of it."""
+    if not isinstance(text, str):
+        return Unreadable(notice_id, channel, f"not text but {type(text).__name__}")
+    try:
+        return from_json(Notice, json.loads(text))
+    except json.JSONDecodeError as exc:
+        why = f"not JSON: {exc}"  # what was expected, and where: no text of it
+    except CodecError as exc:
+        why = exc.summary  # the field, what was expected, and the type found
+    except RecursionError:
+        why = "nested too deeply to decode"
+    except ValueError as exc:
+        why = f"{type(exc).__name__} while decoding"  # a message could quote a value
+    return Unreadable(notice_id, channel, why)
 
 
 def _loads(kind: type[T], text: str) -> T:
