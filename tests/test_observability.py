@@ -68,6 +68,7 @@ EXPECTED_ALERTS = {
     "XwatchSourceDown": ("5m", "page", "source-down"),
     "XwatchDeliveriesFailing": ("1m", "page", "deliveries-failing"),
     "XwatchOutboxGrowing": ("5m", "page", "outbox-growing"),
+    "XwatchNotificationsDropped": ("1m", "page", "notifications-dropped"),
     "XwatchReconnectStorm": ("5m", "ticket", "reconnect-storm"),
     "XwatchBacklogGrowing": ("5m", "ticket", "backlog-growing"),
     "XwatchXApiRateLimited": ("5m", "ticket", "x-api-rate-limited"),
