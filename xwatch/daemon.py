@@ -1107,7 +1107,8 @@ class Daemon:
     def _apply_reload(self, settings: Settings, models: ModelReload | None = None) -> bool:
         """Judge with the rules and playbooks read again (and score with ``models``, the
         sentiment models read again), unless the rules folder holds none now. True if
-        they are in use."""
+        they are in use. The alerts of the rules that are gone end, and their incidents
+        say why (``Pipeline.reload_rules``)."""
         had = len(self.pipeline.rules.rules)
         if had and not settings.rules.rules:  # a folder emptied, or swapped not at once
             self.metrics.rule_reloads.labels("failed").inc()
@@ -1124,7 +1125,7 @@ class Daemon:
                 "the config changed: rules and playbooks are reloaded, the rest "
                 "(sources, brands, scales, ...) takes effect at the next restart"
             )
-        self.pipeline.reload_rules(settings.rules, settings.playbooks)
+        ended = self.pipeline.reload_rules(settings.rules, settings.playbooks)
         if models is not None:
             self.pipeline.use_scorer(models.router)
             self._model_stamps = models.stamps
@@ -1137,6 +1138,8 @@ class Daemon:
             self.settings.config, self.settings.config_file, settings.playbooks, settings.rules
         )
         self.book.policy = incident_policy(self.settings)
+        # the alerts of the rules that are gone end now: their incidents say why
+        self._dispatch(ended)
         self.metrics.rule_reloads.labels("ok").inc()
         self.metrics.rules_loaded.set(len(settings.rules.rules))
         log.info(

@@ -420,15 +420,22 @@ class Metrics:
             self.processed.labels(brand)
             self.own_posts.labels(brand)
             self.brand_active_alerts.labels(brand)
-        for rule, severity in rules:
-            self.alerts_fired.labels(rule, severity)
-            self.alerts_resolved.labels(rule, severity)
+        self.declare_rules(rules)
         for lang in langs:
             self.sentiment_texts.labels(lang)
         for measure in Measure:
             self.detector_evaluations.labels(measure.value)
         for stage in STAGES:
             self.stage_seconds.labels(stage)
+
+    def declare_rules(self, rules: Iterable[tuple[str, str]]) -> None:
+        """The series per (rule, severity): at the start, and for the rules a reload
+        brings. Those of a rule a reload removed stay until the restart: they count what
+        it did, the resolution of its alerts at the reload included (a series gone before
+        the next scrape would hide that)."""
+        for rule, severity in rules:
+            self.alerts_fired.labels(rule, severity)
+            self.alerts_resolved.labels(rule, severity)
 
     def declare_channels(self, channels: Iterable[str]) -> None:
         for channel in channels:
@@ -458,6 +465,13 @@ class Metrics:
                 series.expected_high.set(signal.high)
             elif signal.measure is Measure.NEGATIVE_SHARE:
                 series.usual_negative_share.set(signal.expected)
+
+    def forget_series(self, keys: Iterable[SeriesKey]) -> None:
+        """Let go of the children looked up for series that are gone (a reload removed
+        their topic or scale). Their label sets stay: they are the brand's and the scale's,
+        shared with series that remain (no metric is labelled by topic)."""
+        for key in keys:
+            self._series_gauges.pop(key, None)
 
 
 class _SeriesGauges:

@@ -330,3 +330,6 @@ class AlertEvent:
     # RESOLVED: the series' normal now over its normal before the alert, when the alert
     # ended because its change became the normal (its detector adopted it since); else None
     settled: float | None = None
+    # RESOLVED: why, when it did not end by staying calm (its rule was removed by a reload:
+    # nothing judges its series any more, so "back to normal" would not be known)
+    why: str = ""

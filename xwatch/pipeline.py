@@ -75,6 +75,7 @@ from xwatch.playbooks import PlaybookIndex
 from xwatch.rules import (
     BrandRules,
     CompiledMatch,
+    Kind,
     MentionWhen,
     NewTermWhen,
     OwnAccounts,
@@ -238,6 +239,12 @@ class _Authors:
         """How many different authors bucket ``index``, still open, has had so far."""
         return len(self.open.get((scale, index), ()))
 
+    def keep_scales(self, scales: tuple[int, ...]) -> None:
+        """Forget the open buckets at other scales (no rule counts authors there any
+        more: nothing would close them)."""
+        self.open = {key: found for key, found in self.open.items() if key[0] in scales}
+        self.next_index = {s: i for s, i in self.next_index.items() if s in scales}
+
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
@@ -270,6 +277,36 @@ def _band_top(detectors: Sequence[Detector], measure: Measure, start: datetime) 
         if detector.measure is measure and isinstance(detector, CountDetector):
             return detector.band_top(start)
     return None
+
+
+RULE_GONE = "its rule was removed, or no longer watches this series (rules reloaded)"
+"""Why an alert whose rule is gone ends at the reload (``AlertEvent.why``)."""
+
+
+def watches(rules: RuleSet, rule_id: str, series: SeriesKey, kind: Kind) -> bool:
+    """Whether ``rules`` still has rule ``rule_id``, of ``kind`` (signal, mention or
+    new_term), watching ``series``' brand and topic: whether its alerts there can fire
+    again. Its scale does not matter: an alert is one across scales (``Alert.identity``)."""
+    if kind == "mention":
+        found: Iterable[Rule] = rules.for_brand(series.brand).mention
+    elif kind == "new_term":
+        found = rules.for_brand(series.brand).new_term
+    else:
+        found = rules.signal_rules(series.brand, series.topic)
+    return any(rule.id == rule_id for rule in found)
+
+
+def _kind_of(alert: Alert) -> Kind:
+    """The kind of rule that fired ``alert``."""
+    if alert.signal.measure is Measure.MENTION:
+        return "mention"
+    return "new_term" if alert.term else "signal"
+
+
+def _judges(rule: Rule, series: SeriesKey) -> bool:
+    """Whether signal rule ``rule`` judges ``series``' buckets at its scale."""
+    scales = rule.when.scales_seconds
+    return not scales or series.scale_seconds in scales
 
 
 class Pipeline:
@@ -351,16 +388,36 @@ class Pipeline:
         self._counted: dict[str, int] = {}
         self._counted_own: dict[str, int] = {}
 
-    def reload_rules(self, rules: RuleSet, playbooks: PlaybookIndex) -> None:
+    def reload_rules(self, rules: RuleSet, playbooks: PlaybookIndex) -> list[AlertEvent]:
         """Judge with new rules from the next bucket on; a new topic rule gets its series,
-        a new new-term rule its term tracker.
+        a new new-term rule its term tracker; what only the rules that are gone needed
+        is forgotten (``_use``).
 
-        Detectors and active alerts stay: a rule that is gone stops firing and its
-        alerts resolve as usual.
+        Returns the alerts that end: those whose rule is gone (removed, or no longer
+        watching their brand or topic) resolve now, saying so (``RULE_GONE``). They would
+        never fire again, and the calm period would have ended them hours later as "back
+        to normal", which nothing judged. The firings still waiting for their place in
+        event time (``_Pending``) of such rules are dropped with them.
         """
         self.rules = rules
         self.playbooks = playbooks
         self._use(rules)
+        self.metrics.declare_rules((rule.id, rule.severity.value) for rule in rules.rules)
+        self._pending = deque(
+            item
+            for item in self._pending
+            if watches(rules, item.rule.id, item.signal.series, item.rule.kind)
+        )
+        gone = [
+            identity
+            for identity, active in self.book.active.items()
+            if not watches(rules, active.alert.rule_id, active.alert.series, _kind_of(active.alert))
+        ]
+        events = self.book.end(gone, self.clock.watermark, RULE_GONE)
+        if events:
+            self._count_events(events)
+            self._active_alert_metrics()
+        return events
 
     def use_scorer(self, scorer: LanguageRouter) -> None:
         """Score with ``scorer`` (sentiment models read again) from the next batch on; a
@@ -370,16 +427,17 @@ class Pipeline:
 
     def _use(self, rules: RuleSet) -> None:
         """Plan each brand's work for ``rules``: declare the topic series, keep or start the
-        term trackers, and forget what rules that are gone needed."""
+        term trackers, and forget what rules that are gone needed (``_forget``)."""
         scales = self.config.detect.scales_seconds
         trackers: dict[tuple[str, int], TermTracker] = {}
         plans = {}
+        wanted = {SeriesKey(brand.id, "", scale) for brand in self.brands for scale in scales}
         for brand in self.brands:
             found = rules.for_brand(brand.id)
             for topic in found.topics:  # only at the scales its rules judge
-                self.aggregator.declare(
-                    brand.id, topic, rules.judged_scales(brand.id, topic, scales)
-                )
+                judged = rules.judged_scales(brand.id, topic, scales)
+                self.aggregator.declare(brand.id, topic, judged)
+                wanted.update(SeriesKey(brand.id, topic, scale) for scale in judged)
             new_term = []
             for rule in found.new_term:
                 when = rule.when.new_term
@@ -439,7 +497,35 @@ class Pipeline:
             )
         self.terms = trackers
         self._plans = plans
-        self.streaks = {k: v for k, v in self.streaks.items() if rules.get(k[0]) is not None}
+        self._forget(rules, wanted)
+
+    def _forget(self, rules: RuleSet, wanted: set[SeriesKey]) -> None:
+        """Let go of every series no rule of ``rules`` needs (a topic rule removed, or
+        a scale it no longer judges), and of what it kept: its open buckets, detectors,
+        streaks, authors and metric children. Kept, each closed a bucket per round and
+        was checkpointed for as long as the daemon ran, its detectors never learning
+        again; a rule restored later would have resumed them across the time they had
+        not watched, with the rule's ``match`` perhaps changed meanwhile.
+
+        So a topic added back starts fresh, as a new one does (a day's warm-up, no
+        alert before): the next checkpoint drops the state from the store too, as the
+        store's checkpoint is a snapshot of the series watched, and a restart after the
+        rule was removed from the files has always started it fresh (``restore``)."""
+        gone = (self.aggregator.series.keys() | self.detectors.keys()) - wanted
+        self.aggregator.drop(gone)
+        for key in gone:
+            self.detectors.pop(key, None)
+        self.metrics.forget_series(gone)
+        self.streaks = {
+            (rule_id, series): since
+            for (rule_id, series), since in self.streaks.items()
+            if series in wanted
+            and any(
+                rule.id == rule_id and _judges(rule, series)
+                for rule in rules.signal_rules(series.brand, series.topic)
+            )
+        }
+        plans = self._plans
         self._authors = {
             (brand, topic): buckets
             for (brand, topic), buckets in self._authors.items()
@@ -449,6 +535,7 @@ class Pipeline:
             # with a higher threshold, the buckets already open may count fewer authors
             # than they had (those past the old one were not kept)
             buckets.enough = plans[brand_id].enough_authors[topic]
+            buckets.keep_scales(plans[brand_id].authors[topic])
 
     # -- the three ways in ---------------------------------------------------------
 
@@ -1079,6 +1166,12 @@ class Pipeline:
             for measure, count in tally.evaluations.items():
                 self.metrics.detector_evaluations.labels(measure).inc(count)
         self.metrics.watermark.set(watermark.timestamp())
+        self._count_events(events)
+        if events:  # the active alerts change only with an event
+            self._active_alert_metrics()
+
+    def _count_events(self, events: Sequence[AlertEvent]) -> None:
+        """Count the alerts fired and resolved."""
         for event in events:
             if event.kind is EventKind.FIRING:
                 self.metrics.alerts_fired.labels(
@@ -1088,8 +1181,6 @@ class Pipeline:
                 self.metrics.alerts_resolved.labels(
                     event.alert.rule_id, event.alert.severity.value
                 ).inc()
-        if events:  # the active alerts change only with an event
-            self._active_alert_metrics()
 
     def _active_alert_metrics(self) -> None:
         """The alerts firing now, in all and per brand."""

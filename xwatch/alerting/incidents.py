@@ -280,7 +280,7 @@ class IncidentBook:
             entry = Entry(event.at, "peak", f"{alert.rule_id}: stronger, {_numbers(alert)}")
             return self._update(incident, part, entry, event.at, announce=part.notifiable)
         part = dataclasses.replace(part, latest=alert, resolved_at=event.at)
-        why = "" if event.settled is None else _settled(alert, event.settled)
+        why = event.why or ("" if event.settled is None else _settled(alert, event.settled))
         entry = Entry(event.at, "part_resolved", f"{alert.rule_id}: {why or 'back to normal'}")
         return self._update(incident, part, entry, event.at, announce=False, why=why)
 
@@ -315,7 +315,8 @@ class IncidentBook:
         why: str = "",
     ) -> Change:
         """The incident with ``part`` in it, and what to tell. ``why``: the resolving
-        part's reason, when not "back to normal" (its change became the normal)."""
+        part's reason, when not "back to normal" (its change became the normal, or its rule
+        was removed)."""
         before_severity = incident.severity if incident.parts else None
         parts = [p for p in incident.parts if p.identity != part.identity] + [part]
         parts, forgotten = _forget_resolved(parts)

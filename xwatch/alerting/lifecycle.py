@@ -7,6 +7,9 @@ mention rule a post with at least twice the reach) is reported as ``UPDATED`` so
 that the incident shows the new peak. An alert is resolved, and that is
 announced, once its identity has stayed calm for ``resolve_after`` of event time:
 that calm period is the hysteresis that keeps a flapping signal one alert.
+An alert whose rule is gone (a reload removed it, or it no longer watches that
+series) never fires again: left to the calm period it would end ``resolve_after``
+later as "back to normal", which nobody checked; ``end`` resolves it at once, saying why.
 
 Pure: time comes in as an argument. ``restore`` puts back the alerts that were
 active when the daemon stopped (kept in the store with their incident), so a
@@ -89,4 +92,18 @@ class AlertBook:
                 resolved_at = active.last_fired + self.resolve_after
                 resolved = AlertEvent(EventKind.RESOLVED, active.latest, resolved_at, active.since)
                 events.append(resolved)
+        return events
+
+    def end(self, identities: Iterable[str], at: datetime | None, why: str) -> list[AlertEvent]:
+        """Resolve these active alerts now, at event time ``at`` (None: each at its last
+        firing, before any post has moved event time), for the reason ``why``."""
+        events = []
+        for identity in identities:
+            active = self.active.pop(identity, None)
+            if active is None:
+                continue
+            ended = active.last_fired if at is None else max(at, active.last_fired)
+            events.append(
+                AlertEvent(EventKind.RESOLVED, active.latest, ended, active.since, why=why)
+            )
         return events

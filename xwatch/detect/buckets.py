@@ -188,12 +188,31 @@ class Aggregator:
         """Make a series exist (so it has buckets, with zeros, before any post) at
         ``scales`` (default: every scale). Its posts are counted at those scales only
         (a topic's rule may look at 5 and 15 minutes only); declaring it again adds
-        scales, and never takes one away."""
+        scales (``drop`` takes them away)."""
         wanted = set(self.scales if scales is None else scales) & set(self.scales)
         found = self._scales_of.setdefault((brand, topic), [])
         wanted -= {series.key.scale_seconds for series in found}
         found.extend(self._series(brand, topic, scale) for scale in sorted(wanted))
         found.sort(key=lambda series: series.key.scale_seconds)
+
+    def drop(self, keys: Iterable[SeriesKey]) -> None:
+        """Forget these series (a topic, or one of its scales, that no rule looks at after
+        a reload), their open buckets with them: left in place, each closed a bucket per
+        round for nothing, for as long as the daemon ran. One declared again later starts
+        from the bucket the watermark is in, as a new one does."""
+        gone = {key for key in keys if self.series.pop(key, None) is not None}
+        if not gone:
+            return
+        scales = sorted({key.scale_seconds for key in gone})
+        for scale in scales:
+            self._by_scale[scale] = [s for s in self._by_scale[scale] if s.key not in gone]
+        for pair in {(key.brand, key.topic) for key in gone}:
+            kept = [s for s in self._scales_of.get(pair, ()) if s.key not in gone]
+            if kept:
+                self._scales_of[pair] = kept
+            else:
+                self._scales_of.pop(pair, None)
+        self._update_due(scales)
 
     def scales_of(self, brand: str, topic: str = "") -> list[SeriesBuckets]:
         """The series of a brand (or one of its topics) at each scale it is counted at."""
