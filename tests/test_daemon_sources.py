@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -117,6 +117,18 @@ def test_xwatch_run_ingests_what_mosquitto_pub_publishes(
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
+
+
+@contextlib.asynccontextmanager
+async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
+    """The daemon running until the block ends, then stopped gracefully (drain, last
+    checkpoint)."""
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield daemon
+    finally:
+        daemon.stop.set()
+        await asyncio.wait_for(task, 10)
 
 
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -228,13 +240,8 @@ async def test_a_restart_fetches_from_x_what_was_posted_while_xwatch_was_down(
         now = datetime.now(UTC)
         before = [x.publish(f"Kettlebird kettle {i}", now - timedelta(minutes=9)) for i in range(3)]
         x.script(*[Send(post) for post in before])
-        first = Daemon(settings)
-        task = asyncio.create_task(first.run())
-        try:
+        async with running(Daemon(settings)) as first:
             await until_processed(first, 3)
-        finally:
-            first.stop.set()
-            await asyncio.wait_for(task, 10)
         store_path = project / "xwatch.sqlite3"
         with Store.open(store_path) as store:
             assert [(k, p.post_id) for k, p in store.source_positions().items()] == [
@@ -246,13 +253,8 @@ async def test_a_restart_fetches_from_x_what_was_posted_while_xwatch_was_down(
             x.publish(f"Kettlebird, down {i}", now - timedelta(minutes=5 - i)) for i in range(3)
         ]
         x.script(KeepAlive(), KeepAlive())
-        second = Daemon(load_settings(config))
-        task = asyncio.create_task(second.run())
-        try:
+        async with running(Daemon(load_settings(config))) as second:
             await until_processed(second, 3)
-        finally:
-            second.stop.set()
-            await asyncio.wait_for(task, 10)
         assert processed(second) == 3  # the posts made while down, and only those
         searches = [r.query for r in x.requests_to(SEARCH_PATH)]
         assert searches[0]["since_id"] == before[-1].id
@@ -296,14 +298,9 @@ async def test_after_a_crash_x_s_posts_since_the_last_checkpoint_come_again_and_
         sent = rows(store_path, notices)
         assert [kind for _, kind in sent] == ["opened"]  # the takeover report's
 
-        second = Daemon(load_settings(config))
-        task = asyncio.create_task(second.run())
-        try:
+        async with running(Daemon(load_settings(config))) as second:
             await until_processed(second, 2)
             await second.settled()
-        finally:
-            second.stop.set()
-            await asyncio.wait_for(task, 10)
         assert processed(second) == 2  # the two it had ingested since the checkpoint
         assert x.requests_to(SEARCH_PATH)[0].query["since_id"] == before[-1].id
         assert rows(store_path, notices) == sent  # no new incident, no second notice

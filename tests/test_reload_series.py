@@ -10,17 +10,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, alert, mention
+from tests.test_pipeline import make_pipeline
 from tests.test_reload import daemon_for
 from xwatch.alerting.incidents import Change, NoticeKind
 from xwatch.detect.volume import CountDetector
-from xwatch.metrics import Metrics
 from xwatch.model import Author, EventKind, Mention, SeriesKey
 from xwatch.pipeline import RULE_GONE, Pipeline
 from xwatch.rules import Rule, RuleSet
-from xwatch.sentiment.router import default_router
 from xwatch.settings import Settings, load_settings
 
 BRAND = "kettlebird"
@@ -32,14 +30,6 @@ SCALES = (60, 300, 900)  # the shipped config's
 @pytest.fixture
 def settings(project: Path) -> Settings:
     return load_settings(project / "config.yaml")
-
-
-def make_pipeline(settings: Settings) -> tuple[Pipeline, CollectorRegistry]:
-    registry = CollectorRegistry()
-    pipeline = Pipeline(
-        settings.config, settings.rules, settings.playbooks, default_router("en"), Metrics(registry)
-    )
-    return pipeline, registry
 
 
 def hour_of_posts(hour: int) -> list[Mention]:
