@@ -209,6 +209,7 @@ def test_the_inbox_asks_to_stop_reading_while_a_window_waits() -> None:
     calls: list[str] = []
     inbox = mqtt._Inbox(maxsize=mqtt.QOS0_QUEUE_LIMIT)
     inbox.on_full, inbox.on_room = lambda: calls.append("full"), lambda: calls.append("room")
+    inbox.hold_back()  # subscribed: from now on a full window stops the reading
     for i in range(mqtt.RECEIVE_MAXIMUM):
         inbox.put_nowait(message(i % 2))
     assert calls == ["full"]
@@ -217,3 +218,19 @@ def test_the_inbox_asks_to_stop_reading_while_a_window_waits() -> None:
     assert calls == ["full"]
     inbox.get_nowait()  # half of the window is free again
     assert calls == ["full", "room"]
+
+
+def test_before_the_subscription_is_acknowledged_a_full_window_stops_nothing() -> None:
+    """A session's queued messages come before the SUBACK: reading must go on to it."""
+
+    def message() -> aiomqtt.Message:
+        return aiomqtt.Message("t", b"", qos=1, retain=False, mid=0, properties=None)
+
+    calls: list[str] = []
+    inbox = mqtt._Inbox(maxsize=mqtt.QOS0_QUEUE_LIMIT)
+    inbox.on_full = lambda: calls.append("full")
+    for _ in range(mqtt.RECEIVE_MAXIMUM):
+        inbox.put_nowait(message())
+    assert inbox.has_room() and calls == []
+    inbox.hold_back()  # the SUBACK came: the window waiting now stops the reading
+    assert not inbox.has_room() and calls == ["full"]

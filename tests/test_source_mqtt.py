@@ -311,9 +311,13 @@ async def test_a_broker_restart_mid_stream_loses_nothing(
 async def test_mentions_published_while_stopped_arrive_after_a_start(
     broker: Broker, run: Callable[[MqttSource], Consumer], protocol: str
 ) -> None:
+    """More than the window (``RECEIVE_MAXIMUM``) waits for the session: the broker sends a
+    window's worth before the subscription's acknowledgement, and holding back on a full
+    inbox then held that acknowledgement back too (the source timed out subscribing, and
+    reconnected every 10 s for ever)."""
     root = unique()
     topic = f"{root}/xwatch/mentions/acme"
-    ids = [str(i) for i in range(20)]
+    ids = [str(i) for i in range(RECEIVE_MAXIMUM * 5 // 2)]
     first, second = RecordingReport(), RecordingReport()
     async with asyncio.timeout(WAIT_SECONDS):
         consumer = run(MqttSource(config(broker, root, protocol=protocol), first))

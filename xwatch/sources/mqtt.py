@@ -49,7 +49,7 @@ Guarantees
       it again on the next connection; so does a crash to the messages whose ack had not
       been written yet: expect duplicates (the daemon deduplicates by id), not losses.
       The guarantee ends at the hand-over: a mention the consumer has taken is the
-      consumer's (the daemon's queue is in memory).
+      consumer's (the daemon writes it to its journal first: ``xwatch.journal``).
     * Backpressure: unacknowledged messages count against the broker's in-flight window
       (MQTT 5: we announce ``Receive Maximum`` = ``RECEIVE_MAXIMUM``; MQTT 3.1.1: the
       broker's setting, mosquitto ``max_inflight_messages``, 20 by default), so a slow
@@ -57,7 +57,8 @@ Guarantees
       never dropped here. A broker that overruns the window (mosquitto 2.0.11 does, when
       acks come in bursts: hundreds of messages for a window of 100), or sends QoS 0
       faster than they are taken, is made to wait all the same: with ``RECEIVE_MAXIMUM``
-      messages waiting here, the source stops reading the socket (TCP pushes back on the
+      messages waiting here (once subscribed: the SUBACK comes after a session's first
+      window of queued messages), the source stops reading the socket (TCP pushes back on the
       broker, whose own limits then apply) until half are taken. ``QOS0_QUEUE_LIMIT`` is
       a last guard: QoS 0 messages beyond it would be dropped (aiomqtt logs it).
 
@@ -179,6 +180,9 @@ class MqttSource:
                         acks = paho_bulk.acks(client)
                         try:
                             await self._subscribe(client)
+                            inbox = client._queue
+                            assert isinstance(inbox, _Inbox)
+                            inbox.hold_back()
                             self._set_up(True)
                             attempt = 0
                             async for message in _messages(client, acks.flush):
@@ -373,10 +377,17 @@ class _Inbox(asyncio.Queue[aiomqtt.Message]):
 
     QoS 1/2 messages are always kept: the broker's in-flight window bounds them, and one
     dropped here would never be acknowledged, holding a slot of that window for good.
-    With ``RECEIVE_MAXIMUM`` messages waiting, ``on_full`` is called (stop reading: the
-    broker overran its window), and ``on_room`` once half of them have been taken;
-    ``has_room`` says whether another may come in (``paho_bulk``'s reader asks it before
-    each packet it has read).
+    Once ``holding_back`` (the subscription is acknowledged), with ``RECEIVE_MAXIMUM``
+    messages waiting, ``on_full`` is called (stop reading: the broker overran its
+    window), and ``on_room`` once half of them have been taken; ``has_room`` says
+    whether another may come in (``paho_bulk``'s reader asks it before each packet it
+    has read).
+
+    Not before: a session's queued messages come right after the CONNACK, a window's
+    worth before the SUBACK, and nothing takes them until the subscription is
+    acknowledged. Held back then, the SUBACK was never read: the source timed out
+    subscribing, reconnected, and got the same window again, for ever, whenever a
+    window's worth or more waited for it.
     """
 
     def __init__(self, maxsize: int = 0) -> None:
@@ -384,6 +395,13 @@ class _Inbox(asyncio.Queue[aiomqtt.Message]):
         self.qos0_limit = maxsize
         self.on_full: Callable[[], None] = _nothing
         self.on_room: Callable[[], None] = _nothing
+        self.holding_back = False
+
+    def hold_back(self) -> None:
+        """From now on, a full inbox stops the reading (``on_full``), and it is full now."""
+        self.holding_back = True
+        if not self.has_room():
+            self.on_full()
 
     def put_nowait(self, item: aiomqtt.Message) -> None:
         if item.qos == 0 and 0 < self.qos0_limit <= self.qsize():
@@ -393,7 +411,7 @@ class _Inbox(asyncio.Queue[aiomqtt.Message]):
             self.on_full()
 
     def has_room(self) -> bool:
-        return self.qsize() < RECEIVE_MAXIMUM
+        return not self.holding_back or self.qsize() < RECEIVE_MAXIMUM
 
     def get_nowait(self) -> aiomqtt.Message:
         item = super().get_nowait()
