@@ -17,7 +17,8 @@ taken yet) and the consumer's rate is measured from the 10 % to the 100 % mark, 
   (``xwatch.sources.paho_tables``): what is left of the ceiling once paho stops
   rebuilding its tables for every message (the xwatch source installs them too, but
   reads its messages without paho's decoding: ``paho_bulk``, below);
-* the xwatch daemon (``Daemon`` with the MQTT source, QoS 1 with manual acks; the
+* the xwatch daemon (``Daemon`` with the MQTT source, QoS 1 with manual acks, each post
+  in the ingest journal before it is acknowledged, and once without the journal; the
   source reads the socket and writes its acks in bulk, ``xwatch.sources.paho_bulk``): each
   mention through dedup, sentiment, brand and topic matching, buckets, the detectors, the
   rules and the incident book; notifiers that do nothing (``rig.Timed(NullNotifier)``;
@@ -198,13 +199,22 @@ async def aiomqtt_ceiling(
 
 
 async def xwatch_throughput(
-    broker: Broker, count: int, brands: int, protocol: str = "5"
+    broker: Broker, count: int, brands: int, protocol: str = "5", *, journal: bool = True
 ) -> dict[str, Any]:
-    """The daemon takes ``count`` flooded messages through the whole pipeline."""
+    """The daemon takes ``count`` flooded messages through the whole pipeline (each post
+    written to the ingest journal first, unless ``journal`` is false)."""
     with tempfile.TemporaryDirectory() as folder:
+        store = {"enabled": True, "path": str(Path(folder) / "xwatch.sqlite3"), "journal": journal}
         # The default allowed lateness (60 s): the flood waits at the broker for up to
         # count / rate seconds, and the live clock would make older posts late.
-        settings = bench_settings(Path(folder), brands, broker.port, lateness=60, protocol=protocol)
+        settings = bench_settings(
+            Path(folder),
+            brands,
+            broker.port,
+            lateness=60,
+            protocol=protocol,
+            extra={"store": store},
+        )
 
         def done(daemon: Daemon, publisher: dict[str, Any] | None) -> bool:
             return daemon.ingested >= count
@@ -408,6 +418,10 @@ def main() -> None:
             xwatch_throughput(broker, args.count, args.brands, protocol="3.1.1")
         )
         print(f"xwatch over MQTT 3.1.1: {results['xwatch_mqtt311']}", flush=True)
+        results["xwatch_no_journal"] = asyncio.run(
+            xwatch_throughput(broker, args.count, args.brands, journal=False)
+        )
+        print(f"xwatch without its journal: {results['xwatch_no_journal']}", flush=True)
         sustained = results["xwatch"]["rate"]
         results["latency"] = {}
         for share in (0.1, 0.8):
@@ -429,7 +443,8 @@ def _print(results: dict[str, Any]) -> None:
     print()
     print("| consumer | mentions/s | vs aiomqtt | CPU s (consumer, publisher, broker) |")
     print("|---|--:|--:|---|")
-    for name in ("mosquitto_sub", "aiomqtt", "aiomqtt_shared_tables", "xwatch", "xwatch_mqtt311"):
+    names = ("mosquitto_sub", "aiomqtt", "aiomqtt_shared_tables", "xwatch", "xwatch_mqtt311")
+    for name in (*names, "xwatch_no_journal"):
         result = results.get(name, {})
         rate = result.get("rate")
         if rate is None:

@@ -166,6 +166,16 @@ def end_to_end_rows(r: dict[str, Any]) -> list[Row]:
                 ratio(v311.get("rate"), 10_000),
             )
         )
+    bare = r.get("xwatch_no_journal")
+    if bare:
+        rows.append(
+            (
+                "MQTT end to end: xwatch without its ingest journal (store.journal: false)",
+                rate(bare.get("rate")),
+                "-",
+                f"with it {ratio(x.get('rate'), bare.get('rate'))}",
+            )
+        )
     for level, lat in r["latency"].items():
         p50, p99 = lat["p50_seconds"], lat["p99_seconds"]
         shown = "-" if p50 is None else f"p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms"

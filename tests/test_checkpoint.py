@@ -935,7 +935,7 @@ async def test_a_failed_checkpoint_is_counted_and_logged_and_the_daemon_goes_on(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def disk_full(self: Store, items: object, saved_at: object = None) -> None:
+    def disk_full(self: Store, *args: object) -> None:
         raise StoreError(f"cannot save the checkpoint to {self.path}: database or disk is full")
 
     monkeypatch.setattr(Store, "save_checkpoint_rows", disk_full)

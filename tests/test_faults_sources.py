@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import os
+import signal
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +28,10 @@ from tests.brokers import Mosquitto, started_mosquitto
 from tests.fake_x import TOKEN, Drop, FakeX, Raw, Send, Status
 from tests.waiting import eventually
 from xwatch.daemon import Daemon
-from xwatch.model import AlertEvent, Mention
+from xwatch.model import AlertEvent, Bucket, Mention, SeriesKey
 from xwatch.settings import load_settings
 from xwatch.sources.x_stream import XStreamSource
+from xwatch.store import Store
 
 
 @pytest.fixture
@@ -60,8 +65,10 @@ def write_config(project: Path, broker: Mosquitto) -> Path:
     return config
 
 
-async def publish(broker: Mosquitto, ids: Sequence[str]) -> None:
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+async def publish(broker: Mosquitto, ids: Sequence[str]) -> datetime:
+    """Publish a post per id at QoS 1 (mosquitto_pub); return the time they all carry."""
+    at = datetime.now(UTC)
+    now = at.isoformat().replace("+00:00", "Z")
     lines = "".join(
         json.dumps({"id": i, "text": "kettlebird kettle", "created_at": now}) + "\n" for i in ids
     )
@@ -73,6 +80,7 @@ async def publish(broker: Mosquitto, ids: Sequence[str]) -> None:
     )
     await asyncio.wait_for(publisher.communicate(lines.encode()), 10)
     assert publisher.returncode == 0
+    return at
 
 
 async def readyz(http: aiohttp.ClientSession) -> tuple[int, dict[str, Any]]:
@@ -200,3 +208,95 @@ async def test_x_drops_503_429_and_garbage_are_surfaced_and_recovered_from(
         finally:
             daemon.stop.set()
             await asyncio.wait_for(task, 10)
+
+
+def journal_lines(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    return sum(path.read_bytes().count(b"\n") for path in folder.glob("*.jsonl"))
+
+
+def marks_in(store: Path) -> dict[int, float]:
+    if not store.exists():
+        return {}
+    with Store.open(store) as opened:
+        return opened.journal_marks()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(90)
+async def test_sigkill_while_ingesting_loses_no_post_published_at_qos_1(
+    project: Path, mosquitto: Mosquitto
+) -> None:
+    """``xwatch run`` takes posts from the broker at QoS 1 and checkpoints every 0.2 s; it
+    is killed (SIGKILL) with posts taken since its last checkpoint and buckets open, and
+    more are published while it is down. Started again, it counts every post exactly
+    once at every time scale: those its last checkpoint had learned not again, the
+    others (read back from its journal, or sent by the broker) once."""
+    config = write_config(project, mosquitto)
+    text = config.read_text("utf-8").replace(
+        "store:\n  enabled: false\n",
+        "store:\n  path: state.sqlite3\n  checkpoint_interval_seconds: 0.2\n",
+    )
+    config.write_text(text, "utf-8")
+    store = project / "state.sqlite3"
+    first = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "xwatch", "run", "-c", str(config)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert first.stderr is not None
+    try:
+        async with asyncio.timeout(20):  # its session exists once it has subscribed
+            line = b"-"
+            while line and b"source mqtt connected" not in line:
+                line = await first.stderr.readline()
+            assert line, "xwatch run ended before it connected"
+        sent_before = await publish(mosquitto, [f"a{i}" for i in range(600)])
+        journal = Path(f"{store}.journal")
+        await eventually(lambda: journal_lines(journal) == 600, "600 posts journaled", 20)
+        await eventually(lambda: bool(marks_in(store)), "a checkpoint with marks", 10)
+    finally:
+        first.kill()  # SIGKILL: no drain, no last checkpoint
+        await first.wait()
+    assert first.returncode == -signal.SIGKILL
+    sent_while_down = await publish(mosquitto, [f"b{i}" for i in range(300)])
+
+    marks = marks_in(store)
+    settings = load_settings(config)
+    scales = settings.config.detect.scales_seconds
+    expected = {
+        scale: 600 * (sent_before.timestamp() >= marks.get(scale, -math.inf))
+        + 300 * (sent_while_down.timestamp() >= marks.get(scale, -math.inf))
+        for scale in scales
+    }
+    assert expected[max(scales)] == 900  # the first bucket it left open holds them all
+    second = Daemon(settings)
+    closed: list[Bucket] = []
+    close_until = second.pipeline.aggregator.close_until
+
+    def spy(watermark: datetime) -> list[Bucket]:
+        buckets = close_until(watermark)
+        closed.extend(buckets)
+        return buckets
+
+    second.pipeline.aggregator.close_until = spy  # type: ignore[method-assign]
+
+    def counted(scale: int) -> int:
+        key = SeriesKey("kettlebird", "", scale)
+        series = second.pipeline.aggregator.series[key]
+        still_open = sum(bucket.count for bucket in series.open.values())
+        return still_open + sum(b.count for b in closed if b.series == key)
+
+    task = asyncio.create_task(second.run())
+    try:
+        await eventually(
+            lambda: all(counted(scale) >= expected[scale] for scale in scales),
+            "every post counted",
+            20,
+        )
+    finally:
+        second.stop.set()  # a graceful stop: the queue drains
+        await asyncio.wait_for(task, 10)
+    assert {scale: counted(scale) for scale in scales} == expected

@@ -308,6 +308,10 @@ class StoreConfig(Frozen):
     # how long resolved incidents (their timeline, deliveries) and ended silences are
     # kept, in days of the data's time; null: for ever
     retention_days: Annotated[int, Field(ge=1)] | None = 90
+    # every post a live source hands over is written to ``<path>.journal/`` before the
+    # source hears it was taken, and read back at start (``xwatch.journal``): a crash
+    # loses no post. false: the posts taken since the last checkpoint die with the process
+    journal: bool = True
 
 
 class ApiConfig(Frozen):

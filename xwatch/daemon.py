@@ -12,7 +12,9 @@ playbooks until told to stop, or stops by itself with ``exit_when_done``.
 State: with ``store.enabled``, the detectors are restored from the store's
 checkpoint before the first batch, checkpointed every
 ``store.checkpoint_interval_seconds`` (the SQLite write runs in a worker thread)
-and once more at a graceful stop, after the drain.
+and once more at a graceful stop, after the drain. With ``store.journal``, every post
+a live source hands over is written to the journal before it is queued, and a start
+counts again the posts of it that the checkpoint had not learned (``xwatch.journal``).
 
 Feedback: every alert event's sample posts are remembered (``api.remember_posts``
 of them, the oldest forgotten first) so that ``POST /api/labels`` and a post's label
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import os
 import random
 import secrets
@@ -35,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -77,6 +81,7 @@ from xwatch.config import (
 from xwatch.detect.state import STATE_VERSION, Checkpoint, CheckpointError
 from xwatch.errors import ConfigError, PayloadError
 from xwatch.feedback import Feedback, LabelsUnavailable, api_token
+from xwatch.journal import Journal, JournalError
 from xwatch.malloc import release_free_memory
 from xwatch.metrics import CHANGE_DROP_REASONS, PROBLEM_KINDS, STORE_OPERATIONS, Metrics
 from xwatch.model import (
@@ -154,6 +159,7 @@ RESTART_SECONDS = (1.0, 300.0)  # a failed live source starts again after this, 
 MAX_UNSAVED = 10_000  # incident changes kept while the store fails (the oldest go first)
 CHANGE_ATTEMPTS = 3  # writes of a change the store refuses for what it is (then set aside)
 PRUNE_SECONDS = 600.0  # how often history past ``store.retention_days`` is deleted
+JOURNAL_RETRY_SECONDS = 5.0  # after a failed journal write, posts go unjournaled this long
 
 
 class UnsavedChanges:
@@ -557,7 +563,11 @@ class Daemon:
         self._unqueued = 0  # notices made, not queued yet: their change waits for the store
         self.store_worker = StoreWorker()  # every write to the store, in order, off the loop
         self.failing: set[str] = set()  # notifiers whose last attempt failed (retrying)
+        self._journal_problem: str | None = None  # why the journal's last write failed
         self.store_problem = None  # why the last write to the store failed, for /readyz
+        # every post a live source hands over, on disk before it is queued (``_open_store``)
+        self.journal: Journal | None = None
+        self._journal_retry_at = 0.0  # monotonic: after a failed write, retry from then
         logs.add_secret_env(*secret_env_names(config), config.api.token_env)
         self._declare_metrics()
 
@@ -594,7 +604,17 @@ class Daemon:
     @store_problem.setter
     def store_problem(self, problem: str | None) -> None:
         self._store_problem = problem
-        self.metrics.store_writable.set(0 if problem else 1)
+        self.metrics.store_writable.set(0 if problem or self._journal_problem else 1)
+
+    @property
+    def journal_problem(self) -> str | None:
+        """Why the journal's last write failed (``None``: the last one worked)."""
+        return self._journal_problem
+
+    @journal_problem.setter
+    def journal_problem(self, problem: str | None) -> None:
+        self._journal_problem = problem
+        self.metrics.store_writable.set(0 if problem or self._store_problem else 1)
 
     def _store_failed(self, operation: str, exc: StoreError) -> None:
         """A write other than a checkpoint failed: count it; /readyz says so until one works."""
@@ -776,6 +796,112 @@ class Daemon:
                 self.metrics.checkpoints.labels(outcome)
         self.records = self.store if self.store is not None else Store.open(MEMORY)
         await self._restore_incidents(self.records)
+        if self.store is not None and config.journal and self.completeness_matters:
+            await self._open_journal(self.store)
+
+    async def _open_journal(self, store: Store) -> None:
+        """Open the journal (``<store.path>.journal``) and count again the posts it holds
+        that the restored detectors had not learned (``Pipeline.continue_from``): those
+        of the buckets open at the last checkpoint, and every post taken since. Then the
+        live sources are owed the time since its last write (``LiveCompleteness``): the
+        buckets from there wait for their backlog (the broker's session, X's search)."""
+        path = Path(f"{store.path}.journal")
+        journal = await asyncio.to_thread(Journal.open, path)
+        marks = await asyncio.to_thread(store.journal_marks)
+        self.pipeline.continue_from(marks)
+        earliest = min(marks.values(), default=-math.inf)
+        replayed = known = damaged = 0
+        started = time.monotonic()
+
+        def on_damaged(segment: Path, line: int, why: str) -> None:
+            nonlocal damaged
+            damaged += 1
+            self.metrics.journal_damaged.inc()
+            log.warning(
+                "journal %s, line %d: skipped, %s",
+                segment,
+                line,
+                why,
+                extra={"event": "journal_line_damaged", "segment": str(segment), "line": line},
+            )
+
+        batch: list[Mention] = []
+        for mention in journal.read(on_damaged):
+            if mention.created_at.timestamp() < earliest:
+                # learned by the checkpoint's detectors: not counted, but known (a broker
+                # that sends it again, never acknowledged, is a duplicate)
+                self.pipeline.dedup.first_time(mention.id)
+                known += 1
+                continue
+            batch.append(mention)
+            if len(batch) >= MAX_BATCH:
+                self._dispatch(self.pipeline.replay(batch))
+                replayed += len(batch)
+                batch = []
+                await asyncio.sleep(0)
+        if batch:
+            self._dispatch(self.pipeline.replay(batch))
+            replayed += len(batch)
+        await asyncio.to_thread(journal.start_segment)
+        self.journal = journal
+        self.metrics.journal_bytes.set(journal.size_bytes)
+        # when it stopped taking posts: its last write, or (a journal emptied by hand) the
+        # latest bucket the checkpoint had closed
+        stopped = (
+            journal.last_write
+            if journal.last_write is not None
+            else max(marks.values(), default=None)
+        )
+        if stopped is not None:
+            down_since = datetime.fromtimestamp(stopped, UTC)
+            for source in self.sources:
+                if source.live and down_since < self.clock.now():
+                    self.completeness.started(source.name, down_since)
+        if replayed or known or damaged:
+            log.info(
+                "journal %s: %d posts counted again (taken since the checkpoint, or in the "
+                "buckets it left open), %d known already, %d lines damaged, in %.1fs",
+                path,
+                replayed,
+                known,
+                damaged,
+                time.monotonic() - started,
+                extra={
+                    "event": "journal_replayed",
+                    "replayed": replayed,
+                    "known": known,
+                    "damaged": damaged,
+                },
+            )
+
+    def _journal_posts(self, mentions: Sequence[Mention]) -> None:
+        """Write posts to the journal before they are queued (and so before their source
+        is told they were taken). A journal that fails is said once, counted per post,
+        and tried again ``JOURNAL_RETRY_SECONDS`` later: the posts go on meanwhile,
+        unjournaled (a crash would lose them, as without a journal)."""
+        journal = self.journal
+        if journal is None:
+            return
+        if self._journal_problem is not None and time.monotonic() < self._journal_retry_at:
+            self.metrics.store_write_errors.labels("journal").inc(len(mentions))
+            return
+        try:
+            journal.append(mentions)
+        except JournalError as exc:
+            self.metrics.store_write_errors.labels("journal").inc(len(mentions))
+            self._journal_retry_at = time.monotonic() + JOURNAL_RETRY_SECONDS
+            if self.journal_problem is None:
+                log.error(
+                    "%s; posts are taken without it (a crash would lose those) until it "
+                    "works again",
+                    exc,
+                    extra={"event": "journal_not_writable"},
+                )
+            self.journal_problem = f"journal not writable: {exc}"
+            return
+        if self.journal_problem is not None:
+            log.info("the journal takes writes again", extra={"event": "journal_writable"})
+            self.journal_problem = None
 
     def _resume_sources(self, saved: Mapping[str, SourcePosition]) -> None:
         """Tell each resumable source where the restored state stopped, so that it fetches
@@ -909,18 +1035,25 @@ class Daemon:
             at = self.clock.now()
             # as of the first chunk: every series' state has seen at least these posts
             positions = dict(self._positions) if self._resumable else None
-            # on the loop, a chunk of series at a time: each series is a snapshot of its
-            # own, and the posts keep flowing in between (10,000 series take a while).
-            # Each chunk is encoded at once and its states dropped: holding every state
-            # until the write tripled the checkpoint's peak memory (186 MiB at 10,000
-            # series), which the allocator then kept.
-            for chunk in self.pipeline.checkpoint_chunks():
-                rows.extend(checkpoint_rows(chunk, at))
-                series.update(item.series for item in chunk)
-                await asyncio.sleep(0)
+            # on the loop, a chunk of series at a time, the posts flowing in between
+            # (10,000 series take a while), but no bucket closing: the states are of one
+            # instant, that of ``marks``. Each chunk is encoded at once and its states
+            # dropped: holding every state until the write tripled the checkpoint's peak
+            # memory (186 MiB at 10,000 series), which the allocator then kept.
+            with self.pipeline.closes_held():
+                marks = self.pipeline.closed_through()
+                if self.journal is not None:  # the posts from now on: a segment to keep
+                    self._start_journal_segment(self.journal)
+                for chunk in self.pipeline.checkpoint_chunks():
+                    rows.extend(checkpoint_rows(chunk, at))
+                    series.update(item.series for item in chunk)
+                    await asyncio.sleep(0)
             saved = len(rows)  # (the write empties the list)
-            await self.store_worker.run(lambda: self._write_checkpoint(rows, positions))
+            await self.store_worker.run(lambda: self._write_checkpoint(rows, positions, marks))
             size = await asyncio.to_thread(self.store.size_bytes)
+            if self.journal is not None and marks:
+                self.journal.prune(min(marks.values()))  # a few files: on the loop, as appends
+                self.metrics.journal_bytes.set(self.journal.size_bytes)
         except (StoreError, CheckpointError) as exc:
             self.metrics.checkpoints.labels("failed").inc()
             self.store_problem = f"store not writable: {exc}"
@@ -991,14 +1124,23 @@ class Daemon:
                 extra={"event": "store_pruned", "incidents": incidents, "silences": silences},
             )
 
+    def _start_journal_segment(self, journal: Journal) -> None:
+        try:
+            journal.start_segment()
+        except JournalError as exc:  # appends go on in the segment before
+            log.error("%s", exc, extra={"event": "journal_not_writable"})
+
     def _write_checkpoint(
-        self, rows: list[CheckpointRow], positions: Mapping[str, SourcePosition] | None
+        self,
+        rows: list[CheckpointRow],
+        positions: Mapping[str, SourcePosition] | None,
+        marks: Mapping[int, float],
     ) -> None:
         """Write the rows and the sources' positions (in a worker thread), then give the
         memory they took back to the system: glibc keeps freed memory for reuse, and the
         checkpoint's transient would otherwise stay in the resident size for good."""
         assert self.store is not None
-        self.store.save_checkpoint_rows(rows, positions)
+        self.store.save_checkpoint_rows(rows, positions, marks)
         rows.clear()
         release_free_memory()
 
@@ -1017,6 +1159,8 @@ class Daemon:
                 len(self._unsaved),
                 extra={"event": "incidents_not_saved", "waiting": len(self._unsaved)},
             )
+        if self.journal is not None:
+            self.journal.close()
         records, self.records = self.records, None
         if self.store is not None:
             store, self.store = self.store, None
@@ -1255,6 +1399,8 @@ class Daemon:
             return False, f"not connected: {', '.join(down)}"
         if self.store_problem is not None:
             return False, self.store_problem
+        if self.journal_problem is not None:
+            return False, self.journal_problem
         if self.failing:  # ready for mentions still: the outbox keeps what waits
             return True, f"ok, but retrying deliveries: {', '.join(sorted(self.failing))}"
         return True, "ok"
@@ -1270,6 +1416,7 @@ class Daemon:
         room = self.queue.maxsize - self.queue.qsize()
         if self.stop.is_set() or len(mentions) > room:
             return False
+        self._journal_posts(mentions)
         for mention in mentions:
             self.queue.put_nowait(mention)
         return True
@@ -1322,6 +1469,7 @@ class Daemon:
                                 continue
                             lag.observe(max(0.0, (now - mention.created_at).total_seconds()))
                             self.completeness.delivered(source.name, mention.created_at)
+                            self._journal_posts((mention,))
                         await self.queue.put(mention)
                 finally:
                     self.metrics.sources_running.dec()

@@ -37,8 +37,9 @@ PROBLEM_KINDS: dict[str, tuple[str, ...]] = {
 }
 """The problems each type of source reports (``xwatch_source_problems_total{kind}``)."""
 NOTIFICATION_OUTCOMES = ("sent", "retried", "failed")  # failed: for good (or given up)
-STORE_OPERATIONS = ("incidents", "deliveries", "silences", "message_refs", "retention")
-"""What the daemon writes to the store besides checkpoints (``xwatch_store_write_errors_total``)."""
+STORE_OPERATIONS = ("incidents", "deliveries", "silences", "message_refs", "retention", "journal")
+"""What the daemon writes to the store besides checkpoints (``xwatch_store_write_errors_total``;
+for the journal, the posts not written to it)."""
 NOTICE_DROP_REASONS = ("overflow", "unreadable")
 """Why a notification was never sent (``xwatch_notifications_dropped_total``): more
 notices the store had not taken waited for the notifier than are kept (the oldest went),
@@ -362,8 +363,20 @@ class Metrics:
         self.store_write_errors = Counter(
             "xwatch_store_write_errors_total",
             "Writes to the store that failed, by what was written (incidents, deliveries, "
-            "silences, message_refs, retention; checkpoints: xwatch_checkpoints_total).",
+            "silences, message_refs, retention; checkpoints: xwatch_checkpoints_total; "
+            "journal: posts taken without being written to the ingest journal).",
             ["operation"],
+            registry=registry,
+        )
+        self.journal_bytes = Gauge(
+            "xwatch_journal_bytes",
+            "Size of the ingest journal (store.path + .journal): the posts taken since the "
+            "last checkpoint and those of the buckets it left open.",
+            registry=registry,
+        )
+        self.journal_damaged = Counter(
+            "xwatch_journal_lines_damaged_total",
+            "Lines of the ingest journal that could not be read back at start (skipped).",
             registry=registry,
         )
         self.incident_changes_dropped = Counter(

@@ -37,6 +37,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -387,6 +388,7 @@ class Pipeline:
         # brand -> posts of this batch, counted at its end: its mentions, its own posts
         self._counted: dict[str, int] = {}
         self._counted_own: dict[str, int] = {}
+        self._replaying = False  # ``replay``: a post late at a scale was counted there before
 
     def reload_rules(self, rules: RuleSet, playbooks: PlaybookIndex) -> list[AlertEvent]:
         """Judge with new rules from the next bucket on; a new topic rule gets its series,
@@ -555,6 +557,16 @@ class Pipeline:
         found = self._hold_jumps([(m, m.brands or self._brands_of(m.text)) for m in fresh])
         return self._ingest_found(found, started)
 
+    def replay(self, mentions: Sequence[Mention]) -> list[AlertEvent]:
+        """``ingest`` posts taken again from the journal after a restart (``continue_from``
+        first): a post before a scale's first open bucket is not counted there, as late
+        posts are, but it is not late either (the checkpoint's detectors learned it)."""
+        self._replaying = True
+        try:
+            return self.ingest(mentions)
+        finally:
+            self._replaying = False
+
     def _ingest_found(
         self, found: Sequence[tuple[Mention, tuple[str, ...]]], started: float
     ) -> list[AlertEvent]:
@@ -707,6 +719,35 @@ class Pipeline:
         )
 
     # -- state across restarts -----------------------------------------------------
+
+    def closed_through(self) -> dict[int, float]:
+        """Each scale's first bucket the detectors have not learned (its start, epoch
+        seconds), for ``continue_from`` after a restart; saved with a checkpoint taken in
+        ``closes_held``. Empty before the first post."""
+        return self.aggregator.closed_through()
+
+    @contextmanager
+    def closes_held(self) -> Iterator[None]:
+        """No bucket closes, no detector learns, within: a checkpoint taken a chunk of series
+        at a time, posts coming in between, is then of one instant (``closed_through``).
+        Posts are still counted; what is due closes at the first batch or tick after."""
+        self.aggregator.held = True
+        try:
+            yield
+        finally:
+            self.aggregator.held = False
+
+    def continue_from(self, closed: dict[int, float]) -> None:
+        """After ``restore``: each series (and term tracker) goes on from the first bucket
+        its checkpoint had not learned (``closed_through`` then), so that the posts of the
+        buckets that were open, read again from the journal (``replay``), are counted
+        there once, and the posts before are not counted twice."""
+        if not closed:
+            return
+        self.aggregator.continue_from(closed)
+        earliest = min(closed.values())
+        for (_brand, scale), tracker in self.terms.items():
+            tracker.continue_from(closed.get(scale, earliest))
 
     def checkpoint(self) -> list[Checkpoint]:
         """Every series' detectors as plain data: a snapshot that later learning leaves alone.
@@ -966,8 +1007,8 @@ class Pipeline:
                     folded, words = self._fold(mention.text)
                 terms = terms_in(folded) if terms is None else terms
                 for tracker in plan.trackers:
-                    tracker.add(mention, terms, timestamp)
-        if not on_time:
+                    tracker.add(mention, terms, timestamp, mark)
+        if not on_time and not self._replaying:
             self.metrics.late.inc()
         self.clock.observe(mention.created_at)
 

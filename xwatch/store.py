@@ -176,6 +176,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    5: (
+        # For each time scale, the start of the first bucket the checkpoint's detectors
+        # have not learned: the posts of the ingest journal (``xwatch.journal``) from there
+        # on are counted again at start. Saved with the checkpoint.
+        """
+        CREATE TABLE IF NOT EXISTS journal_marks (
+            scale_seconds  INTEGER PRIMARY KEY,
+            closed_through REAL    NOT NULL  -- epoch seconds
+        )
+        """,
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -429,13 +440,16 @@ class Store:
         self,
         rows: Iterable[CheckpointRow],
         positions: Mapping[str, SourcePosition] | None = None,
+        marks: Mapping[int, float] | None = None,
     ) -> None:
         """``save_checkpoints`` of rows already encoded (``checkpoint_rows``): a caller
         with many series encodes them a chunk at a time and drops each chunk's states.
 
         ``positions``: where each resumable source takes up after a restart, as of these
         states, replacing those saved (in the same transaction: a crash never leaves the
-        states of one checkpoint with the positions of another); None leaves them."""
+        states of one checkpoint with the positions of another); None leaves them.
+        ``marks``: each scale's first bucket these states have not learned
+        (``Pipeline.closed_through``), the same way."""
         try:
             with self._write() as db:
                 db.execute("DELETE FROM detector_checkpoints")
@@ -454,8 +468,39 @@ class Store:
                             for source, position in sorted(positions.items())
                         ],
                     )
+                if marks is not None:
+                    db.execute("DELETE FROM journal_marks")
+                    db.executemany(
+                        "INSERT INTO journal_marks (scale_seconds, closed_through) VALUES (?, ?)",
+                        sorted(marks.items()),
+                    )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot save the checkpoint to {self.path}: {exc}") from exc
+
+    def journal_marks(self) -> dict[int, float]:
+        """Each scale's first bucket the saved checkpoint has not learned (epoch seconds),
+        as saved with it; empty when none was saved. A row that is not a mark (a store
+        edited by hand) empties it all, with a warning: the journal is then not read."""
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT scale_seconds, closed_through FROM journal_marks"
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the journal marks from {self.path}: {exc}") from exc
+        marks: dict[int, float] = {}
+        for scale, closed in rows:
+            if type(scale) is not int or not isinstance(closed, float) or closed != closed:
+                log.warning(
+                    "store %s: a journal mark is damaged (scale %r, %r): the journal is not read",
+                    self.path,
+                    scale,
+                    closed,
+                    extra={"event": "journal_marks_damaged"},
+                )
+                return {}
+            marks[scale] = closed
+        return marks
 
     def source_positions(self) -> dict[str, SourcePosition]:
         """Where each resumable source takes up, as saved with the last checkpoint. A row

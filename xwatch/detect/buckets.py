@@ -157,6 +157,7 @@ class Aggregator:
         self._mark = -math.inf  # the newest watermark ``close_until`` was given
         self._scales_of: dict[tuple[str, str], list[SeriesBuckets]] = {}  # one per scale
         self._due = math.inf  # no watermark below this closes a bucket
+        self.held = False  # no bucket closes (a checkpoint is being taken: ``closed_through``)
 
     def _series(self, brand: str, topic: str, scale: int) -> SeriesBuckets:
         key = SeriesKey(brand, topic, scale)
@@ -255,13 +256,40 @@ class Aggregator:
             series.next_index = max(series.next_index, int(timestamp // key.scale_seconds))
         self._update_due(list(self._by_scale))
 
+    def closed_through(self) -> dict[int, float]:
+        """Each scale's first bucket not closed yet (its start, epoch seconds): the detectors
+        have learned every bucket before it, and none from it on. Empty before the first
+        post. Keep ``held`` while the detectors' states are taken, so that it stays true."""
+        if self.start is None:
+            return {}
+        return {
+            scale: float(min(s.next_index for s in series) * scale)
+            for scale, series in self._by_scale.items()
+            if series
+        }
+
+    def continue_from(self, closed: dict[int, float]) -> None:
+        """Go on where a checkpoint's detectors stopped (``closed_through`` then): each
+        series' next bucket is its scale's first not closed, and a post before it is late
+        there (it was counted, or late, before the restart). A scale the checkpoint did
+        not know starts at the earliest of them."""
+        if not closed:
+            return
+        earliest = min(closed.values())
+        self.start = earliest
+        self._closed = True  # an earlier post moves nothing back
+        self._mark = earliest
+        for key, series in self.series.items():
+            series.next_index = int(closed.get(key.scale_seconds, earliest) // key.scale_seconds)
+        self._update_due(list(self._by_scale))
+
     def due_by(self, watermark: datetime) -> bool:
         """Whether ``watermark`` lets a bucket close."""
-        return self.start is not None and watermark.timestamp() >= self._due
+        return not self.held and self.start is not None and watermark.timestamp() >= self._due
 
     def close_until(self, watermark: datetime) -> list[Bucket]:
         """Every bucket the watermark has passed, oldest first (finest scale first on ties)."""
-        if self.start is None:
+        if self.start is None or self.held:
             return []
         mark = watermark.timestamp()
         self._mark = max(self._mark, mark)

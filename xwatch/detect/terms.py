@@ -31,6 +31,7 @@ Rules decide what is a surge worth an alert (``when: new_term`` in ``xwatch.rule
 from __future__ import annotations
 
 import heapq
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -272,13 +273,21 @@ class TermTracker:
     def width(self) -> int:
         return self.model.width_seconds
 
-    def add(self, mention: Mention, terms: Iterable[str], timestamp: float) -> None:
-        """Count a post's terms (a set: each term once per post) in its bucket."""
+    def add(
+        self,
+        mention: Mention,
+        terms: Iterable[str],
+        timestamp: float,
+        watermark: float = -math.inf,
+    ) -> None:
+        """Count a post's terms (a set: each term once per post) in its bucket, unless it
+        is late: its bucket has closed, or would have (it ends at or before ``watermark``)
+        had the posts before come one at a time (as ``SeriesBuckets.add``)."""
         index = int(timestamp // self.width)
         if self.next_index is None:
             self.next_index = index
-        elif index < self.next_index:
-            return  # late: its bucket is closed
+        elif index < self.next_index or (index + 1) * self.width <= watermark:
+            return
         bucket = self.open.get(index)
         if bucket is None:
             bucket = self.open[index] = _OpenTerms()
@@ -315,6 +324,11 @@ class TermTracker:
         if self.next_index is not None and index > self.next_index:
             self.model.skip_hole((index - self.next_index) * self.width)
         self.next_index = index if self.next_index is None else max(self.next_index, index)
+
+    def continue_from(self, start: float) -> None:
+        """Go on where a checkpoint's model stopped: ``start`` (epoch seconds) is in the
+        first bucket it had not learned (``Aggregator.closed_through``)."""
+        self.next_index = int(start // self.width)
 
     def close_until(self, end: float) -> list[ClosedTerms]:
         """Judge, then learn, every bucket that ends at or before ``end`` (empty ones too)."""
