@@ -567,6 +567,9 @@ class Daemon:
         self.store_problem = None  # why the last write to the store failed, for /readyz
         # every post a live source hands over, on disk before it is queued (``_open_store``)
         self.journal: Journal | None = None
+        # set while no checkpoint holds the closes: the end of a finite stream waits for it
+        self._closes_free = asyncio.Event()
+        self._closes_free.set()
         self._journal_retry_at = 0.0  # monotonic: after a failed write, retry from then
         logs.add_secret_env(*secret_env_names(config), config.api.token_env)
         self._declare_metrics()
@@ -1040,14 +1043,26 @@ class Daemon:
             # instant, that of ``marks``. Each chunk is encoded at once and its states
             # dropped: holding every state until the write tripled the checkpoint's peak
             # memory (186 MiB at 10,000 series), which the allocator then kept.
-            with self.pipeline.closes_held():
-                marks = self.pipeline.closed_through()
-                if self.journal is not None:  # the posts from now on: a segment to keep
-                    self._start_journal_segment(self.journal)
-                for chunk in self.pipeline.checkpoint_chunks():
-                    rows.extend(checkpoint_rows(chunk, at))
-                    series.update(item.series for item in chunk)
-                    await asyncio.sleep(0)
+            self._closes_free.clear()
+            try:
+                with self.pipeline.closes_held():
+                    marks = self.pipeline.closed_through()
+                    if self.journal is not None:  # the posts from now on: a segment to keep
+                        self._start_journal_segment(self.journal)
+                    for chunk in self.pipeline.checkpoint_chunks():
+                        rows.extend(checkpoint_rows(chunk, at))
+                        series.update(item.series for item in chunk)
+                        await asyncio.sleep(0)
+                    broken = self.pipeline.hold_broken
+            finally:
+                self._closes_free.set()
+            if broken:  # rare: posts that jumped a day ahead; the next one will do
+                log.warning(
+                    "checkpoint not saved: the posts jumped a hole in the data while it was "
+                    "taken, so its states are not of one instant; the next one is saved",
+                    extra={"event": "checkpoint_skipped"},
+                )
+                return
             saved = len(rows)  # (the write empties the list)
             await self.store_worker.run(lambda: self._write_checkpoint(rows, positions, marks))
             size = await asyncio.to_thread(self.store.size_bytes)
@@ -1595,9 +1610,11 @@ class Daemon:
             for _ in range(len(batch) + (marker is not None)):
                 self.queue.task_done()
             if isinstance(marker, _EndOfSources):
+                await self._closes_free.wait()  # a checkpoint's hold would keep them open
                 for events in self.pipeline.flush_rounds():
                     self._dispatch(events)
                     await asyncio.sleep(0)  # the web, the checkpoint's steps
+                    await self._closes_free.wait()
                 self.sources_done.set()
                 log.info(
                     "all sources ended: %d mentions ingested, %d alert events%s",

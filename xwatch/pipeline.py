@@ -389,6 +389,7 @@ class Pipeline:
         self._counted: dict[str, int] = {}
         self._counted_own: dict[str, int] = {}
         self._replaying = False  # ``replay``: a post late at a scale was counted there before
+        self.hold_broken = False  # buckets closed within ``closes_held`` (``_skip_gap``)
 
     def reload_rules(self, rules: RuleSet, playbooks: PlaybookIndex) -> list[AlertEvent]:
         """Judge with new rules from the next bucket on; a new topic rule gets its series,
@@ -698,7 +699,11 @@ class Pipeline:
         watermark = self.clock.watermark
         assert watermark is not None
         started = self._timer()
+        held, self.aggregator.held = self.aggregator.held, False  # they must close now
         self._closed_within.extend(self._close_due(watermark))
+        if held:
+            self.aggregator.held = True
+            self.hold_broken = True  # the checkpoint being taken is of two instants
         self._closing_time += self._timer() - started
         hole = (at - newest).total_seconds()
         for detectors in self.detectors.values():
@@ -730,8 +735,11 @@ class Pipeline:
     def closes_held(self) -> Iterator[None]:
         """No bucket closes, no detector learns, within: a checkpoint taken a chunk of series
         at a time, posts coming in between, is then of one instant (``closed_through``).
-        Posts are still counted; what is due closes at the first batch or tick after."""
+        Posts are still counted; what is due closes at the first batch or tick after. A
+        hole in the data (``_skip_gap``) closes what holds a post all the same, and sets
+        ``hold_broken``: the states taken are then not of one instant."""
         self.aggregator.held = True
+        self.hold_broken = False
         try:
             yield
         finally:
