@@ -55,6 +55,7 @@ RUNS: dict[str, tuple[str, list[str], list[str]]] = {
     "shifts": ("shifts.py", ["--seeds", "2"], ["--seeds", "6"]),
     "warm_start": ("warm_start.py", [], ["--seeds", "10"]),
     "cost": ("cost.py", ["--quick"], ["--series", "10000"]),
+    "journal": ("journal.py", ["--posts", "100000"], ["--posts", "300000"]),
 }
 
 Row = tuple[str, str, str, str]  # what, measured, target, measured vs target
@@ -376,6 +377,25 @@ def cost_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def journal_rows(r: dict[str, Any]) -> list[Row]:
+    write, start = r["write"], r["start"]
+    return [
+        (
+            "Ingest journal: write per post, size per post",
+            f"{write['us_per_post']:.1f} µs, {write['bytes_per_post']:.0f} bytes",
+            "-",
+            "-",
+        ),
+        (
+            f"Ingest journal: a start reading back {start['posts']:,} posts "
+            f"({start['brands']} brands)",
+            f"{start['seconds']:.1f} s ({rate(start['posts_per_second'])})",
+            "< 120 s startup probe",
+            f"{start['posts_within_startup_probe']:,.0f} posts fit in it",
+        ),
+    ]
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "pipeline": pipeline_rows,
     "end_to_end": end_to_end_rows,
@@ -388,6 +408,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "shifts": shifts_rows,
     "warm_start": warm_start_rows,
     "cost": cost_rows,
+    "journal": journal_rows,
 }
 
 
