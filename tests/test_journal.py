@@ -7,6 +7,7 @@ import dataclasses
 import math
 import os
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tests.test_checkpoint import HOUR, RecordingPipeline, keyed, read_replay, t
 from tests.test_daemon_sources import processed, running, until_processed
 from xwatch.daemon import Daemon
 from xwatch.journal import Journal, JournalError, decode, encode
-from xwatch.model import Author, Mention, SeriesKey
+from xwatch.model import AlertEvent, Author, Mention, SeriesKey
 from xwatch.settings import Settings, load_settings
 
 
@@ -375,3 +376,35 @@ async def test_damaged_journal_lines_are_skipped_said_and_counted_at_start(
     assert processed(daemon) == 2
     assert daemon.registry.get_sample_value("xwatch_journal_lines_damaged_total") == 1
     assert "00000001.jsonl, line 3: skipped" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_the_journal_is_read_back_with_the_web_server_up_and_not_ready(
+    project: Path,
+) -> None:
+    """A journal of a busy hour takes a while to read back: /healthz must answer
+    meanwhile (or an orchestrator kills the start, which reads it again, for ever), and
+    /readyz says why it is not ready."""
+    config = store_config(project)
+    journal = Journal.open(project / "xwatch.sqlite3.journal")
+    now = datetime.now(UTC)
+    journal.append([post("kettlebird", at=now, id=str(i)) for i in range(2500)])
+    journal.close()
+    daemon = Daemon(load_settings(config), sources=[live_source([], "a")])
+    seen: list[tuple[bool, tuple[bool, str]]] = []
+    replay = daemon.pipeline.replay
+
+    def watched(mentions: Sequence[Mention]) -> list[AlertEvent]:
+        seen.append((daemon.serving.is_set(), daemon._ready()))
+        return replay(mentions)
+
+    daemon.pipeline.replay = watched  # type: ignore[method-assign]
+    async with running(daemon):
+        await daemon.started.wait()
+    assert [serving for serving, _ in seen] == [True, True, True]
+    assert [ready for _, ready in seen] == [
+        (False, "starting: reading the ingest journal back"),
+        (False, "starting: reading the ingest journal back (1,000 posts so far)"),
+        (False, "starting: reading the ingest journal back (2,000 posts so far)"),
+    ]
+    assert processed(daemon) == 2500

@@ -567,6 +567,8 @@ class Daemon:
         self.store_problem = None  # why the last write to the store failed, for /readyz
         # every post a live source hands over, on disk before it is queued (``_open_store``)
         self.journal: Journal | None = None
+        self._unread: tuple[Journal, dict[int, float]] | None = None  # read in ``_run``
+        self._starting = "starting"  # what /readyz says until ``started``
         # set while no checkpoint holds the closes: the end of a finite stream waits for it
         self._closes_free = asyncio.Event()
         self._closes_free.set()
@@ -697,10 +699,13 @@ class Daemon:
             await self._close_store()
 
     async def _run(self) -> None:
-        self.started.set()
         self._install_signal_handlers()
         runner = await self._start_web()
         try:
+            if self._unread is not None:  # served meanwhile: /healthz answers, /readyz 503
+                await self._read_journal(*self._unread)
+                self._unread = None
+            self.started.set()
             async with asyncio.TaskGroup() as group:
                 consumer = group.create_task(self._consume(), name="pipeline")
                 workers = [
@@ -803,18 +808,27 @@ class Daemon:
             await self._open_journal(self.store)
 
     async def _open_journal(self, store: Store) -> None:
-        """Open the journal (``<store.path>.journal``) and count again the posts it holds
-        that the restored detectors had not learned (``Pipeline.continue_from``): those
-        of the buckets open at the last checkpoint, and every post taken since. Then the
-        live sources are owed the time since its last write (``LiveCompleteness``): the
-        buckets from there wait for their backlog (the broker's session, X's search)."""
-        path = Path(f"{store.path}.journal")
-        journal = await asyncio.to_thread(Journal.open, path)
+        """Open the journal (``<store.path>.journal``); each series goes on from the first
+        bucket the restored detectors had not learned (``Pipeline.continue_from``). What
+        it holds is read back once the web server is up (``_read_journal``): a large
+        journal takes a while, and a start that did not answer /healthz meanwhile was
+        killed by its orchestrator, to read it again from the start, for ever."""
+        journal = await asyncio.to_thread(Journal.open, Path(f"{store.path}.journal"))
         marks = await asyncio.to_thread(store.journal_marks)
         self.pipeline.continue_from(marks)
+        self.journal = journal  # what is taken from now on goes to a segment of its own
+        self._unread = (journal, marks)
+
+    async def _read_journal(self, journal: Journal, marks: dict[int, float]) -> None:
+        """Count again the journal's posts that the restored detectors had not learned:
+        those of the buckets open at the last checkpoint, and every post taken since;
+        the older ones are only remembered as seen. Then the live sources are owed the
+        time since its last write (``LiveCompleteness``): the buckets from there wait for
+        their backlog (the broker's session, X's search)."""
         earliest = min(marks.values(), default=-math.inf)
         replayed = known = damaged = 0
-        started = time.monotonic()
+        started = last_said = time.monotonic()
+        self._starting = "starting: reading the ingest journal back"
 
         def on_damaged(segment: Path, line: int, why: str) -> None:
             nonlocal damaged
@@ -841,12 +855,22 @@ class Daemon:
                 self._dispatch(self.pipeline.replay(batch))
                 replayed += len(batch)
                 batch = []
+                self._starting = (
+                    f"starting: reading the ingest journal back ({replayed:,} posts so far)"
+                )
+                if time.monotonic() - last_said >= PROGRESS_SECONDS:
+                    last_said = time.monotonic()
+                    log.info(
+                        "journal %s: %d posts counted again so far",
+                        journal.directory,
+                        replayed,
+                        extra={"event": "journal_progress", "replayed": replayed},
+                    )
                 await asyncio.sleep(0)
         if batch:
             self._dispatch(self.pipeline.replay(batch))
             replayed += len(batch)
-        await asyncio.to_thread(journal.start_segment)
-        self.journal = journal
+        self._start_journal_segment(journal)  # (its file's time: when this start was)
         self.metrics.journal_bytes.set(journal.size_bytes)
         # when it stopped taking posts: its last write, or (a journal emptied by hand) the
         # latest bucket the checkpoint had closed
@@ -864,7 +888,7 @@ class Daemon:
             log.info(
                 "journal %s: %d posts counted again (taken since the checkpoint, or in the "
                 "buckets it left open), %d known already, %d lines damaged, in %.1fs",
-                path,
+                journal.directory,
                 replayed,
                 known,
                 damaged,
@@ -1407,6 +1431,8 @@ class Daemon:
     def _ready(self) -> tuple[bool, str]:
         if self.stop.is_set():
             return False, "stopping"
+        if not self.started.is_set():
+            return False, self._starting
         if self.queue.full():
             return False, "overloaded: the pipeline queue is full"
         down = [s.name for s in self.sources if s.live and not self.report.up.get(s.name)]

@@ -170,9 +170,13 @@ class Journal:
         return len(self._segments)
 
     def read(self, on_damaged: OnDamaged) -> Iterator[Mention]:
-        """Every post of every segment, in the order they were written; learns each
-        segment's newest post on the way (``prune`` needs it)."""
-        for segment in list(self._segments):
+        """Every post of the segments there are now (not of those started while it is
+        read), in the order they were written; learns each segment's newest post on the
+        way (``prune`` needs it)."""
+        return self._read(list(self._segments), on_damaged)
+
+    def _read(self, segments: list[_Segment], on_damaged: OnDamaged) -> Iterator[Mention]:
+        for segment in segments:
             segment.newest = -math.inf
             try:
                 with segment.path.open("rb") as lines:
