@@ -408,3 +408,21 @@ async def test_the_journal_is_read_back_with_the_web_server_up_and_not_ready(
         (False, "starting: reading the ingest journal back (2,000 posts so far)"),
     ]
     assert processed(daemon) == 2500
+
+
+def test_a_line_whose_time_is_out_of_range_is_damaged_not_fatal(tmp_path: Path) -> None:
+    """A line of the right shape whose time no datetime can hold (a file edited by hand, a
+    disk error in its digits) raised OverflowError out of ``read``: the start failed, and
+    every start after it, until the journal was deleted by hand."""
+    import orjson
+
+    journal = Journal.open(tmp_path)
+    journal.append([post("kettlebird one", id="1")])
+    journal.close()
+    item = orjson.loads(encode(post("kettlebird two", id="2")))
+    item[3] = 10**18  # microseconds: year 33,658
+    segment = tmp_path / "00000001.jsonl"
+    segment.write_bytes(segment.read_bytes() + orjson.dumps(item) + b"\n")
+    read, damaged = damaged_lines(Journal.open(tmp_path))
+    assert [m.id for m in read] == ["1"]
+    assert [(name, line) for name, line, _ in damaged] == [("00000001.jsonl", 2)]

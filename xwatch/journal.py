@@ -100,10 +100,14 @@ def decode(line: bytes) -> Mention:
         raise ValueError("lang or url is not text")
     if not isinstance(brands, list) or not all(isinstance(b, str) for b in brands):
         raise ValueError("brands is not a list of text")
+    try:
+        created_at = _EPOCH + micros * _MICROSECOND
+    except OverflowError as exc:  # (a whole number no datetime holds)
+        raise ValueError(f"the time is out of range: {exc}") from exc
     return Mention(
         id=post_id,
         text=text,
-        created_at=_EPOCH + micros * _MICROSECOND,
+        created_at=created_at,
         source=source,
         author=Author(author_id, handle, followers, verified),
         lang=lang,
