@@ -426,3 +426,37 @@ def test_a_line_whose_time_is_out_of_range_is_damaged_not_fatal(tmp_path: Path) 
     read, damaged = damaged_lines(Journal.open(tmp_path))
     assert [m.id for m in read] == ["1"]
     assert [(name, line) for name, line, _ in damaged] == [("00000001.jsonl", 2)]
+
+
+@pytest.mark.parametrize("ticked_first", [True, False])
+def test_a_restart_days_after_the_checkpoint_does_not_judge_each_empty_bucket_between(
+    settings: Settings, ticked_first: bool
+) -> None:
+    """Down three days, nothing in the journal to count again: ``continue_from`` put every
+    series back at the checkpoint's buckets, and the first tick (or post) closed every
+    bucket of the three days, empty (4,320 at one minute), the detectors learning days of
+    silence. A hole in the data longer than ``MAX_GAP`` is skipped, not judged
+    (``Pipeline._skip_gap``), as it was before the journal when a restart began the
+    series at its first post."""
+    first = RecordingPipeline(settings)
+    first.ingest([post("kettlebird", at=s, id=str(s)) for s in range(0, 3600, 20)])
+    with first.closes_held():
+        closed = first.closed_through()
+        saved = first.checkpoint()
+    restarted = RecordingPipeline(settings)
+    restarted.restore(saved)
+    restarted.continue_from(closed)
+    later = T0 + timedelta(days=3)
+    if ticked_first:  # the ticker runs before the sources deliver
+        restarted.tick(later)
+    restarted.ingest([post("kettlebird back", at=later, id="back-1")])
+    restarted.ingest([post("kettlebird back", at=later + timedelta(seconds=5), id="back-2")])
+    restarted.tick(later + timedelta(minutes=30))
+    hole = [
+        s
+        for s in restarted.signals
+        if T0 + timedelta(hours=2) <= s.start < later - timedelta(hours=1)
+    ]
+    assert hole == []
+    assert any(s.start >= later for s in restarted.signals)  # it goes on after the hole
+

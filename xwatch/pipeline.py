@@ -609,8 +609,13 @@ class Pipeline:
             self._closing_time += self._timer() - started
 
     def tick(self, now: datetime) -> list[AlertEvent]:
-        """Live mode: wall time passed; close the buckets it lets close, even empty ones."""
-        self.clock.tick(now)
+        """Live mode: wall time passed; close the buckets it lets close, even empty ones.
+        Not across a hole (wall time more than ``MAX_GAP`` past the newest post: a restart
+        that goes on from a checkpoint days old, ``continue_from``): the next posts say
+        whether it is one (``_skip_gap``) or a backlog to be counted."""
+        newest = self.clock.newest
+        if newest is None or now - newest <= MAX_GAP:
+            self.clock.tick(now)
         return self._close()
 
     def flush(self) -> list[AlertEvent]:
@@ -756,6 +761,10 @@ class Pipeline:
         earliest = min(closed.values())
         for (_brand, scale), tracker in self.terms.items():
             tracker.continue_from(closed.get(scale, earliest))
+        # event time as of the checkpoint, at the least (its watermark had reached the
+        # latest mark; this closes nothing): a post days later is a hole (``_hold_jumps``)
+        latest = datetime.fromtimestamp(max(closed.values()), UTC)
+        self.clock.observe(latest + self.clock.allowed_lateness)
 
     def checkpoint(self) -> list[Checkpoint]:
         """Every series' detectors as plain data: a snapshot that later learning leaves alone.
