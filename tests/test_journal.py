@@ -3,6 +3,7 @@ start so that a crash loses none and counts none twice."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import os
@@ -460,3 +461,46 @@ def test_a_restart_days_after_the_checkpoint_does_not_judge_each_empty_bucket_be
     assert hole == []
     assert any(s.start >= later for s in restarted.signals)  # it goes on after the hole
 
+
+@pytest.mark.asyncio
+async def test_posts_the_checkpoint_had_learned_are_read_back_with_the_loop_turning(
+    project: Path,
+) -> None:
+    """The posts before the marks are only remembered as seen, but a journal holds a whole
+    checkpoint interval of them (300,000 at 1,000 posts a second, about 3 s to read): the
+    read let the loop turn only between posts counted again, so /healthz went unanswered
+    meanwhile, which the read with the web server up is for."""
+    from xwatch.store import Store
+
+    config = store_config(project)
+    now = datetime.now(UTC)
+    journal = Journal.open(project / "xwatch.sqlite3.journal")
+    journal.append(
+        [post("kettlebird", at=now - timedelta(hours=1), id=str(i)) for i in range(2500)]
+    )
+    journal.close()
+    store = Store.open(project / "xwatch.sqlite3")
+    store.save_checkpoint_rows([], None, {scale: now.timestamp() for scale in (60, 300, 900)})
+    store.close()
+    daemon = Daemon(load_settings(config), sources=[live_source([], "a")])
+    turns = 0
+    seen_at: list[int] = []
+    first_time = daemon.pipeline.dedup.first_time
+
+    def watched(post_id: str) -> bool:
+        seen_at.append(turns)
+        return first_time(post_id)
+
+    daemon.pipeline.dedup.first_time = watched  # type: ignore[method-assign]
+
+    async def turning() -> None:
+        nonlocal turns
+        while not daemon.started.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with running(daemon):
+        await turning()
+    assert len(seen_at) == 2500  # all known, none counted
+    assert processed(daemon) == 0
+    assert len(set(seen_at)) >= 3  # the loop turned every thousand posts at least

@@ -849,6 +849,8 @@ class Daemon:
                 # that sends it again, never acknowledged, is a duplicate)
                 self.pipeline.dedup.first_time(mention.id)
                 known += 1
+                if known % MAX_BATCH == 0:  # (a checkpoint interval of them: seconds)
+                    await asyncio.sleep(0)
                 continue
             batch.append(mention)
             if len(batch) >= MAX_BATCH:
