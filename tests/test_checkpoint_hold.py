@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.factories import GatedSource, mention
+from tests.factories import T0, GatedSource, mention
 from xwatch.daemon import Daemon
 from xwatch.detect.state import Checkpoint
 from xwatch.metrics import Metrics
@@ -97,3 +97,26 @@ def test_a_hole_in_the_data_during_a_checkpoint_closes_what_it_must_and_says_so(
         assert pipeline.hold_broken  # the checkpoint being taken is not saved
         assert pipeline.aggregator.held  # held again once the hole's closes are done
     assert sum(len(s.open) for s in pipeline.aggregator.series.values()) == 3  # day 3's
+
+
+def test_while_closes_are_held_time_does_not_move_on_for_the_alerts_either(
+    project: Path,
+) -> None:
+    """A firing whose calm period ends during a checkpoint must not resolve there: the
+    buckets that might fire it again are held, and it would fire anew after."""
+    settings = load_settings(project / "config.yaml")
+    pipeline = Pipeline(
+        settings.config,
+        settings.rules,
+        settings.playbooks,
+        default_router("en"),
+        Metrics(CollectorRegistry()),
+    )
+    hacked = mention("the kettlebird account was hacked!!", at=0, id="h")
+    events = pipeline.ingest([hacked, mention("kettlebird kettle", at=200, id="k")])
+    assert [e.kind.value for e in events] == ["firing"]
+    calm = settings.config.alerting.resolve_after_seconds
+    later = T0 + timedelta(seconds=calm + 3600)
+    with pipeline.closes_held():
+        assert pipeline.tick(later) == []  # nothing resolves while the buckets wait
+    assert "resolved" in [e.kind.value for e in pipeline.tick(later)]

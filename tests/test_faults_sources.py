@@ -220,7 +220,7 @@ def marks_in(store: Path) -> dict[int, float]:
     if not store.exists():
         return {}
     with Store.open(store) as opened:
-        return opened.journal_marks()
+        return opened.journal_marks() or {}
 
 
 @pytest.mark.asyncio

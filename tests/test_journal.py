@@ -22,6 +22,7 @@ from xwatch.daemon import Daemon
 from xwatch.journal import Journal, JournalError, decode, encode
 from xwatch.model import AlertEvent, Author, Mention, SeriesKey
 from xwatch.settings import Settings, load_settings
+from xwatch.store import Store
 
 
 @pytest.fixture
@@ -504,3 +505,25 @@ async def test_posts_the_checkpoint_had_learned_are_read_back_with_the_loop_turn
     assert len(seen_at) == 2500  # all known, none counted
     assert processed(daemon) == 0
     assert len(set(seen_at)) >= 3  # the loop turned every thousand posts at least
+
+
+@pytest.mark.asyncio
+async def test_damaged_marks_leave_the_journal_unread_rather_than_count_it_twice(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read whole, a journal would count again what the checkpoint's detectors learned."""
+    config = store_config(project)
+    journal = Journal.open(project / "xwatch.sqlite3.journal")
+    now = datetime.now(UTC)
+    journal.append([post("kettlebird", at=now, id=str(i)) for i in range(3)])
+    journal.close()
+    with Store.open(project / "xwatch.sqlite3") as store:
+        store.save_checkpoint_rows([], marks={60: now.timestamp()})
+        with store._write() as db:  # a store edited by hand
+            db.execute("UPDATE journal_marks SET closed_through = 'soon'")
+        assert store.journal_marks() is None
+    daemon = Daemon(load_settings(config), sources=[live_source([], "a")])
+    async with running(daemon):
+        await daemon.started.wait()
+    assert processed(daemon) == 0
+    assert "a journal mark is damaged" in caplog.text

@@ -239,3 +239,21 @@ def test_the_incident_of_a_removed_rule_closes_at_the_reload_with_a_clear_note(
         ("resolved", f"every alert has ended: {RULE_GONE}"),
     ]
     assert [(n.kind, n.text) for n in change.notices] == [(NoticeKind.RESOLVED, RULE_GONE)]
+
+
+def test_a_reload_between_two_chunks_of_a_checkpoint_leaves_the_gone_series_out(
+    settings: Settings,
+) -> None:
+    """A checkpoint is taken a chunk at a time, the loop turning in between: a reload
+    that dropped a series it had listed made it fail (KeyError), and the store was
+    reported not writable."""
+    pipeline, _ = make_pipeline(settings)
+    for hour in range(3):
+        pipeline.ingest(hour_of_posts(hour))
+    assert of_topic(pipeline.detectors, DEFECT)
+    chunks = pipeline.checkpoint_chunks(size=1)
+    taken = list(next(chunks))
+    pipeline.reload_rules(without(settings.rules, DEFECT), settings.playbooks)
+    taken += [item for chunk in chunks for item in chunk]
+    assert not of_topic(pipeline.detectors, DEFECT)
+    assert {item.series for item in taken} >= set(pipeline.detectors)  # the others, all

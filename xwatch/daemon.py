@@ -815,8 +815,10 @@ class Daemon:
         killed by its orchestrator, to read it again from the start, for ever."""
         journal = await asyncio.to_thread(Journal.open, Path(f"{store.path}.journal"))
         marks = await asyncio.to_thread(store.journal_marks)
-        self.pipeline.continue_from(marks)
         self.journal = journal  # what is taken from now on goes to a segment of its own
+        if marks is None:  # damaged (the store said so): not read, pruned as it goes
+            return
+        self.pipeline.continue_from(marks)
         self._unread = (journal, marks)
 
     async def _read_journal(self, journal: Journal, marks: dict[int, float]) -> None:

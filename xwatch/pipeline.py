@@ -783,7 +783,8 @@ class Pipeline:
             yield [
                 Checkpoint.of(series, detector)
                 for series in keys[first : first + size]
-                for detector in self.detectors[series]
+                # (a reload between two chunks may have dropped it: ``_forget``)
+                for detector in self.detectors.get(series, ())
             ]
         trackers = sorted(self.terms.items())  # the new-term models, as many at a time
         for first in range(0, len(trackers), size):
@@ -1149,7 +1150,13 @@ class Pipeline:
 
     def _close_due(self, watermark: datetime) -> list[AlertEvent]:
         """Judge every bucket the watermark has passed, and the firings at posts before it,
-        in event-time order; what the metrics will be told is kept in ``self._tally``."""
+        in event-time order; what the metrics will be told is kept in ``self._tally``.
+
+        Nothing while the closes are held (``closes_held``): event time stops for the
+        alerts too, or one whose calm period ended then would resolve before the held
+        buckets that may fire it again, and fire anew after."""
+        if self.aggregator.held:
+            return []
         events: list[AlertEvent] = []
         timer = self._timer
         tally = self._tally

@@ -477,10 +477,11 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot save the checkpoint to {self.path}: {exc}") from exc
 
-    def journal_marks(self) -> dict[int, float]:
+    def journal_marks(self) -> dict[int, float] | None:
         """Each scale's first bucket the saved checkpoint has not learned (epoch seconds),
-        as saved with it; empty when none was saved. A row that is not a mark (a store
-        edited by hand) empties it all, with a warning: the journal is then not read."""
+        as saved with it; empty when none was saved (nothing learned: read it all). None
+        when a row is not a mark (a store edited by hand), with a warning: the journal is
+        then not read (read whole, what the checkpoint learned would count twice)."""
         try:
             with self._lock:
                 rows = self._db.execute(
@@ -498,7 +499,7 @@ class Store:
                     closed,
                     extra={"event": "journal_marks_damaged"},
                 )
-                return {}
+                return None
             marks[scale] = closed
         return marks
 
