@@ -812,6 +812,76 @@ def test_a_level_that_has_held_a_day_is_the_normal_one_for_good(
     assert [i for i in alarms(forgetful, "down") if i >= end]  # without the memory
 
 
+def test_a_bucket_a_little_below_an_adopted_crisis_level_reads_up_against_it() -> None:
+    """While the level before an adopted crisis is remembered, a bucket that neither
+    direction finds surprising reads "down" only nearer the old level than the new one
+    (``_midpoint``, their geometric mean): one a little below the crisis level is "up",
+    against the crisis level, not a return "down" against the old one."""
+    counts, _, _ = calm_crisis_calm(crisis_hours=4, after_hours=0)
+    detector, _ = run_signals(counts)
+    assert detector.shift_from == pytest.approx(20, rel=0.2)  # the calm level remembered
+    at = T0 + timedelta(seconds=300 * len(counts))
+    near_crisis = detector.score_one(bucket(at, round(0.9 * detector.level)))
+    assert near_crisis.direction == "up" and near_crisis.expected > 80
+    near_calm = detector.score_one(bucket(at, 30))
+    assert near_calm.direction == "down" and near_calm.expected < 30
+
+
+def test_only_an_alert_that_began_before_an_adopted_shift_ends_as_settled() -> None:
+    """``settled`` tells an alert that ends because its change became the normal: only
+    one that began at or before the adoption, and only while the old level is still
+    remembered."""
+    counts, start, end = calm_crisis_calm(crisis_hours=4, after_hours=0)
+    detector, _ = run_signals(counts)
+    crisis_start, now = T0 + timedelta(seconds=300 * start), T0 + timedelta(seconds=300 * end)
+    assert detector.settled(now, crisis_start) == pytest.approx(5, rel=0.2)
+    assert detector.settled(now, now - timedelta(minutes=5)) is None  # began after it
+    assert detector.settled(now + timedelta(days=2), crisis_start) is None  # forgotten
+
+
+def test_the_band_top_is_none_while_warming_up_then_the_band_s() -> None:
+    """A bucket still open is judged early only above the band's top (``Pipeline``):
+    there is none to judge it by during the warm-up."""
+    detector = CountDetector(Measure.VOLUME, 300)
+    for i in range(24 * HOUR):
+        if i == 12 * HOUR:
+            assert detector.band_top(T0 + timedelta(hours=12)) is None
+        b = bucket(T0 + timedelta(seconds=300 * i), 20)
+        detector.score_one(b)
+        detector.learn_one(b)
+    top = detector.band_top(T0 + timedelta(days=1))
+    assert top is not None and 20 < top < 40
+
+
+def test_a_quiet_weekend_once_learned_is_expected_quiet() -> None:
+    """The weekday factors are trusted by the posts they rest on (a day at 20 posts a
+    bucket is thousands): after two weeks a quiet Saturday is expected as quiet as it
+    is, not pulled back towards the weekdays."""
+    detector, _ = judge_all(rhythmic_poisson(20.0, 15, weekend=0.6, seed=8))
+    saturday, wednesday = T0 + timedelta(days=19, hours=12), T0 + timedelta(days=16, hours=12)
+    assert detector.expected(saturday) / detector.expected(wednesday) == pytest.approx(0.6, abs=0.1)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_small_series_weekday_factors_resting_on_few_posts_barely_move_it(seed: int) -> None:
+    """Ten posts a day without a weekly rhythm: each weekday's factor rests on a day or
+    two of ten posts, mostly Poisson noise (a factor of 2 between the highest and the
+    lowest), and is shrunk towards 1 by how few they are (``_trusted``)."""
+    detector, _ = judge_all(rhythmic_poisson(10 / 288, 14, seed=seed))
+    assert max(detector.weekly) / min(detector.weekly) > 1.8
+    afternoons = [detector.expected(T0 + timedelta(days=14 + d, hours=14)) for d in range(7)]
+    assert max(afternoons) / min(afternoons) < 1.5
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_small_series_without_a_daily_rhythm_learns_none(seed: int) -> None:
+    """Ten posts a day, none likelier at any hour: an hour's posts over two weeks are a
+    handful, whose spread is the Poisson noise's alone, so the hours' factors stay near 1
+    (``_summarise_hours``: the true factors' variance is the ratios' less the noise's)."""
+    detector, _, _ = run_counts(poisson_series(10 / 288, 14 * 288, seed=seed))
+    assert max(abs(factor - 1.0) for factor in detector.daily) < 0.3
+
+
 def test_a_sustained_doubling_of_the_negative_share_is_flagged() -> None:
     detector = share_detector_after(1, 40, 0.1)
     rng = random.Random(16)
