@@ -687,6 +687,17 @@ def test_the_end_of_a_crisis_adopted_as_the_new_normal_is_not_a_collapse() -> No
     assert detector.level == pytest.approx(20, rel=0.2)
 
 
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_the_end_of_an_adopted_crisis_is_no_news_to_the_model_itself(calibrate: bool) -> None:
+    """The return to the remembered level is judged against it by the bucket's own down
+    test too, not only by the CUSUM: it is no surprise to the model (uncalibrated), and
+    not merely discounted by the crisis in the series' own past (calibrated, where it
+    read 0.9998 when the bucket's test was judged against the crisis level)."""
+    counts, _, end = calm_crisis_calm(crisis_hours=5, after_hours=12)
+    _, signals = run_signals(counts, CountParams(calibrate=calibrate))
+    assert max(s.likelihood for s in signals[end:] if s.direction == "down") < 0.99
+
+
 def test_a_collapse_below_the_old_normal_still_alarms_after_an_adopted_crisis() -> None:
     """An hour after the crisis (the old level still remembered), mentions all but stop:
     that is news (within the hour: the crisis, in the series' own past, makes its first
