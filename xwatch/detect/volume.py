@@ -74,7 +74,8 @@ A change that is adopted is not forgotten at once: a crisis that lasts longer th
 ``adopt_after_seconds`` is the new normal, but its end, a return to the usual level, is
 not news (nor is a feed's recovery after an outage of its source). So the detector
 remembers the level it had before the shift (the last level at which neither CUSUM saw
-any change), for ``shift_memory_seconds`` after the adoption, and judges the tests
+any change), for ``shift_memory_seconds`` after the adoption (a week, while no weekday
+factor is learned: the change may be the week's rhythm), and judges the tests
 towards it against that level: after a rise, the down tests (the bucket's down tail, the
 down CUSUM, and so the calibrated down steps) are judged against the lower of the
 expected count and the one at the remembered level; after a fall, the up tests against
@@ -481,8 +482,17 @@ class CountDetector(Memo[_Constants]):
         return nbinom_band(self.expected(start), self.dispersion)[1]
 
     def _remembering(self, start: float) -> bool:
-        """Whether a level from before an adopted shift is remembered at ``start``."""
-        return self.shift_from > 0.0 and start - self.shift_at < self.params.shift_memory_seconds
+        """Whether a level from before an adopted shift is remembered at ``start``: for
+        ``shift_memory_seconds``, or a week while no weekday factor is learned. Then a
+        change may be the week's own rhythm: a first quiet weekend, adopted on Saturday,
+        ends the first week's range, and the Monday after, back at the weekdays' level,
+        was a surge once a day had passed (hours of alarms at 20 posts a bucket)."""
+        if self.shift_from <= 0.0:
+            return False
+        memory = self.params.shift_memory_seconds
+        if memory > 0.0 and max(self.weekly_seen) == 0:
+            memory = max(memory, WEEK)
+        return start - self.shift_at < memory
 
     def settled(self, at: datetime, since: datetime) -> float | None:
         """The level now over the level before the last adopted shift, if it was adopted
