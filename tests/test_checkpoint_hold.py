@@ -9,15 +9,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from tests.factories import T0, GatedSource, mention
+from tests.test_pipeline import make_pipeline
 from xwatch.daemon import Daemon
 from xwatch.detect.state import Checkpoint
-from xwatch.metrics import Metrics
 from xwatch.model import Bucket
-from xwatch.pipeline import Pipeline
-from xwatch.sentiment.router import default_router
 from xwatch.settings import load_settings
 
 
@@ -69,13 +66,7 @@ def test_a_hole_in_the_data_during_a_checkpoint_closes_what_it_must_and_says_so(
     """Posts that jump a day ahead close every bucket holding a post, then the series go
     on after the hole: held, those buckets were skipped, their posts never counted."""
     settings = load_settings(project / "config.yaml")
-    pipeline = Pipeline(
-        settings.config,
-        settings.rules,
-        settings.playbooks,
-        default_router("en"),
-        Metrics(CollectorRegistry()),
-    )
+    pipeline, _ = make_pipeline(settings)
     closed: list[Bucket] = []
     close_until = pipeline.aggregator.close_until
 
@@ -105,13 +96,7 @@ def test_while_closes_are_held_time_does_not_move_on_for_the_alerts_either(
     """A firing whose calm period ends during a checkpoint must not resolve there: the
     buckets that might fire it again are held, and it would fire anew after."""
     settings = load_settings(project / "config.yaml")
-    pipeline = Pipeline(
-        settings.config,
-        settings.rules,
-        settings.playbooks,
-        default_router("en"),
-        Metrics(CollectorRegistry()),
-    )
+    pipeline, _ = make_pipeline(settings)
     hacked = mention("the kettlebird account was hacked!!", at=0, id="h")
     events = pipeline.ingest([hacked, mention("kettlebird kettle", at=200, id="k")])
     assert [e.kind.value for e in events] == ["firing"]
