@@ -847,6 +847,62 @@ def test_a_bucket_a_little_below_an_adopted_crisis_level_reads_up_against_it() -
     assert near_calm.direction == "down" and near_calm.expected < 30
 
 
+@pytest.mark.parametrize(("before", "after"), [(20, 10), (100, 40)])
+def test_a_fall_adopted_as_the_new_normal_is_expected_at_its_own_level(
+    before: int, after: int
+) -> None:
+    """A lasting fall is adopted at the mean of the buckets that held the down CUSUM (at
+    20 to 10 a bucket, most of them inside the band: the CUSUM's hold, not a run of
+    outliers, adopts it): an hour later the expected count is the new level, within 10 %
+    of the mean since the fall, not a level the series no longer has."""
+    calm = poisson_series(before, 2 * 288, seed=33)
+    fall = poisson_series(after, 5 * HOUR, seed=43)
+    detector, signals = run_signals(calm + fall)
+    assert detector.shift_from == pytest.approx(before, rel=0.2)  # adopted: the old level kept
+    assert alarms(signals, "down")[-1] < len(calm) + 4 * HOUR
+    for signal in signals[len(calm) + 4 * HOUR :]:
+        assert signal.direction == "up" or signal.expected == pytest.approx(
+            sum(fall) / len(fall), rel=0.1
+        )
+    at = T0 + timedelta(seconds=300 * len(calm + fall))
+    assert detector.expected(at) == pytest.approx(sum(fall) / len(fall), rel=0.1)
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+def test_a_shift_on_a_quiet_saturday_is_adopted_at_the_level_it_says(factor: float) -> None:
+    """Quiet weekends learned (0.6x), then, on the third Saturday at 8:00, a lasting x2 or
+    /2: the buckets that held the CUSUM are counted against Saturday's factor as well as
+    the hour's, so the level adopted is the weekdays' equivalent, and five hours later the
+    expected count is the new rate (within 12 %), not a Saturday's 0.6x of it."""
+    rng = numpy.random.default_rng(4)
+    detector, step = CountDetector(Measure.VOLUME, 300), 19 * 288 + 8 * HOUR
+    assert (T0 + timedelta(seconds=300 * step)).weekday() == 5
+    for i in range(step + 5 * HOUR + 1):
+        at = T0 + timedelta(seconds=300 * i)
+        rate = 20 * (1 + 0.9 * math.cos((at.hour + at.minute / 60 - 14) / 24 * 2 * math.pi))
+        rate *= (0.6 if at.weekday() >= 5 else 1.0) * (factor if i >= step else 1.0)
+        b = bucket(at, int(rng.poisson(rate)))
+        detector.score_one(b)
+        detector.learn_one(b)
+    assert detector.weekly[5] < 0.75 < detector.weekly[2]  # a quiet Saturday, learned
+    assert detector.expected(at) / rate == pytest.approx(1.0, abs=0.12)
+    assert detector.shift_from > 0.0  # adopted as a shift: the weekdays' old level kept
+
+
+def test_a_saturated_count_cusum_reads_no_rarer_than_its_cap() -> None:
+    """An hour of a doubling holds the up CUSUM at its cap (before the change is
+    adopted): a further high bucket's evidence is the cap's, as the CUSUM learns it, not
+    the cap plus that bucket's, which would read rarer at every bucket of a long surge
+    than the detector ever stores."""
+    params = CountParams(calibrate=False)  # the model's own surprise
+    detector, _ = run_signals(poisson_series(20, 2 * 288, seed=5) + [40] * HOUR, params)
+    cap, share = params.cusum_cap, params.cusum_share
+    assert detector.cusum_up == cap and detector.shift_from == 0.0
+    signal = detector.score_one(bucket(T0 + timedelta(seconds=300 * (2 * 288 + HOUR)), 40))
+    assert signal.direction == "up" and signal.run is not None
+    assert signal.surprise == pytest.approx(-math.log10(math.exp(-cap) / share))
+
+
 def test_only_an_alert_that_began_before_an_adopted_shift_ends_as_settled() -> None:
     """``settled`` tells an alert that ends because its change became the normal: only
     one that began at or before the adoption, and only while the old level is still
