@@ -705,6 +705,22 @@ def test_the_end_of_an_adopted_crisis_is_no_news_to_the_model_itself(calibrate: 
     assert max(s.likelihood for s in signals[end:] if s.direction == "down") < 0.99
 
 
+def test_the_end_of_an_adopted_fall_is_adopted_in_turn() -> None:
+    """Five hours at 0.4x (adopted after three), then the usual level again: the return
+    is no news (no up alarm) and is adopted by the model's own evidence against the
+    expected count (``cusum_return``), as the end of an adopted crisis is; the memory of
+    the old level ends and the level is the usual one again. Held by the up CUSUM, which
+    is judged against the remembered level and sees nothing, it was not: eight hours
+    later the level was still 15, not 20, and the old level still remembered."""
+    calm = poisson_series(20, 2 * 288, seed=33)
+    fall = poisson_series(8, 5 * HOUR, seed=43)
+    back = poisson_series(20, 8 * HOUR, seed=44)
+    detector, signals = run_signals(calm + fall + back)
+    assert alarms(signals, "up") == []
+    assert detector.shift_from == 0.0
+    assert detector.level == pytest.approx(20, rel=0.1)
+
+
 def test_a_collapse_below_the_old_normal_still_alarms_after_an_adopted_crisis() -> None:
     """An hour after the crisis (the old level still remembered), mentions all but stop:
     that is news (within the hour: the crisis, in the series' own past, makes its first
